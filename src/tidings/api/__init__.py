@@ -1,0 +1,1 @@
+"""The server API for business back ends (Centrifugo-compatible), on its own port."""

@@ -1,0 +1,102 @@
+"""Typed request bodies of the server API, one struct per method.
+
+Unknown fields are refused with a message naming them, so a typo in a
+request is an error instead of a silently ignored option.
+"""
+
+from __future__ import annotations
+
+from msgspec import Raw, Struct
+
+
+class _Request(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class StreamPosition(_Request):
+    offset: int = 0
+    epoch: str = ""
+
+
+class DisconnectReason(_Request):
+    code: int = 0
+    reason: str = ""
+
+
+class PublishRequest(_Request):
+    channel: str
+    data: Raw
+    skip_history: bool = False
+    tags: dict[str, str] | None = None
+    b64data: str = ""
+    idempotency_key: str = ""
+
+
+class BroadcastRequest(_Request):
+    channels: list[str]
+    data: Raw
+    skip_history: bool = False
+    tags: dict[str, str] | None = None
+    b64data: str = ""
+    idempotency_key: str = ""
+
+
+class SubscribeRequest(_Request):
+    user: str
+    channel: str
+    info: Raw = Raw()
+    b64info: str = ""
+    client: str = ""
+    session: str = ""
+    data: Raw = Raw()
+    b64data: str = ""
+    recover_since: StreamPosition | None = None
+
+
+class UnsubscribeRequest(_Request):
+    user: str
+    channel: str
+    client: str = ""
+    session: str = ""
+
+
+class DisconnectRequest(_Request):
+    user: str
+    client: str = ""
+    session: str = ""
+    whitelist: list[str] | None = None
+    disconnect: DisconnectReason | None = None
+
+
+class RefreshRequest(_Request):
+    user: str
+    client: str = ""
+    session: str = ""
+    expired: bool = False
+    expire_at: int = 0
+
+
+class ChannelRequest(_Request):
+    """presence, presence_stats and history_remove take just a channel."""
+
+    channel: str
+
+
+class HistoryRequest(_Request):
+    channel: str
+    limit: int = 0
+    since: StreamPosition | None = None
+    reverse: bool = False
+
+
+class ChannelsRequest(_Request):
+    pattern: str = ""
+
+
+class InfoRequest(_Request):
+    pass
+
+
+class BatchRequest(_Request):
+    commands: list[dict[str, Raw]]
+    parallel: bool = False

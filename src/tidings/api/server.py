@@ -1,0 +1,87 @@
+"""The API port: `POST /api/<method>` with an API key, and `GET /health`."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+import msgspec
+from aiohttp import web
+
+from tidings.api.methods import ServerApi
+from tidings.core.node import Node
+from tidings.errors import ReplyError
+from tidings.protocol.centrifuge.codes import ErrorCode
+
+log = logging.getLogger(__name__)
+
+_encoder = msgspec.json.Encoder()
+MAX_BODY = 10 * 1024 * 1024
+
+
+def _json(payload: object, status: int = 200) -> web.Response:
+    return web.Response(
+        body=_encoder.encode(payload), status=status, content_type="application/json"
+    )
+
+
+def _error(code: ErrorCode, message: str, status: int) -> web.Response:
+    return _json({"error": {"code": int(code), "message": message}}, status)
+
+
+class ApiServer:
+    """The aiohttp application behind the API port."""
+
+    def __init__(self, node: Node, api_key: str, insecure: bool = False) -> None:
+        self.api = ServerApi(node)
+        self._key = api_key.encode()
+        self._insecure = insecure
+        self.app = web.Application(client_max_size=MAX_BODY)
+        self.app.router.add_post("/api/{method}", self._handle)
+        self.app.router.add_post("/api", self._handle_legacy)
+        self.app.router.add_get("/health", self._health)
+
+    def _authorised(self, request: web.Request) -> bool:
+        if self._insecure:
+            return True
+        given = request.headers.get("X-API-Key", "")
+        if not given:
+            scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+            given = value.strip() if scheme.lower() == "apikey" else ""
+        return bool(given) and hmac.compare_digest(given.encode(), self._key)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        return await self._dispatch(request, request.match_info["method"], await request.read())
+
+    async def _handle_legacy(self, request: web.Request) -> web.Response:
+        """`POST /api` with `{"method": ..., "params": {...}}` (older Centrifugo clients)."""
+        body = await request.read()
+        try:
+            envelope = msgspec.json.decode(body, type=dict[str, msgspec.Raw])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            if not self._authorised(request):
+                return _error(ErrorCode.UNAUTHORIZED, "missing or wrong API key", 401)
+            return _error(ErrorCode.BAD_REQUEST, f"body is not a JSON object: {exc}", 400)
+        method = msgspec.json.decode(envelope.get("method", b'""'))
+        params = bytes(envelope.get("params", b"{}"))
+        return await self._dispatch(request, str(method), params)
+
+    async def _dispatch(self, request: web.Request, method: str, body: bytes) -> web.Response:
+        if not self._authorised(request):
+            return _error(ErrorCode.UNAUTHORIZED, "missing or wrong API key", 401)
+        try:
+            decoded = self.api.decode(method, body)
+        except ReplyError as exc:
+            status = 404 if exc.code == ErrorCode.METHOD_NOT_FOUND else 400
+            return _error(ErrorCode(exc.code), exc.info.message, status)
+        try:
+            result = await self.api.call(method, decoded)
+        except ReplyError as exc:
+            return _json({"error": {"code": exc.code, "message": exc.info.message}})
+        except Exception:
+            log.exception("API %s failed", method)
+            return _error(ErrorCode.INTERNAL, "internal server error", 500)
+        return _json({"result": result})
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return _json({})

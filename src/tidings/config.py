@@ -1,0 +1,296 @@
+"""Settings: embedded defaults, then a TOML file, then `TIDINGS_*` variables, then flags.
+
+Every setting has one name used in all three places: `api_port` in the file,
+`TIDINGS_API_PORT` in the environment, `--api-port` on the command line.
+Namespace and default channel options are tables (`[namespaces.chat]`,
+`[channel]`); in the environment they are JSON objects (`TIDINGS_NAMESPACES`,
+`TIDINGS_CHANNEL`) and on the command line `--namespace chat.history_size=10`
+and `--channel presence=true`. A bad value stops start-up with one
+`ConfigError` that names the key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from tidings.errors import ConfigError
+
+
+class ChannelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Options of the channels of one namespace (or of channels without one)."""
+
+    history_size: int = 0
+    history_ttl: float = 0.0
+    presence: bool = False
+    join_leave: bool = False
+    force_push_join_leave: bool = False
+    force_recovery: bool = False
+    allow_subscribe_for_client: bool = False
+    allow_subscribe_for_anonymous: bool = False
+    allow_publish_for_client: bool = False
+    allow_publish_for_subscriber: bool = False
+    allow_publish_for_anonymous: bool = False
+    allow_presence_for_client: bool = False
+    allow_presence_for_subscriber: bool = False
+    allow_history_for_client: bool = False
+    allow_history_for_subscriber: bool = False
+    allow_user_limited_channels: bool = False
+
+    @property
+    def history_enabled(self) -> bool:
+        return self.history_size > 0 and self.history_ttl > 0
+
+
+CHANNEL_OPTION_DOCS: dict[str, str] = {
+    "history_size": "publications kept per channel for history and recovery (0: no history)",
+    "history_ttl": "how long publications are kept, seconds or '300s'/'5m'/'1h'/'7d' (0: none)",
+    "presence": "track who is subscribed (presence, presence_stats)",
+    "join_leave": "send join/leave pushes to subscribers that ask for them",
+    "force_push_join_leave": "send join/leave pushes to every subscriber",
+    "force_recovery": "recovery on resubscribe for every subscriber, asked or not",
+    "allow_subscribe_for_client": "authenticated clients may subscribe without a token",
+    "allow_subscribe_for_anonymous": "anonymous clients may subscribe too",
+    "allow_publish_for_client": "any connected client may publish",
+    "allow_publish_for_subscriber": "subscribers of the channel may publish",
+    "allow_publish_for_anonymous": "anonymous clients may publish where publishing is allowed",
+    "allow_presence_for_client": "any connected client may ask for presence",
+    "allow_presence_for_subscriber": "subscribers may ask for presence",
+    "allow_history_for_client": "any connected client may ask for history",
+    "allow_history_for_subscriber": "subscribers may ask for history",
+    "allow_user_limited_channels": "channels like 'dialog#42,43' limited to the users listed",
+}
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Everything `tidings serve` can be told."""
+
+    address: str = "0.0.0.0"
+    port: int = 8000
+    api_address: str = "127.0.0.1"
+    api_port: int = 9000
+    api_key: str = ""
+    api_insecure: bool = False
+    token_hmac_secret: str = ""
+    allow_anonymous: bool = False
+    data_dir: str = "./data"
+    name: str = ""
+    log_level: str = "info"
+    client_ping_interval: float = 25.0
+    client_pong_timeout: float = 8.0
+    client_stale_close_delay: float = 10.0
+    client_queue_max_size: int = 1_048_576
+    client_max_message_size: int = 65_536
+    client_read_buffer_size: int = 1024
+    channel_max_length: int = 255
+    shutdown_timeout: float = 5.0
+    channel: ChannelOptions = msgspec.field(default_factory=ChannelOptions)
+    namespaces: dict[str, ChannelOptions] = msgspec.field(default_factory=dict)
+
+
+SETTING_DOCS: dict[str, str] = {
+    "address": "interface of the client port",
+    "port": "client port: WebSocket at /connection/websocket",
+    "api_address": "interface of the server API port (loopback by default)",
+    "api_port": "server API port: POST /api/<method>, GET /health",
+    "api_key": "key the API requires in X-API-Key (random, printed at start, if empty)",
+    "api_insecure": "serve the API without a key (development only)",
+    "token_hmac_secret": "HMAC secret of connection tokens (random, printed at start, if empty)",
+    "allow_anonymous": "accept connections without a token as anonymous users",
+    "data_dir": "directory for durable data",
+    "name": "node name shown in info and connect replies (default: host name)",
+    "log_level": "debug, info, warning or error",
+    "client_ping_interval": "seconds between server pings to each client",
+    "client_pong_timeout": "seconds a client has to answer a ping (3012 after)",
+    "client_stale_close_delay": "seconds a new connection has to send connect (3502 after)",
+    "client_queue_max_size": "bytes queued for one client before it is disconnected as slow (3008)",
+    "client_max_message_size": "largest frame a client may send, bytes (close 1009 above)",
+    "client_read_buffer_size": "initial read buffer per connection, bytes",
+    "channel_max_length": "longest channel name accepted, bytes",
+    "shutdown_timeout": "seconds to wait for in-flight API calls on shutdown",
+    "channel": "table: options of channels without a namespace",
+    "namespaces": "tables: [namespaces.<name>] options of channels '<name>:...'",
+}
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_KEYS = frozenset(
+    {
+        "history_ttl",
+        "client_ping_interval",
+        "client_pong_timeout",
+        "client_stale_close_delay",
+        "shutdown_timeout",
+    }
+)
+_TABLE_KEYS = frozenset({"channel", "namespaces"})
+_NAMESPACE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def parse_duration(value: str) -> float:
+    """Seconds in a duration like `30`, `1.5s`, `500ms`, `5m`, `1h`, `7d`."""
+    match = _DURATION.match(value)
+    if match is None:
+        raise ValueError(f"not a duration: {value!r}")
+    number, unit = match.groups()
+    return float(number) * _DURATION_UNITS[unit or "s"]
+
+
+def parse_scalar(text: str) -> Any:
+    """A value given as text (env or flag): a TOML scalar if it is one, else the string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    """The settings in a TOML file."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError("config", f"file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"{path}: invalid TOML: {exc}") from None
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings given as `TIDINGS_<NAME>` variables."""
+    out: dict[str, Any] = {}
+    for field in Settings.__struct_fields__:
+        raw = environ.get(f"TIDINGS_{field.upper()}")
+        if raw is None:
+            continue
+        if field in _TABLE_KEYS:
+            try:
+                out[field] = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(field, f"TIDINGS_{field.upper()} is not JSON: {exc}") from None
+        else:
+            out[field] = parse_scalar(raw)
+    return out
+
+
+def table_assignments(pairs: list[str], *, with_namespace: bool) -> dict[str, Any]:
+    """`['chat.presence=true']` (or `['presence=true']`) as nested tables."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(key or pair, f"expected KEY=VALUE, got {pair!r}")
+        if with_namespace:
+            ns, dot, option = key.partition(".")
+            if not dot or not ns or not option:
+                raise ConfigError(key, f"expected NAMESPACE.OPTION=VALUE, got {pair!r}")
+            out.setdefault(ns, {})[option] = parse_scalar(text)
+        else:
+            out[key] = parse_scalar(text)
+    return out
+
+
+def merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Later layers win; tables are merged key by key."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+                out[key] = merge(out[key], value)
+            else:
+                out[key] = value
+    return out
+
+
+def _normalise_durations(raw: Any, path: str) -> Any:
+    if isinstance(raw, Mapping):
+        return {
+            k: _normalise_durations(v, f"{path}.{k}" if path else str(k)) for k, v in raw.items()
+        }
+    key = path.rsplit(".", 1)[-1]
+    if key in _DURATION_KEYS and isinstance(raw, str):
+        try:
+            return parse_duration(raw)
+        except ValueError as exc:
+            raise ConfigError(path, str(exc)) from None
+    return raw
+
+
+def _key_of(message: str) -> tuple[str, str]:
+    """Split msgspec's `... - at `$.a.b`` into (`a.b`, the message without the path)."""
+    text, sep, where = message.rpartition(" - at `$")
+    if not sep:
+        return "", message
+    key = where.rstrip("`").lstrip(".").replace("[", ".").replace("]", "").replace("'", "")
+    key = key.replace('"', "")
+    unknown = re.search(r"unknown field `([^`]+)`", text)
+    if unknown:
+        key = f"{key}.{unknown.group(1)}" if key else unknown.group(1)
+        text = "unknown setting"
+    return key, text
+
+
+def build(raw: Mapping[str, Any]) -> Settings:
+    """Validated settings from merged raw layers."""
+    normalised = _normalise_durations(raw, "")
+    try:
+        settings = msgspec.convert(normalised, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        key, text = _key_of(str(exc))
+        if not key:
+            unknown = re.search(r"unknown field `([^`]+)`", text)
+            if unknown:
+                key, text = unknown.group(1), "unknown setting"
+        raise ConfigError(key, text) from None
+    _check(settings)
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    for key in ("port", "api_port"):
+        value = getattr(settings, key)
+        if not 0 <= value <= 65535:
+            raise ConfigError(key, f"not a port number: {value}")
+    if settings.port == settings.api_port and settings.port != 0:
+        raise ConfigError("api_port", "the API must have its own port, not the client port")
+    if settings.log_level not in {"debug", "info", "warning", "error"}:
+        raise ConfigError("log_level", f"unknown level {settings.log_level!r}")
+    positive = (
+        "client_ping_interval",
+        "client_pong_timeout",
+        "client_stale_close_delay",
+        "client_queue_max_size",
+        "client_max_message_size",
+        "client_read_buffer_size",
+        "channel_max_length",
+    )
+    for key in positive:
+        if getattr(settings, key) <= 0:
+            raise ConfigError(key, "must be greater than zero")
+    if settings.client_pong_timeout >= settings.client_ping_interval:
+        raise ConfigError("client_pong_timeout", "must be shorter than client_ping_interval")
+    tables = [("channel", settings.channel)]
+    tables += [(f"namespaces.{ns}", opts) for ns, opts in settings.namespaces.items()]
+    for prefix, opts in tables:
+        if opts.history_size < 0:
+            raise ConfigError(f"{prefix}.history_size", "must not be negative")
+        if opts.history_ttl < 0:
+            raise ConfigError(f"{prefix}.history_ttl", "must not be negative")
+    for ns in settings.namespaces:
+        if not _NAMESPACE_NAME.match(ns):
+            raise ConfigError(f"namespaces.{ns}", "namespace names use letters, digits, _ . -")
+
+
+def load(
+    config_file: Path | None,
+    environ: Mapping[str, str],
+    flags: Mapping[str, Any],
+) -> Settings:
+    """Settings from defaults < file < environment < flags."""
+    file_layer = load_file(config_file) if config_file is not None else {}
+    return build(merge(file_layer, from_environment(environ), flags))

@@ -1,0 +1,1 @@
+"""The node: sessions, indexes, channel rules, and the wiring between them."""

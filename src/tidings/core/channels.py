@@ -1,0 +1,127 @@
+"""Channel names, namespaces and who may do what in a channel.
+
+Name grammar (as in Centrifugo): an optional `$` prefix marks a private
+channel (subscribing needs a subscription token); `ns:` selects namespace
+`ns` and its options; a `#` boundary makes a user-limited channel whose
+users follow it, comma-separated (`dialog#42,43`, or `#42`, a personal
+channel). Channels without a namespace use the `[channel]` options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tidings.config import ChannelOptions, Settings
+from tidings.errors import ReplyError
+from tidings.protocol.centrifuge.codes import ErrorCode
+
+PRIVATE_PREFIX = "$"
+NAMESPACE_BOUNDARY = ":"
+USER_BOUNDARY = "#"
+USER_SEPARATOR = ","
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A parsed, valid channel name with its options."""
+
+    name: str
+    namespace: str
+    options: ChannelOptions
+    private: bool
+    allowed_users: frozenset[str] | None
+
+    @property
+    def user_limited(self) -> bool:
+        return self.allowed_users is not None
+
+
+class ChannelRules:
+    """Resolves channel names to options and answers permission questions."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._default = settings.channel
+        self._namespaces = dict(settings.namespaces)
+        self._max_length = settings.channel_max_length
+        self._cache: dict[str, Channel] = {}
+
+    def resolve(self, name: str) -> Channel:
+        """The channel called `name`. Raises ReplyError 107 (bad name) or 102 (no namespace)."""
+        channel = self._cache.get(name)
+        if channel is not None:
+            return channel
+        channel = self._parse(name)
+        if len(self._cache) < 100_000:
+            self._cache[name] = channel
+        return channel
+
+    def _parse(self, name: str) -> Channel:
+        if not name:
+            raise ReplyError(ErrorCode.BAD_REQUEST, "channel required")
+        if len(name.encode()) > self._max_length:
+            raise ReplyError(ErrorCode.BAD_REQUEST, f"channel name longer than {self._max_length}")
+        if any(ch.isspace() or not ch.isprintable() for ch in name):
+            raise ReplyError(ErrorCode.BAD_REQUEST, "channel name has whitespace or control chars")
+        private = name.startswith(PRIVATE_PREFIX)
+        body = name[1:] if private else name
+        namespace, sep, _ = body.partition(NAMESPACE_BOUNDARY)
+        if not sep or USER_BOUNDARY in namespace:
+            namespace = ""
+        if namespace:
+            options = self._namespaces.get(namespace)
+            if options is None:
+                raise ReplyError(ErrorCode.UNKNOWN_CHANNEL, f"unknown namespace {namespace!r}")
+        else:
+            options = self._default
+        allowed: frozenset[str] | None = None
+        if USER_BOUNDARY in body:
+            users = body.rpartition(USER_BOUNDARY)[2]
+            allowed = frozenset(u for u in users.split(USER_SEPARATOR) if u)
+        return Channel(name, namespace, options, private, allowed)
+
+    # --- permissions (client side; the server API may do anything) ---------------
+
+    @staticmethod
+    def check_subscribe(channel: Channel, user: str, has_token: bool) -> None:
+        """Raise 103 unless `user` may subscribe without a token (or has one)."""
+        opts = channel.options
+        if channel.private:
+            if not has_token:
+                raise ReplyError(ErrorCode.PERMISSION_DENIED, "private channel needs a token")
+            return
+        if has_token:
+            return
+        if channel.allowed_users is not None:
+            if opts.allow_user_limited_channels and user and user in channel.allowed_users:
+                return
+            raise ReplyError(ErrorCode.PERMISSION_DENIED)
+        if opts.allow_subscribe_for_client and (user or opts.allow_subscribe_for_anonymous):
+            return
+        raise ReplyError(ErrorCode.PERMISSION_DENIED)
+
+    @staticmethod
+    def check_publish(channel: Channel, user: str, subscribed: bool) -> None:
+        opts = channel.options
+        if not user and not opts.allow_publish_for_anonymous:
+            raise ReplyError(ErrorCode.PERMISSION_DENIED)
+        if opts.allow_publish_for_client or (opts.allow_publish_for_subscriber and subscribed):
+            return
+        raise ReplyError(ErrorCode.PERMISSION_DENIED)
+
+    @staticmethod
+    def check_presence(channel: Channel, subscribed: bool) -> None:
+        opts = channel.options
+        if not opts.presence:
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, "presence is off in this channel")
+        if opts.allow_presence_for_client or (opts.allow_presence_for_subscriber and subscribed):
+            return
+        raise ReplyError(ErrorCode.PERMISSION_DENIED)
+
+    @staticmethod
+    def check_history(channel: Channel, subscribed: bool) -> None:
+        opts = channel.options
+        if not opts.history_enabled:
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, "history is off in this channel")
+        if opts.allow_history_for_client or (opts.allow_history_for_subscriber and subscribed):
+            return
+        raise ReplyError(ErrorCode.PERMISSION_DENIED)

@@ -1,0 +1,261 @@
+"""One connected session: its identity, subscriptions, outbox and command intake."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tidings.core.outbox import Outbox
+from tidings.errors import DisconnectError, ReplyError
+from tidings.protocol.centrifuge import codes
+from tidings.protocol.centrifuge.codes import Disconnect, ErrorCode, ReplyErrorInfo
+from tidings.protocol.centrifuge.json_codec import JsonCodec, MalformedFrame
+from tidings.protocol.centrifuge.messages import ClientInfo, Command, Error, Reply, raw
+from tidings.protocol.centrifuge.session import PONG, UNKNOWN, Session, SessionViolation
+
+if TYPE_CHECKING:
+    from tidings.core.node import Node
+    from tidings.transport.base import Transport
+
+log = logging.getLogger(__name__)
+
+#: Commands a client may have waiting for processing before it is cut off (3013).
+MAX_PENDING_COMMANDS = 1024
+
+
+@dataclass(slots=True)
+class Subscription:
+    """A client's state in one channel."""
+
+    join_leave: bool = False
+    info: bytes = b""
+    expire_at: int = 0
+    ready: bool = False
+
+
+class Client:
+    """A connection from one SDK instance.
+
+    Frames come in through `handle_frame`; commands are processed in order by
+    one short-lived worker task. Everything going out is queued in a bounded
+    `Outbox` and written by the node's `Flusher`, one frame per loop turn.
+    """
+
+    __slots__ = (
+        "_dirty",
+        "_expiry",
+        "_pending",
+        "_stale",
+        "_worker",
+        "closed",
+        "codec",
+        "connected_at",
+        "expire_at",
+        "id",
+        "info",
+        "name",
+        "node",
+        "outbox",
+        "ping_slot",
+        "session",
+        "subscriptions",
+        "transport",
+        "user",
+        "version",
+    )
+
+    def __init__(self, node: Node, transport: Transport, codec: JsonCodec) -> None:
+        self.node = node
+        self.transport = transport
+        self.codec = codec
+        self.id = str(uuid.uuid4())
+        self.user = ""
+        self.info = b""
+        self.name = ""
+        self.version = ""
+        self.expire_at = 0
+        self.connected_at = time.time()
+        self.session = Session()
+        self.outbox = Outbox(node.settings.client_queue_max_size)
+        self.subscriptions: dict[str, Subscription] = {}
+        self.closed = False
+        self.ping_slot = -1
+        self._dirty = False
+        self._pending: deque[Command] = deque()
+        self._worker: asyncio.Task[None] | None = None
+        self._stale: asyncio.TimerHandle | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+
+    def __repr__(self) -> str:
+        return f"<Client {self.id} user={self.user!r}>"
+
+    @property
+    def client_info(self) -> ClientInfo:
+        return ClientInfo(user=self.user, client=self.id, conn_info=raw(self.info))
+
+    # --- output ---------------------------------------------------------------
+
+    def enqueue(self, data: bytes) -> None:
+        """Queue one encoded message; it is written with the next flush."""
+        if self.closed:
+            return
+        if not self.outbox.push(data):
+            self.disconnect(codes.SLOW)
+            return
+        if not self._dirty:
+            self._dirty = True
+            self.node.flusher.mark(self)
+
+    def reply(self, reply: Reply) -> None:
+        self.enqueue(self.codec.encode(reply))
+
+    def flush(self) -> None:
+        """Write everything queued as one frame (unless the socket is backed up)."""
+        self._dirty = False
+        if self.closed or not len(self.outbox) or self.transport.paused:
+            return
+        self.transport.write(self.codec.join(self.outbox.drain()))
+
+    def resume(self) -> None:
+        """The transport can take writes again."""
+        if len(self.outbox) and not self._dirty and not self.closed:
+            self._dirty = True
+            self.node.flusher.mark(self)
+
+    def send_ping(self) -> None:
+        if self.closed:
+            return
+        self.session.ping_sent()
+        self.enqueue(self.codec.ping)
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def start_stale_timer(self, delay: float) -> None:
+        self._stale = asyncio.get_running_loop().call_later(delay, self._close_if_stale)
+
+    def _close_if_stale(self) -> None:
+        self._stale = None
+        if self.session.state.value == "awaiting_connect":
+            self.disconnect(codes.STALE)
+
+    def set_expiry(self, expire_at: int) -> None:
+        """Close the connection with 3005 at `expire_at` unless refreshed before."""
+        self.expire_at = expire_at
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if expire_at:
+            delay = max(0.0, expire_at - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._check_expired)
+
+    def _check_expired(self) -> None:
+        self._expiry = None
+        if self.expire_at and self.expire_at <= time.time():
+            self.disconnect(codes.EXPIRED)
+        elif self.expire_at:
+            self.set_expiry(self.expire_at)
+
+    def connected(self) -> None:
+        """The connect command succeeded."""
+        self.session.connected()
+        if self._stale is not None:
+            self._stale.cancel()
+            self._stale = None
+
+    def disconnect(self, disconnect: Disconnect) -> None:
+        """Flush what is queued, close with `disconnect`, and leave the node."""
+        if self.closed:
+            return
+        if not self.transport.paused and len(self.outbox):
+            self.transport.write(self.codec.join(self.outbox.drain()))
+        self.closed = True
+        self.transport.close(disconnect.code, disconnect.reason)
+        self._cleanup()
+
+    def transport_closed(self) -> None:
+        """The peer went away (or the transport closed after `disconnect`)."""
+        if not self.closed:
+            self.closed = True
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        self.session.close()
+        self.outbox.drain()
+        self._pending.clear()
+        for handle in (self._stale, self._expiry):
+            if handle is not None:
+                handle.cancel()
+        self._stale = self._expiry = None
+        self.node.client_closed(self)
+
+    # --- input ----------------------------------------------------------------
+
+    def handle_frame(self, frame: bytes) -> None:
+        """Decode one frame and queue its commands for processing in order."""
+        if self.closed:
+            return
+        try:
+            commands = self.codec.decode(frame)
+        except MalformedFrame as exc:
+            log.info("client %s: malformed frame: %s", self.id, exc)
+            self.disconnect(codes.BAD_REQUEST)
+            return
+        pending = self._pending
+        for command in commands:
+            # Pongs are answered inline: cheap, frequent, and order-free.
+            if command.id == 0 and command == _EMPTY_COMMAND:
+                if not self._accept(command):
+                    return
+                continue
+            pending.append(command)
+        if len(pending) > MAX_PENDING_COMMANDS:
+            self.disconnect(codes.TOO_MANY_REQUESTS)
+            return
+        if pending and self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    def _accept(self, command: Command) -> str | None:
+        try:
+            return self.session.accept(command)
+        except SessionViolation as exc:
+            log.info("client %s: protocol violation: %s", self.id, exc.detail)
+            self.disconnect(exc.disconnect)
+            return None
+
+    async def _work(self) -> None:
+        try:
+            while self._pending and not self.closed:
+                await self._handle(self._pending.popleft())
+        finally:
+            self._worker = None
+
+    async def _handle(self, command: Command) -> None:
+        method = self._accept(command)
+        if method is None or method == PONG:
+            return
+        try:
+            if method == UNKNOWN:
+                raise ReplyError(ErrorCode.METHOD_NOT_FOUND)
+            reply = await self.node.commands.handle(self, method, command)
+        except ReplyError as exc:
+            reply = _error_reply(command.id, exc.info)
+        except DisconnectError as exc:
+            self.disconnect(exc.disconnect)
+            return
+        except Exception:
+            log.exception("client %s: %s failed", self.id, method)
+            reply = _error_reply(command.id, ReplyErrorInfo.of(ErrorCode.INTERNAL))
+        if reply is not None:
+            self.reply(reply)
+
+
+_EMPTY_COMMAND = Command()
+
+
+def _error_reply(command_id: int, info: ReplyErrorInfo) -> Reply:
+    return Reply(id=command_id, error=Error(info.code, info.message, info.temporary))

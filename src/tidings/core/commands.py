@@ -1,0 +1,220 @@
+"""What each client command does: permission checks, then the node's work."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from tidings import __version__
+from tidings.core.auth import TokenExpired, TokenInvalid, ttl_of
+from tidings.errors import DisconnectError, ReplyError
+from tidings.protocol.centrifuge import codes
+from tidings.protocol.centrifuge.codes import ErrorCode
+from tidings.protocol.centrifuge.messages import (
+    Command,
+    ConnectRequest,
+    ConnectResult,
+    HistoryResult,
+    PingResult,
+    PresenceResult,
+    PresenceStatsResult,
+    PublishResult,
+    RefreshResult,
+    Reply,
+    SubRefreshResult,
+    SubscribeRequest,
+    UnsubscribeResult,
+)
+from tidings.store.base import Position, UnrecoverablePosition
+
+if TYPE_CHECKING:
+    from tidings.core.client import Client
+    from tidings.core.node import Node
+
+Handler = Callable[["Client", Command], Awaitable[Reply | None]]
+
+
+class CommandHandler:
+    """Dispatches a client's commands by method name."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._handlers: dict[str, Handler] = {
+            "connect": self.connect,
+            "subscribe": self.subscribe,
+            "unsubscribe": self.unsubscribe,
+            "publish": self.publish,
+            "presence": self.presence,
+            "presence_stats": self.presence_stats,
+            "history": self.history,
+            "ping": self.ping,
+            "send": self.send,
+            "rpc": self.rpc,
+            "refresh": self.refresh,
+            "sub_refresh": self.sub_refresh,
+        }
+
+    async def handle(self, client: Client, method: str, command: Command) -> Reply | None:
+        return await self._handlers[method](client, command)
+
+    async def connect(self, client: Client, command: Command) -> Reply:
+        req = command.connect or ConnectRequest()
+        node = self.node
+        if req.token:
+            try:
+                claims = node.verifier.connection(req.token)
+            except TokenExpired:
+                raise ReplyError(ErrorCode.TOKEN_EXPIRED) from None
+            except TokenInvalid:
+                raise DisconnectError(codes.INVALID_TOKEN) from None
+            if claims.expire_at and claims.expire_at <= time.time():
+                raise ReplyError(ErrorCode.TOKEN_EXPIRED)
+            if not claims.user and not node.settings.allow_anonymous:
+                raise DisconnectError(codes.INVALID_TOKEN)
+            client.user, client.info = claims.user, claims.info
+            server_channels = claims.channels
+            expire_at = claims.expire_at
+        elif node.settings.allow_anonymous:
+            server_channels, expire_at = (), 0
+        else:
+            raise DisconnectError(codes.INVALID_TOKEN)
+        client.name, client.version = req.name, req.version
+        client.connected()
+        node.client_connected(client)
+        client.set_expiry(expire_at)
+        result = ConnectResult(
+            client=client.id,
+            version=__version__,
+            ping=round(node.settings.client_ping_interval),
+            pong=True,
+            node=node.uid,
+            time=int(time.time() * 1000),
+        )
+        if expire_at:
+            result.expires, result.ttl = True, ttl_of(expire_at)
+        if server_channels:
+            result.subs = {}
+            for name in server_channels:
+                channel = node.rules.resolve(name)
+                hint = (req.subs or {}).get(name) or SubscribeRequest()
+                result.subs[name] = await node.subscribe_client(
+                    client, channel, recover=hint.recover, since=_position(hint), server_side=True
+                )
+        return Reply(id=command.id, connect=result)
+
+    async def subscribe(self, client: Client, command: Command) -> Reply:
+        req = command.subscribe or SubscribeRequest()
+        channel = self.node.rules.resolve(req.channel)
+        if req.channel in client.subscriptions:
+            raise ReplyError(ErrorCode.ALREADY_SUBSCRIBED)
+        info, expire_at = b"", 0
+        if req.token:
+            claims = self.node.verifier.subscription(req.token, channel.name, client.user)
+            if claims.expire_at and claims.expire_at <= time.time():
+                raise ReplyError(ErrorCode.TOKEN_EXPIRED)
+            info, expire_at = claims.info, claims.expire_at
+        self.node.rules.check_subscribe(channel, client.user, bool(req.token))
+        result = await self.node.subscribe_client(
+            client,
+            channel,
+            recover=req.recover,
+            since=_position(req),
+            join_leave=req.join_leave,
+            recoverable=req.recoverable,
+            info=info,
+            expire_at=expire_at,
+        )
+        return Reply(id=command.id, subscribe=result)
+
+    async def unsubscribe(self, client: Client, command: Command) -> Reply:
+        name = command.unsubscribe.channel if command.unsubscribe else ""
+        if not name:
+            raise ReplyError(ErrorCode.BAD_REQUEST, "channel required")
+        await self.node.unsubscribe_client(client, name, push=False)
+        return Reply(id=command.id, unsubscribe=UnsubscribeResult())
+
+    async def publish(self, client: Client, command: Command) -> Reply:
+        req = command.publish
+        assert req is not None
+        channel = self.node.rules.resolve(req.channel)
+        if not len(req.data):
+            raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
+        self.node.rules.check_publish(channel, client.user, req.channel in client.subscriptions)
+        await self.node.publish(channel.name, req.data, info=client.client_info)
+        return Reply(id=command.id, publish=PublishResult())
+
+    async def presence(self, client: Client, command: Command) -> Reply:
+        name = command.presence.channel if command.presence else ""
+        channel = self.node.rules.resolve(name)
+        self.node.rules.check_presence(channel, name in client.subscriptions)
+        clients = await self.node.presence.get(name)
+        return Reply(id=command.id, presence=PresenceResult(presence=clients))
+
+    async def presence_stats(self, client: Client, command: Command) -> Reply:
+        name = command.presence_stats.channel if command.presence_stats else ""
+        channel = self.node.rules.resolve(name)
+        self.node.rules.check_presence(channel, name in client.subscriptions)
+        num_clients, num_users = await self.node.presence.stats(name)
+        return Reply(
+            id=command.id,
+            presence_stats=PresenceStatsResult(num_clients=num_clients, num_users=num_users),
+        )
+
+    async def history(self, client: Client, command: Command) -> Reply:
+        req = command.history
+        assert req is not None
+        channel = self.node.rules.resolve(req.channel)
+        self.node.rules.check_history(channel, req.channel in client.subscriptions)
+        since = Position(req.since.offset, req.since.epoch) if req.since else None
+        try:
+            pubs, top = await self.node.history.read(req.channel, since, req.limit, req.reverse)
+        except UnrecoverablePosition as exc:
+            raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION, str(exc)) from None
+        result = HistoryResult(publications=pubs or None, epoch=top.epoch, offset=top.offset)
+        return Reply(id=command.id, history=result)
+
+    async def ping(self, client: Client, command: Command) -> Reply:
+        return Reply(id=command.id, ping=PingResult())
+
+    async def send(self, client: Client, command: Command) -> None:
+        # Asynchronous messages go to an upstream handler; without one they are dropped.
+        return None
+
+    async def rpc(self, client: Client, command: Command) -> Reply:
+        raise ReplyError(ErrorCode.NOT_AVAILABLE, "no RPC handler configured")
+
+    async def refresh(self, client: Client, command: Command) -> Reply:
+        token = command.refresh.token if command.refresh else ""
+        if not token:
+            raise ReplyError(ErrorCode.BAD_REQUEST, "token required")
+        try:
+            claims = self.node.verifier.connection(token)
+        except TokenExpired:
+            raise ReplyError(ErrorCode.TOKEN_EXPIRED) from None
+        except TokenInvalid:
+            raise DisconnectError(codes.INVALID_TOKEN) from None
+        if claims.user != client.user:
+            raise DisconnectError(codes.INVALID_TOKEN)
+        client.set_expiry(claims.expire_at)
+        result = RefreshResult(client=client.id, version=__version__)
+        if claims.expire_at:
+            result.expires, result.ttl = True, ttl_of(claims.expire_at)
+        return Reply(id=command.id, refresh=result)
+
+    async def sub_refresh(self, client: Client, command: Command) -> Reply:
+        req = command.sub_refresh
+        assert req is not None
+        sub = client.subscriptions.get(req.channel)
+        if sub is None:
+            raise ReplyError(ErrorCode.PERMISSION_DENIED, "not subscribed")
+        claims = self.node.verifier.subscription(req.token, req.channel, client.user)
+        sub.expire_at = claims.expire_at
+        result = SubRefreshResult()
+        if claims.expire_at:
+            result.expires, result.ttl = True, ttl_of(claims.expire_at)
+        return Reply(id=command.id, sub_refresh=result)
+
+
+def _position(req: SubscribeRequest) -> Position | None:
+    return Position(req.offset, req.epoch) if req.recover else None

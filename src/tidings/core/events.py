@@ -1,0 +1,104 @@
+"""The node's internal events and the dispatcher that hands them out by type.
+
+Modelled on a p2p message dispatcher: producers put events into one bounded
+inbound queue without waiting; a loop hands each event to every subscriber
+of its type with a non-blocking put. A full queue, inbound or a subscriber's,
+drops the event and counts the drop; nothing here ever blocks the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class EventType(StrEnum):
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    SUBSCRIBED = "subscribed"
+    UNSUBSCRIBED = "unsubscribed"
+    PUBLISHED = "published"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: EventType
+    client: str = ""
+    user: str = ""
+    channel: str = ""
+    time: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class EventDispatcher:
+    """Routes events to per-type subscriber queues; drops, never waits."""
+
+    def __init__(self, inbound_size: int = 65_536) -> None:
+        self._inbound: asyncio.Queue[Event] = asyncio.Queue(inbound_size)
+        self._subscribers: dict[EventType, list[asyncio.Queue[Event]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        #: Events dropped, by type, because a queue was full.
+        self.dropped: Counter[str] = Counter()
+        self.dispatched: Counter[str] = Counter()
+
+    def subscribe(self, event_type: EventType, maxsize: int = 1024) -> asyncio.Queue[Event]:
+        """A new bounded queue that receives every later event of `event_type`."""
+        queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self._subscribers.setdefault(event_type, []).append(queue)
+        return queue
+
+    def unsubscribe(self, event_type: EventType, queue: asyncio.Queue[Event]) -> None:
+        queues = self._subscribers.get(event_type, [])
+        if queue in queues:
+            queues.remove(queue)
+
+    def wants(self, event_type: EventType) -> bool:
+        """Whether anyone listens to `event_type` (lets producers skip building events)."""
+        return bool(self._subscribers.get(event_type))
+
+    def emit(self, event: Event) -> None:
+        """Queue `event` for dispatch; drops it (counted) when the inbound queue is full."""
+        if not self._subscribers.get(event.type):
+            return
+        try:
+            self._inbound.put_nowait(event)
+        except asyncio.QueueFull:
+            self._drop(event, "inbound")
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="events")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            event = await self._inbound.get()
+            self._deliver(event)
+
+    def _deliver(self, event: Event) -> None:
+        for queue in self._subscribers.get(event.type, ()):
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self._drop(event, "subscriber")
+            else:
+                self.dispatched[event.type] += 1
+
+    def _drop(self, event: Event, where: str) -> None:
+        self.dropped[event.type] += 1
+        count = self.dropped[event.type]
+        if count & (count - 1) == 0:  # log at 1, 2, 4, 8 ... drops, not every one
+            log.warning("dropped %s event (%s queue full), %d so far", event.type, where, count)

@@ -1,0 +1,40 @@
+"""Writes every connection's outbox once per event-loop turn.
+
+Publishing marks clients as having output; one callback per loop turn then
+flushes all of them, so a connection that receives many messages in one turn
+gets them coalesced into a single frame, and a fan-out to N clients costs one
+scheduled callback instead of N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tidings.core.client import Client
+
+
+class Flusher:
+    __slots__ = ("_loop", "_pending", "_scheduled", "flushes")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending: list[Client] = []
+        self._scheduled = False
+        self.flushes = 0
+
+    def mark(self, client: Client) -> None:
+        """`client` has new output; it is written at the end of this loop turn."""
+        self._pending.append(client)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        pending = self._pending
+        self._pending = []
+        self._scheduled = False
+        self.flushes += 1
+        for client in pending:
+            client.flush()

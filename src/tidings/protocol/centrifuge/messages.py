@@ -1,0 +1,309 @@
+"""Typed Centrifuge v2 messages: commands from clients, replies and pushes to them.
+
+Field names and meanings follow `client.proto` of the protocol. `data`-like
+fields are `msgspec.Raw`: the JSON bytes the client sent, passed through
+without being decoded, so a publication's payload is never re-encoded.
+Every struct omits its default values when encoded, as the protocol's JSON
+form does.
+"""
+
+from __future__ import annotations
+
+from msgspec import Raw, Struct
+
+#: The empty payload. Always use this object (via `raw()`), never `Raw(b"")`:
+#: msgspec omits a default only when it is this very object.
+EMPTY = Raw()
+
+
+def raw(data: bytes) -> Raw:
+    """`data` as a raw JSON payload, or the omitted empty payload."""
+    return Raw(data) if data else EMPTY
+
+
+class _Message(Struct, omit_defaults=True):
+    pass
+
+
+# --- requests (client -> server) -------------------------------------------------
+
+
+class StreamPosition(_Message):
+    offset: int = 0
+    epoch: str = ""
+
+
+class SubscribeRequest(_Message):
+    channel: str = ""
+    token: str = ""
+    recover: bool = False
+    epoch: str = ""
+    offset: int = 0
+    data: Raw = EMPTY
+    positioned: bool = False
+    recoverable: bool = False
+    join_leave: bool = False
+    delta: str = ""
+
+
+class ConnectRequest(_Message):
+    token: str = ""
+    data: Raw = EMPTY
+    subs: dict[str, SubscribeRequest] | None = None
+    name: str = ""
+    version: str = ""
+
+
+class UnsubscribeRequest(_Message):
+    channel: str = ""
+
+
+class PublishRequest(_Message):
+    channel: str = ""
+    data: Raw = EMPTY
+
+
+class PresenceRequest(_Message):
+    channel: str = ""
+
+
+class PresenceStatsRequest(_Message):
+    channel: str = ""
+
+
+class HistoryRequest(_Message):
+    channel: str = ""
+    limit: int = 0
+    since: StreamPosition | None = None
+    reverse: bool = False
+
+
+class PingRequest(_Message):
+    pass
+
+
+class SendRequest(_Message):
+    data: Raw = EMPTY
+
+
+class RPCRequest(_Message):
+    data: Raw = EMPTY
+    method: str = ""
+
+
+class RefreshRequest(_Message):
+    token: str = ""
+
+
+class SubRefreshRequest(_Message):
+    channel: str = ""
+    token: str = ""
+
+
+class Command(_Message):
+    """One client command: an id and exactly one request (none at all is a pong)."""
+
+    id: int = 0
+    connect: ConnectRequest | None = None
+    subscribe: SubscribeRequest | None = None
+    unsubscribe: UnsubscribeRequest | None = None
+    publish: PublishRequest | None = None
+    presence: PresenceRequest | None = None
+    presence_stats: PresenceStatsRequest | None = None
+    history: HistoryRequest | None = None
+    ping: PingRequest | None = None
+    send: SendRequest | None = None
+    rpc: RPCRequest | None = None
+    refresh: RefreshRequest | None = None
+    sub_refresh: SubRefreshRequest | None = None
+
+
+REQUEST_FIELDS: tuple[str, ...] = (
+    "connect",
+    "subscribe",
+    "unsubscribe",
+    "publish",
+    "presence",
+    "presence_stats",
+    "history",
+    "ping",
+    "send",
+    "rpc",
+    "refresh",
+    "sub_refresh",
+)
+
+
+# --- results, pushes and replies (server -> client) ------------------------------
+
+
+class Error(_Message):
+    code: int = 0
+    message: str = ""
+    temporary: bool = False
+
+
+class ClientInfo(_Message):
+    user: str = ""
+    client: str = ""
+    conn_info: Raw = EMPTY
+    chan_info: Raw = EMPTY
+
+
+class Publication(_Message):
+    data: Raw = EMPTY
+    info: ClientInfo | None = None
+    offset: int = 0
+    tags: dict[str, str] | None = None
+    time: int = 0
+
+
+class SubscribeResult(_Message):
+    expires: bool = False
+    ttl: int = 0
+    recoverable: bool = False
+    epoch: str = ""
+    publications: list[Publication] | None = None
+    recovered: bool = False
+    offset: int = 0
+    positioned: bool = False
+    data: Raw = EMPTY
+    was_recovering: bool = False
+
+
+class ConnectResult(_Message):
+    client: str = ""
+    version: str = ""
+    expires: bool = False
+    ttl: int = 0
+    data: Raw = EMPTY
+    subs: dict[str, SubscribeResult] | None = None
+    ping: int = 0
+    pong: bool = False
+    session: str = ""
+    node: str = ""
+    time: int = 0
+
+
+class UnsubscribeResult(_Message):
+    pass
+
+
+class PublishResult(_Message):
+    pass
+
+
+class PresenceResult(_Message):
+    presence: dict[str, ClientInfo] | None = None
+
+
+class PresenceStatsResult(_Message):
+    num_clients: int = 0
+    num_users: int = 0
+
+
+class HistoryResult(_Message):
+    publications: list[Publication] | None = None
+    epoch: str = ""
+    offset: int = 0
+
+
+class PingResult(_Message):
+    pass
+
+
+class RPCResult(_Message):
+    data: Raw = EMPTY
+
+
+class RefreshResult(_Message):
+    client: str = ""
+    version: str = ""
+    expires: bool = False
+    ttl: int = 0
+
+
+class SubRefreshResult(_Message):
+    expires: bool = False
+    ttl: int = 0
+
+
+class Join(_Message):
+    info: ClientInfo | None = None
+
+
+class Leave(_Message):
+    info: ClientInfo | None = None
+
+
+class Unsubscribe(_Message):
+    code: int = 0
+    reason: str = ""
+
+
+class Subscribe(_Message):
+    recoverable: bool = False
+    epoch: str = ""
+    offset: int = 0
+    positioned: bool = False
+    data: Raw = EMPTY
+
+
+class Message(_Message):
+    data: Raw = EMPTY
+
+
+class Connect(_Message):
+    client: str = ""
+    version: str = ""
+    data: Raw = EMPTY
+    subs: dict[str, SubscribeResult] | None = None
+    expires: bool = False
+    ttl: int = 0
+    ping: int = 0
+    pong: bool = False
+    session: str = ""
+    node: str = ""
+    time: int = 0
+
+
+class DisconnectPush(_Message):
+    code: int = 0
+    reason: str = ""
+
+
+class Refresh(_Message):
+    expires: bool = False
+    ttl: int = 0
+
+
+class Push(_Message):
+    channel: str = ""
+    pub: Publication | None = None
+    join: Join | None = None
+    leave: Leave | None = None
+    unsubscribe: Unsubscribe | None = None
+    message: Message | None = None
+    subscribe: Subscribe | None = None
+    connect: Connect | None = None
+    disconnect: DisconnectPush | None = None
+    refresh: Refresh | None = None
+
+
+class Reply(_Message):
+    """A reply to command `id`, or (id 0) a push, or (empty) a server ping."""
+
+    id: int = 0
+    error: Error | None = None
+    push: Push | None = None
+    connect: ConnectResult | None = None
+    subscribe: SubscribeResult | None = None
+    unsubscribe: UnsubscribeResult | None = None
+    publish: PublishResult | None = None
+    presence: PresenceResult | None = None
+    presence_stats: PresenceStatsResult | None = None
+    history: HistoryResult | None = None
+    ping: PingResult | None = None
+    rpc: RPCResult | None = None
+    refresh: RefreshResult | None = None
+    sub_refresh: SubRefreshResult | None = None

@@ -1,0 +1,93 @@
+"""Runs a node with its listeners: the client port and the API port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from tidings.api.server import ApiServer
+from tidings.config import Settings
+from tidings.core.node import Node
+from tidings.transport.websocket import ClientPortRouter, serve_client_port
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Ports:
+    client: int
+    api: int
+
+
+class Server:
+    """A node plus its sockets. `start()` binds; `stop()` shuts down gracefully."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.node = Node(settings)
+        self.router = ClientPortRouter(self.node)
+        self.api = ApiServer(self.node, settings.api_key, settings.api_insecure)
+        self._client_server: asyncio.Server | None = None
+        self._api_runner: web.AppRunner | None = None
+        self.ports = Ports(0, 0)
+
+    async def start(self) -> Ports:
+        await self.node.start()
+        self._client_server = await serve_client_port(self.node, self.router)
+        self._api_runner = web.AppRunner(
+            self.api.app, access_log=None, shutdown_timeout=self.settings.shutdown_timeout
+        )
+        await self._api_runner.setup()
+        site = web.TCPSite(self._api_runner, self.settings.api_address, self.settings.api_port)
+        await site.start()
+        client_port = self._client_server.sockets[0].getsockname()[1]
+        api_port = self._api_runner.addresses[0][1]
+        self.ports = Ports(client_port, api_port)
+        return self.ports
+
+    async def stop(self) -> None:
+        """Stop accepting, disconnect clients with 3001, let in-flight API calls finish."""
+        if self._client_server is not None:
+            self._client_server.close()
+        await self.node.stop()
+        if self._api_runner is not None:
+            await self._api_runner.cleanup()
+        # Give the close frames a moment to leave the sockets.
+        await asyncio.sleep(0.05)
+
+
+async def run(settings: Settings, banner: bool = True) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    server = Server(settings)
+    ports = await server.start()
+    if banner:
+        print_banner(settings, ports)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop()
+
+
+def print_banner(settings: Settings, ports: Ports) -> None:
+    host = "localhost" if settings.address in ("0.0.0.0", "", "::") else settings.address
+    api_host = (
+        "localhost" if settings.api_address in ("0.0.0.0", "", "::") else settings.api_address
+    )
+    lines = [
+        f"tidings ready (ready on client port {ports.client}, API port {ports.api})",
+        f"  clients:  ws://{host}:{ports.client}/connection/websocket",
+        f"  API:      http://{api_host}:{ports.api}/api/<method>  (header X-API-Key)",
+        f"  health:   http://{api_host}:{ports.api}/health",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _display_host(address: str) -> str:
+    return "localhost" if address in ("0.0.0.0", "", "::") else address

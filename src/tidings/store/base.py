@@ -1,0 +1,62 @@
+"""The history store interface.
+
+Guarantees every implementation gives (checked by the conformance suite):
+- offsets of a channel increase by exactly one per appended publication;
+- a stream keeps its epoch until it is removed or lost; a new epoch means
+  earlier positions are meaningless;
+- at most `size` publications, none older than `ttl` seconds, are returned;
+- reading since a position returns *all* publications after it, or raises
+  `UnrecoverablePosition` — never a silent gap.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from tidings.protocol.centrifuge.messages import Publication
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a stream is: the offset of its last publication and its epoch."""
+
+    offset: int
+    epoch: str
+
+
+class UnrecoverablePosition(Exception):
+    """The publications after the asked position are no longer (or never were) here."""
+
+
+class HistoryStore(ABC):
+    @abstractmethod
+    async def append(self, channel: str, pub: Publication, size: int, ttl: float) -> Position:
+        """Store `pub` (its offset is assigned here) and trim the stream to size and ttl."""
+
+    @abstractmethod
+    async def read(
+        self,
+        channel: str,
+        since: Position | None = None,
+        limit: int = -1,
+        reverse: bool = False,
+    ) -> tuple[list[Publication], Position]:
+        """Publications (after `since` if given; at most `limit`, all if < 0) and the top.
+
+        `limit == 0` returns only the position.
+        """
+
+    @abstractmethod
+    async def position(self, channel: str) -> Position:
+        """The current top of the stream (offset 0 and a fresh epoch if empty)."""
+
+    @abstractmethod
+    async def remove(self, channel: str) -> None:
+        """Forget the channel's publications; offsets go on in the same epoch."""
+
+    async def sweep(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Drop expired publications everywhere (called periodically by the node)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Release resources."""

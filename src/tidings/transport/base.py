@@ -1,0 +1,22 @@
+"""What the core needs from a transport, and nothing about channels or users."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Transport(Protocol):
+    #: Transport name shown in connection info ("websocket", ...).
+    name: str
+    #: Peer address, "host:port".
+    remote_addr: str
+
+    @property
+    def paused(self) -> bool:
+        """The socket's write buffer is full: hold further writes until resumed."""
+
+    def write(self, data: bytes) -> None:
+        """Send one frame."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Send the close code and reason, then drop the connection."""

@@ -1,0 +1,168 @@
+"""Shared fixtures: free ports, and a real `tidings serve` process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+SECRET = "test-secret-0123456789-0123456789-abcdef"
+API_KEY = "test-api-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_toml(path: Path, settings: dict[str, Any]) -> None:
+    """A TOML file from a flat dict plus `channel` / `namespaces` tables."""
+    lines: list[str] = []
+    tables: list[str] = []
+    for key, value in settings.items():
+        if key == "channel":
+            tables.append("[channel]")
+            tables += [f"{k} = {_toml_value(v)}" for k, v in value.items()]
+        elif key == "namespaces":
+            for ns, opts in value.items():
+                tables.append(f"[namespaces.{ns}]")
+                tables += [f"{k} = {_toml_value(v)}" for k, v in opts.items()]
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    path.write_text("\n".join(lines + tables) + "\n")
+
+
+@dataclass
+class ServerProcess:
+    """A `tidings serve` child process on free ports."""
+
+    proc: subprocess.Popen[str]
+    port: int
+    api_port: int
+    log_path: Path
+    api_key: str = API_KEY
+    secret: str = SECRET
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/connection/websocket"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}/api"
+
+    def token(self, user: str, ttl: float = 3600, **claims: Any) -> str:
+        payload: dict[str, Any] = {"sub": user, **claims}
+        if ttl:
+            payload["exp"] = int(time.time() + ttl)
+        return jwt.encode(payload, self.secret, algorithm="HS256")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return int(self.proc.returncode)
+
+
+def start_server(
+    tmp_path: Path, settings: dict[str, Any] | None = None, args: list[str] | None = None
+) -> ServerProcess:
+    """Start `tidings serve` with `settings` in a TOML file; wait until it is ready."""
+    port, api_port = free_port(), free_port()
+    config: dict[str, Any] = {
+        "address": "127.0.0.1",
+        "port": port,
+        "api_port": api_port,
+        "api_key": API_KEY,
+        "token_hmac_secret": SECRET,
+        "data_dir": str(tmp_path / "data"),
+        **(settings or {}),
+    }
+    config_path = tmp_path / f"tidings-{port}.toml"
+    write_toml(config_path, config)
+    log_path = tmp_path / f"tidings-{port}.log"
+    log = log_path.open("w")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tidings", "serve", "--config", str(config_path), *(args or [])],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    server = ServerProcess(proc, port, api_port, log_path)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"tidings serve exited {proc.returncode}:\n{server.log()}")
+        if "tidings ready" in server.log():
+            return server
+        time.sleep(0.05)
+    server.stop(signal.SIGKILL)
+    raise RuntimeError(f"tidings serve did not start:\n{server.log()}")
+
+
+#: Channel options that let clients do everything (for tests of behaviour, not permissions).
+OPEN_CHANNEL: dict[str, Any] = {
+    "history_size": 100,
+    "history_ttl": "5m",
+    "presence": True,
+    "join_leave": True,
+    "force_recovery": True,
+    "allow_subscribe_for_client": True,
+    "allow_publish_for_client": True,
+    "allow_presence_for_subscriber": True,
+    "allow_history_for_subscriber": True,
+}
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start servers with given settings; all are stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def factory(
+        settings: dict[str, Any] | None = None, args: list[str] | None = None
+    ) -> ServerProcess:
+        server = start_server(tmp_path, settings, args)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        with contextlib.suppress(Exception):
+            server.stop(signal.SIGKILL if server.proc.poll() is None else signal.SIGTERM)
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
+    """A server whose channels without namespace allow everything."""
+    return server_factory({"channel": OPEN_CHANNEL, "client_ping_interval": 25})
