@@ -64,6 +64,8 @@ VARIANTS: dict[str, tuple[list[str], bool]] = {
 }
 DEFAULT_VARIANTS = "picows,picows-noafn,aiohttp,aiohttp-writer,websockets,websockets-deflate"
 
+REPLY_TAGS = frozenset((b"rss", b"cpu", b"times"))
+
 # Fixed key; the server's Sec-WebSocket-Accept is not checked (benchmark).
 WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
@@ -131,7 +133,7 @@ class WSClient(asyncio.Protocol):
     """Parses server frames (headers only) and counts data frames.
 
     With ``keep_replies`` the payloads of text frames starting with
-    ``rss ``/``cpu `` are pushed to ``replies`` (control connection).
+    ``rss ``/``cpu ``/``times `` are pushed to ``replies`` (control connection).
     """
 
     def __init__(
@@ -149,6 +151,7 @@ class WSClient(asyncio.Protocol):
         self.head = b""
         self.buf = b""
         self.frames = 0
+        self.payload_bytes = 0
         self.next_round = 1
         self.replies: asyncio.Queue[str] = asyncio.Queue()
         self.frame_waiters: list[tuple[int, asyncio.Future[float]]] = []
@@ -191,6 +194,7 @@ class WSClient(asyncio.Protocol):
         pos = 0
         end = len(buf)
         count = 0
+        nbytes = 0
         while end - pos >= 2:
             b0 = buf[pos]
             b1 = buf[pos + 1]
@@ -214,17 +218,20 @@ class WSClient(asyncio.Protocol):
             if opcode == 0x1 or opcode == 0x2:
                 if self.keep_replies and opcode == 0x1:
                     payload = buf[pos + hlen : pos + hlen + length]
-                    if payload[:4] in (b"rss ", b"cpu "):
+                    if payload.split(b" ", 1)[0] in REPLY_TAGS:
                         self.replies.put_nowait(payload.decode("ascii"))
                     else:
                         count += 1
+                        nbytes += length
                 else:
                     count += 1
+                    nbytes += length
             elif opcode == 0x8 and self.transport is not None:
                 self.transport.close()
             pos += hlen + length
         self.buf = buf[pos:] if pos < end else b""
         if count:
+            self.payload_bytes += nbytes
             self._counted(count)
 
     def _counted(self, count: int) -> None:
@@ -331,8 +338,9 @@ async def worker_main(args: argparse.Namespace) -> None:
         line = (await reader.readline()).decode().strip()
         if line == "stats":
             frames = [p.frames for p in protos] or [0]
+            nbytes = sum(p.payload_bytes for p in protos)
             print(
-                f"stats {sum(frames)} {min(frames)} {max(frames)} {tracker.lost}",
+                f"stats {sum(frames)} {min(frames)} {max(frames)} {tracker.lost} {nbytes}",
                 flush=True,
             )
         elif line in ("quit", ""):
@@ -507,6 +515,7 @@ async def run_variant(name: str, port: int, args: argparse.Namespace) -> dict[st
         rounds: list[dict[str, float]] = []
         recipients = opened + 1  # the control connection receives too
         for k in range(1, args.rounds + 1):
+            times0 = [float(x) for x in (await ctl.query("times")).split()]
             cpu0 = float(await ctl.query("cpu"))
             t0 = time.monotonic()
             ctl.send_text(f"go {args.n} {args.size}")
@@ -517,6 +526,7 @@ async def run_variant(name: str, port: int, args: argparse.Namespace) -> dict[st
             t_ctl = await asyncio.wait_for(ctl_done, args.round_timeout)
             t_end = max([float(f[1]) for f in done_fields] + [t_ctl])
             cpu1 = float(await ctl.query("cpu"))
+            times1 = [float(x) for x in (await ctl.query("times")).split()]
             deliveries = args.n * recipients
             cpu_s = cpu1 - cpu0
             wall_s = t_end - t0
@@ -524,6 +534,8 @@ async def run_variant(name: str, port: int, args: argparse.Namespace) -> dict[st
                 {
                     "deliveries": deliveries,
                     "server_cpu_s": cpu_s,
+                    "server_user_s": times1[0] - times0[0],
+                    "server_sys_s": times1[1] - times0[1],
                     "wall_s": wall_s,
                     "per_core_per_s": deliveries / cpu_s,
                     "wall_per_s": deliveries / wall_s,
@@ -532,7 +544,7 @@ async def run_variant(name: str, port: int, args: argparse.Namespace) -> dict[st
             await asyncio.sleep(0.3)
         rss2 = int(await ctl.query("rss"))
 
-        totals = [0, 0]
+        totals = [0, 0]  # frames, payload bytes on the wire
         lost = 0
         mins: list[int] = []
         maxs: list[int] = []
@@ -543,15 +555,19 @@ async def run_variant(name: str, port: int, args: argparse.Namespace) -> dict[st
             mins.append(int(s[1]))
             maxs.append(int(s[2]))
             lost += int(s[3])
+            totals[1] += int(s[4])
         expected = args.n * args.rounds
         result.update(
             rss_after_rounds=rss2,
             rounds=rounds,
             per_core_per_s_median=statistics.median(r["per_core_per_s"] for r in rounds),
             per_core_per_s_best=max(r["per_core_per_s"] for r in rounds),
+            user_share=sum(r["server_user_s"] for r in rounds)
+            / max(sum(r["server_user_s"] + r["server_sys_s"] for r in rounds), 1e-9),
             wall_per_s_median=statistics.median(r["wall_per_s"] for r in rounds),
             frames_received=totals[0],
             frames_expected=expected * opened,
+            wire_payload_bytes_per_msg=totals[1] / max(totals[0], 1),
             every_conn_exact=min(mins) == expected and max(maxs) == expected,
             conns_lost=lost,
         )
@@ -600,7 +616,7 @@ def machine_info() -> dict[str, Any]:
 def print_table(results: list[dict[str, Any]]) -> None:
     header = (
         f"{'variant':<20} {'conns':>6} {'KB/idle conn':>12} {'deliv/s/core':>13} "
-        f"{'best':>9} {'wall deliv/s':>12} {'hs CPU us':>10} {'exact':>6}"
+        f"{'best':>9} {'wall deliv/s':>12} {'user%':>6} {'hs CPU us':>10} {'exact':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -611,7 +627,8 @@ def print_table(results: list[dict[str, Any]]) -> None:
         print(
             f"{r['variant']:<20} {r['conns']:>6} {r['kb_per_idle_conn']:>12.1f} "
             f"{r['per_core_per_s_median']:>13,.0f} {r['per_core_per_s_best']:>9,.0f} "
-            f"{r['wall_per_s_median']:>12,.0f} {r['connect_cpu_us_per_conn']:>10.0f} "
+            f"{r['wall_per_s_median']:>12,.0f} {100 * r['user_share']:>6.0f} "
+            f"{r['connect_cpu_us_per_conn']:>10.0f} "
             f"{'yes' if r['every_conn_exact'] else 'NO':>6}"
         )
 
@@ -667,7 +684,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--libs", default=DEFAULT_VARIANTS, help=f"any of {list(VARIANTS)}")
     p.add_argument("--n", type=int, default=10, help="messages per round (go N S)")
     p.add_argument("--size", type=int, default=100, help="message size in bytes")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--per-worker", type=int, default=8000, help="max sockets per worker")
     p.add_argument("--concurrency", type=int, default=64, help="connects in flight/worker")
     p.add_argument("--settle", type=float, default=2.0, help="seconds before idle RSS")

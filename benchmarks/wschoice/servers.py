@@ -16,6 +16,9 @@ understands three text commands from any client:
     reply ``rss <bytes>`` (VmRSS of this process).
 ``cpu``
     reply ``cpu <seconds>`` (``time.process_time()`` of this process).
+``times``
+    reply ``times <user> <system>`` (``os.times()``), to split the CPU cost
+    between the library (user) and the kernel (system).
 
 The process exits by itself after ``--max-seconds`` so it can never be left
 running.
@@ -99,11 +102,14 @@ def parse_go(text: str) -> tuple[int, int] | None:
 
 
 def control_reply(text: str) -> str | None:
-    """Reply for the ``rss`` / ``cpu`` commands, None for anything else."""
+    """Reply for the ``rss``/``cpu``/``times`` commands, None for anything else."""
     if text == "rss":
         return f"rss {read_rss_bytes()}"
     if text == "cpu":
         return f"cpu {time.process_time():.6f}"
+    if text == "times":
+        t = os.times()
+        return f"times {t.user:.3f} {t.system:.3f}"
     return None
 
 

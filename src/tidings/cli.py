@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -22,6 +23,7 @@ from tidings.config import (
     Settings,
     load,
     table_assignments,
+    text_value,
 )
 from tidings.errors import ConfigError
 
@@ -36,7 +38,6 @@ def _serve_parser(sub: Any) -> None:
             "Run a tidings node. Settings come from defaults, then --config FILE (TOML), "
             "then TIDINGS_<NAME> environment variables, then these flags (flags win)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--config", type=Path, help="TOML settings file")
     defaults = Settings()
@@ -83,7 +84,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     for field in Settings.__struct_fields__:
         value = getattr(args, field, None)
         if field not in _TABLES and value is not None:
-            flags[field] = value
+            flags[field] = text_value(field, value) if isinstance(value, str) else value
     if args.channel_options:
         flags["channel"] = table_assignments(args.channel_options, with_namespace=False)
     if args.namespace_options:
@@ -97,7 +98,8 @@ def _complete_secrets(settings: Settings) -> list[str]:
     if not settings.api_key and not settings.api_insecure:
         settings.api_key = secrets.token_urlsafe(24)
         notes.append(f"  API key (generated for this run): {settings.api_key}")
-    if not settings.token_hmac_secret:
+    asymmetric = settings.token_rsa_public_key or settings.token_ecdsa_public_key
+    if not settings.token_hmac_secret and not asymmetric:
         settings.token_hmac_secret = secrets.token_urlsafe(32)
         notes.append(f"  token HMAC secret (generated for this run): {settings.token_hmac_secret}")
         sample = jwt.encode(
@@ -120,7 +122,7 @@ def serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     notes = _complete_secrets(settings)
-    from tidings.server import run
+    from tidings.server import Server, run
 
     try:
         import uvloop
@@ -128,13 +130,81 @@ def serve(args: argparse.Namespace) -> int:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio still works
         runner = asyncio.run
+    try:
+        server = Server(settings)  # checks what settings alone cannot (keys, store)
+    except ConfigError as exc:
+        print(f"tidings: {exc}", file=sys.stderr)
+        return 2
     if notes:
         print("\n".join(notes), flush=True)
     try:
-        runner(run(settings))
+        runner(run(server))
+    except ConfigError as exc:
+        print(f"tidings: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"tidings: cannot listen: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _token_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "token",
+        help="print a connection or subscription token",
+        description=(
+            "Print a JWT for development and the docs. Signs with token_hmac_secret from "
+            "--config / TIDINGS_TOKEN_HMAC_SECRET / --secret, or with --private-key (RSA/ECDSA)."
+        ),
+    )
+    parser.add_argument("--config", type=Path, help="TOML settings file (for token_hmac_secret)")
+    parser.add_argument("--secret", help="HMAC secret (overrides the settings)")
+    parser.add_argument("--private-key", type=Path, help="PEM private key file (RSA or ECDSA)")
+    parser.add_argument("--alg", default="", help="algorithm (default HS256, RS256 or ES256)")
+    parser.add_argument("--user", default="", help="user id (sub); empty for anonymous")
+    parser.add_argument("--ttl", type=int, default=3600, help="seconds until exp (0: no exp)")
+    parser.add_argument("--channel", default="", help="make a subscription token for CHANNEL")
+    parser.add_argument("--channels", default="", help="comma-separated server-side channels")
+    parser.add_argument("--info", default="", help="JSON info attached to the client")
+    parser.add_argument("--audience", default="", help="aud claim")
+    parser.add_argument("--issuer", default="", help="iss claim")
+
+
+def token(args: argparse.Namespace) -> int:
+    claims: dict[str, Any] = {"sub": args.user, "iat": int(time.time())}
+    if args.ttl:
+        claims["exp"] = int(time.time()) + args.ttl
+    if args.channel:
+        claims["channel"] = args.channel
+    if args.channels:
+        claims["channels"] = [c for c in args.channels.split(",") if c]
+    if args.audience:
+        claims["aud"] = args.audience
+    if args.issuer:
+        claims["iss"] = args.issuer
+    if args.info:
+        try:
+            claims["info"] = json.loads(args.info)
+        except json.JSONDecodeError as exc:
+            print(f"tidings: --info is not JSON: {exc}", file=sys.stderr)
+            return 2
+    if args.private_key is not None:
+        key = args.private_key.read_text()
+        alg = args.alg or ("ES256" if "EC PRIVATE" in key else "RS256")
+    else:
+        try:
+            secret = args.secret or load(args.config, os.environ, {}).token_hmac_secret
+        except ConfigError as exc:
+            print(f"tidings: {exc}", file=sys.stderr)
+            return 2
+        if not secret:
+            print(
+                "tidings: no token_hmac_secret configured (use --secret or --config)",
+                file=sys.stderr,
+            )
+            return 2
+        key, alg = secret, args.alg or "HS256"
+    print(jwt.encode(claims, key, algorithm=alg))
     return 0
 
 
@@ -143,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tidings {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _token_parser(sub)
     return parser
 
 
@@ -150,4 +221,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "token":
+        return token(args)
     return 2  # pragma: no cover - argparse rejects unknown commands

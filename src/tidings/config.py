@@ -11,6 +11,7 @@ and `--channel presence=true`. A bad value stops start-up with one
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import tomllib
@@ -42,6 +43,8 @@ class ChannelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     allow_history_for_client: bool = False
     allow_history_for_subscriber: bool = False
     allow_user_limited_channels: bool = False
+    durable: bool = False
+    fsync: str = "batch"
 
     @property
     def history_enabled(self) -> bool:
@@ -65,6 +68,8 @@ CHANNEL_OPTION_DOCS: dict[str, str] = {
     "allow_history_for_client": "any connected client may ask for history",
     "allow_history_for_subscriber": "subscribers may ask for history",
     "allow_user_limited_channels": "channels like 'dialog#42,43' limited to the users listed",
+    "durable": "keep history in the durable store (SQLite under data_dir); survives restarts",
+    "fsync": "durable write policy: 'always' (fsync each), 'batch' (group commit), 'never'",
 }
 
 
@@ -78,7 +83,35 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     api_key: str = ""
     api_insecure: bool = False
     token_hmac_secret: str = ""
+    token_rsa_public_key: str = ""
+    token_ecdsa_public_key: str = ""
+    token_audience: str = ""
+    token_issuer: str = ""
     allow_anonymous: bool = False
+    personal_channel: bool = True
+    personal_channel_format: str = "#{user}"
+    personal_channel_history_size: int = 1000
+    personal_channel_history_ttl: float = 7 * 86400.0
+    personal_channel_durable: bool = True
+    personal_channel_fsync: str = "batch"
+    durable_max_bytes: int = 0
+    durable_batch_window: float = 0.002
+    client_history_rate: float = 10.0
+    client_history_burst: int = 20
+    user_connection_limit: int = 64
+    client_channel_limit: int = 128
+    client_command_rate: float = 100.0
+    client_command_burst: int = 200
+    client_command_abuse_limit: int = 100
+    connection_rate_per_ip: float = 50.0
+    connection_burst_per_ip: int = 200
+    client_ip_allow: list[str] = msgspec.field(default_factory=list)
+    client_ip_deny: list[str] = msgspec.field(default_factory=list)
+    user_events_url: str = ""
+    user_events_grace: float = 5.0
+    user_events_batch_size: int = 100
+    user_events_queue_size: int = 100_000
+    broadcast_all_rate: float = 1000.0
     data_dir: str = "./data"
     name: str = ""
     log_level: str = "info"
@@ -102,9 +135,37 @@ SETTING_DOCS: dict[str, str] = {
     "api_key": "key the API requires in X-API-Key (random, printed at start, if empty)",
     "api_insecure": "serve the API without a key (development only)",
     "token_hmac_secret": "HMAC secret of connection tokens (random, printed at start, if empty)",
-    "allow_anonymous": "accept connections without a token as anonymous users",
+    "token_rsa_public_key": "RSA public key (PEM value or file) for RS256/384/512 tokens",
+    "token_ecdsa_public_key": "ECDSA public key (PEM value or file) for ES256/384/512 tokens",
+    "token_audience": "if set, tokens must carry this aud claim",
+    "token_issuer": "if set, tokens must carry this iss claim",
+    "allow_anonymous": "accept connections without a token (or with empty sub) as anonymous",
+    "personal_channel": "subscribe every authenticated connection to its user's personal channel",
+    "personal_channel_format": "name of a user's personal channel; {user} is the user id",
+    "personal_channel_history_size": "inbox size: messages kept per personal channel",
+    "personal_channel_history_ttl": "inbox age limit, e.g. '7d'",
+    "personal_channel_durable": "keep personal channels (offline inboxes) in the durable store",
+    "personal_channel_fsync": "write policy of personal channels: always, batch or never",
+    "durable_max_bytes": "cap on the durable store's file size (publish fails above; 0: none)",
+    "durable_batch_window": "seconds the batch policy waits to group commits",
+    "client_history_rate": "history reads and recoveries per second per connection (111 above)",
+    "client_history_burst": "history reads a connection may make at once",
+    "user_connection_limit": "connections one user may hold on this node (3504 above; 0: no limit)",
+    "client_channel_limit": "channels one connection may subscribe to (error 106; 0: no limit)",
+    "client_command_rate": "commands per second per connection (error 111 above; 0: no limit)",
+    "client_command_burst": "commands a connection may send at once before the rate applies",
+    "client_command_abuse_limit": "commands refused with 111 before the client is cut off (3013)",
+    "connection_rate_per_ip": "new connections per second per IP (HTTP 429 above; 0: no limit)",
+    "connection_burst_per_ip": "connections one IP may open at once before the rate applies",
+    "client_ip_allow": "if not empty, only these CIDR ranges may connect (HTTP 403 otherwise)",
+    "client_ip_deny": "CIDR ranges refused before the WebSocket upgrade (HTTP 403)",
+    "user_events_url": "URL that receives batched online/offline user events (POST JSON)",
+    "user_events_grace": "seconds a user must stay away before 'offline' is reported",
+    "user_events_batch_size": "most user events sent in one POST",
+    "user_events_queue_size": "user events kept while the URL is unreachable (oldest dropped)",
+    "broadcast_all_rate": "default messages per second of the broadcast_all API method",
     "data_dir": "directory for durable data",
-    "name": "node name shown in info and connect replies (default: host name)",
+    "name": "node name shown by the info API method (default: host name)",
     "log_level": "debug, info, warning or error",
     "client_ping_interval": "seconds between server pings to each client",
     "client_pong_timeout": "seconds a client has to answer a ping (3012 after)",
@@ -127,10 +188,17 @@ _DURATION_KEYS = frozenset(
         "client_pong_timeout",
         "client_stale_close_delay",
         "shutdown_timeout",
+        "user_events_grace",
+        "personal_channel_history_ttl",
+        "durable_batch_window",
     }
 )
+FSYNC_POLICIES = ("always", "batch", "never")
 _TABLE_KEYS = frozenset({"channel", "namespaces"})
 _NAMESPACE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+_DEFAULTS = Settings()
 
 
 def parse_duration(value: str) -> float:
@@ -148,6 +216,22 @@ def parse_scalar(text: str) -> Any:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+
+
+def text_value(field: str, text: str) -> Any:
+    """A setting given as text (env or flag), read by the setting's type.
+
+    Strings are taken as they are; lists as a TOML array (`["a", "b"]`) or
+    comma-separated (`a,b`); anything else as a TOML scalar.
+    """
+    default = getattr(_DEFAULTS, field, None)
+    if isinstance(default, str):
+        return text
+    if isinstance(default, list):
+        if text.lstrip().startswith("["):
+            return parse_scalar(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return parse_scalar(text)
 
 
 def load_file(path: Path) -> dict[str, Any]:
@@ -174,7 +258,7 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
             except json.JSONDecodeError as exc:
                 raise ConfigError(field, f"TIDINGS_{field.upper()} is not JSON: {exc}") from None
         else:
-            out[field] = parse_scalar(raw)
+            out[field] = text_value(field, raw)
     return out
 
 
@@ -238,6 +322,18 @@ def _key_of(message: str) -> tuple[str, str]:
 def build(raw: Mapping[str, Any]) -> Settings:
     """Validated settings from merged raw layers."""
     normalised = _normalise_durations(raw, "")
+    # msgspec names a dict value `[...]`: check each namespace alone to name it in the error.
+    namespaces = normalised.get("namespaces")
+    for ns, opts in namespaces.items() if isinstance(namespaces, Mapping) else ():
+        try:
+            msgspec.convert(opts, ChannelOptions, strict=False)
+        except msgspec.ValidationError as exc:
+            key, text = _key_of(str(exc))
+            unknown = re.search(r"unknown field `([^`]+)`", text)
+            if unknown:
+                key, text = unknown.group(1), "unknown setting"
+            where = ".".join(p for p in ("namespaces", str(ns), key) if p)
+            raise ConfigError(where, text) from None
     try:
         settings = msgspec.convert(normalised, Settings, strict=False)
     except msgspec.ValidationError as exc:
@@ -274,6 +370,41 @@ def _check(settings: Settings) -> None:
             raise ConfigError(key, "must be greater than zero")
     if settings.client_pong_timeout >= settings.client_ping_interval:
         raise ConfigError("client_pong_timeout", "must be shorter than client_ping_interval")
+    non_negative = (
+        "user_connection_limit",
+        "client_channel_limit",
+        "client_command_rate",
+        "client_command_burst",
+        "client_command_abuse_limit",
+        "connection_rate_per_ip",
+        "connection_burst_per_ip",
+        "user_events_grace",
+        "broadcast_all_rate",
+    )
+    for key in non_negative:
+        if getattr(settings, key) < 0:
+            raise ConfigError(key, "must not be negative")
+    fsync_keys = [("personal_channel_fsync", settings.personal_channel_fsync)]
+    fsync_keys.append(("channel.fsync", settings.channel.fsync))
+    fsync_keys += [(f"namespaces.{ns}.fsync", o.fsync) for ns, o in settings.namespaces.items()]
+    for key, value in fsync_keys:
+        if value not in FSYNC_POLICIES:
+            raise ConfigError(key, f"must be one of {', '.join(FSYNC_POLICIES)}, not {value!r}")
+    for key in ("personal_channel_history_size", "durable_max_bytes", "client_history_burst"):
+        if getattr(settings, key) < 0:
+            raise ConfigError(key, "must not be negative")
+    if "{user}" not in settings.personal_channel_format:
+        raise ConfigError("personal_channel_format", "must contain {user}")
+    for key in ("client_ip_allow", "client_ip_deny"):
+        for index, cidr in enumerate(getattr(settings, key)):
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"{key}.{index}", str(exc)) from None
+    if settings.user_events_url and not settings.user_events_url.startswith(
+        ("http://", "https://")
+    ):
+        raise ConfigError("user_events_url", "must be an http:// or https:// URL")
     tables = [("channel", settings.channel)]
     tables += [(f"namespaces.{ns}", opts) for ns, opts in settings.namespaces.items()]
     for prefix, opts in tables:

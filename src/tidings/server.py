@@ -12,6 +12,7 @@ from aiohttp import web
 from tidings.api.server import ApiServer
 from tidings.config import Settings
 from tidings.core.node import Node
+from tidings.transport.sse import SSE_PATH, sse_handler
 from tidings.transport.websocket import ClientPortRouter, serve_client_port
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class Server:
         self.settings = settings
         self.node = Node(settings)
         self.router = ClientPortRouter(self.node)
+        self.router.add_http(SSE_PATH, sse_handler(self.node))
         self.api = ApiServer(self.node, settings.api_key, settings.api_insecure)
         self._client_server: asyncio.Server | None = None
         self._api_runner: web.AppRunner | None = None
@@ -50,22 +52,24 @@ class Server:
         return self.ports
 
     async def stop(self) -> None:
-        """Stop accepting, disconnect clients with 3001, let in-flight API calls finish."""
+        """Stop accepting, let in-flight API calls finish, then disconnect clients with 3001.
+
+        The API drains first: its calls still need the node's stores, which `node.stop()` closes.
+        """
         if self._client_server is not None:
             self._client_server.close()
-        await self.node.stop()
         if self._api_runner is not None:
             await self._api_runner.cleanup()
+        await self.node.stop()
         # Give the close frames a moment to leave the sockets.
         await asyncio.sleep(0.05)
 
 
-async def run(settings: Settings, banner: bool = True) -> None:
+async def run(server: Server, banner: bool = True) -> None:
     """Serve until SIGTERM or SIGINT."""
-    server = Server(settings)
     ports = await server.start()
     if banner:
-        print_banner(settings, ports)
+        print_banner(server.settings, ports)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -76,12 +80,9 @@ async def run(settings: Settings, banner: bool = True) -> None:
 
 
 def print_banner(settings: Settings, ports: Ports) -> None:
-    host = "localhost" if settings.address in ("0.0.0.0", "", "::") else settings.address
-    api_host = (
-        "localhost" if settings.api_address in ("0.0.0.0", "", "::") else settings.api_address
-    )
+    host, api_host = _display_host(settings.address), _display_host(settings.api_address)
     lines = [
-        f"tidings ready (ready on client port {ports.client}, API port {ports.api})",
+        f"tidings ready: client port {ports.client}, API port {ports.api}",
         f"  clients:  ws://{host}:{ports.client}/connection/websocket",
         f"  API:      http://{api_host}:{ports.api}/api/<method>  (header X-API-Key)",
         f"  health:   http://{api_host}:{ports.api}/health",

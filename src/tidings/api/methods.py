@@ -8,6 +8,7 @@ as `ReplyError` and become `{"error": {"code", "message"}}`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from tidings.protocol.centrifuge.codes import Disconnect, ErrorCode
 from tidings.store.base import Position, UnrecoverablePosition
 
 Result = dict[str, Any]
+MAX_USERS_PER_STATUS = 1000
 Method = Callable[[Any], Awaitable[Result]]
 
 
@@ -49,6 +51,10 @@ class ServerApi:
             "channels": (rq.ChannelsRequest, self.channels),
             "info": (rq.InfoRequest, self.info),
             "batch": (rq.BatchRequest, self.batch),
+            "user_status": (rq.UserStatusRequest, self.user_status),
+            "user_connections": (rq.UserConnectionsRequest, self.user_connections),
+            "broadcast_all": (rq.BroadcastAllRequest, self.broadcast_all),
+            "delivery_status": (rq.DeliveryStatusRequest, self.delivery_status),
         }
 
     @property
@@ -74,17 +80,25 @@ class ServerApi:
 
     async def publish(self, req: rq.PublishRequest) -> Result:
         data = _payload(req.data, req.b64data)
-        if req.idempotency_key:
-            earlier = self._idempotency.get(f"{req.channel}\x00{req.idempotency_key}")
+        options = self.node.rules.resolve(req.channel).options
+        # Channels with history keep idempotency keys in their stream (durable ones
+        # across restarts); the others in a short-lived cache here.
+        cache_key = ""
+        if req.idempotency_key and (req.skip_history or not options.history_enabled):
+            cache_key = f"{req.channel}\x00{req.idempotency_key}"
+            earlier = self._idempotency.get(cache_key)
             if earlier is not None:
                 return dict(earlier)
-        self.node.rules.resolve(req.channel)
         position = await self.node.publish(
-            req.channel, data, tags=req.tags, skip_history=req.skip_history
+            req.channel,
+            data,
+            tags=req.tags,
+            skip_history=req.skip_history,
+            idempotency_key=req.idempotency_key,
         )
         result = _position(position)
-        if req.idempotency_key:
-            self._idempotency.put(f"{req.channel}\x00{req.idempotency_key}", result)
+        if cache_key:
+            self._idempotency.put(cache_key, result)
         return result
 
     async def broadcast(self, req: rq.BroadcastRequest) -> Result:
@@ -140,6 +154,79 @@ class ServerApi:
         )
         return {}
 
+    async def user_status(self, req: rq.UserStatusRequest) -> Result:
+        if len(req.users) > MAX_USERS_PER_STATUS:
+            raise ReplyError(ErrorCode.BAD_REQUEST, f"at most {MAX_USERS_PER_STATUS} users")
+        statuses = []
+        for user in req.users:
+            status = self.node.users.status(user)
+            statuses.append(
+                {
+                    "user": user,
+                    "online": status.online,
+                    "connections": status.connections,
+                    "last_seen": int(status.last_seen),
+                }
+            )
+        return {"statuses": statuses}
+
+    async def user_connections(self, req: rq.UserConnectionsRequest) -> Result:
+        _need(req.user, "user")
+        connections = {}
+        for client in self.node.user_clients(req.user):
+            connections[client.id] = {
+                "client": client.id,
+                "user": client.user,
+                "transport": client.transport.name,
+                "remote_addr": client.transport.remote_addr,
+                "connected_at": int(client.connected_at),
+                "name": client.name,
+                "version": client.version,
+                "channels": sorted(client.subscriptions),
+            }
+        return {"connections": connections}
+
+    async def broadcast_all(self, req: rq.BroadcastAllRequest) -> Result:
+        if not self.node.settings.personal_channel:
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, "personal channels are off")
+        rate = req.rate or self.node.settings.broadcast_all_rate
+        if rate <= 0:
+            raise ReplyError(ErrorCode.BAD_REQUEST, "rate must be positive")
+        task_id, users = self.node.broadcast_all(_payload(req.data, ""), rate, tags=req.tags)
+        return {"task": task_id, "users": users, "rate": rate, "seconds": users / rate}
+
+    async def delivery_status(self, req: rq.DeliveryStatusRequest) -> Result:
+        """Is the publication stored, delivered to a connection, acknowledged — when, by whom."""
+        node = self.node
+        if not node.rules.resolve(req.channel).options.history_enabled:
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, "channel keeps no history")
+        offset = req.offset
+        if req.idempotency_key:
+            offset = await node.history.find(req.channel, req.idempotency_key)
+        if offset <= 0:
+            raise ReplyError(ErrorCode.BAD_REQUEST, "offset or a known idempotency_key required")
+        top = await node.history.position(req.channel)
+        stored = False
+        if offset <= top.offset:
+            with contextlib.suppress(UnrecoverablePosition):
+                pubs, _ = await node.history.read(req.channel, Position(offset - 1, top.epoch), 1)
+                stored = bool(pubs) and pubs[0].offset == offset
+        record = node.deliveries.get(req.channel, offset)
+        acks = await node.history.acks(req.channel, offset)
+        return {
+            "channel": req.channel,
+            "offset": offset,
+            "epoch": top.epoch,
+            "stored": stored,
+            "stored_at": record.stored_at if record else 0,
+            "delivered": bool(record and record.delivered_at),
+            "delivered_at": record.delivered_at if record else 0,
+            "delivered_to": list(record.delivered_to) if record else [],
+            "acked": bool(acks),
+            "acked_at": min((a.time for _, a in acks), default=0),
+            "acked_by": [{"user": u, "client": a.client, "time": a.time} for u, a in acks],
+        }
+
     # --- channels -------------------------------------------------------------------------
 
     async def presence(self, req: rq.ChannelRequest) -> Result:
@@ -179,6 +266,7 @@ class ServerApi:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         items: dict[str, float] = {f"counter.{k}": v for k, v in node.counters.items()}
         items.update({f"events.dropped.{k}": v for k, v in node.events.dropped.items()})
+        items.update({f"refused.{k}": v for k, v in node.refusals().items()})
         return {
             "nodes": [
                 {

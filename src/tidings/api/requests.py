@@ -97,6 +97,26 @@ class InfoRequest(_Request):
     pass
 
 
+class UserStatusRequest(_Request):
+    users: list[str]
+
+
+class UserConnectionsRequest(_Request):
+    user: str
+
+
+class BroadcastAllRequest(_Request):
+    data: Raw
+    rate: float = 0.0
+    tags: dict[str, str] | None = None
+
+
+class DeliveryStatusRequest(_Request):
+    channel: str
+    offset: int = 0
+    idempotency_key: str = ""
+
+
 class BatchRequest(_Request):
     commands: list[dict[str, Raw]]
     parallel: bool = False

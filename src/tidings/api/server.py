@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -29,6 +30,19 @@ def _error(code: ErrorCode, message: str, status: int) -> web.Response:
     return _json({"error": {"code": int(code), "message": message}}, status)
 
 
+@web.middleware
+async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """aiohttp's own refusals (404, 405, 413) in the API's JSON error envelope."""
+    try:
+        response: web.StreamResponse = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = ErrorCode.METHOD_NOT_FOUND if exc.status in (404, 405) else ErrorCode.BAD_REQUEST
+        return _error(code, exc.reason.lower(), exc.status)
+    return response
+
+
 class ApiServer:
     """The aiohttp application behind the API port."""
 
@@ -36,7 +50,7 @@ class ApiServer:
         self.api = ServerApi(node)
         self._key = api_key.encode()
         self._insecure = insecure
-        self.app = web.Application(client_max_size=MAX_BODY)
+        self.app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors])
         self.app.router.add_post("/api/{method}", self._handle)
         self.app.router.add_post("/api", self._handle_legacy)
         self.app.router.add_get("/health", self._health)
@@ -81,6 +95,9 @@ class ApiServer:
         except Exception:
             log.exception("API %s failed", method)
             return _error(ErrorCode.INTERNAL, "internal server error", 500)
+        if method == "batch":
+            # Centrifugo's BatchResponse is `{"replies": [...]}`, unwrapped; `cent` reads it so.
+            return _json(result)
         return _json({"result": result})
 
     async def _health(self, request: web.Request) -> web.Response:

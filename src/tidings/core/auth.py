@@ -1,23 +1,39 @@
 """Connection and subscription tokens (JWT), verified strictly.
 
-Only the algorithms of the configured keys are accepted: with an HMAC
-secret, HS256/HS384/HS512. `alg: none` and every other algorithm are
-refused before any signature check.
+Only the algorithms of the configured keys are accepted: HS256/384/512 with
+an HMAC secret, RS256/384/512 with an RSA public key, ES256/384/512 with an
+ECDSA public key. `alg: none` and every other algorithm are refused before
+any signature check.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jwt
 import msgspec
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from tidings.errors import ReplyError
+from tidings.errors import ConfigError, ReplyError
 from tidings.protocol.centrifuge.codes import ErrorCode
 
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+RSA_ALGORITHMS = ("RS256", "RS384", "RS512")
+ECDSA_ALGORITHMS = ("ES256", "ES384", "ES512")
+
+
+def load_key(value: str) -> str:
+    """A PEM key given inline or as the path of a PEM file."""
+    if not value or value.lstrip().startswith("-----BEGIN"):
+        return value
+    path = Path(value)
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read key file {value!r}: {exc.strerror}") from None
 
 
 class TokenInvalid(Exception):
@@ -46,34 +62,62 @@ class SubscriptionClaims:
 
 
 class TokenVerifier:
-    """Verifies JWTs against the configured HMAC secret."""
+    """Verifies JWTs against the configured keys, each with its own algorithms only.
 
-    def __init__(self, hmac_secret: str, audience: str = "", issuer: str = "") -> None:
-        self._secret = hmac_secret
+    The algorithm named in a token's header picks the key: HS* the HMAC secret,
+    RS* the RSA public key, ES* the ECDSA public key. A token naming an
+    algorithm whose key is not configured (including `none`) is refused, so an
+    HMAC token "signed" with the RSA public key never meets that key.
+    """
+
+    def __init__(
+        self,
+        hmac_secret: str = "",
+        *,
+        rsa_public_key: str = "",
+        ecdsa_public_key: str = "",
+        audience: str = "",
+        issuer: str = "",
+    ) -> None:
+        self._keys: dict[str, Any] = {}
+        if hmac_secret:
+            self._keys.update(dict.fromkeys(HMAC_ALGORITHMS, hmac_secret))
+        if rsa_public_key:
+            key = _public_key(rsa_public_key, RSAAlgorithm, "token_rsa_public_key")
+            self._keys.update(dict.fromkeys(RSA_ALGORITHMS, key))
+        if ecdsa_public_key:
+            key = _public_key(ecdsa_public_key, ECAlgorithm, "token_ecdsa_public_key")
+            self._keys.update(dict.fromkeys(ECDSA_ALGORITHMS, key))
         self._audience = audience or None
         self._issuer = issuer or None
 
     @property
     def enabled(self) -> bool:
-        return bool(self._secret)
+        return bool(self._keys)
+
+    @property
+    def algorithms(self) -> list[str]:
+        return sorted(self._keys)
 
     def _decode(self, token: str) -> dict[str, Any]:
-        if not self._secret:
+        if not self._keys:
             raise TokenInvalid("no token key configured")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
             raise TokenInvalid(f"malformed token: {exc}") from None
-        if header.get("alg") not in HMAC_ALGORITHMS:
-            raise TokenInvalid(f"algorithm {header.get('alg')!r} not accepted")
+        alg = header.get("alg")
+        key = self._keys.get(alg) if isinstance(alg, str) else None
+        if key is None:
+            raise TokenInvalid(f"algorithm {alg!r} not accepted")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                self._secret,
-                algorithms=list(HMAC_ALGORITHMS),
+                key,
+                algorithms=[str(alg)],
                 audience=self._audience,
                 issuer=self._issuer,
-                options={"require": [], "verify_aud": self._audience is not None},
+                options={"verify_aud": self._audience is not None},
             )
         except jwt.ExpiredSignatureError:
             raise TokenExpired("token expired") from None
@@ -126,3 +170,11 @@ def _info(claims: dict[str, Any]) -> bytes:
 def ttl_of(expire_at: int) -> int:
     """Seconds until `expire_at` (0 when it does not expire)."""
     return max(0, expire_at - int(time.time())) if expire_at else 0
+
+
+def _public_key(value: str, algorithm: Any, setting: str) -> Any:
+    try:
+        # prepare_key is an instance method; the hash is irrelevant to loading the key.
+        return algorithm(algorithm.SHA256).prepare_key(load_key(value))
+    except (ValueError, TypeError, jwt.InvalidKeyError) as exc:
+        raise ConfigError(setting, f"not a usable public key: {exc}") from None

@@ -44,6 +44,31 @@ class ChannelRules:
         self._namespaces = dict(settings.namespaces)
         self._max_length = settings.channel_max_length
         self._cache: dict[str, Channel] = {}
+        self._personal: tuple[str, str] | None = None
+        if settings.personal_channel:
+            prefix, _, suffix = settings.personal_channel_format.partition("{user}")
+            self._personal = (prefix, suffix)
+        #: Options of personal channels: a durable inbox with recovery.
+        self.personal_options = ChannelOptions(
+            history_size=settings.personal_channel_history_size,
+            history_ttl=settings.personal_channel_history_ttl,
+            durable=settings.personal_channel_durable,
+            fsync=settings.personal_channel_fsync,
+            force_recovery=True,
+            allow_user_limited_channels=True,
+        )
+
+    def personal_user(self, name: str) -> str:
+        """The user whose personal channel `name` is, or "" if it is not one."""
+        if self._personal is None:
+            return ""
+        prefix, suffix = self._personal
+        if len(name) <= len(prefix) + len(suffix):
+            return ""
+        if not (name.startswith(prefix) and name.endswith(suffix)):
+            return ""
+        user = name[len(prefix) : len(name) - len(suffix)]
+        return "" if USER_SEPARATOR in user else user
 
     def resolve(self, name: str) -> Channel:
         """The channel called `name`. Raises ReplyError 107 (bad name) or 102 (no namespace)."""
@@ -77,6 +102,9 @@ class ChannelRules:
         if USER_BOUNDARY in body:
             users = body.rpartition(USER_BOUNDARY)[2]
             allowed = frozenset(u for u in users.split(USER_SEPARATOR) if u)
+        user = self.personal_user(name)
+        if user:
+            return Channel(name, namespace, self.personal_options, private, frozenset({user}))
         return Channel(name, namespace, options, private, allowed)
 
     # --- permissions (client side; the server API may do anything) ---------------
@@ -104,6 +132,10 @@ class ChannelRules:
         opts = channel.options
         if not user and not opts.allow_publish_for_anonymous:
             raise ReplyError(ErrorCode.PERMISSION_DENIED)
+        if channel.allowed_users is not None and user not in channel.allowed_users:
+            raise ReplyError(ErrorCode.PERMISSION_DENIED, "channel is limited to other users")
+        if channel.private and not subscribed:
+            raise ReplyError(ErrorCode.PERMISSION_DENIED, "private channel: subscribe first")
         if opts.allow_publish_for_client or (opts.allow_publish_for_subscriber and subscribed):
             return
         raise ReplyError(ErrorCode.PERMISSION_DENIED)

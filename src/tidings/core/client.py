@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tidings.core.outbox import Outbox
+from tidings.core.ratelimit import TokenBucket
 from tidings.errors import DisconnectError, ReplyError
 from tidings.protocol.centrifuge import codes
+from tidings.protocol.centrifuge.codec import Codec
 from tidings.protocol.centrifuge.codes import Disconnect, ErrorCode, ReplyErrorInfo
-from tidings.protocol.centrifuge.json_codec import JsonCodec, MalformedFrame
+from tidings.protocol.centrifuge.json_codec import MalformedFrame
 from tidings.protocol.centrifuge.messages import ClientInfo, Command, Error, Reply, raw
 from tidings.protocol.centrifuge.session import PONG, UNKNOWN, Session, SessionViolation
 
@@ -33,6 +35,7 @@ class Subscription:
     """A client's state in one channel."""
 
     join_leave: bool = False
+    epoch: str = ""
     info: bytes = b""
     expire_at: int = 0
     ready: bool = False
@@ -47,8 +50,11 @@ class Client:
     """
 
     __slots__ = (
+        "_abuse",
+        "_commands",
         "_dirty",
         "_expiry",
+        "_history",
         "_pending",
         "_stale",
         "_worker",
@@ -69,7 +75,7 @@ class Client:
         "version",
     )
 
-    def __init__(self, node: Node, transport: Transport, codec: JsonCodec) -> None:
+    def __init__(self, node: Node, transport: Transport, codec: Codec) -> None:
         self.node = node
         self.transport = transport
         self.codec = codec
@@ -90,6 +96,9 @@ class Client:
         self._worker: asyncio.Task[None] | None = None
         self._stale: asyncio.TimerHandle | None = None
         self._expiry: asyncio.TimerHandle | None = None
+        self._commands: TokenBucket | None = None
+        self._history: TokenBucket | None = None
+        self._abuse = 0
 
     def __repr__(self) -> str:
         return f"<Client {self.id} user={self.user!r}>"
@@ -112,7 +121,9 @@ class Client:
             self.node.flusher.mark(self)
 
     def reply(self, reply: Reply) -> None:
-        self.enqueue(self.codec.encode(reply))
+        data = self.codec.encode(reply)
+        if data:  # unidirectional encodings have no form for some replies
+            self.enqueue(data)
 
     def flush(self) -> None:
         """Write everything queued as one frame (unless the socket is backed up)."""
@@ -130,7 +141,8 @@ class Client:
     def send_ping(self) -> None:
         if self.closed:
             return
-        self.session.ping_sent()
+        if self.codec.expects_pong:
+            self.session.ping_sent()
         self.enqueue(self.codec.ping)
 
     # --- lifecycle ------------------------------------------------------------
@@ -159,6 +171,20 @@ class Client:
             self.disconnect(codes.EXPIRED)
         elif self.expire_at:
             self.set_expiry(self.expire_at)
+
+    def watch_subscription_expiry(self, channel: str, expire_at: int) -> None:
+        """Disconnect with 3006 if the subscription's token is not refreshed by `expire_at`."""
+        delay = max(0.0, expire_at - time.time())
+        asyncio.get_running_loop().call_later(delay, self._check_subscription, channel)
+
+    def _check_subscription(self, channel: str) -> None:
+        sub = self.subscriptions.get(channel)
+        if sub is None or self.closed or not sub.expire_at:
+            return
+        if sub.expire_at <= time.time():
+            self.disconnect(codes.SUBSCRIPTION_EXPIRED)
+        else:
+            self.watch_subscription_expiry(channel, sub.expire_at)
 
     def connected(self) -> None:
         """The connect command succeeded."""
@@ -238,6 +264,13 @@ class Client:
         method = self._accept(command)
         if method is None or method == PONG:
             return
+        if not self._within_rate():
+            if self._abuse > self.node.settings.client_command_abuse_limit:
+                self.node.counters["disconnected_command_abuse"] += 1
+                self.disconnect(codes.TOO_MANY_REQUESTS)
+            elif command.id:
+                self.reply(_error_reply(command.id, ReplyErrorInfo.of(ErrorCode.TOO_MANY_REQUESTS)))
+            return
         try:
             if method == UNKNOWN:
                 raise ReplyError(ErrorCode.METHOD_NOT_FOUND)
@@ -252,6 +285,35 @@ class Client:
             reply = _error_reply(command.id, ReplyErrorInfo.of(ErrorCode.INTERNAL))
         if reply is not None:
             self.reply(reply)
+
+    def take_history_token(self) -> bool:
+        """Whether the client may read history (or recover) now; a client is never trusted."""
+        settings = self.node.settings
+        if settings.client_history_rate <= 0:
+            return True
+        now = time.monotonic()
+        if self._history is None:
+            self._history = TokenBucket(
+                settings.client_history_rate, settings.client_history_burst, now
+            )
+        return self._history.take(now)
+
+    def _within_rate(self) -> bool:
+        """Spend a command token; count a refusal when there is none (error 111)."""
+        settings = self.node.settings
+        if settings.client_command_rate <= 0:
+            return True
+        now = time.monotonic()
+        if self._commands is None:
+            burst = settings.client_command_burst
+            self._commands = TokenBucket(settings.client_command_rate, burst, now)
+        if self._commands.full(now):
+            self._abuse = 0  # a full bucket means the client has behaved for a while
+        if self._commands.take(now):
+            return True
+        self._abuse += 1
+        self.node.counters["refused_command_rate"] += 1
+        return False
 
 
 _EMPTY_COMMAND = Command()

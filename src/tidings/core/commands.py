@@ -6,6 +6,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from tidings import __version__
 from tidings.core.auth import TokenExpired, TokenInvalid, ttl_of
 from tidings.errors import DisconnectError, ReplyError
@@ -22,9 +24,11 @@ from tidings.protocol.centrifuge.messages import (
     PublishResult,
     RefreshResult,
     Reply,
+    RPCResult,
     SubRefreshResult,
     SubscribeRequest,
     UnsubscribeResult,
+    raw,
 )
 from tidings.store.base import Position, UnrecoverablePosition
 
@@ -86,22 +90,61 @@ class CommandHandler:
         result = ConnectResult(
             client=client.id,
             version=__version__,
-            ping=round(node.settings.client_ping_interval),
-            pong=True,
+            ping=max(1, round(node.settings.client_ping_interval)),
+            pong=client.codec.expects_pong,
             node=node.uid,
             time=int(time.time() * 1000),
         )
         if expire_at:
             result.expires, result.ttl = True, ttl_of(expire_at)
+        personal = ""
+        if client.user and node.settings.personal_channel:
+            personal = node.personal_channel(client.user)
+            server_channels = (personal, *(c for c in server_channels if c != personal))
         if server_channels:
             result.subs = {}
-            for name in server_channels:
-                channel = node.rules.resolve(name)
-                hint = (req.subs or {}).get(name) or SubscribeRequest()
-                result.subs[name] = await node.subscribe_client(
-                    client, channel, recover=hint.recover, since=_position(hint), server_side=True
-                )
+            try:
+                for name in server_channels:
+                    channel = node.rules.resolve(name)
+                    hint = (req.subs or {}).get(name) or SubscribeRequest()
+                    since = _position(hint)
+                    if name == personal and channel.options.history_enabled:
+                        since = await self._inbox_position(client.user, name, since)
+                    result.subs[name] = await node.subscribe_client(
+                        client, channel, recover=since is not None, since=since, server_side=True
+                    )
+                    if name == personal and since is not None:
+                        # The inbox is delivered whatever the client kept: what is gone
+                        # past the retention limits is gone, the rest always arrives.
+                        result.subs[name].recovered = True
+            except ReplyError as exc:
+                # The client is already connected and indexed: an error reply would leave a
+                # half-connected ghost (counted in user_status and the connection limit).
+                limit = exc.code == ErrorCode.LIMIT_EXCEEDED
+                raise DisconnectError(
+                    codes.CHANNEL_LIMIT if limit else codes.INVALID_TOKEN
+                ) from None
         return Reply(id=command.id, connect=result)
+
+    async def _inbox_position(self, user: str, name: str, hint: Position | None) -> Position:
+        """Where a user's inbox replay starts: the later of their ack and the client's hint."""
+        top = await self.node.history.position(name)
+        start = Position(0, top.epoch)
+        ack = await self.node.history.acked(user, name)
+        if ack is not None and ack.epoch == top.epoch:
+            start = Position(min(ack.offset, top.offset), top.epoch)
+        if (
+            hint is not None
+            and hint.epoch == top.epoch
+            and start.offset < hint.offset <= top.offset
+        ):
+            start = hint
+        first = await self.node.history.read(name, None, 1)
+        if first[0] and first[0][0].offset > start.offset + 1:
+            start = Position(first[0][0].offset - 1, top.epoch)  # older ones were trimmed
+        elif not first[0]:
+            start = Position(top.offset, top.epoch)
+        return start
 
     async def subscribe(self, client: Client, command: Command) -> Reply:
         req = command.subscribe or SubscribeRequest()
@@ -115,6 +158,8 @@ class CommandHandler:
                 raise ReplyError(ErrorCode.TOKEN_EXPIRED)
             info, expire_at = claims.info, claims.expire_at
         self.node.rules.check_subscribe(channel, client.user, bool(req.token))
+        if req.recover and not client.take_history_token():
+            raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
         result = await self.node.subscribe_client(
             client,
             channel,
@@ -166,6 +211,8 @@ class CommandHandler:
         assert req is not None
         channel = self.node.rules.resolve(req.channel)
         self.node.rules.check_history(channel, req.channel in client.subscriptions)
+        if not client.take_history_token():
+            raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
         since = Position(req.since.offset, req.since.epoch) if req.since else None
         try:
             pubs, top = await self.node.history.read(req.channel, since, req.limit, req.reverse)
@@ -182,7 +229,32 @@ class CommandHandler:
         return None
 
     async def rpc(self, client: Client, command: Command) -> Reply:
-        raise ReplyError(ErrorCode.NOT_AVAILABLE, "no RPC handler configured")
+        req = command.rpc
+        assert req is not None
+        if req.method == "ack":
+            return Reply(id=command.id, rpc=RPCResult(data=raw(await self._ack(client, req.data))))
+        raise ReplyError(ErrorCode.NOT_AVAILABLE, f"no RPC handler for {req.method!r}")
+
+    async def _ack(self, client: Client, data: bytes) -> bytes:
+        """RPC `ack` {"channel", "offset"}: the user has everything up to offset."""
+        try:
+            req = _ACK_DECODER.decode(data or b"{}")
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ReplyError(ErrorCode.BAD_REQUEST, f"ack: {exc}") from None
+        if not client.user:
+            raise ReplyError(ErrorCode.PERMISSION_DENIED, "anonymous clients cannot ack")
+        channel = self.node.rules.resolve(req.channel)
+        if not channel.options.history_enabled:
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, "channel keeps no history to ack")
+        if req.channel not in client.subscriptions:
+            raise ReplyError(ErrorCode.PERMISSION_DENIED, "not subscribed")
+        top = await self.node.history.position(req.channel)
+        if req.offset > top.offset:
+            raise ReplyError(ErrorCode.BAD_REQUEST, f"offset {req.offset} is beyond {top.offset}")
+        ack = await self.node.history.ack(
+            client.user, req.channel, Position(req.offset, top.epoch), client.id
+        )
+        return msgspec.json.encode({"channel": req.channel, "offset": ack.offset})
 
     async def refresh(self, client: Client, command: Command) -> Reply:
         token = command.refresh.token if command.refresh else ""
@@ -214,6 +286,14 @@ class CommandHandler:
         if claims.expire_at:
             result.expires, result.ttl = True, ttl_of(claims.expire_at)
         return Reply(id=command.id, sub_refresh=result)
+
+
+class AckRequest(msgspec.Struct, forbid_unknown_fields=True):
+    channel: str
+    offset: int
+
+
+_ACK_DECODER = msgspec.json.Decoder(AckRequest)
 
 
 def _position(req: SubscribeRequest) -> Position | None:

@@ -25,6 +25,8 @@ class EventType(StrEnum):
     SUBSCRIBED = "subscribed"
     UNSUBSCRIBED = "unsubscribed"
     PUBLISHED = "published"
+    USER_ONLINE = "online"
+    USER_OFFLINE = "offline"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +53,12 @@ class EventDispatcher:
     def subscribe(self, event_type: EventType, maxsize: int = 1024) -> asyncio.Queue[Event]:
         """A new bounded queue that receives every later event of `event_type`."""
         queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
-        self._subscribers.setdefault(event_type, []).append(queue)
+        self.add_subscriber(event_type, queue)
         return queue
+
+    def add_subscriber(self, event_type: EventType, queue: asyncio.Queue[Event]) -> None:
+        """Deliver later events of `event_type` into `queue` (which may take several types)."""
+        self._subscribers.setdefault(event_type, []).append(queue)
 
     def unsubscribe(self, event_type: EventType, queue: asyncio.Queue[Event]) -> None:
         queues = self._subscribers.get(event_type, [])

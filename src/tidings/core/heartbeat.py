@@ -28,7 +28,7 @@ class PingWheel:
         self._task: asyncio.Task[None] | None = None
 
     def add(self, client: Client) -> None:
-        slot = (self._pos - 1) % self.size  # its first ping comes one interval from now
+        slot = (self._pos - 1) % self.size  # first ping within one interval from now
         client.ping_slot = slot
         self._slots[slot].add(client)
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import socket
 import time
 import uuid
+from pathlib import Path
 
 from msgspec import Raw
 
@@ -21,14 +23,17 @@ from tidings.core.auth import TokenVerifier
 from tidings.core.channels import Channel, ChannelRules
 from tidings.core.client import Client, Subscription
 from tidings.core.commands import CommandHandler
+from tidings.core.delivery import MAX_CLIENTS, DeliveryLog
 from tidings.core.events import Event, EventDispatcher, EventType
 from tidings.core.flusher import Flusher
 from tidings.core.heartbeat import PingWheel
 from tidings.core.hub import Hub
-from tidings.errors import ReplyError
+from tidings.core.users import UserDirectory
+from tidings.errors import ConfigError, DisconnectError, ReplyError
 from tidings.presence.base import PresenceStore
 from tidings.presence.memory import MemoryPresenceStore
 from tidings.protocol.centrifuge import codes
+from tidings.protocol.centrifuge.codec import Codec
 from tidings.protocol.centrifuge.codes import Disconnect, ErrorCode
 from tidings.protocol.centrifuge.json_codec import JsonCodec
 from tidings.protocol.centrifuge.messages import (
@@ -44,13 +49,42 @@ from tidings.protocol.centrifuge.messages import (
     Unsubscribe,
     raw,
 )
-from tidings.store.base import HistoryStore, Position, UnrecoverablePosition
+from tidings.store.base import HistoryStore, Position, StoreWriteError, UnrecoverablePosition
 from tidings.store.memory import MemoryHistoryStore
+from tidings.store.router import StoreRouter
+from tidings.store.sqlite import SqliteHistoryStore
 from tidings.transport.base import Transport
+from tidings.upstream.user_events import UserEventSender
 
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 30.0
+
+
+_LIMIT_COUNTERS = frozenset(
+    {
+        "refused_connection_limit",
+        "refused_channel_limit",
+        "refused_command_rate",
+        "disconnected_command_abuse",
+    }
+)
+
+
+class EncodedOnce:
+    """One reply, encoded at most once per codec however many clients receive it."""
+
+    __slots__ = ("_by_codec", "reply")
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+        self._by_codec: dict[str, bytes] = {}
+
+    def get(self, codec: Codec) -> bytes:
+        data = self._by_codec.get(codec.name)
+        if data is None:
+            data = self._by_codec[codec.name] = codec.encode(self.reply)
+        return data
 
 
 class Node:
@@ -69,17 +103,70 @@ class Node:
         self.rules = ChannelRules(settings)
         self.hub = Hub()
         self.events = EventDispatcher()
-        self.history = history or MemoryHistoryStore()
+        self.deliveries = DeliveryLog()
+        self.history = history or self._history_store(settings)
         self.presence = presence or MemoryPresenceStore()
-        self.verifier = TokenVerifier(settings.token_hmac_secret)
+        self.verifier = TokenVerifier(
+            settings.token_hmac_secret,
+            rsa_public_key=settings.token_rsa_public_key,
+            ecdsa_public_key=settings.token_ecdsa_public_key,
+            audience=settings.token_audience,
+            issuer=settings.token_issuer,
+        )
+        self.users = UserDirectory(
+            self.events, settings.user_events_grace, lambda user: len(self.hub.user_clients(user))
+        )
+        if settings.personal_channel:
+            try:
+                self.rules.resolve(self.personal_channel("user"))
+            except ReplyError as exc:
+                raise ConfigError("personal_channel_format", exc.info.message) from None
         self.codec = JsonCodec()
         self.commands = CommandHandler(self)
         self.pings = PingWheel(settings.client_ping_interval, settings.client_pong_timeout)
         self.started_at = time.time()
-        self.counters: dict[str, int] = {"connects": 0, "disconnects": 0, "publications": 0}
+        self.counters: dict[str, int] = {
+            "connects": 0,
+            "disconnects": 0,
+            "publications": 0,
+            "refused_connection_limit": 0,
+            "refused_channel_limit": 0,
+            "refused_command_rate": 0,
+            "disconnected_command_abuse": 0,
+        }
+        self.broadcasts: dict[str, dict[str, float]] = {}
         self._flusher: Flusher | None = None
         self._pending: set[Client] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self.user_events: UserEventSender | None = None
+        #: Connections refused before the upgrade, filled in by the client port.
+        self.access_refusals: dict[str, int] = {}
+
+    def _history_store(self, settings: Settings) -> StoreRouter:
+        """Memory for ordinary channels; SQLite under data_dir for durable ones."""
+        durable_wanted = (settings.personal_channel and settings.personal_channel_durable) or any(
+            o.durable for o in (settings.channel, *settings.namespaces.values())
+        )
+        durable: HistoryStore | None = None
+        if durable_wanted:
+            path = Path(settings.data_dir) / "streams.sqlite3"
+            try:
+                durable = SqliteHistoryStore(
+                    path,
+                    policy_of=lambda name: self.rules.resolve(name).options.fsync,
+                    batch_window=settings.durable_batch_window,
+                    max_bytes=settings.durable_max_bytes,
+                )
+            except (StoreWriteError, OSError) as exc:
+                raise ConfigError("data_dir", str(exc)) from None
+        return StoreRouter(MemoryHistoryStore(), durable, self._is_durable)
+
+    def _is_durable(self, name: str) -> bool:
+        try:
+            return self.rules.resolve(name).options.durable
+        except ReplyError:
+            return False
 
     @property
     def flusher(self) -> Flusher:
@@ -91,6 +178,14 @@ class Node:
 
     async def start(self) -> None:
         self.started_at = time.time()
+        if self.settings.user_events_url and self.user_events is None:
+            self.user_events = UserEventSender(
+                self.events,
+                self.settings.user_events_url,
+                batch_size=self.settings.user_events_batch_size,
+                queue_size=self.settings.user_events_queue_size,
+            )
+            self.user_events.start()
         self.events.start()
         self.pings.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="sweep")
@@ -99,7 +194,12 @@ class Node:
         """Disconnect every client with `disconnect` (3001) and stop background work."""
         for client in list(self._pending) + list(self.hub.clients()):
             client.disconnect(disconnect)
+        for task in list(self._background):
+            task.cancel()
         await self.pings.stop()
+        self.users.close()
+        if self.user_events is not None:
+            await self.user_events.stop()
         await self.events.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -114,18 +214,27 @@ class Node:
 
     # --- connections --------------------------------------------------------------
 
-    def accept(self, transport: Transport) -> Client:
+    def accept(self, transport: Transport, codec: Codec | None = None) -> Client:
         """A new transport connection; it has `client_stale_close_delay` to connect."""
-        client = Client(self, transport, self.codec)
+        client = Client(self, transport, codec or self.codec)
         self._pending.add(client)
         client.start_stale_timer(self.settings.client_stale_close_delay)
         return client
 
+    def personal_channel(self, user: str) -> str:
+        return self.settings.personal_channel_format.format(user=user)
+
     def client_connected(self, client: Client) -> None:
+        """Index a client whose connect succeeded; 3504 if its user has too many."""
+        limit = self.settings.user_connection_limit
+        if limit and client.user and len(self.hub.user_clients(client.user)) >= limit:
+            self.counters["refused_connection_limit"] += 1
+            raise DisconnectError(codes.CONNECTION_LIMIT)
         self._pending.discard(client)
         self.hub.add(client)
         self.pings.add(client)
         self.counters["connects"] += 1
+        self.users.connected(client.user, client.id)
         self._emit(EventType.CONNECTED, client)
 
     def client_closed(self, client: Client) -> None:
@@ -138,6 +247,7 @@ class Node:
         self.counters["disconnects"] += 1
         for name in list(client.subscriptions):
             self._drop_subscription(client, name)
+        self.users.disconnected(client.user, client.id)
         self._emit(EventType.DISCONNECTED, client)
 
     def _emit(self, event_type: EventType, client: Client, channel: str = "") -> None:
@@ -167,6 +277,10 @@ class Node:
         name = channel.name
         if name in client.subscriptions:
             raise ReplyError(ErrorCode.ALREADY_SUBSCRIBED)
+        limit = self.settings.client_channel_limit
+        if limit and len(client.subscriptions) >= limit:
+            self.counters["refused_channel_limit"] += 1
+            raise ReplyError(ErrorCode.LIMIT_EXCEEDED, f"more than {limit} channels")
         opts = channel.options
         sub = Subscription(
             join_leave=opts.force_push_join_leave or (join_leave and opts.join_leave)
@@ -187,13 +301,18 @@ class Node:
                 await self.presence.add(name, chan_info)
             if opts.history_enabled and (opts.force_recovery or recoverable or server_side):
                 await self._position_result(name, result, recover, since)
+                sub.epoch = result.epoch
         except BaseException:
             client.subscriptions.pop(name, None)
             raise
         if client.closed or client.subscriptions.get(name) is not sub:
+            if opts.presence:
+                await self.presence.remove(name, client.id)
             raise ReplyError(ErrorCode.INTERNAL, "client went away while subscribing")
         self.hub.subscribe(name, client)
         sub.ready = True
+        if expire_at:
+            client.watch_subscription_expiry(name, expire_at)
         if opts.join_leave or opts.force_push_join_leave:
             self._push_to_channel(name, Push(channel=name, join=Join(info=chan_info)), client)
         self._emit(EventType.SUBSCRIBED, client, name)
@@ -206,15 +325,38 @@ class Node:
         if recover and since is not None:
             result.was_recovering = True
             try:
-                pubs, top = await self.history.read(name, since)
+                pubs, top = await self._read_to_top(name, since)
             except UnrecoverablePosition:
-                top = await self.history.position(name)
+                top = await self._settled_top(name)
             else:
                 result.recovered = True
                 result.publications = pubs or None
         else:
-            top = await self.history.position(name)
+            top = await self._settled_top(name)
         result.epoch, result.offset = top.epoch, top.offset
+
+    async def _read_to_top(self, name: str, since: Position) -> tuple[list[Publication], Position]:
+        """Everything after `since`, re-reading while publications land meanwhile.
+
+        On return no await separates the read from the caller adding the client
+        to the channel, and the store's known top equals what was read, so no
+        publication can fall between recovery and live delivery.
+        """
+        pubs, top = await self.history.read(name, since)
+        for _ in range(10):
+            latest = self.history.top(name)
+            if latest is None or latest.epoch != top.epoch or latest.offset <= top.offset:
+                break
+            more, top = await self.history.read(name, top)
+            pubs.extend(more)
+        return pubs, top
+
+    async def _settled_top(self, name: str) -> Position:
+        top = await self.history.position(name)
+        latest = self.history.top(name)
+        if latest is not None and latest.epoch == top.epoch and latest.offset > top.offset:
+            return latest
+        return top
 
     async def unsubscribe_client(
         self, client: Client, name: str, *, push: bool, code: int = 2000, reason: str = ""
@@ -243,14 +385,19 @@ class Node:
             # remote store must not hold up a disconnect.
             asyncio.get_running_loop().create_task(self.presence.remove(name, client.id))
         if opts.join_leave or opts.force_push_join_leave:
-            info = ClientInfo(user=client.user, client=client.id, conn_info=raw(client.info))
+            info = ClientInfo(
+                user=client.user,
+                client=client.id,
+                conn_info=raw(client.info),
+                chan_info=raw(sub.info),
+            )
             self._push_to_channel(name, Push(channel=name, leave=Leave(info=info)))
 
     def _push_to_channel(self, name: str, push: Push, skip: Client | None = None) -> None:
-        data = self.codec.encode(Reply(push=push))
+        encoded = EncodedOnce(Reply(push=push))
         for sub_client in list(self.hub.subscribers(name)):
             if sub_client is not skip and sub_client.subscriptions[name].join_leave:
-                sub_client.enqueue(data)
+                sub_client.enqueue(encoded.get(sub_client.codec))
 
     # --- publications ---------------------------------------------------------------
 
@@ -262,15 +409,38 @@ class Node:
         info: ClientInfo | None = None,
         tags: dict[str, str] | None = None,
         skip_history: bool = False,
+        idempotency_key: str = "",
     ) -> Position:
-        """Store (if the channel keeps history) then deliver to every local subscriber."""
+        """Store (if the channel keeps history) then deliver to every local subscriber.
+
+        For a durable channel this returns only once the store has the
+        publication under the channel's fsync policy; a store failure raises
+        ReplyError 100 and nothing is delivered. A repeated `idempotency_key`
+        returns the first publication's position and delivers nothing.
+        """
         opts = self.rules.resolve(name).options
         pub = Publication(data=data, info=info, tags=tags or None)
         position = Position(0, "")
         if opts.history_enabled and not skip_history:
-            position = await self.history.append(name, pub, opts.history_size, opts.history_ttl)
+            if idempotency_key:
+                earlier = await self.history.find(name, idempotency_key)
+                if earlier:
+                    return Position(earlier, (await self.history.position(name)).epoch)
+            try:
+                position = await self.history.append(
+                    name, pub, opts.history_size, opts.history_ttl, idempotency_key
+                )
+            except StoreWriteError as exc:
+                raise ReplyError(ErrorCode.INTERNAL, str(exc)) from None
+            if pub.offset != position.offset:
+                return position  # the store already had this idempotency key
+            if opts.durable:
+                self.deliveries.stored(name, position.offset)
         self.counters["publications"] += 1
-        self.deliver(name, pub)
+        count = self.deliver(name, pub)
+        if count and opts.durable and pub.offset:
+            clients = [c.id for c in itertools.islice(self.hub.subscribers(name), MAX_CLIENTS)]
+            self.deliveries.delivered(name, pub.offset, clients)
         if self.events.wants(EventType.PUBLISHED):
             self.events.emit(Event(EventType.PUBLISHED, channel=name, time=time.time()))
         return position
@@ -280,10 +450,18 @@ class Node:
         subscribers = self.hub.subscribers(name)
         if not subscribers:
             return 0
-        data = self.codec.encode(Reply(push=Push(channel=name, pub=pub)))
+        reply = Reply(push=Push(channel=name, pub=pub))
+        json_codec = self.codec
+        json_data = json_codec.encode(reply)
+        other: EncodedOnce | None = None
         count = 0
         for client in list(subscribers):
-            client.enqueue(data)
+            if client.codec is json_codec:
+                client.enqueue(json_data)
+            else:
+                if other is None:
+                    other = EncodedOnce(reply)
+                client.enqueue(other.get(client.codec))
             count += 1
         return count
 
@@ -338,6 +516,42 @@ class Node:
             client.set_expiry(expire_at)
             ttl = max(0, expire_at - int(time.time())) if expire_at else 0
             client.reply(Reply(push=Push(refresh=Refresh(expires=bool(expire_at), ttl=ttl))))
+
+    def broadcast_all(
+        self, data: Raw, rate: float, *, tags: dict[str, str] | None = None
+    ) -> tuple[str, int]:
+        """Publish `data` to every connected user's personal channel, `rate` users a second.
+
+        Runs in the background; returns a task id (progress in `info`) and the
+        number of users it will reach.
+        """
+        users = sorted({c.user for c in self.hub.clients() if c.user})
+        task_id = uuid.uuid4().hex[:12]
+        progress = {"users": float(len(users)), "sent": 0.0, "rate": rate}
+        self.broadcasts[task_id] = progress
+
+        async def run() -> None:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            for index, user in enumerate(users):
+                # Pace against the start time so the average rate holds without drift.
+                delay = started + index / rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await self.publish(self.personal_channel(user), data, tags=tags)
+                progress["sent"] = index + 1.0
+            self.broadcasts.pop(task_id, None)
+
+        task = asyncio.get_running_loop().create_task(run(), name=f"broadcast-{task_id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task_id, len(users)
+
+    def refusals(self) -> dict[str, int]:
+        """Counts of everything a limit refused, for `info`."""
+        refused = {k: v for k, v in self.counters.items() if k in _LIMIT_COUNTERS}
+        refused.update(self.access_refusals)
+        return refused
 
     def stats(self) -> dict[str, int]:
         return {

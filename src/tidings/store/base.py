@@ -29,10 +29,39 @@ class UnrecoverablePosition(Exception):
     """The publications after the asked position are no longer (or never were) here."""
 
 
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """A user's acknowledged position in a channel: everything up to `offset` is received."""
+
+    offset: int
+    epoch: str
+    time: float
+    client: str
+
+
+class StoreWriteError(Exception):
+    """The store could not keep a publication (disk full, I/O error): publish must fail."""
+
+
 class HistoryStore(ABC):
+    #: Whether what this store keeps survives a restart of the process.
+    durable = False
+
     @abstractmethod
-    async def append(self, channel: str, pub: Publication, size: int, ttl: float) -> Position:
-        """Store `pub` (its offset is assigned here) and trim the stream to size and ttl."""
+    async def append(
+        self,
+        channel: str,
+        pub: Publication,
+        size: int,
+        ttl: float,
+        idempotency_key: str = "",
+    ) -> Position:
+        """Store `pub` (its offset is assigned here) and trim the stream to size and ttl.
+
+        With an `idempotency_key` already stored in the channel, nothing is added
+        and the earlier publication's position is returned. Raises
+        `StoreWriteError` when the publication could not be kept.
+        """
 
     @abstractmethod
     async def read(
@@ -54,6 +83,26 @@ class HistoryStore(ABC):
     @abstractmethod
     async def remove(self, channel: str) -> None:
         """Forget the channel's publications; offsets go on in the same epoch."""
+
+    @abstractmethod
+    def top(self, channel: str) -> Position | None:
+        """The last known top of the stream, without I/O (None if not known yet)."""
+
+    @abstractmethod
+    async def find(self, channel: str, idempotency_key: str) -> int:
+        """The offset stored under `idempotency_key` (0 if none)."""
+
+    @abstractmethod
+    async def ack(self, user: str, channel: str, position: Position, client: str) -> Ack:
+        """Record that `user` has everything up to `position`; never moves backwards."""
+
+    @abstractmethod
+    async def acked(self, user: str, channel: str) -> Ack | None:
+        """The user's acknowledged position in `channel`, if any."""
+
+    @abstractmethod
+    async def acks(self, channel: str, offset: int, limit: int = 100) -> list[tuple[str, Ack]]:
+        """Users (with their acks) whose acknowledged position covers `offset`."""
 
     async def sweep(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Drop expired publications everywhere (called periodically by the node)."""

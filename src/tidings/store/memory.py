@@ -8,11 +8,11 @@ from collections import deque
 from collections.abc import Callable
 
 from tidings.protocol.centrifuge.messages import Publication
-from tidings.store.base import HistoryStore, Position, UnrecoverablePosition
+from tidings.store.base import Ack, HistoryStore, Position, UnrecoverablePosition
 
 
 class _Stream:
-    __slots__ = ("epoch", "expire_at", "items", "offset", "ttl")
+    __slots__ = ("epoch", "expire_at", "items", "keys", "offset", "ttl")
 
     def __init__(self, epoch: str) -> None:
         self.epoch = epoch
@@ -21,6 +21,8 @@ class _Stream:
         # (time added, publication)
         self.items: deque[tuple[float, Publication]] = deque()
         self.expire_at = 0.0
+        # idempotency key -> offset, oldest first, no more keys than publications kept
+        self.keys: dict[str, int] = {}
 
     def trim(self, now: float) -> None:
         if self.ttl <= 0:
@@ -41,6 +43,7 @@ class MemoryHistoryStore(HistoryStore):
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._streams: dict[str, _Stream] = {}
         self._clock = clock
+        self._acks: dict[tuple[str, str], Ack] = {}
 
     def _stream(self, channel: str) -> _Stream:
         stream = self._streams.get(channel)
@@ -48,9 +51,23 @@ class MemoryHistoryStore(HistoryStore):
             stream = self._streams[channel] = _Stream(secrets.token_hex(4))
         return stream
 
-    async def append(self, channel: str, pub: Publication, size: int, ttl: float) -> Position:
+    async def append(
+        self,
+        channel: str,
+        pub: Publication,
+        size: int,
+        ttl: float,
+        idempotency_key: str = "",
+    ) -> Position:
         now = self._clock()
         stream = self._stream(channel)
+        if idempotency_key:
+            earlier = stream.keys.get(idempotency_key)
+            if earlier is not None:
+                return Position(earlier, stream.epoch)
+            stream.keys[idempotency_key] = stream.offset + 1
+            while len(stream.keys) > max(size, 1):
+                del stream.keys[next(iter(stream.keys))]
         stream.offset += 1
         pub.offset = stream.offset
         stream.ttl = ttl
@@ -95,6 +112,33 @@ class MemoryHistoryStore(HistoryStore):
         stream = self._streams.get(channel)
         if stream is not None:
             stream.items.clear()
+
+    def top(self, channel: str) -> Position | None:
+        stream = self._streams.get(channel)
+        return Position(stream.offset, stream.epoch) if stream is not None else None
+
+    async def find(self, channel: str, idempotency_key: str) -> int:
+        stream = self._streams.get(channel)
+        return stream.keys.get(idempotency_key, 0) if stream is not None else 0
+
+    async def ack(self, user: str, channel: str, position: Position, client: str) -> Ack:
+        key = (user, channel)
+        current = self._acks.get(key)
+        if current is None or current.epoch != position.epoch or current.offset < position.offset:
+            current = self._acks[key] = Ack(position.offset, position.epoch, time.time(), client)
+        return current
+
+    async def acked(self, user: str, channel: str) -> Ack | None:
+        return self._acks.get((user, channel))
+
+    async def acks(self, channel: str, offset: int, limit: int = 100) -> list[tuple[str, Ack]]:
+        epoch = self._streams[channel].epoch if channel in self._streams else ""
+        found = [
+            (user, ack)
+            for (user, chan), ack in self._acks.items()
+            if chan == channel and ack.offset >= offset and ack.epoch == epoch
+        ]
+        return found[:limit]
 
     async def sweep(self) -> None:
         now = self._clock()

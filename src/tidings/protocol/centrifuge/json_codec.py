@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import msgspec
 
+from tidings.protocol.centrifuge.codec import MalformedFrame
 from tidings.protocol.centrifuge.messages import Command, Reply
 
-
-class MalformedFrame(ValueError):
-    """A frame that is not a sequence of JSON commands (the client is closed with 3501)."""
+# MalformedFrame is shared by every codec; it is re-exported from here as before.
+__all__ = ["JsonCodec", "MalformedFrame"]
 
 
 class JsonCodec:
@@ -22,6 +22,7 @@ class JsonCodec:
     binary = False
     #: A server ping: an empty reply.
     ping = b"{}"
+    expects_pong = True
 
     def __init__(self, max_commands_per_frame: int = 128) -> None:
         self._decoder = msgspec.json.Decoder(Command)

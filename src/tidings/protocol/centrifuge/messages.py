@@ -9,7 +9,9 @@ form does.
 
 from __future__ import annotations
 
-from msgspec import Raw, Struct
+from typing import Annotated
+
+from msgspec import Meta, Raw, Struct
 
 #: The empty payload. Always use this object (via `raw()`), never `Raw(b"")`:
 #: msgspec omits a default only when it is this very object.
@@ -103,7 +105,7 @@ class SubRefreshRequest(_Message):
 class Command(_Message):
     """One client command: an id and exactly one request (none at all is a pong)."""
 
-    id: int = 0
+    id: Annotated[int, Meta(ge=0, le=0xFFFFFFFF)] = 0  # uint32 in client.proto
     connect: ConnectRequest | None = None
     subscribe: SubscribeRequest | None = None
     unsubscribe: UnsubscribeRequest | None = None

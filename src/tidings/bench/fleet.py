@@ -1,0 +1,205 @@
+"""The client worker processes, driven from the orchestrator over their stdin/stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+#: Sockets per worker process: under the 20,000 descriptor limit with room to spare.
+PER_WORKER = 7000
+
+
+@dataclass(frozen=True, slots=True)
+class FleetStats:
+    publications: int
+    lost: int
+    open: int
+    min_per_conn: int
+    max_per_conn: int
+
+
+@dataclass(slots=True)
+class _WorkerProcess:
+    name: str
+    proc: asyncio.subprocess.Process
+    progress: int = 0
+
+    async def expect(self, prefix: str, limit_s: float, on_progress: Callable[[], None]) -> str:
+        """The rest of the first stdout line starting with `prefix` (progress lines noted)."""
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + limit_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.name}: no {prefix!r} within {limit_s:.0f}s")
+            raw = await asyncio.wait_for(self.proc.stdout.readline(), left)
+            if not raw:
+                raise RuntimeError(f"{self.name}: exited while waiting for {prefix!r}")
+            word, _, rest = raw.decode().rstrip("\n").partition(" ")
+            if word == "progress":
+                self.progress = int(rest)
+                on_progress()
+            elif word == prefix:
+                return rest
+
+    def send(self, line: str) -> None:
+        stdin = self.proc.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.write((line + "\n").encode())
+
+
+class Fleet:
+    """`conns` connections spread over as many worker processes as the socket limit needs."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        conns: int,
+        *,
+        path: str = "/connection/websocket",
+        secret: str = "",
+        channels: str = "",
+        spread: int = 0,
+        sample_every: int = 0,
+        per_worker: int = PER_WORKER,
+        concurrency: int = 64,
+        max_seconds: float = 600.0,
+        name: str = "w",
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.host, self.port, self.path = host, port, path
+        self.conns = conns
+        self.secret = secret
+        self.channels = channels
+        self.spread = spread
+        self.sample_every = sample_every
+        self.per_worker = per_worker
+        self.concurrency = concurrency
+        self.max_seconds = max_seconds
+        self.name = name
+        self._progress = progress
+        self._last_progress = 0.0
+        self.workers: list[_WorkerProcess] = []
+
+    def _note_progress(self) -> None:
+        now = time.monotonic()
+        if self._progress is not None and now - self._last_progress >= 1.0:
+            self._last_progress = now
+            opened = sum(w.progress for w in self.workers)
+            self._progress(f"connections open: {opened}/{self.conns}")
+
+    async def start(self, limit_s: float = 300.0) -> tuple[int, int, float]:
+        """Spawn the workers and wait until all connect; (opened, failed, wall seconds)."""
+        nworkers = max(1, math.ceil(self.conns / self.per_worker))
+        shares = [self.conns // nworkers] * nworkers
+        for i in range(self.conns % nworkers):
+            shares[i] += 1
+        t0 = time.monotonic()
+        for i, share in enumerate(shares):
+            cmd = [
+                sys.executable,
+                "-m",
+                "tidings.bench.worker",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--path",
+                self.path,
+                "--conns",
+                str(share),
+                "--channels",
+                self.channels,
+                "--spread",
+                str(self.spread),
+                "--secret",
+                self.secret,
+                "--name",
+                f"{self.name}{i}",
+                "--sample-every",
+                str(self.sample_every),
+                "--concurrency",
+                str(self.concurrency),
+                "--max-seconds",
+                str(self.max_seconds),
+            ]
+            proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                limit=64 << 20,
+            )
+            self.workers.append(_WorkerProcess(f"worker{i}", proc))
+        opened = failed = 0
+        for w in self.workers:
+            fields = (await w.expect("ready", limit_s, self._note_progress)).split()
+            opened += int(fields[0])
+            failed += int(fields[1])
+        return opened, failed, time.monotonic() - t0
+
+    async def _ask(self, line: str, prefix: str, limit_s: float) -> list[str]:
+        for w in self.workers:
+            w.send(line)
+        return list(
+            await asyncio.gather(
+                *(w.expect(prefix, limit_s, self._note_progress) for w in self.workers)
+            )
+        )
+
+    async def stats(self) -> FleetStats:
+        rows = [[int(x) for x in r.split()] for r in await self._ask("stats", "stats", 30.0)]
+        return FleetStats(
+            publications=sum(r[0] for r in rows),
+            lost=sum(r[1] for r in rows),
+            open=sum(r[2] for r in rows),
+            min_per_conn=min(r[3] for r in rows),
+            max_per_conn=max(r[4] for r in rows),
+        )
+
+    async def latencies_us(self) -> list[int]:
+        out: list[int] = []
+        for reply in await self._ask("latencies", "latencies", 60.0):
+            out.extend(json.loads(reply))
+        return out
+
+    async def reset(self) -> None:
+        await self._ask("reset", "reset", 30.0)
+
+    async def churn(self, rate: float, seconds: float) -> tuple[int, int, int]:
+        """Every worker replaces connections at its share of `rate`; (closed, opened, failed)."""
+        share = rate / len(self.workers)
+        rows = await self._ask(f"churn {share} {seconds}", "churned", seconds + 60.0)
+        totals = [0, 0, 0]
+        for row in rows:
+            for i, value in enumerate(row.split()[:3]):
+                totals[i] += int(value)
+        return totals[0], totals[1], totals[2]
+
+    async def wait_for(self, publications: int, limit_s: float, poll_s: float = 0.1) -> float:
+        """Poll until the fleet has counted `publications`; the monotonic time seen."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            if (await self.stats()).publications >= publications:
+                return time.monotonic()
+            await asyncio.sleep(poll_s)
+        return time.monotonic()
+
+    async def stop(self) -> None:
+        for w in self.workers:
+            w.send("quit")
+            if w.proc.stdin is not None:
+                w.proc.stdin.close()
+        for w in self.workers:
+            try:
+                await asyncio.wait_for(w.proc.wait(), 15)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    w.proc.kill()
+                await w.proc.wait()

@@ -1,0 +1,88 @@
+"""What /proc says about a process (RSS, CPU seconds) and the host (socket memory)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import platform
+import resource
+from dataclasses import dataclass
+from typing import Any
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSample:
+    """One reading of a process: resident memory (bytes) and CPU (seconds, user+system)."""
+
+    rss: int
+    cpu: float
+    user: float
+    system: float
+
+
+def sample(pid: int) -> ProcessSample:
+    """RSS from /proc/<pid>/status (VmRSS) and CPU from /proc/<pid>/stat (utime+stime)."""
+    rss = 0
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+                break
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        stat = fh.read()
+    # The command name may hold spaces: fields are counted after its closing ")".
+    fields = stat[stat.rindex(")") + 2 :].split()
+    user = int(fields[11]) / _TICKS
+    system = int(fields[12]) / _TICKS
+    return ProcessSample(rss, user + system, user, system)
+
+
+def socket_memory() -> int:
+    """Bytes of kernel TCP buffer memory in use (/proc/net/sockstat `TCP: ... mem` pages)."""
+    with open("/proc/net/sockstat", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("TCP:"):
+                parts = line.split()
+                return int(parts[parts.index("mem") + 1]) * _PAGE
+    return 0
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def raise_nofile_limit() -> int:
+    """Lift the soft descriptor limit to the hard one; return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def description() -> dict[str, Any]:
+    """The machine and software versions, for results files and BENCHMARKS.md."""
+    versions: dict[str, str] = {}
+    for pkg in ("tidings", "picows", "uvloop", "msgspec", "aiohttp", "websockets"):
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = "not installed"
+    cpu_model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "nofile_hard_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+        "load_average_1m": round(load_average(), 2),
+        "versions": versions,
+    }

@@ -1,0 +1,314 @@
+"""The scenarios: connections, fanout, churn, api. Each returns figures and plot series.
+
+A scenario gets a running `Target` and its `Options`, drives load with a
+`Fleet` of client processes and a `Publisher`, and reads the server's memory
+and CPU from /proc (when the server process is ours to measure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tidings.bench.fleet import Fleet
+from tidings.bench.machine import ProcessSample, sample, socket_memory
+from tidings.bench.publisher import Publisher, PublishRun
+from tidings.bench.target import Target
+
+Say = Callable[[str], None]
+Result = dict[str, Any]
+
+
+@dataclass
+class Options:
+    """Sizes of one run (see `tidings bench --help`)."""
+
+    conns: int = 1000
+    channels: int = 2
+    rate: float = 5.0
+    size: int = 100
+    batch: int = 1
+    seconds: float = 10.0
+    churn_rate: float = 100.0
+    concurrency: int = 8
+    sample_every: int = 20
+    settle: float = 2.0
+
+
+#: Namespaces the `api` scenario publishes into (the server is started with them).
+API_NAMESPACES: dict[str, dict[str, Any]] = {
+    "mem": {},
+    "hist": {"history_size": 100, "history_ttl": 300},
+    "never": {"history_size": 100, "history_ttl": 300, "durable": True, "fsync": "never"},
+    "batch": {"history_size": 100, "history_ttl": 300, "durable": True, "fsync": "batch"},
+    "always": {"history_size": 100, "history_ttl": 300, "durable": True, "fsync": "always"},
+}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The `q` quantile (0..1) by nearest rank; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))])
+
+
+def _sample(target: Target) -> ProcessSample | None:
+    return sample(target.pid) if target.pid is not None else None
+
+
+def _cpu(before: ProcessSample | None, after: ProcessSample | None) -> float:
+    return after.cpu - before.cpu if before is not None and after is not None else 0.0
+
+
+def _fleet(target: Target, opts: Options, say: Say, **kwargs: Any) -> Fleet:
+    return Fleet(
+        target.host,
+        target.ws_port,
+        kwargs.pop("conns", opts.conns),
+        path=target.ws_path,
+        secret=target.secret,
+        progress=say,
+        **kwargs,
+    )
+
+
+async def _watch(
+    every: float, probe: Callable[[], Awaitable[tuple[float, float]]], out: list[tuple[float, float]]
+) -> None:
+    """Append `probe()` to `out` every `every` seconds until cancelled."""
+    while True:
+        out.append(await probe())
+        await asyncio.sleep(every)
+
+
+async def connections(target: Target, opts: Options, say: Say) -> Result:
+    """N authenticated connections, each subscribed to K channels: memory and connect rate."""
+    before = _sample(target)
+    sock0 = socket_memory()
+    fleet = _fleet(target, opts, say, spread=opts.channels)
+    points: list[tuple[float, float]] = []
+
+    async def probe() -> tuple[float, float]:
+        now = _sample(target)
+        rss = (now.rss - before.rss) / 2**20 if now is not None and before is not None else 0.0
+        return float(sum(w.progress for w in fleet.workers)), rss
+
+    watcher = asyncio.ensure_future(_watch(0.5, probe, points))
+    try:
+        opened, failed, wall = await fleet.start()
+        after_connect = _sample(target)
+        say(f"{opened} open ({failed} failed) in {wall:.1f}s; settling {opts.settle}s")
+        await asyncio.sleep(opts.settle)
+        after = _sample(target)
+        sock1 = socket_memory()
+        points.append((float(opened), await probe() and points[-1][1] if points else 0.0))
+        stats = await fleet.stats()
+    finally:
+        watcher.cancel()
+        await fleet.stop()
+    per_conn = max(opened, 1)
+    result: Result = {
+        "conns": opened,
+        "failed": failed,
+        "lost": stats.lost,
+        "channels_per_conn": opts.channels,
+        "connect_wall_s": wall,
+        "connects_per_s": opened / wall if wall else 0.0,
+    }
+    if before is not None and after is not None and after_connect is not None:
+        result.update(
+            rss_before_mb=before.rss / 2**20,
+            rss_after_mb=after.rss / 2**20,
+            kb_per_conn=(after.rss - before.rss) / per_conn / 1024,
+            server_cpu_us_per_connect=_cpu(before, after_connect) / per_conn * 1e6,
+        )
+    # Both ends of every loopback connection are counted by the kernel.
+    result["kernel_kb_per_conn_both_ends"] = (sock1 - sock0) / per_conn / 1024
+    result["series"] = {
+        "server RSS while connecting": {
+            "kind": "line",
+            "x": [p[0] for p in points],
+            "y": [p[1] for p in points],
+            "xlabel": "connections opened",
+            "ylabel": "RSS growth (MiB)",
+        }
+    }
+    return result
+
+
+async def fanout(target: Target, opts: Options, say: Say) -> Result:
+    """N subscribers of one channel; publications at `rate` calls/s of `batch` x `size` bytes."""
+    fleet = _fleet(target, opts, say, channels="fan", sample_every=opts.sample_every)
+    points: list[tuple[float, float]] = []
+    try:
+        opened, failed, _wall = await fleet.start()
+        say(f"{opened} subscribers ({failed} failed); publishing {opts.rate}/s x {opts.batch}")
+        await asyncio.sleep(opts.settle)
+        await fleet.reset()
+        t0 = time.monotonic()
+
+        async def probe() -> tuple[float, float]:
+            return time.monotonic() - t0, float((await fleet.stats()).publications)
+
+        before = _sample(target)
+        async with Publisher(target.api_url, target.api_key, "fan", opts.size) as pub:
+            watcher = asyncio.ensure_future(_watch(0.5, probe, points))
+            try:
+                run = await pub.at_rate(opts.rate, opts.seconds, batch=opts.batch)
+                expected = run.publications * opened
+                t_end = await fleet.wait_for(expected, limit_s=30.0)
+            finally:
+                watcher.cancel()
+        after = _sample(target)
+        stats = await fleet.stats()
+        latencies = [us / 1000 for us in await fleet.latencies_us()]
+    finally:
+        await fleet.stop()
+    deliveries = stats.publications
+    wall = t_end - t0
+    cpu = _cpu(before, after)
+    rates = [
+        (points[i][0], (points[i][1] - points[i - 1][1]) / (points[i][0] - points[i - 1][0]))
+        for i in range(1, len(points))
+        if points[i][0] > points[i - 1][0]
+    ]
+    result: Result = {
+        "subscribers": opened,
+        "failed": failed,
+        "lost": stats.lost,
+        "size": opts.size,
+        "batch": opts.batch,
+        "publish_calls_per_s": opts.rate,
+        "publications": run.publications,
+        "publish_errors": run.errors,
+        "deliveries": deliveries,
+        "deliveries_expected": run.publications * opened,
+        "exact": stats.min_per_conn == stats.max_per_conn == run.publications,
+        "wall_s": wall,
+        "deliveries_per_s": deliveries / wall if wall else 0.0,
+        "latency_samples": len(latencies),
+        "latency_ms_p50": percentile(latencies, 0.50),
+        "latency_ms_p90": percentile(latencies, 0.90),
+        "latency_ms_p99": percentile(latencies, 0.99),
+        "latency_ms_max": max(latencies, default=0.0),
+    }
+    if cpu > 0:
+        result.update(
+            server_cpu_s=cpu,
+            server_user_s=after.user - before.user if after and before else 0.0,
+            server_cpu_us_per_delivery=cpu / max(deliveries, 1) * 1e6,
+            deliveries_per_cpu_s=deliveries / cpu,
+        )
+    result["series"] = {
+        "deliveries per second": {
+            "kind": "line",
+            "x": [r[0] for r in rates],
+            "y": [r[1] for r in rates],
+            "xlabel": "seconds",
+            "ylabel": "deliveries/s",
+        },
+        "publish-to-receive latency": {
+            "kind": "hist",
+            "x": latencies[:100_000],
+            "xlabel": "ms",
+            "ylabel": "samples",
+        },
+    }
+    return result
+
+
+async def churn(target: Target, opts: Options, say: Say) -> Result:
+    """A steady population; connections closed and opened at `churn_rate` a second."""
+    fleet = _fleet(target, opts, say, spread=opts.channels)
+    try:
+        opened, failed, _wall = await fleet.start()
+        say(f"{opened} open; churning {opts.churn_rate}/s for {opts.seconds}s")
+        before = _sample(target)
+        t0 = time.monotonic()
+        closed, reopened, churn_failed = await fleet.churn(opts.churn_rate, opts.seconds)
+        wall = time.monotonic() - t0
+        await asyncio.sleep(min(opts.settle, 1.0))
+        after = _sample(target)
+        stats = await fleet.stats()
+    finally:
+        await fleet.stop()
+    cpu = _cpu(before, after)
+    result: Result = {
+        "population": opened,
+        "failed_initial": failed,
+        "target_churn_per_s": opts.churn_rate,
+        "closed": closed,
+        "opened": reopened,
+        "failed": churn_failed,
+        "wall_s": wall,
+        "connects_per_s": reopened / wall if wall else 0.0,
+        "disconnects_per_s": closed / wall if wall else 0.0,
+        "open_at_end": stats.open,
+        "lost": stats.lost,
+    }
+    if cpu > 0 and after is not None and before is not None:
+        result.update(
+            server_cpu_share=cpu / wall,
+            server_cpu_us_per_cycle=cpu / max(reopened, 1) * 1e6,
+            rss_growth_kb=(after.rss - before.rss) / 1024,
+        )
+    result["series"] = {
+        "connect+disconnect cycles": {
+            "kind": "bar",
+            "x": ["target/s", "achieved/s"],
+            "y": [opts.churn_rate, result["connects_per_s"]],
+            "xlabel": "",
+            "ylabel": "cycles per second",
+        }
+    }
+    return result
+
+
+async def api(target: Target, opts: Options, say: Say) -> Result:
+    """Publish API calls per second, into memory, history and durable namespaces."""
+    variants: dict[str, Result] = {}
+    for ns in API_NAMESPACES:
+        channel = f"{ns}:bench"
+        before = _sample(target)
+        async with Publisher(target.api_url, target.api_key, channel, opts.size) as pub:
+            run: PublishRun = await pub.flat_out(opts.seconds, concurrency=opts.concurrency)
+        after = _sample(target)
+        cpu = _cpu(before, after)
+        row: Result = {
+            "calls": run.calls,
+            "errors": run.errors,
+            "calls_per_s": run.calls / run.seconds if run.seconds else 0.0,
+            "call_ms_p50": percentile(run.call_ms, 0.5),
+            "call_ms_p99": percentile(run.call_ms, 0.99),
+        }
+        if cpu > 0:
+            row["server_cpu_us_per_call"] = cpu / max(run.calls, 1) * 1e6
+        variants[ns] = row
+        say(f"api {ns}: {row['calls_per_s']:,.0f} calls/s, p99 {row['call_ms_p99']:.1f} ms")
+    return {
+        "concurrency": opts.concurrency,
+        "size": opts.size,
+        "variants": variants,
+        "calls_per_s": variants["mem"]["calls_per_s"],
+        "series": {
+            "publish calls per second": {
+                "kind": "bar",
+                "x": list(variants),
+                "y": [v["calls_per_s"] for v in variants.values()],
+                "xlabel": "namespace",
+                "ylabel": "calls/s",
+            }
+        },
+    }
+
+
+SCENARIOS: dict[str, Callable[[Target, Options, Say], Awaitable[Result]]] = {
+    "connections": connections,
+    "fanout": fanout,
+    "churn": churn,
+    "api": api,
+}

@@ -1,0 +1,228 @@
+"""The server under test: a `tidings serve` process started here, a peer, or a given URL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+HOST = "127.0.0.1"
+WS_PATH = "/connection/websocket"
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the bench process dies, so no server outlives it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
+
+
+def bench_config(
+    port: int,
+    api_port: int,
+    api_key: str,
+    secret: str,
+    data_dir: Path,
+    namespaces: dict[str, dict[str, Any]],
+) -> str:
+    """A config for load: no per-IP, per-user or per-command limits."""
+    top: dict[str, Any] = {
+        "address": HOST,
+        "port": port,
+        "api_address": HOST,
+        "api_port": api_port,
+        "api_key": api_key,
+        "token_hmac_secret": secret,
+        "connection_rate_per_ip": 0,
+        "user_connection_limit": 0,
+        "client_command_rate": 0,
+        "data_dir": str(data_dir),
+        "log_level": "warning",
+    }
+    lines = [f"{k} = {_toml_value(v)}" for k, v in top.items()]
+    lines += ["", "[channel]", "allow_subscribe_for_client = true"]
+    for name, options in namespaces.items():
+        lines += ["", f"[namespaces.{name}]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in options.items()]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Target:
+    """Where the load goes, and (when started here) the process to measure."""
+
+    name: str
+    ws_port: int
+    api_url: str
+    api_key: str = ""
+    secret: str = ""
+    host: str = HOST
+    ws_path: str = WS_PATH
+    proc: asyncio.subprocess.Process | None = None
+    workdir: Path | None = None
+    log_path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    async def wait_ready(self, limit_s: float = 30.0) -> None:
+        deadline = time.monotonic() + limit_s
+        async with aiohttp.ClientSession() as http:
+            while True:
+                try:
+                    async with http.get(self.api_url + "/health") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                if self.proc is not None and self.proc.returncode is not None:
+                    raise RuntimeError(f"{self.name} exited: {self.log_tail()}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.name} not ready within {limit_s}s")
+                await asyncio.sleep(0.1)
+        # The client port too.
+        while True:
+            try:
+                _r, writer = await asyncio.open_connection(self.host, self.ws_port)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+                continue
+            writer.close()
+            return
+
+    def log_tail(self) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_bytes()[-2000:].decode(errors="replace")
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 15)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                await self.proc.wait()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+async def spawn(
+    name: str, argv: list[str], ws_port: int, api_port: int, *, ws_path: str = WS_PATH
+) -> Target:
+    """Start `argv` (a server listening on the two ports) and wait until it answers."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"tidings-bench-{name}-"))
+    log_path = workdir / "server.log"
+    with open(log_path, "wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            preexec_fn=_die_with_parent,
+        )
+    target = Target(
+        name=name,
+        ws_port=ws_port,
+        api_url=f"http://{HOST}:{api_port}",
+        api_key="benchkey",
+        secret="bench",
+        ws_path=ws_path,
+        proc=proc,
+        workdir=workdir,
+        log_path=log_path,
+    )
+    try:
+        await target.wait_ready()
+    except BaseException:
+        await target.stop()
+        raise
+    return target
+
+
+async def start_tidings(namespaces: dict[str, dict[str, Any]] | None = None) -> Target:
+    """`tidings serve` on free loopback ports with a temporary config and data dir."""
+    port, api_port = free_port(), free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="tidings-bench-"))
+    secret = secrets.token_urlsafe(16)
+    config = workdir / "tidings.toml"
+    config.write_text(
+        bench_config(port, api_port, "benchkey", secret, workdir / "data", namespaces or {})
+    )
+    log_path = workdir / "server.log"
+    with open(log_path, "wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tidings",
+            "serve",
+            "--config",
+            str(config),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            preexec_fn=_die_with_parent,
+        )
+    target = Target(
+        name="tidings",
+        ws_port=port,
+        api_url=f"http://{HOST}:{api_port}",
+        api_key="benchkey",
+        secret=secret,
+        proc=proc,
+        workdir=workdir,
+        log_path=log_path,
+    )
+    try:
+        await target.wait_ready()
+    except BaseException:
+        await target.stop()
+        raise
+    return target
+
+
+def external(url: str, api_url: str, api_key: str, secret: str) -> Target:
+    """A server somebody else runs: nothing to start, no process to measure."""
+    parts = urlsplit(url)
+    return Target(
+        name=parts.netloc,
+        ws_port=parts.port or 80,
+        api_url=api_url.rstrip("/"),
+        api_key=api_key,
+        secret=secret,
+        host=parts.hostname or HOST,
+        ws_path=parts.path or WS_PATH,
+    )

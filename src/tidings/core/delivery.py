@@ -1,0 +1,47 @@
+"""What happened to each durable publication after it was stored: delivered when, to whom.
+
+Kept in memory for the publications that durable channels still hold (at
+most `per_channel` per channel and `capacity` in all, oldest forgotten
+first). Acknowledgements are not kept here: they live in the store, which
+survives restarts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+#: Client ids remembered per publication.
+MAX_CLIENTS = 10
+
+
+@dataclass(slots=True)
+class DeliveryRecord:
+    stored_at: float
+    delivered_at: float = 0.0
+    delivered_to: list[str] = field(default_factory=list)
+
+
+class DeliveryLog:
+    def __init__(self, capacity: int = 1_000_000) -> None:
+        self._capacity = capacity
+        self._records: OrderedDict[tuple[str, int], DeliveryRecord] = OrderedDict()
+
+    def stored(self, channel: str, offset: int) -> None:
+        self._records[(channel, offset)] = DeliveryRecord(time.time())
+        while len(self._records) > self._capacity:
+            self._records.popitem(last=False)
+
+    def delivered(self, channel: str, offset: int, clients: list[str]) -> None:
+        record = self._records.get((channel, offset))
+        if record is None or not clients:
+            return
+        if not record.delivered_at:
+            record.delivered_at = time.time()
+        room = MAX_CLIENTS - len(record.delivered_to)
+        if room > 0:
+            record.delivered_to.extend(clients[:room])
+
+    def get(self, channel: str, offset: int) -> DeliveryRecord | None:
+        return self._records.get((channel, offset))

@@ -1,0 +1,24 @@
+"""A testing kit shipped with tidings: fakes and conformance suites.
+
+- `FakeClock`: a clock that only moves when told to, for stores that take one.
+- `MemoryTransport`: an in-memory `Transport` that records frames and closes.
+- `check_history_store` / `check_presence_store`: the checks every
+  `HistoryStore` / `PresenceStore` implementation must pass.
+
+Nothing here is used by a running server; it exists so that tests (ours and
+those of third-party backends) exercise the real code without sockets.
+"""
+
+from tidings.testing.clock import FakeClock
+from tidings.testing.presence import PRESENCE_STORE_CHECKS, check_presence_store
+from tidings.testing.store import HISTORY_STORE_CHECKS, check_history_store
+from tidings.testing.transport import MemoryTransport
+
+__all__ = [
+    "HISTORY_STORE_CHECKS",
+    "PRESENCE_STORE_CHECKS",
+    "FakeClock",
+    "MemoryTransport",
+    "check_history_store",
+    "check_presence_store",
+]

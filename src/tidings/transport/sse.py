@@ -1,0 +1,161 @@
+"""Server-Sent Events (`/connection/uni_sse`): a unidirectional stream for clients without an SDK.
+
+The connect request comes in the `cf_connect` URL parameter (GET, what
+`EventSource` can do) or as the JSON body (POST). Each push is one `data:`
+event in the unidirectional JSON encoding. To resume after a reconnect, a
+client puts `subs: {"<channel>": {"recover": true, "offset": N, "epoch": "E"}}`
+in its connect request; for `EventSource`, which cannot change its URL, the
+server also accepts the standard `Last-Event-ID` header: every publication
+event carries `id: <offset>:<epoch>` of the last publication of the channel
+named in the `cf_channel` parameter, and that id resumes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from tidings.protocol.centrifuge.uni_codec import UniJsonCodec, connect_frame
+from tidings.transport.http import HttpRequest, respond, response_bytes
+from tidings.transport.port import HttpHandler
+
+if TYPE_CHECKING:
+    from tidings.core.client import Client
+    from tidings.core.node import Node
+
+log = logging.getLogger(__name__)
+
+SSE_PATH = "/connection/uni_sse"
+UNI_CODEC = UniJsonCodec()
+_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class SseSession(asyncio.Protocol):
+    """One event stream; the node sees it as a transport."""
+
+    name = "uni_sse"
+
+    def __init__(self, node: Node, transport: asyncio.Transport, peer_ip: str, track: str) -> None:
+        self._node = node
+        self._transport = transport
+        self._paused = False
+        self._track = track  # channel whose position goes into event ids
+        self.remote_addr = peer_ip
+        self._client: Client | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def start(self, frame: bytes) -> None:
+        self._transport.write(
+            response_bytes(200, content_type="text/event-stream", headers=_HEADERS, keep_open=True)
+        )
+        self._client = self._node.accept(self, UNI_CODEC)
+        self._client.handle_frame(frame)
+
+    def write(self, data: bytes) -> None:
+        out = bytearray()
+        for line in data.split(b"\n"):
+            if not line:
+                continue
+            event_id = self._event_id(line)
+            if event_id:
+                out += b"id: " + event_id + b"\n"
+            out += b"data: " + line + b"\n\n"
+        self._transport.write(bytes(out))
+
+    def _event_id(self, line: bytes) -> bytes:
+        if not self._track or not line.startswith(b'{"channel":'):
+            return b""
+        push = _PUSH_DECODER.decode(line)
+        if push.channel != self._track or push.pub is None or not push.pub.offset:
+            return b""
+        client = self._client
+        sub = client.subscriptions.get(self._track) if client is not None else None
+        epoch = sub.epoch if sub is not None else ""
+        return f"{push.pub.offset}:{epoch}".encode()
+
+    def close(self, code: int, reason: str) -> None:
+        if self._transport.is_closing():
+            return
+        push = msgspec.json.encode({"disconnect": {"code": code, "reason": reason}})
+        self._transport.write(b"data: " + push + b"\n\n")
+        self._transport.close()
+
+    # asyncio.Protocol: the stream only writes; whatever the client sends is ignored.
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._client is not None:
+            self._client.resume()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._client is not None:
+            self._client.transport_closed()
+
+
+class _PubOnly(msgspec.Struct):
+    offset: int = 0
+
+
+class _PushHead(msgspec.Struct):
+    channel: str = ""
+    pub: _PubOnly | None = None
+
+
+_PUSH_DECODER = msgspec.json.Decoder(_PushHead)
+
+
+def sse_handler(node: Node) -> HttpHandler:
+    """The HTTP handler for SSE_PATH."""
+
+    def handle(request: HttpRequest, transport: asyncio.Transport) -> None:
+        if request.method == "GET":
+            raw = request.query.get("cf_connect", "{}").encode()
+        elif request.method == "POST":
+            raw = request.body or b"{}"
+        else:
+            respond(transport, 405, b"GET or POST\n", headers={"Allow": "GET, POST"})
+            return
+        track = request.query.get("cf_channel", "")
+        last_event = request.headers.get("last-event-id", "")
+        try:
+            raw = _with_last_event(raw, track, last_event)
+            frame = connect_frame(raw)
+        except ValueError as exc:
+            respond(transport, 400, f"{exc}\n".encode())
+            return
+        session = SseSession(node, transport, request.peer_ip, track)
+        transport.set_protocol(session)
+        session.start(frame)
+
+    return handle
+
+
+def _with_last_event(raw: bytes, track: str, last_event: str) -> bytes:
+    """Add recovery of `track` from a `Last-Event-ID` of the form `<offset>:<epoch>`."""
+    if not track or not last_event:
+        return raw
+    offset, sep, epoch = last_event.partition(":")
+    if not sep or not offset.isdigit():
+        raise ValueError("Last-Event-ID must be <offset>:<epoch>")
+    try:
+        request = msgspec.json.decode(raw or b"{}")
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"connect request is not JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise ValueError("connect request must be a JSON object")
+    subs = request.setdefault("subs", {})
+    if not isinstance(subs, dict):
+        raise ValueError("subs must be an object")
+    subs[track] = {"recover": True, "offset": int(offset), "epoch": epoch}
+    return msgspec.json.encode(request)

@@ -1,0 +1,1 @@
+"""The coordinator: data from the node to business back ends (webhooks)."""

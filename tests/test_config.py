@@ -1,0 +1,271 @@
+"""Settings: defaults < TOML file < TIDINGS_* environment < flags; every bad value names its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tidings.config import (
+    ChannelOptions,
+    Settings,
+    build,
+    load,
+    merge,
+    parse_duration,
+    parse_scalar,
+    table_assignments,
+)
+from tidings.errors import ConfigError, TidingsError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "tidings.toml"
+    path.write_text(text)
+    return path
+
+
+def config_error(raw: dict[str, Any]) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        build(raw)
+    return info.value
+
+
+# --- layers ------------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    settings = load(None, {}, {})
+    assert settings == Settings()
+    assert (settings.port, settings.api_port, settings.client_ping_interval) == (8000, 9000, 25.0)
+    assert settings.channel == ChannelOptions()
+    assert settings.namespaces == {}
+
+
+def test_file_environment_flags_precedence(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'port = 8001\napi_port = 9001\nname = "from-file"\nlog_level = "debug"\n',
+    )
+    env = {"TIDINGS_API_PORT": "9002", "TIDINGS_NAME": "from-env", "UNRELATED": "x"}
+    flags = {"name": "from-flag"}
+    settings = load(path, env, flags)
+    assert settings.port == 8001, "file beats default"
+    assert settings.api_port == 9002, "environment beats file"
+    assert settings.name == "from-flag", "flag beats environment"
+    assert settings.log_level == "debug"
+
+
+def test_environment_values_are_typed() -> None:
+    settings = load(
+        None,
+        {
+            "TIDINGS_PORT": "8100",
+            "TIDINGS_ALLOW_ANONYMOUS": "true",
+            "TIDINGS_CLIENT_PING_INTERVAL": "1m",
+            "TIDINGS_API_KEY": "not a toml value",
+        },
+        {},
+    )
+    assert settings.port == 8100
+    assert settings.allow_anonymous is True
+    assert settings.client_ping_interval == 60.0
+    assert settings.api_key == "not a toml value"
+
+
+def test_flags_as_strings_from_argparse() -> None:
+    settings = load(None, {}, {"port": "8200", "client_pong_timeout": "500ms"})
+    assert settings.port == 8200
+    assert settings.client_pong_timeout == 0.5
+
+
+def test_tables_merge_key_by_key_across_layers(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[channel]\nhistory_size = 10\npresence = true\n"
+        '[namespaces.chat]\nhistory_size = 5\nhistory_ttl = "1h"\n',
+    )
+    env = {"TIDINGS_CHANNEL": '{"history_size": 20}', "TIDINGS_NAMESPACES": '{"news": {}}'}
+    flags = {
+        "namespaces": table_assignments(["chat.presence=true"], with_namespace=True),
+        "channel": table_assignments(["join_leave=true"], with_namespace=False),
+    }
+    settings = load(path, env, flags)
+    assert settings.channel.history_size == 20
+    assert settings.channel.presence is True, "a key the env did not set stays from the file"
+    assert settings.channel.join_leave is True
+    assert set(settings.namespaces) == {"chat", "news"}
+    chat = settings.namespaces["chat"]
+    assert (chat.history_size, chat.history_ttl, chat.presence) == (5, 3600.0, True)
+
+
+def test_merge() -> None:
+    assert merge({"a": 1, "t": {"x": 1, "y": 1}}, {"t": {"y": 2}}, {"a": 3}) == {
+        "a": 3,
+        "t": {"x": 1, "y": 2},
+    }
+    assert merge({"t": {"x": 1}}, {"t": 5}) == {"t": 5}
+
+
+# --- durations and scalars ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30", 30.0),
+        ("1.5s", 1.5),
+        ("500ms", 0.5),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        ("7d", 604800.0),
+        (" 2 m ", 120.0),
+    ],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5x", "m", "-5s", "1h30m", "five"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_durations_in_settings(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'client_ping_interval = "30s"\nclient_pong_timeout = 5\n'
+        '[channel]\nhistory_ttl = "5m"\n[namespaces.a]\nhistory_ttl = "2h"\n',
+    )
+    settings = load(path, {}, {})
+    assert settings.client_ping_interval == 30.0
+    assert settings.client_pong_timeout == 5.0
+    assert settings.channel.history_ttl == 300.0
+    assert settings.namespaces["a"].history_ttl == 7200.0
+
+
+def test_parse_scalar() -> None:
+    assert parse_scalar("12") == 12
+    assert parse_scalar("1.5") == 1.5
+    assert parse_scalar("false") is False
+    assert parse_scalar('"quoted"') == "quoted"
+    assert parse_scalar("plain words") == "plain words"
+
+
+# --- errors name the dotted key -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"port": "abc"}, "port"),
+        ({"port": 70000}, "port"),
+        ({"port": -1}, "port"),
+        ({"port": 8000, "api_port": 8000}, "api_port"),
+        ({"allow_anonymous": "maybe"}, "allow_anonymous"),
+        ({"log_level": "loud"}, "log_level"),
+        ({"client_ping_interval": "soon"}, "client_ping_interval"),
+        ({"client_ping_interval": 0}, "client_ping_interval"),
+        ({"client_pong_timeout": 30}, "client_pong_timeout"),
+        ({"client_queue_max_size": 0}, "client_queue_max_size"),
+        ({"channel_max_length": -3}, "channel_max_length"),
+        ({"channel": {"history_size": -1}}, "channel.history_size"),
+        ({"channel": {"history_ttl": "5 minutes"}}, "channel.history_ttl"),
+        ({"channel": {"presence": "yes please"}}, "channel.presence"),
+        ({"channel": 5}, "channel"),
+        ({"namespaces": {"chat": {"history_size": "x"}}}, "namespaces.chat.history_size"),
+        ({"namespaces": {"chat": {"history_ttl": "1y"}}}, "namespaces.chat.history_ttl"),
+        ({"namespaces": {"chat": {"history_ttl": -1}}}, "namespaces.chat.history_ttl"),
+        ({"namespaces": {"bad name": {}}}, "namespaces.bad name"),
+    ],
+)
+def test_bad_values_name_their_key(raw: dict[str, Any], key: str) -> None:
+    exc = config_error(raw)
+    assert exc.key == key
+    assert key in str(exc)
+    assert exc.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"prot": 8000}, "prot"),
+        ({"channel": {"histroy_size": 1}}, "channel.histroy_size"),
+        ({"namespaces": {"chat": {"presense": True}}}, "namespaces.chat.presense"),
+    ],
+)
+def test_unknown_keys_are_refused(raw: dict[str, Any], key: str) -> None:
+    exc = config_error(raw)
+    assert exc.key == key
+    assert "unknown" in exc.message
+
+
+def test_unknown_key_in_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(write(tmp_path, "bogus = 1\n"), {}, {})
+    assert info.value.key == "bogus"
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path / "nope.toml", {}, {})
+    assert info.value.key == "config"
+    assert "not found" in info.value.message
+
+
+def test_invalid_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(write(tmp_path, "port = = 1\n"), {}, {})
+    assert info.value.key == "config"
+    assert "invalid TOML" in info.value.message
+
+
+def test_environment_table_must_be_json() -> None:
+    with pytest.raises(ConfigError) as info:
+        load(None, {"TIDINGS_NAMESPACES": "{chat: }"}, {})
+    assert info.value.key == "namespaces"
+    assert "TIDINGS_NAMESPACES" in info.value.message
+
+
+def test_bad_environment_value_names_the_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        load(None, {"TIDINGS_PORT": "eighty"}, {})
+    assert info.value.key == "port"
+
+
+@pytest.mark.parametrize(
+    ("pairs", "with_namespace", "key"),
+    [
+        (["presence"], False, "presence"),
+        (["=true"], False, "=true"),
+        (["chat=true"], True, "chat"),
+        ([".presence=true"], True, ".presence"),
+        (["chat.=1"], True, "chat."),
+    ],
+)
+def test_bad_flag_assignments(pairs: list[str], with_namespace: bool, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        table_assignments(pairs, with_namespace=with_namespace)
+    assert info.value.key == key
+
+
+def test_flag_assignments() -> None:
+    assert table_assignments(["a.x=1", "a.y=true", "b.z=hi"], with_namespace=True) == {
+        "a": {"x": 1, "y": True},
+        "b": {"z": "hi"},
+    }
+
+
+def test_config_error_is_a_tidings_error() -> None:
+    exc = ConfigError("a.b", "bad")
+    assert isinstance(exc, TidingsError)
+    assert str(exc) == "config error: a.b: bad"
+    assert str(ConfigError("", "bad")) == "config error: bad"
+
+
+def test_history_enabled_needs_size_and_ttl() -> None:
+    assert not ChannelOptions(history_size=5).history_enabled
+    assert not ChannelOptions(history_ttl=5).history_enabled
+    assert ChannelOptions(history_size=5, history_ttl=5).history_enabled
