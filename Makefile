@@ -18,7 +18,8 @@ $(TSTAMP): $(STAMP) pyproject.toml
 	touch $@
 
 serve: $(STAMP)
-	$(VENV)/bin/tidings serve $(ARGS)
+	sh scripts/vendor-sdk.sh || echo "make: the demo runs without the centrifuge SDK"
+	$(VENV)/bin/tidings serve --demo $(ARGS)
 
 lint: $(TSTAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
@@ -31,6 +32,7 @@ unit: $(TSTAMP)
 	$(VENV)/bin/pytest -q tests --ignore=tests/integration
 
 test: $(TSTAMP) lint typecheck
+	sh scripts/setup-test-deps.sh
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests
 
 clean:

@@ -63,6 +63,7 @@ class ServerProcess:
     api_key: str = API_KEY
     secret: str = SECRET
     extra: dict[str, Any] = field(default_factory=dict)
+    config_path: Path | None = None
 
     @property
     def ws_url(self) -> str:
@@ -91,6 +92,19 @@ class ServerProcess:
                 self.proc.wait(5)
         return int(self.proc.returncode)
 
+    def restart(self, sig: int = signal.SIGTERM) -> ServerProcess:
+        """Stop with `sig` and start again: same config file, ports and data_dir.
+
+        The process is replaced in place, so fixtures that stop `self` stop the new one.
+        """
+        assert self.config_path is not None, "not started by start_server"
+        self.stop(sig)
+        with self.log_path.open("a") as log:
+            log.write(f"\n--- restarted after signal {sig} ---\n")
+        self.proc = _spawn(self.config_path, self.log_path)
+        _wait_ready(self, skip=len(self.log()))
+        return self
+
 
 def start_server(
     tmp_path: Path, settings: dict[str, Any] | None = None, args: list[str] | None = None
@@ -109,22 +123,34 @@ def start_server(
     config_path = tmp_path / f"tidings-{port}.toml"
     write_toml(config_path, config)
     log_path = tmp_path / f"tidings-{port}.log"
-    log = log_path.open("w")
+    log_path.write_text("")
+    proc = _spawn(config_path, log_path, args)
+    server = ServerProcess(proc, port, api_port, log_path, config_path=config_path)
+    _wait_ready(server)
+    return server
+
+
+def _spawn(config_path: Path, log_path: Path, args: list[str] | None = None) -> Any:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tidings", "serve", "--config", str(config_path), *(args or [])],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    server = ServerProcess(proc, port, api_port, log_path)
+    with log_path.open("a") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tidings", "serve", "--config", str(config_path), *(args or [])],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+
+
+def _wait_ready(server: ServerProcess, skip: int = 0) -> None:
+    """Wait for "tidings ready" in the log (after its first `skip` characters)."""
+    proc = server.proc
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"tidings serve exited {proc.returncode}:\n{server.log()}")
-        if "tidings ready" in server.log():
-            return server
+        if "tidings ready" in server.log()[skip:]:
+            return
         time.sleep(0.05)
     server.stop(signal.SIGKILL)
     raise RuntimeError(f"tidings serve did not start:\n{server.log()}")

@@ -17,6 +17,7 @@ from typing import Any
 import jwt
 
 from tidings import __version__
+from tidings.bench import command as bench_command
 from tidings.config import (
     CHANNEL_OPTION_DOCS,
     SETTING_DOCS,
@@ -189,8 +190,18 @@ def token(args: argparse.Namespace) -> int:
             print(f"tidings: --info is not JSON: {exc}", file=sys.stderr)
             return 2
     if args.private_key is not None:
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
         key = args.private_key.read_text()
-        alg = args.alg or ("ES256" if "EC PRIVATE" in key else "RS256")
+        try:
+            # The key type, not the PEM label: PKCS#8 files say "PRIVATE KEY" for EC keys too.
+            loaded = load_pem_private_key(key.encode(), None)
+        except (ValueError, TypeError) as exc:
+            print(f"tidings: --private-key: not a usable PEM private key: {exc}", file=sys.stderr)
+            return 2
+        is_ec = isinstance(loaded, ec.EllipticCurvePrivateKey)
+        alg = args.alg or ("ES256" if is_ec else "RS256")
     else:
         try:
             secret = args.secret or load(args.config, os.environ, {}).token_hmac_secret
@@ -214,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _token_parser(sub)
+    bench_command.add_parser(sub)
     return parser
 
 
@@ -223,4 +235,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(args)
     if args.command == "token":
         return token(args)
+    if args.command == "bench":
+        return bench_command.run(args)
     return 2  # pragma: no cover - argparse rejects unknown commands

@@ -123,6 +123,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     client_read_buffer_size: int = 1024
     channel_max_length: int = 255
     shutdown_timeout: float = 5.0
+    demo: bool = False
     channel: ChannelOptions = msgspec.field(default_factory=ChannelOptions)
     namespaces: dict[str, ChannelOptions] = msgspec.field(default_factory=dict)
 
@@ -175,6 +176,7 @@ SETTING_DOCS: dict[str, str] = {
     "client_read_buffer_size": "initial read buffer per connection, bytes",
     "channel_max_length": "longest channel name accepted, bytes",
     "shutdown_timeout": "seconds to wait for in-flight API calls on shutdown",
+    "demo": "serve the chat room demo at / on the client port (and a 'chat' namespace)",
     "channel": "table: options of channels without a namespace",
     "namespaces": "tables: [namespaces.<name>] options of channels '<name>:...'",
 }

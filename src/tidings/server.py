@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from tidings import demo
 from tidings.api.server import ApiServer
 from tidings.config import Settings
 from tidings.core.node import Node
+from tidings.demo import routes as demo_routes
 from tidings.transport.sse import SSE_PATH, sse_handler
 from tidings.transport.websocket import ClientPortRouter, serve_client_port
 
@@ -29,9 +31,12 @@ class Server:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        demo.configure(settings)
         self.node = Node(settings)
         self.router = ClientPortRouter(self.node)
         self.router.add_http(SSE_PATH, sse_handler(self.node))
+        if settings.demo:
+            demo_routes.install(self.router, settings)
         self.api = ApiServer(self.node, settings.api_key, settings.api_insecure)
         self._client_server: asyncio.Server | None = None
         self._api_runner: web.AppRunner | None = None
@@ -87,6 +92,8 @@ def print_banner(settings: Settings, ports: Ports) -> None:
         f"  API:      http://{api_host}:{ports.api}/api/<method>  (header X-API-Key)",
         f"  health:   http://{api_host}:{ports.api}/health",
     ]
+    if settings.demo:
+        lines.append(f"  demo:     http://{host}:{ports.client}/  (chat room)")
     print("\n".join(lines), flush=True)
 
 

@@ -195,3 +195,12 @@ async def test_private_key_token_connects(server_factory: Any, tmp_path: Path) -
     ws, result = await connected_ws(server.ws_url, token)
     async with closing(ws):
         assert "#42" in result["subs"]
+
+
+def test_unusable_private_key_exits_2(tmp_path: Path) -> None:
+    key_file = tmp_path / "bad.pem"
+    key_file.write_text("-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
+    done = run_cli("--private-key", str(key_file), "--user", "42")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "--private-key" in done.stderr

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.conftest import OPEN_CHANNEL, SECRET, ServerProcess
 from tests.integration.users_support import (
+    api_call,
     assert_open,
     closing,
     connected_ws,
@@ -274,7 +275,9 @@ async def test_private_channel_needs_subscription_token(server: ServerProcess) -
         other_user = server.token("43", channel="$secret")
         reply = await send_command(ws, 4, subscribe={"channel": "$secret", "token": other_user})
         assert reply.get("error", {}).get("code") == 103, reply
-        forged = jwt.encode(claims(channel="$secret"), "wrong-secret", algorithm="HS256")
+        forged = jwt.encode(
+            claims(channel="$secret"), "wrong-secret-0123456789-0123456789-0123", algorithm="HS256"
+        )
         reply = await send_command(ws, 5, subscribe={"channel": "$secret", "token": forged})
         assert reply.get("error", {}).get("code") == 103, reply
         expired = server.token("42", ttl=-30, channel="$secret")
@@ -331,3 +334,11 @@ async def test_user_limited_channel_off_by_default(server: ServerProcess) -> Non
     async with closing(ws):
         reply = await send_command(ws, 2, subscribe={"channel": "dialog#42,43"})
         assert reply.get("error", {}).get("code") == 103, reply
+
+
+async def test_token_channels_in_unknown_namespace_leave_no_ghost(server: ServerProcess) -> None:
+    """A connect whose server-side channels cannot be subscribed closes; nothing stays behind."""
+    await assert_refused(server, server.token("42", channels=["nope:x"]))
+    status = await api_call(server, "user_status", {"users": ["42"]})
+    assert status["statuses"][0]["connections"] == 0, status
+    assert (await api_call(server, "info", {}))["nodes"][0]["num_clients"] == 0

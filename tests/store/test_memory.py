@@ -6,7 +6,7 @@ from msgspec import Raw
 
 from tidings.protocol.centrifuge.messages import Publication
 from tidings.store.base import Position
-from tidings.store.memory import MemoryHistoryStore
+from tidings.store.memory import META_TTL, MemoryHistoryStore
 from tidings.testing import FakeClock
 
 
@@ -34,9 +34,23 @@ async def test_sweep_forgets_idle_expired_streams_with_a_new_epoch() -> None:
     old = await store.append("c", pub(1), 10, 5)
     clock.advance(6)
     await store.sweep()
+    assert store.top("c") == old, "offset and epoch outlive the publications for META_TTL"
+    clock.advance(META_TTL)
+    await store.sweep()
     assert store.top("c") is None, "an expired, empty stream is dropped"
     new = await store.position("c")
     assert new.offset == 0 and new.epoch != old.epoch
+
+
+async def test_looking_at_unknown_channels_does_not_keep_streams_forever() -> None:
+    clock = FakeClock()
+    store = MemoryHistoryStore(clock=clock)
+    await store.position("never-published")
+    await store.read("never-published-either")
+    clock.advance(META_TTL + 1)
+    await store.sweep()
+    assert store.top("never-published") is None
+    assert store.top("never-published-either") is None
 
 
 async def test_sweep_keeps_streams_with_live_publications() -> None:

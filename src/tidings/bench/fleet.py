@@ -87,6 +87,8 @@ class Fleet:
         self._progress = progress
         self._last_progress = 0.0
         self.workers: list[_WorkerProcess] = []
+        # One question at a time: a watcher and a waiter may both ask for stats.
+        self._asking = asyncio.Lock()
 
     def _note_progress(self) -> None:
         now = time.monotonic()
@@ -145,13 +147,14 @@ class Fleet:
         return opened, failed, time.monotonic() - t0
 
     async def _ask(self, line: str, prefix: str, limit_s: float) -> list[str]:
-        for w in self.workers:
-            w.send(line)
-        return list(
-            await asyncio.gather(
-                *(w.expect(prefix, limit_s, self._note_progress) for w in self.workers)
+        async with self._asking:
+            for w in self.workers:
+                w.send(line)
+            return list(
+                await asyncio.gather(
+                    *(w.expect(prefix, limit_s, self._note_progress) for w in self.workers)
+                )
             )
-        )
 
     async def stats(self) -> FleetStats:
         rows = [[int(x) for x in r.split()] for r in await self._ask("stats", "stats", 30.0)]

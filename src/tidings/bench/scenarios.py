@@ -77,7 +77,9 @@ def _fleet(target: Target, opts: Options, say: Say, **kwargs: Any) -> Fleet:
 
 
 async def _watch(
-    every: float, probe: Callable[[], Awaitable[tuple[float, float]]], out: list[tuple[float, float]]
+    every: float,
+    probe: Callable[[], Awaitable[tuple[float, float]]],
+    out: list[tuple[float, float]],
 ) -> None:
     """Append `probe()` to `out` every `every` seconds until cancelled."""
     while True:
@@ -105,7 +107,7 @@ async def connections(target: Target, opts: Options, say: Say) -> Result:
         await asyncio.sleep(opts.settle)
         after = _sample(target)
         sock1 = socket_memory()
-        points.append((float(opened), await probe() and points[-1][1] if points else 0.0))
+        points.append(await probe())
         stats = await fleet.stats()
     finally:
         watcher.cancel()

@@ -45,6 +45,7 @@ def _toml_value(value: Any) -> str:
 
 
 def bench_config(
+    *,
     port: int,
     api_port: int,
     api_key: str,
@@ -146,7 +147,7 @@ async def spawn(
     """Start `argv` (a server listening on the two ports) and wait until it answers."""
     workdir = Path(tempfile.mkdtemp(prefix=f"tidings-bench-{name}-"))
     log_path = workdir / "server.log"
-    with open(log_path, "wb") as log:
+    with open(log_path, "wb") as log:  # noqa: ASYNC230 - a moment, before the server runs
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
@@ -159,7 +160,7 @@ async def spawn(
         ws_port=ws_port,
         api_url=f"http://{HOST}:{api_port}",
         api_key="benchkey",
-        secret="bench",
+        secret="bench-peers-do-not-verify-tokens-anyway",
         ws_path=ws_path,
         proc=proc,
         workdir=workdir,
@@ -177,13 +178,20 @@ async def start_tidings(namespaces: dict[str, dict[str, Any]] | None = None) -> 
     """`tidings serve` on free loopback ports with a temporary config and data dir."""
     port, api_port = free_port(), free_port()
     workdir = Path(tempfile.mkdtemp(prefix="tidings-bench-"))
-    secret = secrets.token_urlsafe(16)
+    secret = secrets.token_urlsafe(32)
     config = workdir / "tidings.toml"
     config.write_text(
-        bench_config(port, api_port, "benchkey", secret, workdir / "data", namespaces or {})
+        bench_config(
+            port=port,
+            api_port=api_port,
+            api_key="benchkey",
+            secret=secret,
+            data_dir=workdir / "data",
+            namespaces=namespaces or {},
+        )
     )
     log_path = workdir / "server.log"
-    with open(log_path, "wb") as log:
+    with open(log_path, "wb") as log:  # noqa: ASYNC230 - a moment, before the server runs
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

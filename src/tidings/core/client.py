@@ -36,6 +36,8 @@ class Subscription:
 
     join_leave: bool = False
     epoch: str = ""
+    #: Offset the client already has at subscribe time (see PublicationBatches).
+    floor: int = 0
     info: bytes = b""
     expire_at: int = 0
     ready: bool = False
@@ -54,6 +56,7 @@ class Client:
         "_commands",
         "_dirty",
         "_expiry",
+        "_held",
         "_history",
         "_pending",
         "_stale",
@@ -98,6 +101,7 @@ class Client:
         self._expiry: asyncio.TimerHandle | None = None
         self._commands: TokenBucket | None = None
         self._history: TokenBucket | None = None
+        self._held: list[bytes] | None = None
         self._abuse = 0
 
     def __repr__(self) -> str:
@@ -112,6 +116,9 @@ class Client:
     def enqueue(self, data: bytes) -> None:
         """Queue one encoded message; it is written with the next flush."""
         if self.closed:
+            return
+        if self._held is not None:
+            self._held.append(data)
             return
         if not self.outbox.push(data):
             self.disconnect(codes.SLOW)
@@ -128,7 +135,8 @@ class Client:
     def flush(self) -> None:
         """Write everything queued as one frame (unless the socket is backed up)."""
         self._dirty = False
-        if self.closed or not len(self.outbox) or self.transport.paused:
+        # `size` (an attribute) rather than len(): this runs once per delivery.
+        if self.closed or not self.outbox.size or self.transport.paused:
             return
         self.transport.write(self.codec.join(self.outbox.drain()))
 
@@ -271,6 +279,9 @@ class Client:
             elif command.id:
                 self.reply(_error_reply(command.id, ReplyErrorInfo.of(ErrorCode.TOO_MANY_REQUESTS)))
             return
+        if method == "connect":
+            # Pushes for channels subscribed during connect must follow its reply.
+            self._held = []
         try:
             if method == UNKNOWN:
                 raise ReplyError(ErrorCode.METHOD_NOT_FOUND)
@@ -283,8 +294,12 @@ class Client:
         except Exception:
             log.exception("client %s: %s failed", self.id, method)
             reply = _error_reply(command.id, ReplyErrorInfo.of(ErrorCode.INTERNAL))
+        finally:
+            held, self._held = self._held, None
         if reply is not None:
             self.reply(reply)
+        for data in held or ():
+            self.enqueue(data)
 
     def take_history_token(self) -> bool:
         """Whether the client may read history (or recover) now; a client is never trusted."""

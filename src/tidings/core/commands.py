@@ -30,6 +30,7 @@ from tidings.protocol.centrifuge.messages import (
     UnsubscribeResult,
     raw,
 )
+from tidings.protocol.centrifuge.protobuf_codec import is_json
 from tidings.store.base import Position, UnrecoverablePosition
 
 if TYPE_CHECKING:
@@ -185,6 +186,9 @@ class CommandHandler:
         channel = self.node.rules.resolve(req.channel)
         if not len(req.data):
             raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
+        if client.codec.binary and not is_json(req.data):
+            # JSON subscribers get payloads verbatim: see "Encodings" in docs/concepts.md.
+            raise ReplyError(ErrorCode.BAD_REQUEST, "data must be JSON")
         self.node.rules.check_publish(channel, client.user, req.channel in client.subscriptions)
         await self.node.publish(channel.name, req.data, info=client.client_info)
         return Reply(id=command.id, publish=PublishResult())

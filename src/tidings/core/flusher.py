@@ -9,6 +9,7 @@ scheduled callback instead of N.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -16,13 +17,23 @@ if TYPE_CHECKING:
 
 
 class Flusher:
-    __slots__ = ("_loop", "_pending", "_scheduled", "flushes")
+    __slots__ = ("_before", "_loop", "_pending", "_scheduled", "flushes")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, before: Callable[[], None] | None = None
+    ) -> None:
         self._loop = loop
+        #: Runs first at each flush (the node's per-channel publication batches).
+        self._before = before
         self._pending: list[Client] = []
         self._scheduled = False
         self.flushes = 0
+
+    def schedule(self) -> None:
+        """Make sure a flush runs at the end of this loop turn."""
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
 
     def mark(self, client: Client) -> None:
         """`client` has new output; it is written at the end of this loop turn."""
@@ -32,6 +43,8 @@ class Flusher:
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        if self._before is not None:
+            self._before()  # may mark more clients: they join this same flush
         pending = self._pending
         self._pending = []
         self._scheduled = False

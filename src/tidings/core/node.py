@@ -20,6 +20,7 @@ from msgspec import Raw
 
 from tidings.config import Settings
 from tidings.core.auth import TokenVerifier
+from tidings.core.batches import PublicationBatches
 from tidings.core.channels import Channel, ChannelRules
 from tidings.core.client import Client, Subscription
 from tidings.core.commands import CommandHandler
@@ -121,7 +122,7 @@ class Node:
                 self.rules.resolve(self.personal_channel("user"))
             except ReplyError as exc:
                 raise ConfigError("personal_channel_format", exc.info.message) from None
-        self.codec = JsonCodec()
+        self._codec: Codec = JsonCodec()
         self.commands = CommandHandler(self)
         self.pings = PingWheel(settings.client_ping_interval, settings.client_pong_timeout)
         self.started_at = time.time()
@@ -136,6 +137,7 @@ class Node:
         }
         self.broadcasts: dict[str, dict[str, float]] = {}
         self._flusher: Flusher | None = None
+        self.batches = PublicationBatches(self.hub, self._codec)
         self._pending: set[Client] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -169,9 +171,19 @@ class Node:
             return False
 
     @property
+    def codec(self) -> Codec:
+        """The default (JSON) codec; publications are always encoded for it first."""
+        return self._codec
+
+    @codec.setter
+    def codec(self, codec: Codec) -> None:
+        self._codec = codec
+        self.batches.json_codec = codec
+
+    @property
     def flusher(self) -> Flusher:
         if self._flusher is None:
-            self._flusher = Flusher(asyncio.get_running_loop())
+            self._flusher = Flusher(asyncio.get_running_loop(), self.batches.flush)
         return self._flusher
 
     # --- lifecycle ----------------------------------------------------------------
@@ -192,6 +204,7 @@ class Node:
 
     async def stop(self, disconnect: Disconnect = codes.SHUTDOWN) -> None:
         """Disconnect every client with `disconnect` (3001) and stop background work."""
+        self.batches.flush()  # publications of this turn go out before the close frames
         for client in list(self._pending) + list(self.hub.clients()):
             client.disconnect(disconnect)
         for task in list(self._background):
@@ -301,7 +314,7 @@ class Node:
                 await self.presence.add(name, chan_info)
             if opts.history_enabled and (opts.force_recovery or recoverable or server_side):
                 await self._position_result(name, result, recover, since)
-                sub.epoch = result.epoch
+                sub.epoch, sub.floor = result.epoch, result.offset
         except BaseException:
             client.subscriptions.pop(name, None)
             raise
@@ -311,6 +324,10 @@ class Node:
             raise ReplyError(ErrorCode.INTERNAL, "client went away while subscribing")
         self.hub.subscribe(name, client)
         sub.ready = True
+        if opts.durable and result.publications:
+            # Recovered (e.g. an inbox replayed on connect) is delivered too.
+            for recovered in result.publications:
+                self.deliveries.delivered(name, recovered.offset, [client.id])
         if expire_at:
             client.watch_subscription_expiry(name, expire_at)
         if opts.join_leave or opts.force_push_join_leave:
@@ -446,24 +463,15 @@ class Node:
         return position
 
     def deliver(self, name: str, pub: Publication) -> int:
-        """Encode `pub` once and queue the same bytes for every subscriber; returns the count."""
-        subscribers = self.hub.subscribers(name)
-        if not subscribers:
+        """Queue `pub` for every local subscriber at the end of this loop turn.
+
+        Returns the number of subscribers it is queued for. Publications of one
+        turn are batched per channel (see `PublicationBatches`).
+        """
+        if not self.batches.add(name, pub):
             return 0
-        reply = Reply(push=Push(channel=name, pub=pub))
-        json_codec = self.codec
-        json_data = json_codec.encode(reply)
-        other: EncodedOnce | None = None
-        count = 0
-        for client in list(subscribers):
-            if client.codec is json_codec:
-                client.enqueue(json_data)
-            else:
-                if other is None:
-                    other = EncodedOnce(reply)
-                client.enqueue(other.get(client.codec))
-            count += 1
-        return count
+        self.flusher.schedule()
+        return self.hub.num_subscribers(name)
 
     # --- server-side operations -----------------------------------------------------
 

@@ -10,6 +10,9 @@ from collections.abc import Callable
 from tidings.protocol.centrifuge.messages import Publication
 from tidings.store.base import Ack, HistoryStore, Position, UnrecoverablePosition
 
+#: How long a stream's offset and epoch outlive its last publication (or a look at it).
+META_TTL = 86400.0
+
 
 class _Stream:
     __slots__ = ("epoch", "expire_at", "items", "keys", "offset", "ttl")
@@ -49,6 +52,7 @@ class MemoryHistoryStore(HistoryStore):
         stream = self._streams.get(channel)
         if stream is None:
             stream = self._streams[channel] = _Stream(secrets.token_hex(4))
+            stream.expire_at = self._clock() + META_TTL
         return stream
 
     async def append(
@@ -71,7 +75,7 @@ class MemoryHistoryStore(HistoryStore):
         stream.offset += 1
         pub.offset = stream.offset
         stream.ttl = ttl
-        stream.expire_at = now + ttl
+        stream.expire_at = now + max(ttl, META_TTL)
         stream.items.append((now, pub))
         while len(stream.items) > size:
             stream.items.popleft()
@@ -144,5 +148,5 @@ class MemoryHistoryStore(HistoryStore):
         now = self._clock()
         for name, stream in list(self._streams.items()):
             stream.trim(now)
-            if not stream.items and stream.expire_at and stream.expire_at < now:
+            if not stream.items and stream.expire_at < now:
                 del self._streams[name]

@@ -110,12 +110,18 @@ class SqliteHistoryStore(HistoryStore):
         self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
+        self._worker: _Worker | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(target=self._run, name="sqlite-store", daemon=True)
         self._thread.start()
         self._ready.wait()
         if self._open_error is not None:
             raise StoreWriteError(f"cannot open {path}: {self._open_error}")
+
+    @property
+    def commits(self) -> int:
+        """Write transactions committed so far (group commit: fewer than appends)."""
+        return self._worker.commits if self._worker is not None else 0
 
     def _policy(self, channel: str) -> str:
         return self._policy_of(channel) if self._policy_of is not None else self.default_policy
@@ -215,7 +221,7 @@ class SqliteHistoryStore(HistoryStore):
             self._ready.set()
             return
         self._ready.set()
-        worker = _Worker(db, self._clock)
+        worker = self._worker = _Worker(db, self._clock)
         try:
             while True:
                 op = self._ops.get()
@@ -263,6 +269,7 @@ class _Worker:
         self.db = db
         self.clock = clock
         self.streams: dict[str, list[Any]] = {}  # channel -> [epoch, top, ttl]
+        self.commits = 0
 
     def run(self, batch: list[_Op]) -> None:
         writes = [op for op in batch if op.writes]
@@ -278,6 +285,7 @@ class _Worker:
             for op in writes:
                 self._do(op, raise_store_errors=True)
             self.db.execute("COMMIT")
+            self.commits += 1
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
@@ -295,6 +303,12 @@ class _Worker:
             if raise_store_errors:
                 raise
             op.error = StoreWriteError(f"durable store read failed: {exc}")
+        except Exception as exc:
+            # A corrupt row (DecodeError) or a bug fails this operation only: escaping,
+            # it would end the writer thread and leave every later call hanging.
+            if raise_store_errors:
+                raise sqlite3.DatabaseError(f"{type(exc).__name__}: {exc}") from exc
+            op.error = StoreWriteError(f"durable store read failed: {type(exc).__name__}: {exc}")
 
     def _stream(self, channel: str) -> list[Any]:
         stream = self.streams.get(channel)

@@ -3,7 +3,8 @@
 - `FakeClock`: a clock that only moves when told to, for stores that take one.
 - `MemoryTransport`: an in-memory `Transport` that records frames and closes.
 - `check_history_store` / `check_presence_store`: the checks every
-  `HistoryStore` / `PresenceStore` implementation must pass.
+  `HistoryStore` / `PresenceStore` implementation must pass;
+  `check_durable_store`: what durable history stores keep across a reopen.
 
 Nothing here is used by a running server; it exists so that tests (ours and
 those of third-party backends) exercise the real code without sockets.
@@ -11,14 +12,21 @@ those of third-party backends) exercise the real code without sockets.
 
 from tidings.testing.clock import FakeClock
 from tidings.testing.presence import PRESENCE_STORE_CHECKS, check_presence_store
-from tidings.testing.store import HISTORY_STORE_CHECKS, check_history_store
+from tidings.testing.store import (
+    DURABLE_STORE_CHECKS,
+    HISTORY_STORE_CHECKS,
+    check_durable_store,
+    check_history_store,
+)
 from tidings.testing.transport import MemoryTransport
 
 __all__ = [
+    "DURABLE_STORE_CHECKS",
     "HISTORY_STORE_CHECKS",
     "PRESENCE_STORE_CHECKS",
     "FakeClock",
     "MemoryTransport",
+    "check_durable_store",
     "check_history_store",
     "check_presence_store",
 ]

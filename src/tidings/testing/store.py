@@ -3,11 +3,14 @@
 Usage, from a test suite::
 
     await check_history_store(lambda clock: MemoryHistoryStore(clock=clock))
+    await check_durable_store(lambda clock: SqliteHistoryStore(path, clock=clock))
 
 The factory gets a `FakeClock` and must return a fresh, empty store that
 measures publication age with it; ttl trimming is checked by advancing that
 clock. Each check is also available alone in `HISTORY_STORE_CHECKS`, so a
-test suite can report them one by one.
+test suite can report them one by one. Durable stores also pass
+`DURABLE_STORE_CHECKS` (`check_durable_store`), whose factory opens the same
+file each time so that a check can close the store and open it again.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from contextlib import asynccontextmanager
 from msgspec import Raw
 
 from tidings.protocol.centrifuge.messages import ClientInfo, Publication
-from tidings.store.base import HistoryStore, Position, UnrecoverablePosition
+from tidings.store.base import Ack, HistoryStore, Position, UnrecoverablePosition
 from tidings.testing.clock import FakeClock
 
 HistoryStoreFactory = Callable[[FakeClock], HistoryStore]
@@ -276,6 +279,180 @@ async def check_sweep_never_rewinds(factory: HistoryStoreFactory) -> None:
             await _expect_unrecoverable(store, "w-short", short_before, "the stream was swept")
 
 
+async def check_idempotency_key(factory: HistoryStoreFactory) -> None:
+    """The same key twice stores one publication and answers the same position."""
+    async with _open(factory) as (store, _):
+        first = await store.append("k", _pub(0), BIG_SIZE, LONG_TTL, idempotency_key="key-1")
+        again = await store.append("k", _pub(1), BIG_SIZE, LONG_TTL, idempotency_key="key-1")
+        _expect(again == first, f"a repeated key gave {again}, the first append gave {first}")
+        pubs, top = await store.read("k")
+        _expect(_offsets(pubs) == [1], f"a key stored twice left offsets {_offsets(pubs)}")
+        _expect(bytes(pubs[0].data) == bytes(_pub(0).data), "the repeat replaced the first data")
+        _expect(top == first, f"a repeated key moved the top to {top}")
+        other = await store.append("k", _pub(2), BIG_SIZE, LONG_TTL, idempotency_key="key-2")
+        _expect(other.offset == 2, f"a new key got offset {other.offset}, expected 2")
+        plain = [await store.append("k", _pub(n), BIG_SIZE, LONG_TTL) for n in (3, 4)]
+        _expect(
+            [p.offset for p in plain] == [3, 4],
+            f"appends without a key got {[p.offset for p in plain]}, expected [3, 4]",
+        )
+        late = await store.append("k", _pub(5), BIG_SIZE, LONG_TTL, idempotency_key="key-1")
+        _expect(late == first, f"key-1 after other appends gave {late}, expected {first}")
+        elsewhere = await store.append("k2", _pub(0), BIG_SIZE, LONG_TTL, idempotency_key="key-1")
+        _expect(
+            elsewhere.offset == 1 and len((await store.read("k2"))[0]) == 1,
+            "an idempotency key of one channel suppressed a publication in another",
+        )
+        pubs, _ = await store.read("k")
+        _expect(_offsets(pubs) == [1, 2, 3, 4], f"after repeats the stream is {_offsets(pubs)}")
+
+
+async def check_find(factory: HistoryStoreFactory) -> None:
+    """`find` returns the offset stored under a key, 0 for unknown keys and channels."""
+    async with _open(factory) as (store, _):
+        _expect(await store.find("nowhere", "key") == 0, "find in an unknown channel is not 0")
+        await store.append("f", _pub(0), BIG_SIZE, LONG_TTL)
+        second = await store.append("f", _pub(1), BIG_SIZE, LONG_TTL, idempotency_key="a")
+        third = await store.append("f", _pub(2), BIG_SIZE, LONG_TTL, idempotency_key="b")
+        found = (await store.find("f", "a"), await store.find("f", "b"))
+        _expect(
+            found == (second.offset, third.offset),
+            f"find returned {found}, expected {(second.offset, third.offset)}",
+        )
+        _expect(await store.find("f", "c") == 0, "find of a key never stored is not 0")
+        _expect(await store.find("other", "a") == 0, "find looked in another channel")
+        await store.append("f", _pub(3), BIG_SIZE, LONG_TTL, idempotency_key="a")
+        _expect(await store.find("f", "a") == second.offset, "a repeated key moved find()")
+
+
+async def check_top_after_append(factory: HistoryStoreFactory) -> None:
+    """`top` (no I/O) knows every completed append: never behind what append returned."""
+    async with _open(factory) as (store, _):
+        before = store.top("t")
+        _expect(
+            before is None or before.offset == 0,
+            f"top of an unknown channel is {before}, expected None or offset 0",
+        )
+        for n in range(3):
+            position = await store.append("t", _pub(n), BIG_SIZE, LONG_TTL)
+            top = store.top("t")
+            _expect(top == position, f"after append {position}, top() is {top}")
+        await store.append("t", _pub(9), BIG_SIZE, LONG_TTL, idempotency_key="x")
+        repeat = await store.append("t", _pub(9), BIG_SIZE, LONG_TTL, idempotency_key="x")
+        top = store.top("t")
+        _expect(
+            top is not None and top.offset == 4 and top.epoch == repeat.epoch,
+            f"a repeated key moved top() to {top}",
+        )
+        _, read_top = await store.read("t")
+        _expect(store.top("t") == read_top, f"top() {store.top('t')} disagrees with {read_top}")
+
+
+async def check_ack(factory: HistoryStoreFactory) -> None:
+    """Acks per user and channel never move backwards; a new epoch replaces the old."""
+    async with _open(factory) as (store, _):
+        positions = await _fill(store, "a", 5)
+        epoch = positions[0].epoch
+        _expect(await store.acked("u1", "a") is None, "a user who never acked has an ack")
+        ack = await store.ack("u1", "a", Position(3, epoch), "c1")
+        _expect(
+            (ack.offset, ack.epoch, ack.client) == (3, epoch, "c1"),
+            f"ack returned {ack}, expected offset 3 of {epoch} by c1",
+        )
+        got = await store.acked("u1", "a")
+        _expect(got is not None and got.offset == 3 and got.epoch == epoch, f"acked is {got}")
+        back = await store.ack("u1", "a", Position(2, epoch), "c2")
+        _expect(back.offset == 3, f"an ack of offset 2 after 3 moved the ack to {back.offset}")
+        got = await store.acked("u1", "a")
+        _expect(got is not None and got.offset == 3, f"an ack moved backwards to {got}")
+        same = await store.ack("u1", "a", Position(3, epoch), "c3")
+        _expect(same.offset == 3, f"acking the same offset again gave {same.offset}")
+        fwd = await store.ack("u1", "a", Position(5, epoch), "c4")
+        got = await store.acked("u1", "a")
+        _expect(
+            fwd.offset == 5 and got is not None and got.offset == 5 and got.client == "c4",
+            f"an ack forward to 5 gave {fwd}, acked is {got}",
+        )
+        _expect(await store.acked("u2", "a") is None, "one user's ack shows for another")
+        _expect(await store.acked("u1", "b") is None, "an ack shows in another channel")
+        new = await store.ack("u1", "a", Position(1, "new-" + epoch), "c5")
+        got = await store.acked("u1", "a")
+        _expect(
+            new.offset == 1 and got is not None and (got.offset, got.epoch) == (1, "new-" + epoch),
+            f"an ack in a new epoch did not replace the old one: returned {new}, acked {got}",
+        )
+
+
+async def check_acks(factory: HistoryStoreFactory) -> None:
+    """`acks(channel, offset)` lists the users whose ack covers offset, in the current epoch."""
+    async with _open(factory) as (store, _):
+        positions = await _fill(store, "c", 6)
+        epoch = positions[0].epoch
+        await _fill(store, "other", 6)
+        await store.ack("u1", "c", Position(3, epoch), "c1")
+        await store.ack("u2", "c", Position(5, epoch), "c2")
+        await store.ack("u3", "c", Position(1, epoch), "c3")
+        await store.ack("u4", "c", Position(6, "stale-" + epoch), "c4")
+        await store.ack("u5", "other", Position(6, (await store.position("other")).epoch), "c5")
+
+        def users(found: list[tuple[str, Ack]]) -> list[str]:
+            return sorted(user for user, _ in found)
+
+        for offset, expected in ((1, ["u1", "u2", "u3"]), (3, ["u1", "u2"]), (5, ["u2"])):
+            found = await store.acks("c", offset)
+            _expect(
+                users(found) == expected,
+                f"acks of offset {offset}: {users(found)}, expected {expected}",
+            )
+        _expect(await store.acks("c", 6) == [], "acks of offset 6 lists users (stale epoch?)")
+        found = await store.acks("c", 3)
+        by_user = dict(found)
+        _expect(
+            by_user["u2"].offset == 5 and by_user["u2"].client == "c2",
+            f"acks returned {by_user['u2']} for u2",
+        )
+        _expect(len(await store.acks("c", 1, limit=2)) == 2, "acks ignored its limit")
+        _expect(await store.acks("nowhere", 1) == [], "acks of an unknown channel lists users")
+
+
+async def check_durable_reopen(factory: HistoryStoreFactory) -> None:
+    """For durable stores: `factory` opens the same place each call (empty the first time).
+
+    Closing and reopening keeps the epoch, the offsets (they continue), the
+    publications, idempotency keys and acks.
+    """
+    async with _open(factory) as (store, _):
+        _expect(store.durable, f"{type(store).__name__} does not say it is durable")
+        positions = await _fill(store, "d", 3)
+        keyed = await store.append("d", _pub(3), BIG_SIZE, LONG_TTL, idempotency_key="k")
+        epoch = positions[0].epoch
+        await store.ack("u1", "d", Position(2, epoch), "c1")
+        other = await store.append("o", _pub(0), BIG_SIZE, LONG_TTL)
+    async with _open(factory) as (store, _):
+        top = await store.position("d")
+        _expect(top == keyed, f"after reopening the top is {top}, expected {keyed}")
+        pubs, _ = await store.read("d", since=Position(0, epoch))
+        _expect(_offsets(pubs) == [1, 2, 3, 4], f"after reopening read gave {_offsets(pubs)}")
+        _expect(
+            [bytes(p.data) for p in pubs] == [bytes(_pub(n).data) for n in range(4)],
+            "publications came back with other data after reopening",
+        )
+        _expect(await store.find("d", "k") == 4, "an idempotency key was lost on reopening")
+        again = await store.append("d", _pub(9), BIG_SIZE, LONG_TTL, idempotency_key="k")
+        _expect(again == keyed, f"a key repeated after reopening gave {again}")
+        nxt = await store.append("d", _pub(4), BIG_SIZE, LONG_TTL)
+        _expect(nxt == Position(5, epoch), f"append after reopening gave {nxt}, expected 5")
+        ack = await store.acked("u1", "d")
+        _expect(
+            ack is not None and (ack.offset, ack.epoch, ack.client) == (2, epoch, "c1"),
+            f"after reopening the ack is {ack}",
+        )
+        _expect(
+            [u for u, _ in await store.acks("d", 2)] == ["u1"], "acks() lost the ack on reopening"
+        )
+        _expect(await store.position("o") == other, "a second channel lost its position")
+
+
 HISTORY_STORE_CHECKS: tuple[HistoryStoreCheck, ...] = (
     check_empty_stream,
     check_offsets_increase_by_one,
@@ -289,10 +466,25 @@ HISTORY_STORE_CHECKS: tuple[HistoryStoreCheck, ...] = (
     check_reverse,
     check_remove_keeps_offsets,
     check_sweep_never_rewinds,
+    check_idempotency_key,
+    check_find,
+    check_top_after_append,
+    check_ack,
+    check_acks,
 )
+
+#: Checks only for stores with `durable = True`; their factory must open the same
+#: place (file, database) on every call, empty on the first.
+DURABLE_STORE_CHECKS: tuple[HistoryStoreCheck, ...] = (check_durable_reopen,)
 
 
 async def check_history_store(factory: HistoryStoreFactory) -> None:
     """Run every check in `HISTORY_STORE_CHECKS`; raises AssertionError on the first failure."""
     for check in HISTORY_STORE_CHECKS:
         await check(factory)
+
+
+async def check_durable_store(reopen: HistoryStoreFactory) -> None:
+    """Run every check in `DURABLE_STORE_CHECKS` with a factory that reopens one place."""
+    for check in DURABLE_STORE_CHECKS:
+        await check(reopen)

@@ -31,6 +31,7 @@ from picows.picows import WSProtocol  # type: ignore[attr-defined]
 from tidings.core.access import AccessPolicy
 from tidings.protocol.centrifuge import codes
 from tidings.protocol.centrifuge.codec import Codec
+from tidings.protocol.centrifuge.protobuf_codec import ProtobufCodec
 from tidings.protocol.centrifuge.uni_codec import connect_frame
 from tidings.transport.port import ClientPortProtocol, HttpHandler
 from tidings.transport.sse import UNI_CODEC
@@ -76,11 +77,8 @@ class WebSocketSession(WSListener):
         self._fragments: list[bytes] | None = None
         self._fragments_size = 0
         self.remote_addr = ""
-        self._paused = False
-
-    @property
-    def paused(self) -> bool:
-        return self._paused
+        # A plain attribute, not a property: the flusher reads it once per delivery.
+        self.paused = False
 
     # --- picows callbacks ----------------------------------------------------------
 
@@ -151,10 +149,10 @@ class WebSocketSession(WSListener):
             self._client.transport_closed()
 
     def pause_writing(self) -> None:
-        self._paused = True
+        self.paused = True
 
     def resume_writing(self) -> None:
-        self._paused = False
+        self.paused = False
         if self._client is not None:
             self._client.resume()
 
@@ -178,6 +176,22 @@ class WebSocketSession(WSListener):
 
 
 Route = Callable[[WSUpgradeRequest], Any]
+
+#: The protobuf codec, shared by every connection that negotiated it (it is stateless).
+PROTOBUF_CODEC = ProtobufCodec()
+
+
+def _protobuf_requested(request: WSUpgradeRequest) -> tuple[bool, bool]:
+    """Whether the upgrade asks for protobuf, and whether by subprotocol (not `?format=`)."""
+    offered = {
+        name.strip()
+        for value in request.headers.getall("Sec-WebSocket-Protocol", [])
+        for name in value.split(",")
+    }
+    if PROTOBUF_CODEC.subprotocol in offered:
+        return True, True
+    query = parse_qs(urlsplit(request.path.decode("latin-1")).query)
+    return query.get("format", [""])[-1] == "protobuf", False
 
 
 class ClientPortRouter:
@@ -212,7 +226,19 @@ class ClientPortRouter:
         return route(request)
 
     def _websocket(self, request: WSUpgradeRequest) -> Any:
-        return WebSocketSession(self._node, self._node.settings.client_max_message_size)
+        protobuf, by_subprotocol = _protobuf_requested(request)
+        if not protobuf:
+            return WebSocketSession(self._node, self._node.settings.client_max_message_size)
+        session = WebSocketSession(
+            self._node, self._node.settings.client_max_message_size, PROTOBUF_CODEC
+        )
+        if not by_subprotocol:
+            return session
+        # A client that offered the subprotocol must see it accepted in the 101.
+        headers = {"Sec-WebSocket-Protocol": PROTOBUF_CODEC.subprotocol}
+        return WSUpgradeResponseWithListener(
+            WSUpgradeResponse.create_101_response(extra_headers=headers), session
+        )
 
     def _uni_websocket(self, request: WSUpgradeRequest) -> Any:
         query = parse_qs(urlsplit(request.path.decode("latin-1")).query)

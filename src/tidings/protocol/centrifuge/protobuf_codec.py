@@ -8,8 +8,9 @@ holding the payload bytes as they are, so a payload is copied, never
 re-encoded.
 
 Decoding follows protobuf's rules for what is lenient (unknown fields are
-skipped, a missing field is its default, a repeated scalar field keeps its
-last value, varints are truncated to the declared width) and rejects
+skipped, a missing field is its default, a field sent twice keeps its last
+value - protobuf would merge two copies of an embedded message, which no SDK
+sends - and varints are truncated to the declared width) and rejects
 everything that cannot be parsed with `MalformedFrame`: truncated varints,
 lengths beyond the buffer, wire types other than the field declares,
 invalid UTF-8 in strings, field number 0 and groups.
@@ -18,9 +19,12 @@ invalid UTF-8 in strings, field number 0 and groups.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import compress
+from operator import itemgetter
 from typing import Any
 
-from msgspec import Struct
+import msgspec
+from msgspec import Raw, Struct
 from msgspec.structs import astuple
 
 from tidings.protocol.centrifuge import protobuf_schema as schema
@@ -88,13 +92,16 @@ def read_uvarint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
 class _Plan:
     """One Struct type's fields, compiled for the encoder and the decoder."""
 
-    __slots__ = ("by_number", "cls", "fields")
+    __slots__ = ("by_number", "cls", "fields", "order", "positions")
 
     def __init__(self, cls: type[Struct]) -> None:
         self.cls = cls
-        #: (index in the Struct's fields, tag bytes, op, sub) in field-number
-        #: order, for encoding: `astuple` reads all values in one C call.
-        self.fields: tuple[tuple[int, bytes, int, Any], ...] = ()
+        #: (tag bytes, op, sub) in field-number order, for encoding.
+        self.fields: tuple[tuple[bytes, int, Any], ...] = ()
+        #: The `astuple` values in the order of `fields`; None when already so.
+        self.order: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None
+        #: range(len(fields)), to pick the indexes of the set fields in C.
+        self.positions = range(0)
         #: field number -> (attribute, wire type, op, sub), for decoding.
         self.by_number: dict[int, tuple[str, int, int, Any]] = {}
 
@@ -109,7 +116,7 @@ def _compile(table: dict[type[Struct], dict[str, tuple[int, schema.Kind]]]) -> d
 
     for cls, fields in table.items():
         plan = plans[cls]
-        compiled = []
+        compiled, indexes = [], []
         positions = {name: index for index, name in enumerate(cls.__struct_fields__)}
         for attr, (number, kind) in sorted(fields.items(), key=lambda f: f[1][0]):
             sub: Any = None
@@ -127,10 +134,21 @@ def _compile(table: dict[type[Struct], dict[str, tuple[int, schema.Kind]]]) -> d
             else:
                 op, sub = _OP_VARINT, _SCALAR_FIX[kind]
             wire = VARINT if op == _OP_VARINT else LEN
-            compiled.append((positions[attr], uvarint(number << 3 | wire), op, sub))
+            compiled.append((uvarint(number << 3 | wire), op, sub))
+            indexes.append(positions[attr])
             plan.by_number[number] = (attr, wire, op, sub)
         plan.fields = tuple(compiled)
+        plan.positions = range(len(compiled))
+        if indexes != list(range(len(cls.__struct_fields__))):
+            plan.order = _reorder(indexes)
     return plans
+
+
+def _reorder(indexes: list[int]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    if len(indexes) == 1:
+        (only,) = indexes
+        return lambda values: (values[only],)
+    return itemgetter(*indexes) if indexes else lambda values: ()
 
 
 _PLANS = _compile(schema.SCHEMA)
@@ -151,10 +169,14 @@ def _encode_fields(obj: Any, plan: _Plan, out: list[Any]) -> int:
     """
     size = 0
     values = astuple(obj)
-    for index, tag, op, sub in plan.fields:
+    if plan.order is not None:
+        values = plan.order(values)
+    fields = plan.fields
+    # Only the set fields: proto3 leaves defaults out, and None is an absent
+    # message. Selecting them in C matters: most fields of a Reply are None.
+    for index in compress(plan.positions, values):
         value = values[index]
-        if not value:  # proto3 leaves defaults out; None is an absent message
-            continue
+        tag, op, sub = fields[index]
         if op == _OP_VARINT:
             encoded = uvarint(value & _MASK64 if value < 0 else value)
             out.append(tag)
@@ -316,6 +338,21 @@ def decode_message(data: bytes, cls: type[Struct]) -> Any:
     return _decode_fields(data, 0, len(data), _PLANS[cls])
 
 
+def is_json(data: Raw | bytes) -> bool:
+    """Whether a payload from a protobuf client is one JSON value (in valid UTF-8).
+
+    JSON clients receive payloads verbatim inside their JSON replies, so a
+    publication that is not JSON would break every JSON subscriber of the
+    channel; the server refuses it (error 107) instead.
+    """
+    try:
+        str(memoryview(data), "utf-8")  # msgspec does not check UTF-8 inside a skipped string
+        msgspec.json.decode(data, type=Raw)
+    except (UnicodeDecodeError, msgspec.DecodeError):
+        return False
+    return True
+
+
 # --- the codec -------------------------------------------------------------------
 
 
@@ -367,4 +404,4 @@ class ProtobufCodec:
         return b"".join(messages)
 
 
-__all__ = ["MalformedFrame", "ProtobufCodec", "decode_message", "encode_message"]
+__all__ = ["MalformedFrame", "ProtobufCodec", "decode_message", "encode_message", "is_json"]

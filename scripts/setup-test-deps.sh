@@ -1,0 +1,30 @@
+#!/bin/sh
+# What the browser tests need beyond the Python packages: Debian's chromium, Node.js
+# and npm (for the centrifuge SDK), and the SDK copied into the demo. Idempotent: when
+# everything is present it only checks. `apt-get update` runs only when installing.
+set -eu
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+missing=""
+[ -x /usr/bin/chromium ] || missing="$missing chromium fonts-liberation"
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        SUDO="sudo"
+    else
+        SUDO=""
+    fi
+    echo "setup-test-deps: installing$missing"
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing \
+        >/dev/null
+fi
+
+sh "$ROOT/scripts/vendor-sdk.sh"
+[ -f "$ROOT/src/tidings/demo/static/vendor/centrifuge.js" ] || {
+    echo "setup-test-deps: the centrifuge SDK could not be installed" >&2
+    exit 1
+}

@@ -1,0 +1,85 @@
+"""Publications of one event-loop turn, grouped by channel, fanned out at its end.
+
+When a channel gets several publications in one turn, every subscriber gets
+them as one pre-joined payload: N subscribers cost N enqueues per turn, not
+N per publication. Each publication is encoded once per wire format, and
+each joined payload is built once per format and shared by all subscribers.
+
+A client that subscribed with recovery during the turn already received the
+publications up to its recovered offset; for it alone the payload is rebuilt
+without those, so recovery never duplicates what the batch delivers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tidings.protocol.centrifuge.messages import Publication, Push, Reply
+
+if TYPE_CHECKING:
+    from tidings.core.hub import Hub
+    from tidings.protocol.centrifuge.codec import Codec
+
+
+class _Batch:
+    __slots__ = ("encoded", "first_offset", "replies")
+
+    def __init__(self) -> None:
+        self.replies: list[tuple[int, Reply]] = []
+        # codec name -> encoded publications, in order
+        self.encoded: dict[str, list[bytes]] = {}
+        self.first_offset = 0
+
+    def encoded_for(self, codec: Codec) -> list[bytes]:
+        items = self.encoded.get(codec.name)
+        if items is None:
+            items = self.encoded[codec.name] = [codec.encode(r) for _, r in self.replies]
+        return items
+
+
+class PublicationBatches:
+    def __init__(self, hub: Hub, json_codec: Codec) -> None:
+        self._hub = hub
+        self.json_codec = json_codec
+        self._batches: dict[str, _Batch] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._batches)
+
+    def add(self, name: str, pub: Publication) -> bool:
+        """Queue `pub` for the channel's subscribers; False when it has none here."""
+        if not self._hub.num_subscribers(name):
+            return False
+        batch = self._batches.get(name)
+        if batch is None:
+            batch = self._batches[name] = _Batch()
+            batch.first_offset = pub.offset
+        reply = Reply(push=Push(channel=name, pub=pub))
+        batch.replies.append((pub.offset, reply))
+        batch.encoded.setdefault(self.json_codec.name, []).append(self.json_codec.encode(reply))
+        return True
+
+    def flush(self) -> None:
+        """Hand every queued batch to the channel's current subscribers."""
+        batches, self._batches = self._batches, {}
+        for name, batch in batches.items():
+            shared: dict[str, bytes] = {}
+            first = batch.first_offset
+            for client in list(self._hub.subscribers(name)):
+                codec = client.codec
+                sub = client.subscriptions.get(name)
+                if first and sub is not None and sub.floor >= first:
+                    rest = _after(batch, codec, sub.floor)
+                    if rest:
+                        client.enqueue(rest)
+                    continue
+                payload = shared.get(codec.name)
+                if payload is None:
+                    payload = shared[codec.name] = codec.join(batch.encoded_for(codec))
+                client.enqueue(payload)
+
+
+def _after(batch: _Batch, codec: Codec, floor: int) -> bytes:
+    items = batch.encoded_for(codec)
+    kept = [data for (offset, _), data in zip(batch.replies, items, strict=True) if offset > floor]
+    return codec.join(kept) if kept else b""
