@@ -7,6 +7,7 @@ import msgspec
 from tests.core.conftest import Conn, settle
 from tidings.core.node import Node
 from tidings.protocol.centrifuge.messages import raw
+from tidings.store.base import Position
 
 
 def offsets(frames: list[bytes], channel: str) -> list[int]:
@@ -64,20 +65,23 @@ async def test_a_client_recovering_in_the_same_turn_gets_no_duplicates(node: Nod
     late = Conn(node)
     await late.connect("u2")
     late.transport.take()
-    # Publish 2 and 3, then subscribe with recovery before the turn ends: 2 and 3
-    # come back in the subscribe result and must not come again in the batch.
+    # Publish 2 and 3, then subscribe with recovery before the turn ends (nothing
+    # here yields to the loop): 2 and 3 come back in the subscribe result and must
+    # not come again when the turn's batch is fanned out.
     await node.publish("news", raw(b'{"n":2}'))
     await node.publish("news", raw(b'{"n":3}'))
-    since = {"recover": True, "recoverable": True, "offset": first.offset, "epoch": first.epoch}
-    late.client.handle_frame(
-        msgspec.json.encode({"id": 5, "subscribe": {"channel": "news", **since}})
+    result = await node.subscribe_client(
+        late.client,
+        node.rules.resolve("news"),
+        recover=True,
+        since=Position(first.offset, first.epoch),
+        recoverable=True,
     )
+    assert node.batches, "the batch is still waiting for the end of the turn"
     await settle()
     await node.publish("news", raw(b'{"n":4}'))
     await settle()
-    replies = late.transport.take()
-    result = next(r["subscribe"] for r in replies if r.get("id") == 5)
-    recovered = [p["offset"] for p in result.get("publications", [])]
-    live = [r["push"]["pub"]["offset"] for r in replies if "push" in r and "pub" in r["push"]]
-    assert recovered == [2, 3]
+    live = offsets(late.transport.frames, "news")
+    assert [p.offset for p in result.publications or []] == [2, 3]
     assert live == [4], "nothing recovered arrives twice, nothing is missed"
+    assert offsets(watcher.transport.frames, "news") == [1, 2, 3, 4]

@@ -10,7 +10,6 @@ installs it and the SDK with scripts/setup-test-deps.sh.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -37,22 +36,24 @@ CHROMIUM_ARGS = [
 ]
 TIMEOUT_MS = 15_000
 
-pytestmark = [
-    pytest.mark.skipif(
-        importlib.util.find_spec("playwright") is None, reason="playwright is not installed"
-    ),
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="no /usr/bin/chromium: run scripts/setup-test-deps.sh"
-    ),
-    pytest.mark.skipif(
-        not (VENDOR / "centrifuge.js").exists(),
-        reason="centrifuge SDK not vendored: run scripts/setup-test-deps.sh",
-    ),
-    pytest.mark.timeout(120),
-]
+pytestmark = [pytest.mark.timeout(120)]
 
-if importlib.util.find_spec("playwright") is not None:
-    from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+# `make test` installs all of these (scripts/setup-test-deps.sh); a missing one is a
+# failed set-up, reported as such, never a skipped test.
+from playwright.async_api import (  # noqa: E402
+    Browser,
+    BrowserContext,
+    Page,
+    async_playwright,
+    expect,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def browser_dependencies() -> None:
+    assert CHROMIUM.exists(), "no /usr/bin/chromium: run scripts/setup-test-deps.sh"
+    for name in ("centrifuge.js", "centrifuge.protobuf.js"):
+        assert (VENDOR / name).exists(), f"{name} not vendored: run scripts/setup-test-deps.sh"
 
 
 @pytest.fixture
@@ -310,13 +311,6 @@ async def test_page_says_when_the_sdk_is_missing(room: Room) -> None:
     await shot(page, "sdk-missing")
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("tidings.protocol.centrifuge.protobuf_codec") is None,
-    reason="no protobuf codec in this build",
-)
-@pytest.mark.skipif(
-    not (VENDOR / "centrifuge.protobuf.js").exists(), reason="protobuf SDK build not vendored"
-)
 async def test_protobuf_build_chats_with_json_build(room: Room) -> None:
     alice = await room.join("alice", "?format=protobuf")
     assert await chat_value(alice, "protocol") == "protobuf"

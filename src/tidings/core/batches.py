@@ -17,18 +17,20 @@ from typing import TYPE_CHECKING
 from tidings.protocol.centrifuge.messages import Publication, Push, Reply
 
 if TYPE_CHECKING:
+    from tidings.core.client import Client
     from tidings.core.hub import Hub
     from tidings.protocol.centrifuge.codec import Codec
 
 
 class _Batch:
-    __slots__ = ("encoded", "first_offset", "replies")
+    __slots__ = ("encoded", "fresh", "replies")
 
     def __init__(self) -> None:
         self.replies: list[tuple[int, Reply]] = []
         # codec name -> encoded publications, in order
         self.encoded: dict[str, list[bytes]] = {}
-        self.first_offset = 0
+        # clients that subscribed to the channel after this batch began
+        self.fresh: set[Client] = set()
 
     def encoded_for(self, codec: Codec) -> list[bytes]:
         items = self.encoded.get(codec.name)
@@ -53,30 +55,39 @@ class PublicationBatches:
         batch = self._batches.get(name)
         if batch is None:
             batch = self._batches[name] = _Batch()
-            batch.first_offset = pub.offset
         reply = Reply(push=Push(channel=name, pub=pub))
         batch.replies.append((pub.offset, reply))
         batch.encoded.setdefault(self.json_codec.name, []).append(self.json_codec.encode(reply))
         return True
 
+    def subscribed(self, name: str, client: Client) -> None:
+        """`client` just joined `name`: it may already hold some of this turn's batch."""
+        batch = self._batches.get(name)
+        if batch is not None:
+            batch.fresh.add(client)
+
     def flush(self) -> None:
         """Hand every queued batch to the channel's current subscribers."""
         batches, self._batches = self._batches, {}
+        json_codec = self.json_codec
         for name, batch in batches.items():
+            json_payload = json_codec.join(batch.encoded[json_codec.name])
             shared: dict[str, bytes] = {}
-            first = batch.first_offset
+            fresh = batch.fresh
             for client in list(self._hub.subscribers(name)):
                 codec = client.codec
-                sub = client.subscriptions.get(name)
-                if first and sub is not None and sub.floor >= first:
-                    rest = _after(batch, codec, sub.floor)
+                if fresh and client in fresh:
+                    sub = client.subscriptions.get(name)
+                    rest = _after(batch, codec, sub.floor if sub is not None else 0)
                     if rest:
                         client.enqueue(rest)
-                    continue
-                payload = shared.get(codec.name)
-                if payload is None:
-                    payload = shared[codec.name] = codec.join(batch.encoded_for(codec))
-                client.enqueue(payload)
+                elif codec is json_codec:
+                    client.enqueue(json_payload)
+                else:
+                    payload = shared.get(codec.name)
+                    if payload is None:
+                        payload = shared[codec.name] = codec.join(batch.encoded_for(codec))
+                    client.enqueue(payload)
 
 
 def _after(batch: _Batch, codec: Codec, floor: int) -> bytes:

@@ -95,7 +95,9 @@ class Client:
         self.closed = False
         self.ping_slot = -1
         self._dirty = False
-        self._pending: deque[Command] = deque()
+        # Created with the first command and dropped when the worker is done: an empty
+        # deque is 600+ bytes, and an idle connection has nothing pending.
+        self._pending: deque[Command] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._stale: asyncio.TimerHandle | None = None
         self._expiry: asyncio.TimerHandle | None = None
@@ -220,7 +222,7 @@ class Client:
     def _cleanup(self) -> None:
         self.session.close()
         self.outbox.drain()
-        self._pending.clear()
+        self._pending = None
         for handle in (self._stale, self._expiry):
             if handle is not None:
                 handle.cancel()
@@ -246,7 +248,11 @@ class Client:
                 if not self._accept(command):
                     return
                 continue
+            if pending is None:
+                pending = self._pending = deque()
             pending.append(command)
+        if pending is None:
+            return
         if len(pending) > MAX_PENDING_COMMANDS:
             self.disconnect(codes.TOO_MANY_REQUESTS)
             return
@@ -263,10 +269,12 @@ class Client:
 
     async def _work(self) -> None:
         try:
-            while self._pending and not self.closed:
-                await self._handle(self._pending.popleft())
+            while (pending := self._pending) and not self.closed:
+                await self._handle(pending.popleft())
         finally:
             self._worker = None
+            if not self._pending:
+                self._pending = None
 
     async def _handle(self, command: Command) -> None:
         method = self._accept(command)

@@ -323,6 +323,7 @@ class Node:
                 await self.presence.remove(name, client.id)
             raise ReplyError(ErrorCode.INTERNAL, "client went away while subscribing")
         self.hub.subscribe(name, client)
+        self.batches.subscribed(name, client)
         sub.ready = True
         if opts.durable and result.publications:
             # Recovered (e.g. an inbox replayed on connect) is delivered too.

@@ -27,7 +27,35 @@ WebSocketFactory = Callable[[], Any]
 HEAD_TIMEOUT = 10.0
 
 
+class _Detached(asyncio.Protocol):
+    """Stands in between the front protocol and picows during the hand-over.
+
+    uvloop keeps the previous protocol's bound `data_received` when it switches
+    to a buffered protocol (picows), which would hold every `ClientPortProtocol`,
+    and its request, for the connection's life. Passing through this shared
+    protocol, whose `data_received` is one plain function, leaves only that
+    function behind.
+    """
+
+    data_received = staticmethod(lambda data: None)
+
+
+_DETACHED = _Detached()
+
+
 class ClientPortProtocol(asyncio.Protocol):
+    __slots__ = (
+        "_access",
+        "_buffer",
+        "_head_size",
+        "_peer_ip",
+        "_request",
+        "_routes",
+        "_timer",
+        "_transport",
+        "_websocket",
+    )
+
     def __init__(
         self,
         access: AccessPolicy,
@@ -107,10 +135,13 @@ class ClientPortProtocol(asyncio.Protocol):
         """Give the socket, and the bytes read so far, to a picows protocol."""
         self._stop_timer()
         protocol = self._websocket()
+        transport.set_protocol(_DETACHED)
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         data = memoryview(bytes(self._buffer))
-        self._buffer.clear()
+        # Nothing of the front protocol outlives the hand-over.
+        self._buffer = bytearray()
+        self._request = self._transport = None
         while data:
             buffer = protocol.get_buffer(len(data))
             n = min(len(buffer), len(data))

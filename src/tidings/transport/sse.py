@@ -69,7 +69,16 @@ class SseSession(asyncio.Protocol):
         self._transport.write(bytes(out))
 
     def _event_id(self, line: bytes) -> bytes:
-        if not self._track or not line.startswith(b'{"channel":'):
+        if not self._track:
+            return b""
+        if line.startswith(b'{"connect":'):
+            # The connect event carries the recovered publications: its id is the
+            # position they reach, so a second drop resumes after them.
+            position = _CONNECT_DECODER.decode(line).connect.subs.get(self._track)
+            if position is None or not position.recoverable:
+                return b""
+            return f"{position.offset}:{position.epoch}".encode()
+        if not line.startswith(b'{"channel":'):
             return b""
         push = _PUSH_DECODER.decode(line)
         if push.channel != self._track or push.pub is None or not push.pub.offset:
@@ -113,6 +122,23 @@ class _PushHead(msgspec.Struct):
 
 
 _PUSH_DECODER = msgspec.json.Decoder(_PushHead)
+
+
+class _SubPosition(msgspec.Struct):
+    offset: int = 0
+    epoch: str = ""
+    recoverable: bool = False
+
+
+class _ConnectBody(msgspec.Struct):
+    subs: dict[str, _SubPosition] = msgspec.field(default_factory=dict)
+
+
+class _ConnectHead(msgspec.Struct):
+    connect: _ConnectBody = msgspec.field(default_factory=_ConnectBody)
+
+
+_CONNECT_DECODER = msgspec.json.Decoder(_ConnectHead)
 
 
 def sse_handler(node: Node) -> HttpHandler:

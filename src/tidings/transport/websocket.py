@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from picows import (
@@ -26,6 +26,7 @@ from picows import (
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
 )
+from multidict import CIMultiDict, CIMultiDictProxy
 from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
 from tidings.core.access import AccessPolicy
@@ -54,6 +55,22 @@ class WebSocketSession(WSListener):
     """One WebSocket connection: frames to the client, writes and closes to the socket."""
 
     name = "websocket"
+
+    __slots__ = (
+        "_client",
+        "_codec",
+        "_fragments",
+        "_fragments_size",
+        "_frame_type",
+        "_max_message_size",
+        "_node",
+        "_uni",
+        "_uni_connect",
+        "_uni_started",
+        "_ws",
+        "paused",
+        "remote_addr",
+    )
 
     def __init__(
         self,
@@ -84,6 +101,7 @@ class WebSocketSession(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._ws = transport
+        _forget_upgrade(transport)
         peer = transport.underlying_transport.get_extra_info("peername")
         if peer:
             self.remote_addr = f"{peer[0]}:{peer[1]}"
@@ -173,6 +191,23 @@ class WebSocketSession(WSListener):
         # CLOSE_LINGER: closing with unread input makes the kernel send RST, and a
         # peer still sending would lose our close frame and see 1006 instead of `code`.
         asyncio.get_running_loop().call_later(CLOSE_LINGER, ws.disconnect)
+
+
+#: Headers of an upgrade that is over (read-only, shared by every connection).
+_NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
+
+
+def _forget_upgrade(transport: WSTransport) -> None:
+    """Drop the upgrade's headers, which picows keeps for the connection's life.
+
+    They are read only while the upgrade is routed (`ClientPortRouter`); kept,
+    they cost about 1 KB per connection.
+    """
+    for message in (transport.request, transport.response):
+        if message is not None:
+            message.headers = cast(CIMultiDict[str], _NO_HEADERS)
+            if isinstance(message, WSUpgradeResponse):
+                message.body = None
 
 
 Route = Callable[[WSUpgradeRequest], Any]
@@ -275,7 +310,9 @@ class ClientPortRouter:
         )
 
 
-_PICOWS_LOG = logging.getLogger("picows.server")
+#: picows makes a child `Logger` per connection (about 400 bytes each) when given a
+#: `Logger`; given an adapter, every connection shares it.
+_PICOWS_LOG = logging.LoggerAdapter(logging.getLogger("picows.server"))
 
 
 async def serve_client_port(node: Node, router: ClientPortRouter) -> asyncio.Server:
