@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import pickle
@@ -63,10 +64,8 @@ def _reading(out: Path, trace: bool) -> None:
         kind = type(obj)
         name = f"{kind.__module__}.{kind.__qualname__}"
         counts[name] += 1
-        try:
+        with contextlib.suppress(TypeError):
             sizes[name] += sys.getsizeof(obj)
-        except TypeError:
-            pass
     data: dict[str, Any] = {"rss": _rss(), "counts": counts, "sizes": sizes}
     if trace:
         import tracemalloc
@@ -209,7 +208,7 @@ async def drive(args: argparse.Namespace) -> None:
         summary = _report(before, after, max(opened, 1), args.top)
         summary["trace"] = args.trace
         if args.json:
-            Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+            Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")  # noqa: ASYNC240
     finally:
         await target.stop()
         log.close()

@@ -163,7 +163,7 @@ SETTING_DOCS: dict[str, str] = {
     "user_events_url": "URL that receives batched online/offline user events (POST JSON)",
     "user_events_grace": "seconds a user must stay away before 'offline' is reported",
     "user_events_batch_size": "most user events sent in one POST",
-    "user_events_queue_size": "user events kept while the URL is unreachable (oldest dropped)",
+    "user_events_queue_size": "user events kept while the URL is unreachable (newer dropped)",
     "broadcast_all_rate": "default messages per second of the broadcast_all API method",
     "data_dir": "directory for durable data",
     "name": "node name shown by the info API method (default: host name)",
@@ -392,6 +392,9 @@ def _check(settings: Settings) -> None:
     for key, value in fsync_keys:
         if value not in FSYNC_POLICIES:
             raise ConfigError(key, f"must be one of {', '.join(FSYNC_POLICIES)}, not {value!r}")
+    for key in ("user_events_batch_size", "user_events_queue_size"):
+        if getattr(settings, key) <= 0:
+            raise ConfigError(key, "must be greater than zero")
     for key in ("personal_channel_history_size", "durable_max_bytes", "client_history_burst"):
         if getattr(settings, key) < 0:
             raise ConfigError(key, "must not be negative")

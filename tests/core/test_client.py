@@ -6,14 +6,16 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from tests.core.conftest import Conn, make_settings, settle
+from tests.core.conftest import Conn, make_settings, settle, token
 from tidings.core.client import MAX_PENDING_COMMANDS
 from tidings.core.node import Node
 from tidings.protocol.centrifuge import codes
 from tidings.protocol.centrifuge.messages import Publication
 from tidings.protocol.centrifuge.session import SessionState
+from tidings.protocol.centrifuge.uni_codec import UniJsonCodec, connect_frame
 from tidings.store.base import Position
 from tidings.store.memory import MemoryHistoryStore
+from tidings.testing import MemoryTransport
 
 
 async def test_connect_reply_and_registration(node: Node) -> None:
@@ -246,3 +248,49 @@ async def test_node_stop_disconnects_everyone_with_3001(node: Node) -> None:
     await connected.connect()
     await node.stop()
     assert (pending.closed_with, connected.closed_with) == (3001, 3001)
+
+
+# --- replies bypass the slow-client limit; unidirectional connect errors -------------
+
+
+async def test_a_recovery_larger_than_the_outbox_limit_is_still_delivered(
+    node_factory: Callable[..., Node],
+) -> None:
+    node = node_factory(client_queue_max_size=2048)
+    writer, reader = Conn(node), Conn(node)
+    await writer.connect("w")
+    await reader.connect("r")
+    first = await reader.subscribe("news", recoverable=True)
+    epoch = first["subscribe"]["epoch"]
+    await reader.call({"id": 3, "unsubscribe": {"channel": "news"}})
+    big = b'{"text":"' + b"x" * 500 + b'"}'
+    for _ in range(8):  # 4 KB of history, twice the outbox limit
+        await node.publish("news", Publication(data=big).data)
+    reply = await reader.subscribe(
+        "news", cid=4, recover=True, recoverable=True, offset=0, epoch=epoch
+    )
+    assert reader.closed_with is None, "a reply is bounded by what was asked for, not 3008"
+    assert len(reply["subscribe"]["publications"]) == 8
+
+
+async def test_live_pushes_still_trip_the_outbox_limit(node_factory: Callable[..., Node]) -> None:
+    node = node_factory(client_queue_max_size=2048)
+    reader = Conn(node)
+    await reader.connect("r")
+    await reader.subscribe("news")
+    reader.transport.paused = True  # the socket is backed up: nothing leaves the outbox
+    big = Publication(data=b'{"text":"' + b"x" * 500 + b'"}').data
+    for _ in range(8):
+        await node.publish("news", big)
+        await settle()
+    assert reader.closed_with == codes.SLOW.code
+    assert node.counters["disconnected_slow"] == 1
+
+
+async def test_a_unidirectional_connect_error_closes_the_connection(node: Node) -> None:
+    transport = MemoryTransport()
+    client = node.accept(transport, UniJsonCodec())
+    expired = token("u1", ttl=-10)
+    client.handle_frame(connect_frame(b'{"token":"%s"}' % expired.encode()))
+    await settle()
+    assert transport.close_code == codes.INVALID_TOKEN.code, "not left waiting for stale 3502"

@@ -88,3 +88,26 @@ def test_channels_with_glob(make_client: Callable[[str], Client]) -> None:
     assert hub.channels("chat:*") == {"chat:1": 2, "chat:2": 1}
     assert hub.channels("Chat:*") == {}, "the glob is case-sensitive"
     assert hub.channels("n?ws") == {"news": 1}
+
+
+def test_one_subscriber_or_connection_needs_no_dict(make_client: Callable[[str], Client]) -> None:
+    """A lone subscriber (a personal channel) or a user's only connection maps to the client."""
+    hub = Hub()
+    a, b = make_client("u1"), make_client("u1")
+    hub.add(a)
+    assert hub._users["u1"] is a and hub.num_user_clients("u1") == 1
+    hub.add(b)
+    assert set(hub.user_clients("u1")) == {a, b} and hub.num_user_clients("u1") == 2
+    assert hub.remove(a) is False
+    assert hub._users["u1"] is b, "back to one connection: back to the client itself"
+    assert hub.subscribe("c", a) is True
+    assert hub._channels["c"] is a
+    assert hub.subscribe("c", a) is False
+    assert list(hub.subscribers("c")) == [a] and hub.num_subscribers("c") == 1
+    assert hub.subscribe("c", b) is True
+    assert set(hub.subscribers("c")) == {a, b} and hub.channels() == {"c": 2}
+    assert hub.unsubscribe("c", a) is True
+    assert hub._channels["c"] is b and hub.channels() == {"c": 1}
+    assert hub.unsubscribe("c", a) is False
+    assert hub.unsubscribe("c", b) is True
+    assert not hub.subscribers("c") and hub.num_subs == 0 and hub.num_channels == 0

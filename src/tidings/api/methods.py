@@ -218,12 +218,12 @@ class ServerApi:
             "offset": offset,
             "epoch": top.epoch,
             "stored": stored,
-            "stored_at": record.stored_at if record else 0,
+            "stored_at": record.stored_at if record else 0.0,
             "delivered": bool(record and record.delivered_at),
-            "delivered_at": record.delivered_at if record else 0,
+            "delivered_at": record.delivered_at if record else 0.0,
             "delivered_to": list(record.delivered_to) if record else [],
             "acked": bool(acks),
-            "acked_at": min((a.time for _, a in acks), default=0),
+            "acked_at": min((a.time for _, a in acks), default=0.0),
             "acked_by": [{"user": u, "client": a.client, "time": a.time} for u, a in acks],
         }
 
@@ -264,9 +264,17 @@ class ServerApi:
     async def info(self, req: rq.InfoRequest) -> Result:
         node = self.node
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        items: dict[str, float] = {f"counter.{k}": v for k, v in node.counters.items()}
+        refused = node.refusals()
+        items: dict[str, float] = {
+            f"counter.{k}": v for k, v in node.counters.items() if k not in refused
+        }
         items.update({f"events.dropped.{k}": v for k, v in node.events.dropped.items()})
-        items.update({f"refused.{k}": v for k, v in node.refusals().items()})
+        items.update({f"refused.{k}": v for k, v in refused.items()})
+        if node.user_events is not None:
+            items["user_events.sent"] = node.user_events.sent
+            items["user_events.failures"] = node.user_events.failures
+        for task_id, progress in node.broadcasts.items():
+            items.update({f"broadcast_all.{task_id}.{k}": v for k, v in progress.items()})
         return {
             "nodes": [
                 {

@@ -19,6 +19,8 @@ PRIVATE_PREFIX = "$"
 NAMESPACE_BOUNDARY = ":"
 USER_BOUNDARY = "#"
 USER_SEPARATOR = ","
+#: Personal channels kept resolved at most (see `ChannelRules.resolve`).
+RECENT_PERSONAL = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,7 @@ class ChannelRules:
         self._namespaces = dict(settings.namespaces)
         self._max_length = settings.channel_max_length
         self._cache: dict[str, Channel] = {}
+        self._recent_personal: dict[str, Channel] = {}
         self._personal: tuple[str, str] | None = None
         if settings.personal_channel:
             prefix, _, suffix = settings.personal_channel_format.partition("{user}")
@@ -72,11 +75,19 @@ class ChannelRules:
 
     def resolve(self, name: str) -> Channel:
         """The channel called `name`. Raises ReplyError 107 (bad name) or 102 (no namespace)."""
-        channel = self._cache.get(name)
+        channel = self._cache.get(name) or self._recent_personal.get(name)
         if channel is not None:
             return channel
         channel = self._parse(name)
-        if len(self._cache) < 100_000:
+        if channel.options is self.personal_options:
+            # Personal channels are one per user, so one per connection: only the
+            # recently used ones are kept (one publication resolves its channel
+            # several times), not ~350 bytes for every user ever seen. This also
+            # leaves the main cache's room to the shared channels.
+            if len(self._recent_personal) >= RECENT_PERSONAL:
+                self._recent_personal.clear()
+            self._recent_personal[name] = channel
+        elif len(self._cache) < 100_000:
             self._cache[name] = channel
         return channel
 
@@ -85,7 +96,8 @@ class ChannelRules:
             raise ReplyError(ErrorCode.BAD_REQUEST, "channel required")
         if len(name.encode()) > self._max_length:
             raise ReplyError(ErrorCode.BAD_REQUEST, f"channel name longer than {self._max_length}")
-        if any(ch.isspace() or not ch.isprintable() for ch in name):
+        # Every whitespace character but the space is also unprintable.
+        if not name.isprintable() or " " in name:
             raise ReplyError(ErrorCode.BAD_REQUEST, "channel name has whitespace or control chars")
         private = name.startswith(PRIVATE_PREFIX)
         body = name[1:] if private else name

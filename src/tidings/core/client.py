@@ -55,7 +55,6 @@ class Client:
         "_abuse",
         "_commands",
         "_dirty",
-        "_expiry",
         "_held",
         "_history",
         "_pending",
@@ -100,7 +99,6 @@ class Client:
         self._pending: deque[Command] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._stale: asyncio.TimerHandle | None = None
-        self._expiry: asyncio.TimerHandle | None = None
         self._commands: TokenBucket | None = None
         self._history: TokenBucket | None = None
         self._held: list[bytes] | None = None
@@ -123,6 +121,7 @@ class Client:
             self._held.append(data)
             return
         if not self.outbox.push(data):
+            self.node.counters["disconnected_slow"] += 1
             self.disconnect(codes.SLOW)
             return
         if not self._dirty:
@@ -130,9 +129,28 @@ class Client:
             self.node.flusher.mark(self)
 
     def reply(self, reply: Reply) -> None:
+        """Queue the answer to a command.
+
+        Replies bypass the outbox limit: they answer what the client asked for
+        and are bounded by it (a recovery or an inbox replay is at most the
+        channel's history), so a large inbox never locks its user out with 3008.
+        """
         data = self.codec.encode(reply)
-        if data:  # unidirectional encodings have no form for some replies
+        if not data:
+            if reply.error is not None and reply.id and not self.codec.expects_pong:
+                # A unidirectional client cannot read an error reply: its connect
+                # failing ends the connection instead.
+                self.disconnect(_uni_disconnect(reply.error.code))
+            return
+        if self.closed:
+            return
+        if reply.id == 0 or self._held is not None:
             self.enqueue(data)
+            return
+        self.outbox.force(data)
+        if not self._dirty:
+            self._dirty = True
+            self.node.flusher.mark(self)
 
     def flush(self) -> None:
         """Write everything queued as one frame (unless the socket is backed up)."""
@@ -167,19 +185,20 @@ class Client:
 
     def set_expiry(self, expire_at: int) -> None:
         """Close the connection with 3005 at `expire_at` unless refreshed before."""
+        expiries = self.node.expiries
+        if self.expire_at:
+            expiries.discard(self, self.expire_at)
         self.expire_at = expire_at
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
-        if expire_at:
-            delay = max(0.0, expire_at - time.time())
-            self._expiry = asyncio.get_running_loop().call_later(delay, self._check_expired)
+        if expire_at and not self.closed:
+            expiries.add(self, expire_at)
 
-    def _check_expired(self) -> None:
-        self._expiry = None
-        if self.expire_at and self.expire_at <= time.time():
+    def check_expired(self) -> None:
+        """Called by the node's `Deadlines` when `expire_at` has come."""
+        if self.closed or not self.expire_at:
+            return
+        if self.expire_at <= time.time():
             self.disconnect(codes.EXPIRED)
-        elif self.expire_at:
+        else:
             self.set_expiry(self.expire_at)
 
     def watch_subscription_expiry(self, channel: str, expire_at: int) -> None:
@@ -223,10 +242,11 @@ class Client:
         self.session.close()
         self.outbox.drain()
         self._pending = None
-        for handle in (self._stale, self._expiry):
-            if handle is not None:
-                handle.cancel()
-        self._stale = self._expiry = None
+        if self._stale is not None:
+            self._stale.cancel()
+            self._stale = None
+        if self.expire_at:
+            self.node.expiries.discard(self, self.expire_at)
         self.node.client_closed(self)
 
     # --- input ----------------------------------------------------------------
@@ -340,6 +360,12 @@ class Client:
 
 
 _EMPTY_COMMAND = Command()
+
+
+def _uni_disconnect(code: int) -> Disconnect:
+    if code in (ErrorCode.TOKEN_EXPIRED, ErrorCode.UNAUTHORIZED):
+        return Disconnect(codes.INVALID_TOKEN.code, "invalid token: expired or unauthorized")
+    return Disconnect(codes.BAD_REQUEST.code, f"connect refused: error {code}")
 
 
 def _error_reply(command_id: int, info: ReplyErrorInfo) -> Reply:

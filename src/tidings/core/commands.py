@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -84,7 +85,8 @@ class CommandHandler:
             server_channels, expire_at = (), 0
         else:
             raise DisconnectError(codes.INVALID_TOKEN)
-        client.name, client.version = req.name, req.version
+        # Interned: SDK names and versions repeat across connections (a str each, else).
+        client.name, client.version = sys.intern(req.name), sys.intern(req.version)
         client.connected()
         node.client_connected(client)
         client.set_expiry(expire_at)
@@ -114,10 +116,6 @@ class CommandHandler:
                     result.subs[name] = await node.subscribe_client(
                         client, channel, recover=since is not None, since=since, server_side=True
                     )
-                    if name == personal and since is not None:
-                        # The inbox is delivered whatever the client kept: what is gone
-                        # past the retention limits is gone, the rest always arrives.
-                        result.subs[name].recovered = True
             except ReplyError as exc:
                 # The client is already connected and indexed: an error reply would leave a
                 # half-connected ghost (counted in user_status and the connection limit).
@@ -160,6 +158,7 @@ class CommandHandler:
             info, expire_at = claims.info, claims.expire_at
         self.node.rules.check_subscribe(channel, client.user, bool(req.token))
         if req.recover and not client.take_history_token():
+            self.node.counters["refused_history_rate"] += 1
             raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
         result = await self.node.subscribe_client(
             client,
@@ -216,6 +215,7 @@ class CommandHandler:
         channel = self.node.rules.resolve(req.channel)
         self.node.rules.check_history(channel, req.channel in client.subscriptions)
         if not client.take_history_token():
+            self.node.counters["refused_history_rate"] += 1
             raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
         since = Position(req.since.offset, req.since.epoch) if req.since else None
         try:
@@ -285,7 +285,12 @@ class CommandHandler:
         if sub is None:
             raise ReplyError(ErrorCode.PERMISSION_DENIED, "not subscribed")
         claims = self.node.verifier.subscription(req.token, req.channel, client.user)
+        if claims.expire_at and claims.expire_at <= time.time():
+            raise ReplyError(ErrorCode.TOKEN_EXPIRED)
+        watched = bool(sub.expire_at)
         sub.expire_at = claims.expire_at
+        if claims.expire_at and not watched:
+            client.watch_subscription_expiry(req.channel, claims.expire_at)
         result = SubRefreshResult()
         if claims.expire_at:
             result.expires, result.ttl = True, ttl_of(claims.expire_at)

@@ -1,9 +1,8 @@
-"""What happened to each durable publication after it was stored: delivered when, to whom.
+"""What happened to each stored publication: delivered when, and to whom.
 
-Kept in memory for the publications that durable channels still hold (at
-most `per_channel` per channel and `capacity` in all, oldest forgotten
-first). Acknowledgements are not kept here: they live in the store, which
-survives restarts.
+Kept in memory for the most recent `capacity` publications of channels with
+history (oldest forgotten first; about 200 bytes each). Acknowledgements are
+not kept here: they live in the store, which survives restarts.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ class DeliveryRecord:
 
 
 class DeliveryLog:
-    def __init__(self, capacity: int = 1_000_000) -> None:
+    def __init__(self, capacity: int = 100_000) -> None:
         self._capacity = capacity
         self._records: OrderedDict[tuple[str, int], DeliveryRecord] = OrderedDict()
 

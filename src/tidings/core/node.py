@@ -24,6 +24,7 @@ from tidings.core.batches import PublicationBatches
 from tidings.core.channels import Channel, ChannelRules
 from tidings.core.client import Client, Subscription
 from tidings.core.commands import CommandHandler
+from tidings.core.deadlines import Deadlines
 from tidings.core.delivery import MAX_CLIENTS, DeliveryLog
 from tidings.core.events import Event, EventDispatcher, EventType
 from tidings.core.flusher import Flusher
@@ -67,7 +68,9 @@ _LIMIT_COUNTERS = frozenset(
         "refused_connection_limit",
         "refused_channel_limit",
         "refused_command_rate",
+        "refused_history_rate",
         "disconnected_command_abuse",
+        "disconnected_slow",
     }
 )
 
@@ -115,7 +118,7 @@ class Node:
             issuer=settings.token_issuer,
         )
         self.users = UserDirectory(
-            self.events, settings.user_events_grace, lambda user: len(self.hub.user_clients(user))
+            self.events, settings.user_events_grace, self.hub.num_user_clients
         )
         if settings.personal_channel:
             try:
@@ -125,6 +128,8 @@ class Node:
         self._codec: Codec = JsonCodec()
         self.commands = CommandHandler(self)
         self.pings = PingWheel(settings.client_ping_interval, settings.client_pong_timeout)
+        #: Connection token expiry: one timer per second of expiry, not per connection.
+        self.expiries: Deadlines[Client] = Deadlines(Client.check_expired)
         self.started_at = time.time()
         self.counters: dict[str, int] = {
             "connects": 0,
@@ -134,6 +139,8 @@ class Node:
             "refused_channel_limit": 0,
             "refused_command_rate": 0,
             "disconnected_command_abuse": 0,
+            "disconnected_slow": 0,
+            "refused_history_rate": 0,
         }
         self.broadcasts: dict[str, dict[str, float]] = {}
         self._flusher: Flusher | None = None
@@ -210,6 +217,7 @@ class Node:
         for task in list(self._background):
             task.cancel()
         await self.pings.stop()
+        self.expiries.close()
         self.users.close()
         if self.user_events is not None:
             await self.user_events.stop()
@@ -240,7 +248,7 @@ class Node:
     def client_connected(self, client: Client) -> None:
         """Index a client whose connect succeeded; 3504 if its user has too many."""
         limit = self.settings.user_connection_limit
-        if limit and client.user and len(self.hub.user_clients(client.user)) >= limit:
+        if limit and client.user and self.hub.num_user_clients(client.user) >= limit:
             self.counters["refused_connection_limit"] += 1
             raise DisconnectError(codes.CONNECTION_LIMIT)
         self._pending.discard(client)
@@ -325,7 +333,7 @@ class Node:
         self.hub.subscribe(name, client)
         self.batches.subscribed(name, client)
         sub.ready = True
-        if opts.durable and result.publications:
+        if result.publications:
             # Recovered (e.g. an inbox replayed on connect) is delivered too.
             for recovered in result.publications:
                 self.deliveries.delivered(name, recovered.offset, [client.id])
@@ -452,11 +460,10 @@ class Node:
                 raise ReplyError(ErrorCode.INTERNAL, str(exc)) from None
             if pub.offset != position.offset:
                 return position  # the store already had this idempotency key
-            if opts.durable:
-                self.deliveries.stored(name, position.offset)
+            self.deliveries.stored(name, position.offset)
         self.counters["publications"] += 1
         count = self.deliver(name, pub)
-        if count and opts.durable and pub.offset:
+        if count and pub.offset:
             clients = [c.id for c in itertools.islice(self.hub.subscribers(name), MAX_CLIENTS)]
             self.deliveries.delivered(name, pub.offset, clients)
         if self.events.wants(EventType.PUBLISHED):
@@ -536,20 +543,26 @@ class Node:
         """
         users = sorted({c.user for c in self.hub.clients() if c.user})
         task_id = uuid.uuid4().hex[:12]
-        progress = {"users": float(len(users)), "sent": 0.0, "rate": rate}
+        progress = {"users": float(len(users)), "sent": 0.0, "failed": 0.0, "rate": rate}
         self.broadcasts[task_id] = progress
 
         async def run() -> None:
             loop = asyncio.get_running_loop()
             started = loop.time()
-            for index, user in enumerate(users):
-                # Pace against the start time so the average rate holds without drift.
-                delay = started + index / rate - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                await self.publish(self.personal_channel(user), data, tags=tags)
-                progress["sent"] = index + 1.0
-            self.broadcasts.pop(task_id, None)
+            try:
+                for index, user in enumerate(users):
+                    # Pace against the start time so the average rate holds without drift.
+                    delay = started + index / rate - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    try:
+                        await self.publish(self.personal_channel(user), data, tags=tags)
+                    except ReplyError as exc:
+                        progress["failed"] += 1
+                        log.warning("broadcast_all %s: %s: %s", task_id, user, exc.info.message)
+                    progress["sent"] = index + 1.0
+            finally:
+                self.broadcasts.pop(task_id, None)
 
         task = asyncio.get_running_loop().create_task(run(), name=f"broadcast-{task_id}")
         self._background.add(task)

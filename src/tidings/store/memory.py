@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from tidings.protocol.centrifuge.messages import Publication
 from tidings.store.base import Ack, HistoryStore, Position, UnrecoverablePosition
+
+#: Acknowledged positions kept (least recently acknowledged forgotten first).
+MAX_ACKS = 1_000_000
 
 #: How long a stream's offset and epoch outlive its last publication (or a look at it).
 META_TTL = 86400.0
@@ -46,7 +49,7 @@ class MemoryHistoryStore(HistoryStore):
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._streams: dict[str, _Stream] = {}
         self._clock = clock
-        self._acks: dict[tuple[str, str], Ack] = {}
+        self._acks: OrderedDict[tuple[str, str], Ack] = OrderedDict()
 
     def _stream(self, channel: str) -> _Stream:
         stream = self._streams.get(channel)
@@ -116,6 +119,7 @@ class MemoryHistoryStore(HistoryStore):
         stream = self._streams.get(channel)
         if stream is not None:
             stream.items.clear()
+            stream.keys.clear()
 
     def top(self, channel: str) -> Position | None:
         stream = self._streams.get(channel)
@@ -130,6 +134,9 @@ class MemoryHistoryStore(HistoryStore):
         current = self._acks.get(key)
         if current is None or current.epoch != position.epoch or current.offset < position.offset:
             current = self._acks[key] = Ack(position.offset, position.epoch, time.time(), client)
+            self._acks.move_to_end(key)
+            while len(self._acks) > MAX_ACKS:
+                self._acks.popitem(last=False)
         return current
 
     async def acked(self, user: str, channel: str) -> Ack | None:

@@ -170,8 +170,10 @@ class SqliteHistoryStore(HistoryStore):
         return pubs, top
 
     async def position(self, channel: str) -> Position:
+        # Not cached in `_tops`: only appends move a top, and they record it there.
+        # Every connection looks at its personal channel's position, so caching
+        # it here cost an entry per user ever connected.
         top: Position = await self._call("position", channel)
-        self._tops.setdefault(channel, top)
         return top
 
     async def remove(self, channel: str) -> None:

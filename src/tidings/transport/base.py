@@ -8,8 +8,10 @@ from typing import Protocol
 class Transport(Protocol):
     #: Transport name shown in connection info ("websocket", ...).
     name: str
-    #: Peer address, "host:port".
-    remote_addr: str
+
+    @property
+    def remote_addr(self) -> str:
+        """Peer address, "host:port"."""
 
     @property
     def paused(self) -> bool:

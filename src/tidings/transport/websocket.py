@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlsplit
 
+from multidict import CIMultiDict, CIMultiDictProxy
 from picows import (
     WSAutoPingStrategy,
     WSCloseCode,
@@ -26,7 +27,6 @@ from picows import (
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
 )
-from multidict import CIMultiDict, CIMultiDictProxy
 from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
 from tidings.core.access import AccessPolicy
@@ -69,7 +69,6 @@ class WebSocketSession(WSListener):
         "_uni_started",
         "_ws",
         "paused",
-        "remote_addr",
     )
 
     def __init__(
@@ -93,7 +92,6 @@ class WebSocketSession(WSListener):
         self._uni_started = False
         self._fragments: list[bytes] | None = None
         self._fragments_size = 0
-        self.remote_addr = ""
         # A plain attribute, not a property: the flusher reads it once per delivery.
         self.paused = False
 
@@ -102,9 +100,6 @@ class WebSocketSession(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._ws = transport
         _forget_upgrade(transport)
-        peer = transport.underlying_transport.get_extra_info("peername")
-        if peer:
-            self.remote_addr = f"{peer[0]}:{peer[1]}"
         self._client = self._node.accept(self, self._codec)
         if self._uni_connect:
             self._uni_start(self._client, self._uni_connect)
@@ -175,6 +170,13 @@ class WebSocketSession(WSListener):
             self._client.resume()
 
     # --- Transport -------------------------------------------------------------------
+
+    @property
+    def remote_addr(self) -> str:
+        """`host:port` of the peer (made when asked: it is rarely read)."""
+        ws = self._ws
+        peer = ws.underlying_transport.get_extra_info("peername") if ws is not None else None
+        return f"{peer[0]}:{peer[1]}" if peer else ""
 
     def write(self, data: bytes) -> None:
         if self._ws is not None:
