@@ -105,6 +105,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     client_command_abuse_limit: int = 100
     connection_rate_per_ip: float = 50.0
     connection_burst_per_ip: int = 200
+    allowed_origins: list[str] = msgspec.field(default_factory=list)
     client_ip_allow: list[str] = msgspec.field(default_factory=list)
     client_ip_deny: list[str] = msgspec.field(default_factory=list)
     user_events_url: str = ""
@@ -158,6 +159,7 @@ SETTING_DOCS: dict[str, str] = {
     "client_command_abuse_limit": "commands refused with 111 before the client is cut off (3013)",
     "connection_rate_per_ip": "new connections per second per IP (HTTP 429 above; 0: no limit)",
     "connection_burst_per_ip": "connections one IP may open at once before the rate applies",
+    "allowed_origins": "browser origins besides the port's own that may connect ('*': any)",
     "client_ip_allow": "if not empty, only these CIDR ranges may connect (HTTP 403 otherwise)",
     "client_ip_deny": "CIDR ranges refused before the WebSocket upgrade (HTTP 403)",
     "user_events_url": "URL that receives batched online/offline user events (POST JSON)",

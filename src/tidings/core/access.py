@@ -27,8 +27,22 @@ class AccessPolicy:
             ipaddress.ip_network(c, strict=False) for c in settings.client_ip_deny
         ]
         self._rate = KeyedBuckets(settings.connection_rate_per_ip, settings.connection_burst_per_ip)
-        #: Refusals by reason ("ip_denied", "ip_rate").
+        self._origins = frozenset(o.lower().rstrip("/") for o in settings.allowed_origins)
+        #: Refusals by reason ("ip_denied", "ip_rate", "origin").
         self.refused: Counter[str] = Counter()
+
+    def origin_allowed(self, origin: str, host: str) -> bool:
+        """Whether a browser page from `origin` may connect to this port at `host`.
+
+        Requests without an Origin header (SDKs outside browsers) are allowed;
+        browsers may connect from the same origin, or from one listed in
+        `allowed_origins` ("*" allows every origin).
+        """
+        if not origin:
+            return True
+        if "*" in self._origins or origin.lower() in self._origins:
+            return True
+        return origin.split("://", 1)[-1].lower() == host.lower()
 
     def check(self, ip: str) -> int | None:
         """An HTTP status refusing `ip`, or None to let it upgrade."""

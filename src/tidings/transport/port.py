@@ -105,6 +105,10 @@ class ClientPortProtocol(asyncio.Protocol):
                     body = b"forbidden\n" if refused == 403 else b"too many connections\n"
                     respond(transport, refused, body)
                     return
+                origin = self._request.headers.get("origin", "")
+                if not self._access.origin_allowed(origin, self._request.headers.get("host", "")):
+                    self._access.refused["origin"] += 1
+                    raise BadRequest(403, f"origin {origin} not allowed (see allowed_origins)")
                 if self._request.wants_websocket:
                     self._hand_to_websocket(transport)
                     return

@@ -50,9 +50,12 @@ class SseSession(asyncio.Protocol):
     def paused(self) -> bool:
         return self._paused
 
-    def start(self, frame: bytes) -> None:
+    def start(self, frame: bytes, origin: str = "") -> None:
+        headers = dict(_HEADERS)
+        if origin:  # the port already checked it against allowed_origins
+            headers.update({"Access-Control-Allow-Origin": origin, "Vary": "Origin"})
         self._transport.write(
-            response_bytes(200, content_type="text/event-stream", headers=_HEADERS, keep_open=True)
+            response_bytes(200, content_type="text/event-stream", headers=headers, keep_open=True)
         )
         self._client = self._node.accept(self, UNI_CODEC)
         self._client.handle_frame(frame)
@@ -149,6 +152,19 @@ def sse_handler(node: Node) -> HttpHandler:
             raw = request.query.get("cf_connect", "{}").encode()
         elif request.method == "POST":
             raw = request.body or b"{}"
+        elif request.method == "OPTIONS":  # CORS preflight of a cross-origin POST
+            origin = request.headers.get("origin", "")
+            respond(
+                transport,
+                204,
+                headers={
+                    "Access-Control-Allow-Origin": origin or "*",
+                    "Access-Control-Allow-Methods": "GET, POST",
+                    "Access-Control-Allow-Headers": "Content-Type, Last-Event-ID",
+                    "Vary": "Origin",
+                },
+            )
+            return
         else:
             respond(transport, 405, b"GET or POST\n", headers={"Allow": "GET, POST"})
             return
@@ -162,7 +178,7 @@ def sse_handler(node: Node) -> HttpHandler:
             return
         session = SseSession(node, transport, request.peer_ip, track)
         transport.set_protocol(session)
-        session.start(frame)
+        session.start(frame, request.headers.get("origin", ""))
 
     return handle
 
