@@ -32,7 +32,6 @@ import contextlib
 import json
 import os
 import pickle
-import secrets
 import signal
 import sys
 import tempfile
@@ -171,28 +170,17 @@ def _report(before: dict[str, Any], after: dict[str, Any], conns: int, top: int)
 
 async def drive(args: argparse.Namespace) -> None:
     from tidings.bench.fleet import Fleet
-    from tidings.bench.target import HOST, Target, bench_config, free_port
+    from tidings.bench.target import BENCH_API_KEY, HOST, Target, write_tidings_config
 
     workdir = Path(tempfile.mkdtemp(prefix="tidings-memprof-"))
-    port, api_port = free_port(), free_port()
-    secret = secrets.token_urlsafe(32)
-    config = workdir / "tidings.toml"
-    config.write_text(
-        bench_config(
-            port=port,
-            api_port=api_port,
-            api_key="benchkey",
-            secret=secret,
-            data_dir=workdir / "data",
-            namespaces={},
-        )
-    )
-    argv = [sys.executable, __file__, SERVE, str(config), "--report-dir", str(workdir)]
+    config = write_tidings_config(workdir)
+    port, api_port, secret = config.port, config.api_port, config.secret
+    argv = [sys.executable, __file__, SERVE, str(config.path), "--report-dir", str(workdir)]
     if args.trace:
         argv += ["--trace", "--frames", str(args.frames)]
     log = open(workdir / "server.log", "wb")  # noqa: ASYNC230, SIM115 - closed below
     proc = await asyncio.create_subprocess_exec(*argv, stdout=log, stderr=log)
-    target = Target("tidings", port, f"http://{HOST}:{api_port}", "benchkey", secret, proc=proc)
+    target = Target("tidings", port, f"http://{HOST}:{api_port}", BENCH_API_KEY, secret, proc=proc)
     try:
         await target.wait_ready()
         await asyncio.sleep(1.0)

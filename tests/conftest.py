@@ -106,12 +106,11 @@ class ServerProcess:
         return self
 
 
-def start_server(
-    tmp_path: Path, settings: dict[str, Any] | None = None, args: list[str] | None = None
-) -> ServerProcess:
-    """Start `tidings serve` with `settings` in a TOML file; wait until it is ready."""
-    port, api_port = free_port(), free_port()
-    config: dict[str, Any] = {
+def server_config(
+    tmp_path: Path, port: int, api_port: int, settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The settings of a test server on `port`/`api_port`, plus `settings`."""
+    return {
         "address": "127.0.0.1",
         "port": port,
         "api_port": api_port,
@@ -120,8 +119,15 @@ def start_server(
         "data_dir": str(tmp_path / "data"),
         **(settings or {}),
     }
+
+
+def start_server(
+    tmp_path: Path, settings: dict[str, Any] | None = None, args: list[str] | None = None
+) -> ServerProcess:
+    """Start `tidings serve` with `settings` in a TOML file; wait until it is ready."""
+    port, api_port = free_port(), free_port()
     config_path = tmp_path / f"tidings-{port}.toml"
-    write_toml(config_path, config)
+    write_toml(config_path, server_config(tmp_path, port, api_port, settings))
     log_path = tmp_path / f"tidings-{port}.log"
     log_path.write_text("")
     proc = _spawn(config_path, log_path, args)

@@ -31,13 +31,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import importlib.metadata
 import json
 import math
 import os
-import platform
-import resource
 import statistics
 import sys
 import time
@@ -47,11 +43,15 @@ from typing import Any, BinaryIO, cast
 
 import uvloop
 
+from tidings.bench.machine import description, raise_nofile_limit
+from tidings.bench.target import stop_process
+
 HERE = Path(__file__).resolve().parent
 SERVERS = HERE / "servers.py"
 RESULTS = HERE / "results.json"
 SELF = Path(__file__).resolve()
 HOST = "127.0.0.1"
+PACKAGES = ("picows", "aiohttp", "websockets", "uvloop", "aiofastnet", "msgspec")
 
 # variant name -> (servers.py arguments, clients offer permessage-deflate)
 VARIANTS: dict[str, tuple[list[str], bool]] = {
@@ -68,13 +68,6 @@ REPLY_TAGS = frozenset((b"rss", b"cpu", b"times"))
 
 # Fixed key; the server's Sec-WebSocket-Accept is not checked (benchmark).
 WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
-
-
-def raise_nofile_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
 
 
 def handshake_request(port: int, deflate: bool) -> bytes:
@@ -395,19 +388,6 @@ class Proc:
             self.proc.stdin.write((line + "\n").encode())
 
 
-async def stop_process(proc: asyncio.subprocess.Process, limit_s: float = 10.0) -> None:
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-    try:
-        await asyncio.wait_for(proc.wait(), limit_s)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-
-
 async def connect_control(port: int, limit_s: float) -> tuple[asyncio.Transport, WSClient]:
     request = handshake_request(port, deflate=False)
     deadline = time.monotonic() + limit_s
@@ -590,29 +570,6 @@ async def run_variant(name: str, port: int, args: argparse.Namespace) -> dict[st
         dump_and_remove_log(name, log_path)
 
 
-def machine_info() -> dict[str, Any]:
-    versions: dict[str, str] = {}
-    for pkg in ("picows", "aiohttp", "websockets", "uvloop", "aiofastnet", "msgspec"):
-        try:
-            versions[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            versions[pkg] = "not installed"
-    cpu_model = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "nofile_hard_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
-        "versions": versions,
-    }
-
-
 def print_table(results: list[dict[str, Any]]) -> None:
     header = (
         f"{'variant':<20} {'conns':>6} {'KB/idle conn':>12} {'deliv/s/core':>13} "
@@ -663,7 +620,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     print()
     print_table(results)
     out = {
-        "machine": machine_info(),
+        "machine": description(PACKAGES, with_load=False),
         "params": {
             "conns": args.conns,
             "n": args.n,

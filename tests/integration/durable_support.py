@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 from centrifuge import (
     Client,
     ClientEventHandler,
@@ -21,8 +19,7 @@ from centrifuge import (
 )
 
 from tests.conftest import ServerProcess
-
-TIMEOUT = 15.0
+from tests.integration.support.sdk import TIMEOUT
 
 
 class Received:
@@ -139,16 +136,3 @@ def subscription(client: Client, channel: str, **kwargs: Any) -> tuple[Any, Rece
     received = Received()
     sub = client.new_subscription(channel, events=_SubEvents(received), **kwargs)
     return sub, received
-
-
-async def api(
-    session: aiohttp.ClientSession, server: ServerProcess, method: str, payload: dict[str, Any]
-) -> dict[str, Any]:
-    """POST one server API call; the whole JSON answer ({"result"} or {"error"})."""
-    async with session.post(
-        f"{server.api_url}/{method}",
-        data=json.dumps(payload),
-        headers={"X-API-Key": server.api_key, "Content-Type": "application/json"},
-    ) as resp:
-        body: dict[str, Any] = await resp.json()
-        return body

@@ -38,8 +38,7 @@ from cent import (
 )
 
 from tests.conftest import OPEN_CHANNEL, ServerProcess
-
-TIMEOUT = 15.0
+from tests.integration.support.sdk import TIMEOUT
 
 #: A namespace without history or presence, to check the "off" answers.
 BARE = {"allow_subscribe_for_client": True}
@@ -133,13 +132,6 @@ def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
     return server_factory(
         {"channel": OPEN_CHANNEL, "name": "api-node", "namespaces": {"bare": BARE}}
     )
-
-
-@pytest.fixture
-async def api(server: ServerProcess) -> AsyncIterator[AsyncClient]:
-    client = AsyncClient(server.api_url, server.api_key, timeout=TIMEOUT)
-    yield client
-    await client.close()
 
 
 async def raw_post(

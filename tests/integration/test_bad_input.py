@@ -14,13 +14,23 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
 import jwt
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.client import ClientConnection
 
 from tests.conftest import ServerProcess
+from tests.integration.support.api import api_call
+from tests.integration.support.ws import (
+    STEP,
+    assert_open,
+    connected_ws,
+    expect_close,
+    open_ws,
+    recv_messages,
+    recv_reply,
+    send_connect,
+    subscribe,
+)
 
 OPEN: dict[str, Any] = {
     "history_size": 100,
@@ -32,85 +42,15 @@ OPEN: dict[str, Any] = {
     "allow_presence_for_subscriber": True,
 }
 WATCH = "news"
-STEP = 5.0  # seconds any single expected event may take
 
 
-# --- raw client helpers --------------------------------------------------------------
+# --- raw client and the well-behaved witness -------------------------------------------
 
 
-async def open_ws(server: ServerProcess) -> ClientConnection:
-    return await connect(
-        server.ws_url, max_size=None, open_timeout=STEP, ping_interval=None, close_timeout=1
-    )
-
-
-async def recv_messages(ws: ClientConnection, wait: float = STEP) -> list[dict[str, Any]]:
-    """The replies in the next frame (split on newlines)."""
-    async with asyncio.timeout(wait):
-        frame = await ws.recv()
-    text = frame.decode() if isinstance(frame, bytes) else frame
-    return [json.loads(line) for line in text.split("\n") if line]
-
-
-async def recv_reply(ws: ClientConnection, command_id: int) -> dict[str, Any]:
-    """The reply with `command_id`, skipping pushes and pings."""
-    async with asyncio.timeout(STEP):
-        while True:
-            for message in await recv_messages(ws):
-                if message.get("id") == command_id:
-                    return message
-
-
-async def do_connect(ws: ClientConnection, token: str | None) -> dict[str, Any]:
-    request: dict[str, Any] = {"name": "raw-test"}
-    if token is not None:
-        request["token"] = token
-    await ws.send(json.dumps({"id": 1, "connect": request}))
-    return await recv_reply(ws, 1)
-
-
-async def connected_ws(server: ServerProcess, user: str = "bad") -> ClientConnection:
-    ws = await open_ws(server)
-    reply = await do_connect(ws, server.token(user))
-    assert "error" not in reply, reply
-    assert reply["connect"]["client"]
+async def connected(server: ServerProcess, user: str = "bad") -> ClientConnection:
+    """A raw socket of `user`, connected."""
+    ws, _ = await connected_ws(server.ws_url, server.token(user))
     return ws
-
-
-async def expect_close(ws: ClientConnection, wait: float = STEP) -> int | None:
-    """Read until the server closes; the close code it sent (None: no close frame)."""
-    try:
-        async with asyncio.timeout(wait):
-            while True:
-                await ws.recv()
-    except ConnectionClosed as exc:
-        return exc.rcvd.code if exc.rcvd is not None else None
-    except TimeoutError:
-        pytest.fail(f"server did not close the connection within {wait}s")
-
-
-async def assert_open(ws: ClientConnection, command_id: int) -> None:
-    """The connection still answers commands."""
-    await ws.send(json.dumps({"id": command_id, "ping": {}}))
-    reply = await recv_reply(ws, command_id)
-    assert "error" not in reply, reply
-    assert "ping" in reply, reply
-
-
-# --- API and the well-behaved witness ------------------------------------------------
-
-
-async def api_call(server: ServerProcess, method: str, payload: dict[str, Any]) -> dict[str, Any]:
-    async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=STEP)) as http,
-        http.post(
-            f"{server.api_url}/{method}", json=payload, headers={"X-API-Key": server.api_key}
-        ) as resp,
-    ):
-        assert resp.status == 200, await resp.text()
-        body: dict[str, Any] = await resp.json()
-    assert "error" not in body, body
-    return body
 
 
 class Witness:
@@ -127,9 +67,6 @@ class Witness:
         async with asyncio.timeout(STEP):
             while True:
                 for message in await recv_messages(self.ws):
-                    if message == {}:
-                        await self.ws.send("{}")
-                        continue
                     pub = message.get("push", {}).get("pub")
                     if pub is not None:
                         self.seen.append(pub["data"])
@@ -140,10 +77,8 @@ class Witness:
 @asynccontextmanager
 async def witnessed(server: ServerProcess) -> AsyncIterator[Witness]:
     """Around the bad behaviour: the witness receives before and after, the server lives."""
-    ws = await connected_ws(server, "witness")
-    await ws.send(json.dumps({"id": 2, "subscribe": {"channel": WATCH}}))
-    reply = await recv_reply(ws, 2)
-    assert "error" not in reply, reply
+    ws = await connected(server, "witness")
+    await subscribe(ws, WATCH)
     witness = Witness(server, ws)
     await witness.check("before")
     yield witness
@@ -152,7 +87,7 @@ async def witnessed(server: ServerProcess) -> AsyncIterator[Witness]:
     assert labels[0] == "before" and labels[-1] == "after", witness.seen
     assert server.proc.poll() is None, server.log()
     # A new client can still connect and the witness is still answering commands.
-    fresh = await connected_ws(server, "fresh")
+    fresh = await connected(server, "fresh")
     await assert_open(fresh, 5)
     await fresh.close()
     await assert_open(ws, 99)
@@ -169,7 +104,7 @@ def open_server(server_factory: Callable[..., ServerProcess], **settings: Any) -
 @pytest.mark.parametrize("after_connect", [False, True], ids=["before-connect", "after-connect"])
 async def test_garbage_binary_frame_closes_3501(server: ServerProcess, after_connect: bool) -> None:
     async with witnessed(server):
-        ws = await connected_ws(server) if after_connect else await open_ws(server)
+        ws = await connected(server) if after_connect else await open_ws(server.ws_url)
         await ws.send(b"\x00\xff\xfe\x81garbage\x00\x9c\x13")
         assert await expect_close(ws) == 3501
 
@@ -181,14 +116,14 @@ async def test_garbage_binary_frame_closes_3501(server: ServerProcess, after_con
 )
 async def test_invalid_json_text_closes_3501(server: ServerProcess, text: str) -> None:
     async with witnessed(server):
-        ws = await connected_ws(server)
+        ws = await connected(server)
         await ws.send(text)
         assert await expect_close(ws) == 3501
 
 
 async def test_empty_text_frame_closes_3501(server: ServerProcess) -> None:
     async with witnessed(server):
-        ws = await connected_ws(server)
+        ws = await connected(server)
         await ws.send("")
         assert await expect_close(ws) == 3501
 
@@ -206,7 +141,7 @@ async def test_command_before_connect_closes_3501(
     server: ServerProcess, command: dict[str, Any]
 ) -> None:
     async with witnessed(server) as witness:
-        ws = await open_ws(server)
+        ws = await open_ws(server.ws_url)
         await ws.send(json.dumps(command))
         assert await expect_close(ws) == 3501
     # The rejected publish must not have reached the channel.
@@ -215,7 +150,7 @@ async def test_command_before_connect_closes_3501(
 
 async def test_unknown_method_gets_error_104_and_stays_open(server: ServerProcess) -> None:
     async with witnessed(server):
-        ws = await connected_ws(server)
+        ws = await connected(server)
         await ws.send(json.dumps({"id": 2, "foo": {}}))
         reply = await recv_reply(ws, 2)
         assert reply["error"]["code"] == 104, reply
@@ -235,7 +170,7 @@ async def test_unknown_method_gets_error_104_and_stays_open(server: ServerProces
 
 async def test_command_with_two_requests_closes_3501(server: ServerProcess) -> None:
     async with witnessed(server) as witness:
-        ws = await connected_ws(server)
+        ws = await connected(server)
         two = {
             "id": 2,
             "subscribe": {"channel": WATCH},
@@ -248,21 +183,21 @@ async def test_command_with_two_requests_closes_3501(server: ServerProcess) -> N
 
 async def test_request_without_id_closes_3501(server: ServerProcess) -> None:
     async with witnessed(server):
-        ws = await connected_ws(server)
+        ws = await connected(server)
         await ws.send(json.dumps({"subscribe": {"channel": WATCH}}))
         assert await expect_close(ws) == 3501
 
 
 async def test_unrequested_pong_closes_3501(server: ServerProcess) -> None:
     async with witnessed(server):
-        ws = await connected_ws(server)
+        ws = await connected(server)
         await ws.send("{}")
         assert await expect_close(ws) == 3501
 
 
 async def test_second_connect_closes_3501(server: ServerProcess) -> None:
     async with witnessed(server):
-        ws = await connected_ws(server)
+        ws = await connected(server)
         await ws.send(json.dumps({"id": 2, "connect": {"token": server.token("bad")}}))
         assert await expect_close(ws) == 3501
 
@@ -273,7 +208,7 @@ async def test_second_connect_closes_3501(server: ServerProcess) -> None:
 async def test_oversized_frame_closes_1009(server_factory: Callable[..., ServerProcess]) -> None:
     server = open_server(server_factory, client_max_message_size=2048)
     async with witnessed(server) as witness:
-        ws = await connected_ws(server)
+        ws = await connected(server)
         # Just under the limit is accepted.
         small = {"id": 2, "publish": {"channel": WATCH, "data": {"pad": "s" * 1800}}}
         assert len(json.dumps(small)) < 2048
@@ -292,7 +227,7 @@ async def test_oversized_fragmented_message_closes_1009(
 ) -> None:
     server = open_server(server_factory, client_max_message_size=2048)
     async with witnessed(server) as witness:
-        ws = await connected_ws(server)
+        ws = await connected(server)
         text = json.dumps({"id": 2, "publish": {"channel": WATCH, "data": {"pad": "f" * 8000}}})
         # Each fragment is under the limit; the message is not.
         await ws.send([text[i : i + 1000] for i in range(0, len(text), 1000)])
@@ -305,7 +240,7 @@ async def test_oversized_fragmented_message_closes_1009(
 
 async def test_several_commands_in_one_frame_all_replied(server: ServerProcess) -> None:
     async with witnessed(server) as witness:
-        ws = await open_ws(server)
+        ws = await open_ws(server.ws_url)
         commands = [
             {"id": 1, "connect": {"token": server.token("multi")}},
             {"id": 2, "subscribe": {"channel": WATCH}},
@@ -356,16 +291,16 @@ async def test_several_commands_in_one_frame_all_replied(server: ServerProcess) 
 )
 async def test_wrong_token_closes_3500(server: ServerProcess, bad_token: str) -> None:
     async with witnessed(server):
-        ws = await open_ws(server)
+        ws = await open_ws(server.ws_url)
         await ws.send(json.dumps({"id": 1, "connect": {"token": bad_token}}))
         assert await expect_close(ws) == 3500
 
 
 async def test_expired_token_gets_error_109(server: ServerProcess) -> None:
     async with witnessed(server):
-        ws = await open_ws(server)
+        ws = await open_ws(server.ws_url)
         expired = jwt.encode({"sub": "u", "exp": int(time.time()) - 60}, server.secret)
-        reply = await do_connect(ws, expired)
+        reply = await send_connect(ws, expired)
         assert reply["id"] == 1
         assert reply["error"]["code"] == 109, reply
         assert "connect" not in reply
@@ -379,14 +314,14 @@ async def test_expired_token_gets_error_109(server: ServerProcess) -> None:
 
 async def test_no_token_without_anonymous_closes_3500(server: ServerProcess) -> None:
     async with witnessed(server):
-        ws = await open_ws(server)
+        ws = await open_ws(server.ws_url)
         await ws.send(json.dumps({"id": 1, "connect": {}}))
         assert await expect_close(ws) == 3500
 
 
 async def test_token_without_user_and_no_anonymous_closes_3500(server: ServerProcess) -> None:
     async with witnessed(server):
-        ws = await open_ws(server)
+        ws = await open_ws(server.ws_url)
         await ws.send(json.dumps({"id": 1, "connect": {"token": server.token("")}}))
         assert await expect_close(ws) == 3500
 
@@ -396,8 +331,8 @@ async def test_no_token_with_anonymous_connects(
 ) -> None:
     server = open_server(server_factory, allow_anonymous=True)
     async with witnessed(server):
-        ws = await open_ws(server)
-        reply = await do_connect(ws, None)
+        ws = await open_ws(server.ws_url)
+        reply = await send_connect(ws, None)
         assert "error" not in reply, reply
         result = reply["connect"]
         assert result["client"]

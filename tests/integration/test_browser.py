@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import aiohttp
 import pytest
 
 from tests.conftest import ServerProcess
+from tests.integration.support.api import api_body as api
 
 CHROMIUM = Path("/usr/bin/chromium")
 VENDOR = Path(__file__).resolve().parents[2] / "src/tidings/demo/static/vendor"
@@ -143,18 +143,6 @@ async def shot(page: Page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     await page.screenshot(path=str(path))
     return path
-
-
-async def api(server: ServerProcess, method: str, payload: dict[str, Any]) -> dict[str, Any]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{server.api_url}/{method}", json=payload, headers={"X-API-Key": server.api_key}
-        ) as response,
-    ):
-        body: dict[str, Any] = await response.json()
-    assert "error" not in body, body
-    return body
 
 
 async def chat_value(page: Page, expression: str) -> Any:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.conftest import SECRET, ServerProcess
-from tests.integration.users_support import (
+from tests.integration.support.ws import (
     assert_open,
     closing,
     connected_ws,

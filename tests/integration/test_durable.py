@@ -18,7 +18,8 @@ from cent import AsyncClient, HistoryRequest, PublishRequest
 from centrifuge import Client, ReplyError
 
 from tests.conftest import ServerProcess
-from tests.integration.durable_support import TIMEOUT, Inbox, api, subscription
+from tests.integration.durable_support import TIMEOUT, Inbox, subscription
+from tests.integration.support.api import api_raw
 
 
 @pytest.fixture
@@ -142,7 +143,7 @@ async def test_delivery_status(cent: tuple[ServerProcess, AsyncClient]) -> None:
     async with aiohttp.ClientSession() as http:
 
         async def status(**query: Any) -> dict[str, Any]:
-            body = await api(http, server, "delivery_status", {"channel": "#gina", **query})
+            body = await api_raw(server, "delivery_status", {"channel": "#gina", **query}, http)
             assert "result" in body, body
             result: dict[str, Any] = body["result"]
             return result
@@ -174,8 +175,8 @@ async def test_delivery_status(cent: tuple[ServerProcess, AsyncClient]) -> None:
                 assert st["acked"] and st["acked_at"] > 0
                 assert [(a["user"], a["client"]) for a in st["acked_by"]] == [("gina", client_id)]
 
-        unknown = await api(
-            http, server, "delivery_status", {"channel": "#gina", "idempotency_key": "nope"}
+        unknown = await api_raw(
+            server, "delivery_status", {"channel": "#gina", "idempotency_key": "nope"}, http
         )
         assert unknown["error"]["code"] == 107
         beyond = await status(offset=99)

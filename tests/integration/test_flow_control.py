@@ -16,10 +16,20 @@ from typing import Any
 
 import aiohttp
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import ServerProcess
+from tests.integration.support.api import api_body
+from tests.integration.support.ws import (
+    STEP,
+    connected_ws,
+    expect_close,
+    open_ws,
+    parse_frame,
+    recv_messages,
+    recv_reply,
+    subscribe,
+)
 
 OPEN: dict[str, Any] = {
     "history_size": 1000,
@@ -27,7 +37,6 @@ OPEN: dict[str, Any] = {
     "allow_subscribe_for_client": True,
     "allow_publish_for_client": True,
 }
-STEP = 5.0  # seconds any single expected event may take
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -37,75 +46,6 @@ def start(server_factory: Callable[..., ServerProcess], **settings: Any) -> Serv
     config: dict[str, Any] = {"channel": OPEN, "client_ping_interval": 25}
     config.update(settings)
     return server_factory(config)
-
-
-async def open_ws(server: ServerProcess, **kwargs: Any) -> ClientConnection:
-    options: dict[str, Any] = {
-        "max_size": None,
-        "open_timeout": STEP,
-        "ping_interval": None,
-        "close_timeout": 1,
-    }
-    options.update(kwargs)
-    return await connect(server.ws_url, **options)
-
-
-def parse(frame: str | bytes) -> list[dict[str, Any]]:
-    text = frame.decode() if isinstance(frame, bytes) else frame
-    return [json.loads(line) for line in text.split("\n") if line]
-
-
-async def recv_messages(ws: ClientConnection, wait: float = STEP) -> list[dict[str, Any]]:
-    async with asyncio.timeout(wait):
-        return parse(await ws.recv())
-
-
-async def recv_reply(ws: ClientConnection, command_id: int) -> dict[str, Any]:
-    async with asyncio.timeout(STEP):
-        while True:
-            for message in await recv_messages(ws):
-                if message.get("id") == command_id:
-                    return message
-
-
-async def connect_client(
-    server: ServerProcess, user: str, ws: ClientConnection | None = None
-) -> tuple[ClientConnection, dict[str, Any]]:
-    ws = ws or await open_ws(server)
-    await ws.send(json.dumps({"id": 1, "connect": {"token": server.token(user)}}))
-    reply = await recv_reply(ws, 1)
-    assert "error" not in reply, reply
-    return ws, reply["connect"]
-
-
-async def subscribe(ws: ClientConnection, channel: str, command_id: int = 2) -> None:
-    await ws.send(json.dumps({"id": command_id, "subscribe": {"channel": channel}}))
-    reply = await recv_reply(ws, command_id)
-    assert "error" not in reply, reply
-
-
-async def close_code(ws: ClientConnection, wait: float = STEP) -> int | None:
-    """Read until the server closes; its close code (None: dropped without a close frame)."""
-    try:
-        async with asyncio.timeout(wait):
-            while True:
-                await ws.recv()
-    except ConnectionClosed as exc:
-        return exc.rcvd.code if exc.rcvd is not None else None
-    except TimeoutError:
-        pytest.fail(f"server did not close the connection within {wait}s")
-
-
-async def api_call(
-    http: aiohttp.ClientSession, server: ServerProcess, method: str, payload: dict[str, Any]
-) -> dict[str, Any]:
-    async with http.post(
-        f"{server.api_url}/{method}", json=payload, headers={"X-API-Key": server.api_key}
-    ) as resp:
-        assert resp.status == 200, await resp.text()
-        body: dict[str, Any] = await resp.json()
-    assert "error" not in body, body
-    return body
 
 
 def batch_replies(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -140,14 +80,14 @@ async def test_client_that_answers_pings_stays_connected(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
     server = start(server_factory, client_ping_interval=2, client_pong_timeout=1)
-    ws, result = await connect_client(server, "ponger")
+    ws, result = await connected_ws(server.ws_url, server.token("ponger"))
     assert result["ping"] == 2 and result["pong"] is True
     pings = 0
     next_id = 10
     started = time.monotonic()
     while time.monotonic() - started < 6.5:
         try:
-            messages = await recv_messages(ws, wait=0.5)
+            messages = await recv_messages(ws, 0.5, pong=False)
         except TimeoutError:
             continue
         for message in messages:
@@ -165,7 +105,7 @@ async def test_client_that_answers_pings_stays_connected(
     assert pings >= 2, f"expected pings every 2s, got {pings} in 6.5s"
     # Still open and answering after more than 5 s.
     await ws.send(json.dumps({"id": 99, "ping": {}}))
-    reply = await recv_reply(ws, 99)
+    reply = await recv_reply(ws, 99, pong=False)
     assert "ping" in reply and "error" not in reply
     await ws.close()
     assert server.proc.poll() is None
@@ -175,13 +115,13 @@ async def test_client_that_does_not_answer_is_closed_3012(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
     server = start(server_factory, client_ping_interval=2, client_pong_timeout=1)
-    ws, _ = await connect_client(server, "silent")
+    ws, _ = await connected_ws(server.ws_url, server.token("silent"))
     connected_at = time.monotonic()
     ping_at: float | None = None
     try:
         async with asyncio.timeout(8):
             while True:
-                for message in parse(await ws.recv()):
+                for message in parse_frame(await ws.recv()):
                     if message == {} and ping_at is None:
                         ping_at = time.monotonic()
     except ConnectionClosed as exc:
@@ -201,9 +141,9 @@ async def test_late_pong_does_not_save_the_connection(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
     server = start(server_factory, client_ping_interval=2, client_pong_timeout=1)
-    ws, _ = await connect_client(server, "late")
+    ws, _ = await connected_ws(server.ws_url, server.token("late"))
     async with asyncio.timeout(STEP):
-        while await recv_messages(ws) != [{}]:
+        while await recv_messages(ws, pong=False) != [{}]:
             pass
     await asyncio.sleep(1.8)  # well past the 1 s pong timeout, before the next ping is due
     # By now the server has closed the connection: the late pong cannot be sent.
@@ -216,15 +156,15 @@ async def test_client_that_stops_answering_is_closed_3012(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
     server = start(server_factory, client_ping_interval=2, client_pong_timeout=1)
-    ws, _ = await connect_client(server, "quitter")
+    ws, _ = await connected_ws(server.ws_url, server.token("quitter"))
     answered = 0
     async with asyncio.timeout(STEP * 2):
         while answered < 2:
-            if await recv_messages(ws) == [{}]:
+            if await recv_messages(ws, pong=False) == [{}]:
                 await ws.send("{}")
                 answered += 1
     started = time.monotonic()
-    assert await close_code(ws) == 3012
+    assert await expect_close(ws, pong=False) == 3012
     # One more interval for the next ping, then the pong timeout.
     assert 1.5 <= time.monotonic() - started <= 4.5
 
@@ -237,15 +177,15 @@ async def test_socket_that_never_connects_is_closed_3502(
 ) -> None:
     server = start(server_factory, client_stale_close_delay=1)
     opened = time.monotonic()
-    idle = await open_ws(server)
+    idle = await open_ws(server.ws_url)
     # A client that connects in time is not affected by the stale timer.
-    prompt, _ = await connect_client(server, "prompt")
-    assert await close_code(idle, wait=STEP) == 3502
+    prompt, _ = await connected_ws(server.ws_url, server.token("prompt"))
+    assert await expect_close(idle, STEP, pong=False) == 3502
     elapsed = time.monotonic() - opened
     assert 0.8 <= elapsed <= 4.0, elapsed
     await asyncio.sleep(1.0)
     await prompt.send(json.dumps({"id": 7, "ping": {}}))
-    assert "ping" in await recv_reply(prompt, 7)
+    assert "ping" in await recv_reply(prompt, 7, pong=False)
     await prompt.close()
     assert server.proc.poll() is None
 
@@ -271,10 +211,10 @@ async def test_slow_client_is_disconnected_and_memory_bounded(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
-    slow = await open_ws(server, sock=sock, max_queue=1)
-    await connect_client(server, "slow", slow)
+    slow = await open_ws(server.ws_url, sock=sock, max_queue=1)
+    await connected_ws(server.ws_url, server.token("slow"), slow)
     await subscribe(slow, channel)
-    normal, _ = await connect_client(server, "normal")
+    normal, _ = await connected_ws(server.ws_url, server.token("normal"))
     await subscribe(normal, channel)
 
     received: list[int] = []
@@ -283,7 +223,7 @@ async def test_slow_client_is_disconnected_and_memory_bounded(
     async def read_normal() -> None:
         try:
             while True:
-                for data in pub_data(parse(await normal.recv()), channel):
+                for data in pub_data(parse_frame(await normal.recv()), channel):
                     received.append(data["n"])
                 progress.set()
         finally:
@@ -309,7 +249,7 @@ async def test_slow_client_is_disconnected_and_memory_bounded(
                 {"publish": {"channel": channel, "data": {"n": b * per_batch + i, "pad": pad}}}
                 for i in range(per_batch)
             ]
-            body = await api_call(http, server, "batch", {"commands": commands})
+            body = await api_body(server, "batch", {"commands": commands}, http)
             replies = batch_replies(body)
             assert len(replies) == per_batch and all("error" not in r for r in replies), replies
             if b % 20 == 0:
@@ -332,7 +272,7 @@ async def test_slow_client_is_disconnected_and_memory_bounded(
     try:
         async with asyncio.timeout(15):
             while True:
-                slow_seen += [d["n"] for d in pub_data(parse(await slow.recv()), channel)]
+                slow_seen += [d["n"] for d in pub_data(parse_frame(await slow.recv()), channel)]
     except ConnectionClosed as exc:
         code = exc.rcvd.code if exc.rcvd is not None else None
     assert code == 3008, f"slow client closed with {code}"
@@ -341,10 +281,10 @@ async def test_slow_client_is_disconnected_and_memory_bounded(
 
     # The normal client is still subscribed and served.
     async with http_session() as http:
-        await api_call(http, server, "publish", {"channel": channel, "data": {"n": total}})
+        await api_body(server, "publish", {"channel": channel, "data": {"n": total}}, http)
     async with asyncio.timeout(STEP):
         while received[-1] != total:
-            received += [d["n"] for d in pub_data(await recv_messages(normal), channel)]
+            received += [d["n"] for d in pub_data(await recv_messages(normal, pong=False), channel)]
     await normal.close()
     assert server.proc.poll() is None
 
@@ -356,18 +296,18 @@ async def test_pushes_coalesced_in_one_frame_are_all_delivered_in_order(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
     server = start(server_factory)
-    ws, _ = await connect_client(server, "reader")
+    ws, _ = await connected_ws(server.ws_url, server.token("reader"))
     await subscribe(ws, "burst")
     count = 40
     commands = [{"publish": {"channel": "burst", "data": {"n": n}}} for n in range(count)]
     async with http_session() as http:
-        replies = batch_replies(await api_call(http, server, "batch", {"commands": commands}))
+        replies = batch_replies(await api_body(server, "batch", {"commands": commands}, http))
         assert len(replies) == count and all("error" not in r for r in replies), replies
     frames: list[list[dict[str, Any]]] = []
     seen: list[dict[str, Any]] = []
     async with asyncio.timeout(STEP):
         while len(seen) < count:
-            messages = await recv_messages(ws)
+            messages = await recv_messages(ws, pong=False)
             frames.append(messages)
             seen += [m["push"]["pub"] for m in messages if "push" in m]
     assert [pub["data"]["n"] for pub in seen] == list(range(count))
@@ -383,14 +323,14 @@ async def test_rapid_publishes_all_arrive_in_order(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
     server = start(server_factory)
-    ws, _ = await connect_client(server, "reader")
+    ws, _ = await connected_ws(server.ws_url, server.token("reader"))
     await subscribe(ws, "rapid")
     count = 200
 
     async def publish_all() -> None:
         async with http_session() as http:
             for n in range(count):
-                await api_call(http, server, "publish", {"channel": "rapid", "data": {"n": n}})
+                await api_body(server, "publish", {"channel": "rapid", "data": {"n": n}}, http)
 
     publisher = asyncio.create_task(publish_all())
     await asyncio.sleep(0.2)  # let pushes pile up unread so several share a frame
@@ -398,7 +338,7 @@ async def test_rapid_publishes_all_arrive_in_order(
     frames = 0
     async with asyncio.timeout(15):
         while len(seen) < count:
-            seen += [d["n"] for d in pub_data(await recv_messages(ws), "rapid")]
+            seen += [d["n"] for d in pub_data(await recv_messages(ws, pong=False), "rapid")]
             frames += 1
     await publisher
     assert seen == list(range(count))

@@ -17,9 +17,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import OPEN_CHANNEL
-from tests.integration.users_support import (
+from tests.integration.support.api import api_call, refusal_counters
+from tests.integration.support.servers import start_with_lists
+from tests.integration.support.ws import (
     STEP,
-    api_call,
     assert_open,
     closing,
     connected_ws,
@@ -27,9 +28,7 @@ from tests.integration.users_support import (
     open_ws,
     raw_connect,
     recv_messages,
-    refusal_counters,
     send_command,
-    start_with_lists,
 )
 
 

@@ -8,7 +8,6 @@ its UTF-8 bytes. JSON and protobuf clients share channels.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -19,7 +18,7 @@ from cent import AsyncClient, Disconnect, DisconnectRequest, PublishRequest
 from centrifuge import ReplyError
 
 from tests.conftest import OPEN_CHANNEL, ServerProcess
-from tests.integration.test_sdk import TIMEOUT, Conn
+from tests.integration.support.sdk import TIMEOUT, Conn, connecting
 from tidings.protocol.centrifuge import messages as m
 from tidings.protocol.centrifuge.protobuf_codec import (
     ProtobufCodec,
@@ -33,26 +32,14 @@ from tidings.protocol.centrifuge.protobuf_codec import (
 @pytest.fixture
 async def connect(server: ServerProcess) -> AsyncIterator[Callable[..., Any]]:
     """`await connect(user, protobuf=True, srv=None, **client_kwargs)` -> a connected Conn."""
-    conns: list[Conn] = []
+    async with connecting(server) as connect_json:
 
-    async def factory(
-        user: str, protobuf: bool = True, srv: ServerProcess | None = None, **kwargs: Any
-    ) -> Conn:
-        conn = Conn(srv or server, user, use_protobuf=protobuf, **kwargs)
-        conns.append(conn)
-        return await asyncio.wait_for(conn.connect(), TIMEOUT + 5)
+        async def factory(
+            user: str, protobuf: bool = True, srv: ServerProcess | None = None, **kwargs: Any
+        ) -> Conn:
+            return await connect_json(user, srv, use_protobuf=protobuf, **kwargs)
 
-    yield factory
-    for conn in conns:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(conn.client.disconnect(), 5)
-
-
-@pytest.fixture
-async def api(server: ServerProcess) -> AsyncIterator[AsyncClient]:
-    client = AsyncClient(server.api_url, server.api_key, timeout=TIMEOUT)
-    yield client
-    await client.close()
+        yield factory
 
 
 def loads(data: bytes) -> Any:

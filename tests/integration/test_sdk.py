@@ -7,7 +7,6 @@ server API through the `cent` package.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
 import socket
@@ -29,129 +28,21 @@ from cent import (
     UnsubscribeRequest,
 )
 from centrifuge import (
-    Client,
-    ClientEventHandler,
     ClientState,
     ReplyError,
     StreamPosition,
-    SubscriptionEventHandler,
     SubscriptionState,
 )
 
 from tests.conftest import OPEN_CHANNEL, ServerProcess
-
-TIMEOUT = 15.0
-
-
-class Recorder:
-    """Records (kind, context) events and waits for them."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
-        self._changed = asyncio.Event()
-
-    def add(self, kind: str, ctx: Any) -> None:
-        self.events.append((kind, ctx))
-        self._changed.set()
-
-    def of(self, kind: str) -> list[Any]:
-        return [ctx for k, ctx in self.events if k == kind]
-
-    async def wait(
-        self,
-        kind: str,
-        pred: Callable[[Any], bool] = lambda _: True,
-        count: int = 1,
-        within: float = TIMEOUT,
-    ) -> list[Any]:
-        """The first `count` events of `kind` matching `pred` (waits for them)."""
-
-        async def poll() -> list[Any]:
-            while True:
-                found = [ctx for ctx in self.of(kind) if pred(ctx)]
-                if len(found) >= count:
-                    return found[:count]
-                self._changed.clear()
-                await self._changed.wait()
-
-        try:
-            return await asyncio.wait_for(poll(), within)
-        except TimeoutError:
-            seen = [(k, c) for k, c in self.events if k in ("error", "connecting", "disconnected")]
-            kinds = [k for k, _ in self.events]
-            message = f"no {count} x {kind!r} within {within}s; saw {kinds}; {seen}"
-            raise AssertionError(message) from None
-
-
-def _recording(base: type, rec: Recorder) -> Any:
-    """An instance of event handler class `base` whose every callback records."""
-
-    def hook(name: str) -> Callable[..., Any]:
-        async def on_event(self: Any, ctx: Any) -> None:
-            rec.add(name, ctx)
-
-        return on_event
-
-    names = [n for n in dir(base) if n.startswith("on_")]
-    cls = type("Recording", (base,), {n: hook(n[3:]) for n in names})
-    return cls()
-
-
-class Conn:
-    """An SDK client plus its recorder."""
-
-    def __init__(self, server: ServerProcess, user: str, **kwargs: Any) -> None:
-        self.rec = Recorder()
-        token = kwargs.pop("token", None) or server.token(user)
-        self.client = Client(
-            server.ws_url,
-            events=_recording(ClientEventHandler, self.rec),
-            token=token,
-            **kwargs,
-        )
-        self.id = ""
-
-    async def connect(self) -> Conn:
-        await self.client.connect()
-        ctx = (await self.rec.wait("connected"))[0]
-        self.id = ctx.client
-        return self
-
-    def sub(self, channel: str, **kwargs: Any) -> tuple[Any, Recorder]:
-        rec = Recorder()
-        sub = self.client.new_subscription(
-            channel, _recording(SubscriptionEventHandler, rec), **kwargs
-        )
-        return sub, rec
-
-    async def subscribed(self, channel: str, **kwargs: Any) -> tuple[Any, Recorder]:
-        sub, rec = self.sub(channel, **kwargs)
-        await sub.subscribe()
-        await rec.wait("subscribed")
-        return sub, rec
+from tests.integration.support.sdk import TIMEOUT, Conn, connecting
 
 
 @pytest.fixture
 async def connect(server: ServerProcess) -> AsyncIterator[Callable[..., Any]]:
-    """`await connect(user, server=..., **client_kwargs)` -> a connected Conn."""
-    conns: list[Conn] = []
-
-    async def factory(user: str, srv: ServerProcess | None = None, **kwargs: Any) -> Conn:
-        conn = Conn(srv or server, user, **kwargs)
-        conns.append(conn)
-        return await asyncio.wait_for(conn.connect(), TIMEOUT + 5)
-
-    yield factory
-    for conn in conns:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(conn.client.disconnect(), 5)
-
-
-@pytest.fixture
-async def api(server: ServerProcess) -> AsyncIterator[AsyncClient]:
-    client = AsyncClient(server.api_url, server.api_key, timeout=TIMEOUT)
-    yield client
-    await client.close()
+    """`await connect(user, srv=None, **client_kwargs)` -> a connected Conn."""
+    async with connecting(server) as factory:
+        yield factory
 
 
 def datas(pubs: list[Any]) -> list[Any]:

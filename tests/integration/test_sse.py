@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-import aiohttp
 import pytest
 import websockets
 
 from tests.conftest import ServerProcess
+from tests.integration.support.api import api_raw
 
 TIMEOUT = 10.0
 NEWS: dict[str, Any] = {
@@ -36,15 +36,7 @@ def uni_server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
 
 
 async def publish(server: ServerProcess, channel: str, data: Any) -> dict[str, Any]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{server.api_url}/publish",
-            json={"channel": channel, "data": data},
-            headers={"X-API-Key": server.api_key},
-        ) as response,
-    ):
-        body: dict[str, Any] = await response.json()
+    body = await api_raw(server, "publish", {"channel": channel, "data": data})
     assert "result" in body, body
     return body["result"]
 

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.conftest import OPEN_CHANNEL, SECRET, ServerProcess
-from tests.integration.users_support import (
-    api_call,
+from tests.integration.support.api import api_call
+from tests.integration.support.ws import (
     assert_open,
     closing,
     connected_ws,

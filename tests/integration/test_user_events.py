@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import OPEN_CHANNEL, ServerProcess, free_port
-from tests.integration.users_support import (
+from tests.integration.support.ws import (
     STEP,
     assert_open,
     closing,

@@ -17,11 +17,10 @@ import pytest
 from cent import AsyncClient, BroadcastRequest, Disconnect, DisconnectRequest, PublishRequest
 
 from tests.conftest import OPEN_CHANNEL, ServerProcess
-from tests.integration.users_support import (
+from tests.integration.support.api import api_call, api_raw
+from tests.integration.support.sdk import Sdk
+from tests.integration.support.ws import (
     STEP,
-    Sdk,
-    api_call,
-    api_raw,
     assert_open,
     closing,
     connected_ws,
@@ -37,20 +36,13 @@ async def sdk(server: ServerProcess) -> AsyncIterator[Callable[..., Any]]:
 
     async def factory(user: str, srv: ServerProcess | None = None, **claims: Any) -> Sdk:
         target = srv or server
-        client = Sdk(target.ws_url, target.token(user, **claims))
+        client = Sdk(target.ws_url, target.token(user, **claims), max_reconnect_delay=1.0)
         clients.append(client)
         return await client.connect()
 
     yield factory
     for client in clients:
         await client.close()
-
-
-@pytest.fixture
-async def api(server: ServerProcess) -> AsyncIterator[AsyncClient]:
-    client = AsyncClient(server.api_url, server.api_key, timeout=STEP)
-    yield client
-    await client.close()
 
 
 # --- personal channel ------------------------------------------------------------------------

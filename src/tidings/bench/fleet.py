@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from tidings.bench.target import stop_process
 
 #: Sockets per worker process: under the 20,000 descriptor limit with room to spare.
 PER_WORKER = 7000
@@ -200,9 +201,4 @@ class Fleet:
             if w.proc.stdin is not None:
                 w.proc.stdin.close()
         for w in self.workers:
-            try:
-                await asyncio.wait_for(w.proc.wait(), 15)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    w.proc.kill()
-                await w.proc.wait()
+            await stop_process(w.proc, 15, terminate=False)

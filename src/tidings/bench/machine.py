@@ -7,6 +7,7 @@ import importlib.metadata
 import os
 import platform
 import resource
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,26 +64,37 @@ def raise_nofile_limit() -> int:
     return hard
 
 
-def description() -> dict[str, Any]:
-    """The machine and software versions, for results files and BENCHMARKS.md."""
+#: The packages whose versions `description()` reports by default.
+PACKAGES = ("tidings", "picows", "uvloop", "msgspec", "aiohttp", "websockets")
+
+
+def package_versions(packages: Iterable[str]) -> dict[str, str]:
+    """Installed version of each package ("not installed" when it is not)."""
     versions: dict[str, str] = {}
-    for pkg in ("tidings", "picows", "uvloop", "msgspec", "aiohttp", "websockets"):
+    for pkg in packages:
         try:
             versions[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
             versions[pkg] = "not installed"
+    return versions
+
+
+def description(packages: Iterable[str] = PACKAGES, *, with_load: bool = True) -> dict[str, Any]:
+    """The machine and software versions, for results files and BENCHMARKS.md."""
     cpu_model = ""
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="ascii") as fh:
         for line in fh:
             if line.startswith("model name"):
                 cpu_model = line.split(":", 1)[1].strip()
                 break
-    return {
+    info: dict[str, Any] = {
         "nproc": len(os.sched_getaffinity(0)),
         "cpu_model": cpu_model,
         "kernel": platform.release(),
         "python": platform.python_version(),
         "nofile_hard_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
-        "load_average_1m": round(load_average(), 2),
-        "versions": versions,
     }
+    if with_load:
+        info["load_average_1m"] = round(load_average(), 2)
+    info["versions"] = package_versions(packages)
+    return info

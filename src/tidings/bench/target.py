@@ -21,6 +21,7 @@ import aiohttp
 
 HOST = "127.0.0.1"
 WS_PATH = "/connection/websocket"
+BENCH_API_KEY = "benchkey"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -34,6 +35,23 @@ def _die_with_parent() -> None:
     """In the child: get SIGTERM when the bench process dies, so no server outlives it."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+async def stop_process(
+    proc: asyncio.subprocess.Process, limit_s: float = 10.0, *, terminate: bool = True
+) -> None:
+    """SIGTERM `proc` (unless it was asked to quit otherwise) and wait; SIGKILL after `limit_s`."""
+    if proc.returncode is not None:
+        return
+    if terminate:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), limit_s)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
 
 
 def _toml_value(value: Any) -> str:
@@ -128,24 +146,23 @@ class Target:
         return self.log_path.read_bytes()[-2000:].decode(errors="replace")
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 15)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
-                await self.proc.wait()
+        if self.proc is not None:
+            await stop_process(self.proc, 15)
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-async def spawn(
-    name: str, argv: list[str], ws_port: int, api_port: int, *, ws_path: str = WS_PATH
+async def _launch(
+    name: str,
+    argv: list[str],
+    workdir: Path,
+    *,
+    ws_port: int,
+    api_port: int,
+    secret: str,
+    ws_path: str = WS_PATH,
 ) -> Target:
-    """Start `argv` (a server listening on the two ports) and wait until it answers."""
-    workdir = Path(tempfile.mkdtemp(prefix=f"tidings-bench-{name}-"))
+    """Start `argv` (logging to `workdir`/server.log) and wait until it answers."""
     log_path = workdir / "server.log"
     with open(log_path, "wb") as log:  # noqa: ASYNC230 - a moment, before the server runs
         proc = await asyncio.create_subprocess_exec(
@@ -159,8 +176,8 @@ async def spawn(
         name=name,
         ws_port=ws_port,
         api_url=f"http://{HOST}:{api_port}",
-        api_key="benchkey",
-        secret="bench-peers-do-not-verify-tokens-anyway",
+        api_key=BENCH_API_KEY,
+        secret=secret,
         ws_path=ws_path,
         proc=proc,
         workdir=workdir,
@@ -174,52 +191,65 @@ async def spawn(
     return target
 
 
-async def start_tidings(namespaces: dict[str, dict[str, Any]] | None = None) -> Target:
-    """`tidings serve` on free loopback ports with a temporary config and data dir."""
-    port, api_port = free_port(), free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="tidings-bench-"))
-    secret = secrets.token_urlsafe(32)
-    config = workdir / "tidings.toml"
-    config.write_text(
+async def spawn(
+    name: str, argv: list[str], ws_port: int, api_port: int, *, ws_path: str = WS_PATH
+) -> Target:
+    """Start `argv` (a server listening on the two ports) and wait until it answers."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"tidings-bench-{name}-"))
+    return await _launch(
+        name,
+        argv,
+        workdir,
+        ws_port=ws_port,
+        api_port=api_port,
+        secret="bench-peers-do-not-verify-tokens-anyway",
+        ws_path=ws_path,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TidingsConfig:
+    """A load config written for `tidings serve`: its free ports, secret and file."""
+
+    port: int
+    api_port: int
+    secret: str
+    path: Path
+
+
+def write_tidings_config(
+    workdir: Path, namespaces: dict[str, dict[str, Any]] | None = None
+) -> TidingsConfig:
+    """`workdir`/tidings.toml on free loopback ports, a fresh secret, data in `workdir`/data."""
+    config = TidingsConfig(
+        free_port(), free_port(), secrets.token_urlsafe(32), workdir / "tidings.toml"
+    )
+    config.path.write_text(
         bench_config(
-            port=port,
-            api_port=api_port,
-            api_key="benchkey",
-            secret=secret,
+            port=config.port,
+            api_port=config.api_port,
+            api_key=BENCH_API_KEY,
+            secret=config.secret,
             data_dir=workdir / "data",
             namespaces=namespaces or {},
         )
     )
-    log_path = workdir / "server.log"
-    with open(log_path, "wb") as log:  # noqa: ASYNC230 - a moment, before the server runs
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tidings",
-            "serve",
-            "--config",
-            str(config),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            preexec_fn=_die_with_parent,
-        )
-    target = Target(
-        name="tidings",
-        ws_port=port,
-        api_url=f"http://{HOST}:{api_port}",
-        api_key="benchkey",
-        secret=secret,
-        proc=proc,
-        workdir=workdir,
-        log_path=log_path,
+    return config
+
+
+async def start_tidings(namespaces: dict[str, dict[str, Any]] | None = None) -> Target:
+    """`tidings serve` on free loopback ports with a temporary config and data dir."""
+    workdir = Path(tempfile.mkdtemp(prefix="tidings-bench-"))
+    config = write_tidings_config(workdir, namespaces)
+    argv = [sys.executable, "-m", "tidings", "serve", "--config", str(config.path)]
+    return await _launch(
+        "tidings",
+        argv,
+        workdir,
+        ws_port=config.port,
+        api_port=config.api_port,
+        secret=config.secret,
     )
-    try:
-        await target.wait_ready()
-    except BaseException:
-        await target.stop()
-        raise
-    return target
 
 
 def external(url: str, api_url: str, api_key: str, secret: str) -> Target:
