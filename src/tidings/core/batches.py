@@ -82,12 +82,12 @@ class PublicationBatches:
                     if rest:
                         client.enqueue(rest)
                 elif codec is json_codec:
-                    client.enqueue(json_payload)
+                    client.write_now(json_payload)
                 else:
                     payload = shared.get(codec.name)
                     if payload is None:
                         payload = shared[codec.name] = codec.join(batch.encoded_for(codec))
-                    client.enqueue(payload)
+                    client.write_now(payload)
 
 
 def _after(batch: _Batch, codec: Codec, floor: int) -> bytes:

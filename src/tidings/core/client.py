@@ -152,6 +152,18 @@ class Client:
             self._dirty = True
             self.node.flusher.mark(self)
 
+    def write_now(self, data: bytes) -> None:
+        """Write `data` as its own frame at once if nothing is queued before it.
+
+        Used at the end of a loop turn (publication batches): a client with an
+        empty outbox skips the outbox and the second pass of the flusher.
+        Otherwise `data` is queued behind what is there, keeping the order.
+        """
+        if self._dirty or self._held is not None or self.closed or self.transport.paused:
+            self.enqueue(data)
+        else:
+            self.transport.write(data)
+
     def flush(self) -> None:
         """Write everything queued as one frame (unless the socket is backed up)."""
         self._dirty = False
