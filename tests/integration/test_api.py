@@ -243,6 +243,35 @@ async def test_subscribe_and_unsubscribe_push_to_the_connection(
     assert err.value.code == 107
 
 
+async def test_subscribe_recovers_from_recover_since(api: AsyncClient, ws_connect: Any) -> None:
+    first = await api.publish(PublishRequest(channel="rs", data={"n": 1}))
+    await api.publish(PublishRequest(channel="rs", data={"n": 2}))
+    await api.publish(PublishRequest(channel="rs", data={"n": 3}))
+    client = await ws_connect("rita")
+    since = StreamPosition(offset=first.offset, epoch=first.epoch)
+    await api.subscribe(SubscribeRequest(user="rita", channel="rs", recover_since=since))
+    await client.wait(lambda m: m.get("push", {}).get("pub", {}).get("data") == {"n": 3})
+    pubs = [p["pub"]["data"] for p in client.pushes("pub") if p["channel"] == "rs"]
+    assert pubs == [{"n": 2}, {"n": 3}], "exactly the publications after the position, in order"
+    subscribed = [p for p in client.pushes("subscribe") if p["channel"] == "rs"]
+    assert subscribed and subscribed[0]["subscribe"]["offset"] == 3
+
+
+async def test_centrifugo_fields_tidings_lacks_are_refused(api: AsyncClient) -> None:
+    calls = (
+        api.subscribe(SubscribeRequest(user="u", channel="c", b64info="eyJ9")),
+        api.subscribe(SubscribeRequest(user="u", channel="c", session="s1")),
+        api.unsubscribe(UnsubscribeRequest(user="u", channel="c", session="s1")),
+        api.disconnect(DisconnectRequest(user="u", session="s1")),
+        api.refresh(RefreshRequest(user="u", session="s1")),
+    )
+    for call in calls:
+        with pytest.raises(CentApiResponseError) as err:
+            await call
+        assert err.value.code == 107
+        assert "not supported" in err.value.message
+
+
 async def test_disconnect_codes_and_whitelist(api: AsyncClient, ws_connect: Any) -> None:
     first = await ws_connect("tom")
     kept = await ws_connect("tom")

@@ -121,18 +121,27 @@ class ServerApi:
 
     async def subscribe(self, req: rq.SubscribeRequest) -> Result:
         _need(req.user, "user")
+        _unsupported(b64info=req.b64info, b64data=req.b64data, session=req.session)
+        since = req.recover_since
         await self.node.subscribe_user(
-            req.user, req.channel, client_id=req.client, info=bytes(req.info), data=bytes(req.data)
+            req.user,
+            req.channel,
+            client_id=req.client,
+            info=bytes(req.info),
+            data=bytes(req.data),
+            since=Position(since.offset, since.epoch) if since is not None else None,
         )
         return {}
 
     async def unsubscribe(self, req: rq.UnsubscribeRequest) -> Result:
         _need(req.user, "user")
+        _unsupported(session=req.session)
         await self.node.unsubscribe_user(req.user, req.channel, client_id=req.client)
         return {}
 
     async def disconnect(self, req: rq.DisconnectRequest) -> Result:
         _need(req.user, "user")
+        _unsupported(session=req.session)
         disconnect = codes.FORCE_DISCONNECT
         if req.disconnect is not None and req.disconnect.code:
             code = req.disconnect.code
@@ -149,6 +158,7 @@ class ServerApi:
 
     async def refresh(self, req: rq.RefreshRequest) -> Result:
         _need(req.user, "user")
+        _unsupported(session=req.session)
         self.node.refresh_user(
             req.user, client_id=req.client, expired=req.expired, expire_at=req.expire_at
         )
@@ -332,6 +342,14 @@ def _payload(data: Raw, b64data: str) -> Raw:
     if not len(data):
         raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
     return data
+
+
+def _unsupported(**fields: str) -> None:
+    """Refuse fields Centrifugo has and tidings does not, instead of ignoring them."""
+    given = [name for name, value in fields.items() if value]
+    if given:
+        hint = " (select connections with `client`)" if "session" in given else ""
+        raise ReplyError(ErrorCode.BAD_REQUEST, f"not supported: {', '.join(given)}{hint}")
 
 
 def _need(value: str, name: str) -> None:

@@ -9,7 +9,7 @@ any signature check.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,6 @@ class SubscriptionClaims:
     channel: str
     expire_at: int = 0
     info: bytes = b""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class TokenVerifier:

@@ -488,13 +488,23 @@ class Node:
         return [c for c in clients if c.id == client_id] if client_id else clients
 
     async def subscribe_user(
-        self, user: str, name: str, *, client_id: str = "", info: bytes = b"", data: bytes = b""
+        self,
+        user: str,
+        name: str,
+        *,
+        client_id: str = "",
+        info: bytes = b"",
+        data: bytes = b"",
+        since: Position | None = None,
     ) -> None:
+        """Subscribe the user's connections server-side (recovering from `since` if given)."""
         channel = self.rules.resolve(name)
         for client in self.user_clients(user, client_id):
             if name in client.subscriptions:
                 continue
-            result = await self.subscribe_client(client, channel, info=info, server_side=True)
+            result = await self.subscribe_client(
+                client, channel, info=info, server_side=True, recover=since is not None, since=since
+            )
             push = Subscribe(
                 recoverable=result.recoverable,
                 epoch=result.epoch,
@@ -503,6 +513,9 @@ class Node:
                 data=raw(data),
             )
             client.reply(Reply(push=Push(channel=name, subscribe=push)))
+            # The subscribe push has no room for them: recovered publications follow it.
+            for pub in result.publications or ():
+                client.reply(Reply(push=Push(channel=name, pub=pub)))
 
     async def unsubscribe_user(self, user: str, name: str, *, client_id: str = "") -> None:
         self.rules.resolve(name)

@@ -7,7 +7,7 @@ whole and the connection is closed, except for streams (SSE) that keep it.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import cast
 from urllib.parse import parse_qs, urlsplit
@@ -31,7 +31,6 @@ class HttpRequest:
     headers: dict[str, str]
     peer_ip: str = ""
     body: bytes = b""
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def wants_websocket(self) -> bool:
