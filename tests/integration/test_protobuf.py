@@ -3,6 +3,11 @@
 The SDK negotiates the `centrifuge-protobuf` subprotocol and carries payloads
 as bytes; the server API publishes JSON, which protobuf clients receive as
 its UTF-8 bytes. JSON and protobuf clients share channels.
+
+The SDK tests that are the same in both encodings (publication, history,
+presence, join/leave, recovery) run for protobuf too, in test_sdk.py. Here are
+the tests of protobuf itself: mixed JSON/protobuf channels, the refusal of
+non-JSON payloads, pings, negotiation and malformed frames.
 """
 
 from __future__ import annotations
@@ -14,11 +19,11 @@ from typing import Any
 
 import pytest
 import websockets
-from cent import AsyncClient, Disconnect, DisconnectRequest, PublishRequest
+from cent import AsyncClient, PublishRequest
 from centrifuge import ReplyError
 
 from tests.conftest import OPEN_CHANNEL, ServerProcess
-from tests.integration.support.sdk import TIMEOUT, Conn, connecting
+from tests.integration.support.sdk import TIMEOUT, Conn, connecting, loads
 from tidings.protocol.centrifuge import messages as m
 from tidings.protocol.centrifuge.protobuf_codec import (
     ProtobufCodec,
@@ -40,25 +45,6 @@ async def connect(server: ServerProcess) -> AsyncIterator[Callable[..., Any]]:
             return await connect_json(user, srv, use_protobuf=protobuf, **kwargs)
 
         yield factory
-
-
-def loads(data: bytes) -> Any:
-    assert isinstance(data, bytes), f"protobuf payloads are bytes, got {data!r}"
-    return json.loads(data)
-
-
-async def test_connect_subscribe_and_api_publication(connect: Any, api: AsyncClient) -> None:
-    conn = await connect("alice")
-    assert conn.id
-    sub, rec = await conn.subscribed("news")
-    subscribed = rec.of("subscribed")[0]
-    assert subscribed.recoverable is True
-
-    result = await api.publish(PublishRequest(channel="news", data={"hello": 1}))
-    (ctx,) = await rec.wait("publication")
-    assert loads(ctx.pub.data) == {"hello": 1}
-    assert ctx.pub.offset == result.offset == 1
-    assert sub.state.value == "subscribed"
 
 
 async def test_json_and_protobuf_clients_receive_the_same_publication(
@@ -117,74 +103,6 @@ async def test_non_json_publish_from_protobuf_client_is_refused(connect: Any) ->
     await asyncio.wait_for(alice_sub.publish(b'{"ok":true}'), TIMEOUT)
     (ctx,) = await json_rec.wait("publication")
     assert ctx.pub.data == {"ok": True}
-
-
-async def test_history(connect: Any, api: AsyncClient) -> None:
-    for i in range(1, 6):
-        await api.publish(PublishRequest(channel="log", data={"n": i}))
-    conn = await connect("dave")
-    sub, _ = await conn.subscribed("log")
-
-    first_two = await asyncio.wait_for(sub.history(limit=2), TIMEOUT)
-    assert [loads(p.data)["n"] for p in first_two.publications] == [1, 2]
-    assert [p.offset for p in first_two.publications] == [1, 2]
-    assert first_two.offset == 5
-    assert first_two.epoch
-
-    last_two = await asyncio.wait_for(sub.history(limit=2, reverse=True), TIMEOUT)
-    assert [loads(p.data)["n"] for p in last_two.publications] == [5, 4]
-
-
-async def test_presence_and_presence_stats(connect: Any) -> None:
-    first = await connect("carol")
-    second = await connect("carol", protobuf=False)
-    sub1, _ = await first.subscribed("lobby")
-    await second.subscribed("lobby")
-
-    stats = await asyncio.wait_for(sub1.presence_stats(), TIMEOUT)
-    assert (stats.num_clients, stats.num_users) == (2, 1)
-    presence = await asyncio.wait_for(sub1.presence(), TIMEOUT)
-    assert set(presence.clients) == {first.id, second.id}
-    assert {info.user for info in presence.clients.values()} == {"carol"}
-
-
-async def test_join_and_leave(connect: Any) -> None:
-    watcher = await connect("erin")
-    _, rec = await watcher.subscribed("party", join_leave=True)
-    guest = await connect("frank")
-    await guest.subscribed("party")
-
-    (join,) = await rec.wait("join", lambda c: c.info.user == "frank")
-    assert join.info.client == guest.id
-    await asyncio.wait_for(guest.client.disconnect(), TIMEOUT)
-    (leave,) = await rec.wait("leave", lambda c: c.info.user == "frank")
-    assert leave.info.client == guest.id
-
-
-async def test_recovery_after_server_side_disconnect(connect: Any, api: AsyncClient) -> None:
-    conn = await connect("gina", min_reconnect_delay=1.5, max_reconnect_delay=3.0)
-    _, rec = await conn.subscribed("stream")
-    for i in range(2):
-        await api.publish(PublishRequest(channel="stream", data={"n": i}))
-    await rec.wait("publication", count=2)
-
-    await api.disconnect(
-        DisconnectRequest(user="gina", disconnect=Disconnect(code=3011, reason="go away"))
-    )
-    (connecting,) = await conn.rec.wait("connecting", lambda c: c.code == 3011)
-    assert connecting.reason == "go away"
-    for i in range(2, 7):
-        await api.publish(PublishRequest(channel="stream", data={"n": i}))
-
-    await conn.rec.wait("connected", count=2)
-    (resubscribed,) = await rec.wait("subscribed", lambda c: c.was_recovering)
-    assert resubscribed.recovered is True
-    assert resubscribed.stream_position.offset == 7
-    pubs = await rec.wait("publication", count=7)
-    assert [loads(c.pub.data)["n"] for c in pubs] == list(range(7))
-    assert [c.pub.offset for c in pubs] == list(range(1, 8))
-    await asyncio.sleep(0.3)
-    assert len(rec.of("publication")) == 7
 
 
 async def test_pings_are_answered_and_the_connection_stays(server_factory: Any) -> None:

@@ -1,7 +1,9 @@
 """The official Python SDK (centrifuge-python) against a real `tidings serve` process.
 
 Everything here goes through the real wire: the SDK over WebSocket, and the
-server API through the `cent` package.
+server API through the `cent` package. Tests marked `@by_encoding` run once with
+the SDK's JSON encoding and once with protobuf (`use_protobuf`); the tests only
+protobuf has are in test_protobuf.py.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ from centrifuge import (
 )
 
 from tests.conftest import OPEN_CHANNEL, ServerProcess
-from tests.integration.support.sdk import TIMEOUT, Conn, connecting
+from tests.integration.support.sdk import TIMEOUT, Conn, connecting, loads
+
+by_encoding = pytest.mark.parametrize("encoding", ["json", "protobuf"])
 
 
 @pytest.fixture
@@ -49,13 +53,25 @@ def datas(pubs: list[Any]) -> list[Any]:
     return [ctx.pub.data for ctx in pubs]
 
 
+def in_encoding(encoding: str) -> dict[str, Any]:
+    """The SDK options for `encoding` ("protobuf": the centrifuge-protobuf subprotocol)."""
+    return {"use_protobuf": encoding == "protobuf"}
+
+
+def as_json(encoding: str, data: Any) -> Any:
+    """Publication data as JSON: protobuf clients receive the JSON's UTF-8 bytes."""
+    return loads(data) if encoding == "protobuf" else data
+
+
 # --- publications ------------------------------------------------------------------------
 
 
+@by_encoding
 async def test_api_publication_reaches_subscriber(
-    server: ServerProcess, connect: Any, api: AsyncClient
+    server: ServerProcess, connect: Any, api: AsyncClient, encoding: str
 ) -> None:
-    conn = await connect("alice")
+    conn = await connect("alice", **in_encoding(encoding))
+    assert conn.id
     sub, rec = await conn.subscribed("news")
     subscribed = rec.of("subscribed")[0]
     assert subscribed.recoverable is True
@@ -66,7 +82,7 @@ async def test_api_publication_reaches_subscriber(
     assert result.epoch == subscribed.stream_position.epoch
 
     (ctx,) = await rec.wait("publication")
-    assert ctx.pub.data == {"hello": 1}
+    assert as_json(encoding, ctx.pub.data) == {"hello": 1}
     assert ctx.pub.offset == 1
     assert sub.state == SubscriptionState.SUBSCRIBED
 
@@ -89,11 +105,12 @@ async def test_client_publish_reaches_other_client(connect: Any) -> None:
     assert own.pub.data == {"text": "hi from bob"}
 
 
+@by_encoding
 async def test_presence_counts_one_user_with_two_connections_once(
-    connect: Any, api: AsyncClient
+    connect: Any, api: AsyncClient, encoding: str
 ) -> None:
-    first = await connect("carol")
-    second = await connect("carol")
+    first = await connect("carol", **in_encoding(encoding))
+    second = await connect("carol")  # always JSON: in protobuf, mixed encodings share presence
     sub1, _ = await first.subscribed("lobby")
     await second.subscribed("lobby")
 
@@ -114,20 +131,23 @@ async def test_presence_counts_one_user_with_two_connections_once(
         await asyncio.sleep(0.1)
 
 
-async def test_history_limit_reverse_and_since(connect: Any, api: AsyncClient) -> None:
+@by_encoding
+async def test_history_limit_reverse_and_since(
+    connect: Any, api: AsyncClient, encoding: str
+) -> None:
     for i in range(1, 6):
         await api.publish(PublishRequest(channel="log", data={"n": i}))
-    conn = await connect("dave")
+    conn = await connect("dave", **in_encoding(encoding))
     sub, _ = await conn.subscribed("log")
 
     first_two = await asyncio.wait_for(sub.history(limit=2), TIMEOUT)
-    assert [p.data["n"] for p in first_two.publications] == [1, 2]
+    assert [as_json(encoding, p.data)["n"] for p in first_two.publications] == [1, 2]
     assert [p.offset for p in first_two.publications] == [1, 2]
     assert first_two.offset == 5
     assert first_two.epoch
 
     last_two = await asyncio.wait_for(sub.history(limit=2, reverse=True), TIMEOUT)
-    assert [p.data["n"] for p in last_two.publications] == [5, 4]
+    assert [as_json(encoding, p.data)["n"] for p in last_two.publications] == [5, 4]
 
     position_only = await asyncio.wait_for(sub.history(limit=0), TIMEOUT)
     assert position_only.publications == []
@@ -135,7 +155,7 @@ async def test_history_limit_reverse_and_since(connect: Any, api: AsyncClient) -
 
     since = StreamPosition(offset=3, epoch=first_two.epoch)
     after = await asyncio.wait_for(sub.history(limit=-1, since=since), TIMEOUT)
-    assert [p.data["n"] for p in after.publications] == [4, 5]
+    assert [as_json(encoding, p.data)["n"] for p in after.publications] == [4, 5]
 
     bad_epoch = StreamPosition(offset=3, epoch="not-the-epoch")
     with pytest.raises(ReplyError) as err:
@@ -143,10 +163,11 @@ async def test_history_limit_reverse_and_since(connect: Any, api: AsyncClient) -
     assert err.value.code == 112
 
 
-async def test_join_and_leave_seen_by_other_subscriber(connect: Any) -> None:
-    watcher = await connect("erin")
+@by_encoding
+async def test_join_and_leave_seen_by_other_subscriber(connect: Any, encoding: str) -> None:
+    watcher = await connect("erin", **in_encoding(encoding))
     _, rec = await watcher.subscribed("party", join_leave=True)
-    guest = await connect("frank")
+    guest = await connect("frank", **in_encoding(encoding))
     await guest.subscribed("party")
 
     (join,) = await rec.wait("join", lambda c: c.info.user == "frank")
@@ -162,11 +183,14 @@ async def test_join_and_leave_seen_by_other_subscriber(connect: Any) -> None:
 # --- recovery ------------------------------------------------------------------------------
 
 
+@by_encoding
 @pytest.mark.parametrize("code", [3011, 4001])
 async def test_recovery_after_server_side_disconnect(
-    connect: Any, api: AsyncClient, code: int
+    connect: Any, api: AsyncClient, code: int, encoding: str
 ) -> None:
-    conn = await connect("gina", min_reconnect_delay=1.5, max_reconnect_delay=3.0)
+    conn = await connect(
+        "gina", min_reconnect_delay=1.5, max_reconnect_delay=3.0, **in_encoding(encoding)
+    )
     _, rec = await conn.subscribed("stream")
     for i in range(2):
         await api.publish(PublishRequest(channel="stream", data={"n": i}))
@@ -188,7 +212,7 @@ async def test_recovery_after_server_side_disconnect(
     assert resubscribed.recovered is True
     assert resubscribed.stream_position.offset == 2 + missed
     pubs = await rec.wait("publication", count=2 + missed)
-    assert [c.pub.data["n"] for c in pubs] == list(range(2 + missed))
+    assert [as_json(encoding, c.pub.data)["n"] for c in pubs] == list(range(2 + missed))
     assert [c.pub.offset for c in pubs] == list(range(1, 3 + missed))
     # Exactly the missed ones: nothing delivered twice.
     await asyncio.sleep(0.3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Self
@@ -14,6 +15,12 @@ from tests.conftest import ServerProcess
 from tests.integration.support.ws import STEP
 
 TIMEOUT = 15.0  # seconds the SDK tests allow any single step
+
+
+def loads(data: bytes) -> Any:
+    """The JSON a protobuf client received: its payloads are the JSON's UTF-8 bytes."""
+    assert isinstance(data, bytes), f"protobuf payloads are bytes, got {data!r}"
+    return json.loads(data)
 
 
 class Recorder:
