@@ -304,7 +304,7 @@ async def test_broadcast_all(tmp_path: Path) -> None:
         result = await run(api, "broadcast_all", {"data": "all", "rate": 1000})
         assert result["users"] == 2
         for _ in range(200):
-            if not node.broadcasts:
+            if not node.broadcasts.progress:
                 break
             await asyncio.sleep(0.005)
         await settle()

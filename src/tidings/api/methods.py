@@ -283,7 +283,7 @@ class ServerApi:
         if node.user_events is not None:
             items["user_events.sent"] = node.user_events.sent
             items["user_events.failures"] = node.user_events.failures
-        for task_id, progress in node.broadcasts.items():
+        for task_id, progress in node.broadcasts.progress.items():
             items.update({f"broadcast_all.{task_id}.{k}": v for k, v in progress.items()})
         return {
             "nodes": [

@@ -94,3 +94,19 @@ def _after(batch: _Batch, codec: Codec, floor: int) -> bytes:
     items = batch.encoded_for(codec)
     kept = [data for (offset, _), data in zip(batch.replies, items, strict=True) if offset > floor]
     return codec.join(kept) if kept else b""
+
+
+class EncodedOnce:
+    """One reply, encoded at most once per codec however many clients receive it."""
+
+    __slots__ = ("_by_codec", "reply")
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+        self._by_codec: dict[str, bytes] = {}
+
+    def get(self, codec: Codec) -> bytes:
+        data = self._by_codec.get(codec.name)
+        if data is None:
+            data = self._by_codec[codec.name] = codec.encode(self.reply)
+        return data

@@ -14,13 +14,15 @@ import logging
 import socket
 import time
 import uuid
+from collections.abc import Awaitable
 from pathlib import Path
 
 from msgspec import Raw
 
 from tidings.config import Settings
 from tidings.core.auth import TokenVerifier
-from tidings.core.batches import PublicationBatches
+from tidings.core.batches import EncodedOnce, PublicationBatches
+from tidings.core.broadcast import PacedBroadcasts
 from tidings.core.channels import Channel, ChannelRules
 from tidings.core.client import Client, Subscription
 from tidings.core.commands import CommandHandler
@@ -75,22 +77,6 @@ _LIMIT_COUNTERS = frozenset(
 )
 
 
-class EncodedOnce:
-    """One reply, encoded at most once per codec however many clients receive it."""
-
-    __slots__ = ("_by_codec", "reply")
-
-    def __init__(self, reply: Reply) -> None:
-        self.reply = reply
-        self._by_codec: dict[str, bytes] = {}
-
-    def get(self, codec: Codec) -> bytes:
-        data = self._by_codec.get(codec.name)
-        if data is None:
-            data = self._by_codec[codec.name] = codec.encode(self.reply)
-        return data
-
-
 class Node:
     """One tidings node. `start()` / `stop()` own the background work."""
 
@@ -142,12 +128,11 @@ class Node:
             "disconnected_slow": 0,
             "refused_history_rate": 0,
         }
-        self.broadcasts: dict[str, dict[str, float]] = {}
+        self.broadcasts = PacedBroadcasts()
         self._flusher: Flusher | None = None
         self.batches = PublicationBatches(self.hub, self._codec)
         self._pending: set[Client] = set()
         self._sweeper: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[None]] = set()
         self.user_events: UserEventSender | None = None
         #: Connections refused before the upgrade, filled in by the client port.
         self.access_refusals: dict[str, int] = {}
@@ -214,8 +199,7 @@ class Node:
         self.batches.flush()  # publications of this turn go out before the close frames
         for client in list(self._pending) + list(self.hub.clients()):
             client.disconnect(disconnect)
-        for task in list(self._background):
-            task.cancel()
+        self.broadcasts.cancel()
         await self.pings.stop()
         self.expiries.close()
         self.users.close()
@@ -555,32 +539,11 @@ class Node:
         number of users it will reach.
         """
         users = sorted({c.user for c in self.hub.clients() if c.user})
-        task_id = uuid.uuid4().hex[:12]
-        progress = {"users": float(len(users)), "sent": 0.0, "failed": 0.0, "rate": rate}
-        self.broadcasts[task_id] = progress
 
-        async def run() -> None:
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            try:
-                for index, user in enumerate(users):
-                    # Pace against the start time so the average rate holds without drift.
-                    delay = started + index / rate - loop.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    try:
-                        await self.publish(self.personal_channel(user), data, tags=tags)
-                    except ReplyError as exc:
-                        progress["failed"] += 1
-                        log.warning("broadcast_all %s: %s: %s", task_id, user, exc.info.message)
-                    progress["sent"] = index + 1.0
-            finally:
-                self.broadcasts.pop(task_id, None)
+        def send(user: str) -> Awaitable[Position]:
+            return self.publish(self.personal_channel(user), data, tags=tags)
 
-        task = asyncio.get_running_loop().create_task(run(), name=f"broadcast-{task_id}")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return task_id, len(users)
+        return self.broadcasts.start(users, send, rate), len(users)
 
     def refusals(self) -> dict[str, int]:
         """Counts of everything a limit refused, for `info`."""
