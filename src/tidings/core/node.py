@@ -432,10 +432,6 @@ class Node:
         pub = Publication(data=data, info=info, tags=tags or None)
         position = Position(0, "")
         if opts.history_enabled and not skip_history:
-            if idempotency_key:
-                earlier = await self.history.find(name, idempotency_key)
-                if earlier:
-                    return Position(earlier, (await self.history.position(name)).epoch)
             try:
                 position = await self.history.append(
                     name, pub, opts.history_size, opts.history_ttl, idempotency_key
