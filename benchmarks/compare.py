@@ -210,7 +210,7 @@ def render(table: dict[str, dict[str, dict[str, Any]]], servers: list[str], argv
             "Targets (single process, one core):",
             "",
             *targets,
-            "" if ahead else "\n(some runs failed; see benchmarks/results/compare-raw.json)",
+            "" if ahead else "\n(some runs failed; see benchmarks/results/compare-summary.json)",
         ]
     )
 
@@ -231,17 +231,17 @@ def main() -> int:
     p.add_argument("--peers", default="websockets,aiohttp,gohub")
     p.add_argument("--quick", action="store_true", help="2,000 connections, 3 s loads")
     p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
-    p.add_argument("--from-json", type=Path, help="re-render a saved compare-raw.json")
+    p.add_argument("--from-json", type=Path, help="re-render a saved compare-summary.json")
     args = p.parse_args()
     machine.raise_nofile_limit()
     servers = ["tidings", *[s for s in args.peers.split(",") if s]]
-    raw = ROOT / "benchmarks" / "results" / "compare-raw.json"
+    raw = ROOT / "benchmarks" / "results" / "compare-summary.json"
     if args.from_json:
         table = json.loads(args.from_json.read_text())
     else:
         table = uvloop.run(compare(servers, args.quick))
         raw.parent.mkdir(parents=True, exist_ok=True)
-        raw.write_text(json.dumps(table, indent=2, default=float) + "\n")
+        raw.write_text(json.dumps(results.summarised(table), indent=2, default=float) + "\n")
     argv = "python benchmarks/compare.py" + (" --quick" if args.quick else "")
     text = render(table, servers, argv)
     write_benchmarks_md(text, args.output)

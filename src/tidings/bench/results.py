@@ -20,7 +20,7 @@ def save(
     if record.get("label"):
         stem += f"-{record['label']}"
     json_path = directory / f"{stem}.json"
-    json_path.write_text(json.dumps(record, indent=2, default=float) + "\n")
+    json_path.write_text(json.dumps(summarised(record), indent=2, default=float) + "\n")
     png_path = directory / f"{stem}.png" if plot else None
     if png_path is not None:
         series = record.get("result", {}).get("series", {})
@@ -29,6 +29,47 @@ def save(
         else:
             png_path = None
     return json_path, png_path
+
+
+def summarised(record: Any) -> Any:
+    """`record` with its raw series reduced to summaries, for committing.
+
+    Recorded results are summaries (plots carry the shape): a histogram's raw
+    samples become `HIST_BINS` bin counts, and a line longer than `MAX_POINTS`
+    keeps every n-th point, so no result file grows with the run's size.
+    """
+    if isinstance(record, dict):
+        if record.get("kind") == "hist" and isinstance(record.get("x"), list):
+            return {k: v for k, v in record.items() if k != "x"} | _histogram(record["x"])
+        if isinstance(record.get("x"), list) and len(record["x"]) > MAX_POINTS:
+            step = -(-len(record["x"]) // MAX_POINTS)
+            return record | {
+                key: record[key][::step] for key in ("x", "y") if isinstance(record.get(key), list)
+            }
+        return {key: summarised(value) for key, value in record.items()}
+    if isinstance(record, list):
+        return [summarised(value) for value in record]
+    return record
+
+
+#: Points kept per line series and bins per histogram in recorded results.
+MAX_POINTS = 500
+HIST_BINS = 60
+
+
+def _histogram(samples: list[float]) -> dict[str, Any]:
+    if not samples:
+        return {"samples": 0, "bins": [], "counts": []}
+    low, high = min(samples), max(samples)
+    width = (high - low) / HIST_BINS or 1.0
+    counts = [0] * HIST_BINS
+    for value in samples:
+        counts[min(int((value - low) / width), HIST_BINS - 1)] += 1
+    return {
+        "samples": len(samples),
+        "bins": [low + i * width for i in range(HIST_BINS + 1)],
+        "counts": counts,
+    }
 
 
 def draw(title: str, series: dict[str, dict[str, Any]], path: Path) -> None:
