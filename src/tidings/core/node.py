@@ -32,6 +32,7 @@ from tidings.core.events import Event, EventDispatcher, EventType
 from tidings.core.flusher import Flusher
 from tidings.core.heartbeat import PingWheel
 from tidings.core.hub import Hub
+from tidings.core.outbox import REPLY_MARGIN, encoded_size
 from tidings.core.users import UserDirectory
 from tidings.errors import ConfigError, DisconnectError, ReplyError
 from tidings.presence.base import PresenceStore
@@ -53,7 +54,13 @@ from tidings.protocol.centrifuge.messages import (
     Unsubscribe,
     raw,
 )
-from tidings.store.base import HistoryStore, Position, StoreWriteError, UnrecoverablePosition
+from tidings.store.base import (
+    HistoryStore,
+    Position,
+    StoreWriteError,
+    StreamLimitReached,
+    UnrecoverablePosition,
+)
 from tidings.store.memory import MemoryHistoryStore
 from tidings.store.router import StoreRouter
 from tidings.store.sqlite import SqliteHistoryStore
@@ -73,6 +80,9 @@ _LIMIT_COUNTERS = frozenset(
         "refused_history_rate",
         "disconnected_command_abuse",
         "disconnected_slow",
+        "refused_reply_size",
+        "refused_stream_limit",
+        "unrecovered_reply_size",
     }
 )
 
@@ -127,6 +137,9 @@ class Node:
             "disconnected_command_abuse": 0,
             "disconnected_slow": 0,
             "refused_history_rate": 0,
+            "refused_reply_size": 0,
+            "refused_stream_limit": 0,
+            "unrecovered_reply_size": 0,
         }
         self.broadcasts = PacedBroadcasts()
         self._flusher: Flusher | None = None
@@ -154,7 +167,8 @@ class Node:
                 )
             except (StoreWriteError, OSError) as exc:
                 raise ConfigError("data_dir", str(exc)) from None
-        return StoreRouter(MemoryHistoryStore(), durable, self._is_durable)
+        memory = MemoryHistoryStore(max_streams=settings.history_max_streams)
+        return StoreRouter(memory, durable, self._is_durable)
 
     def _is_durable(self, name: str) -> bool:
         try:
@@ -273,11 +287,16 @@ class Node:
         info: bytes = b"",
         expire_at: int = 0,
         server_side: bool = False,
+        budget: int | None = None,
     ) -> SubscribeResult:
         """Subscribe `client` (permissions already checked) and return the result.
 
         With recovery, the missed publications are read and the client is added
         to the channel in the same loop turn, so no publication falls between.
+        Recovered publications must fit in `budget` bytes (by default what the
+        client's outbox has left): more is not recovered (`recovered: false`,
+        positioned at the top), so that a reply never exceeds the outbox bound;
+        the client then pages through history itself.
         """
         name = channel.name
         if name in client.subscriptions:
@@ -305,7 +324,9 @@ class Node:
             if opts.presence:
                 await self.presence.add(name, chan_info)
             if opts.history_enabled and (opts.force_recovery or recoverable or server_side):
-                await self._position_result(name, result, recover, since)
+                if budget is None:
+                    budget = client.outbox.limit - client.outbox.size - REPLY_MARGIN
+                await self._position_result(name, result, recover, since, budget)
                 sub.epoch, sub.floor = result.epoch, result.offset
         except BaseException:
             client.subscriptions.pop(name, None)
@@ -329,7 +350,12 @@ class Node:
         return result
 
     async def _position_result(
-        self, name: str, result: SubscribeResult, recover: bool, since: Position | None
+        self,
+        name: str,
+        result: SubscribeResult,
+        recover: bool,
+        since: Position | None,
+        budget: int,
     ) -> None:
         result.recoverable = result.positioned = True
         if recover and since is not None:
@@ -339,8 +365,12 @@ class Node:
             except UnrecoverablePosition:
                 top = await self._settled_top(name)
             else:
-                result.recovered = True
-                result.publications = pubs or None
+                if encoded_size(pubs) > budget:
+                    self.counters["unrecovered_reply_size"] += 1
+                    top = await self._settled_top(name)
+                else:
+                    result.recovered = True
+                    result.publications = pubs or None
         else:
             top = await self._settled_top(name)
         result.epoch, result.offset = top.epoch, top.offset
@@ -436,6 +466,9 @@ class Node:
                 position = await self.history.append(
                     name, pub, opts.history_size, opts.history_ttl, idempotency_key
                 )
+            except StreamLimitReached as exc:
+                self.counters["refused_stream_limit"] += 1
+                raise ReplyError(ErrorCode.LIMIT_EXCEEDED, str(exc)) from None
             except StoreWriteError as exc:
                 raise ReplyError(ErrorCode.INTERNAL, str(exc)) from None
             if pub.offset != position.offset:
