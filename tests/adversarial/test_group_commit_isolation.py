@@ -1,7 +1,7 @@
 """One client's hostile write must never fail other users' durable publishes.
 
 Ordinary clients send RPC `ack` to their own inbox with offsets no store can
-hold (−2^64, 2^64, …) while the API publishes durably to other users'
+hold (-2^64, 2^64, ...) while the API publishes durably to other users'
 inboxes. The acks are refused with 107 before the store is touched; and even
 a write that does reach SQLite and fails there is rolled back alone (a
 savepoint per write in the shared group-commit transaction).
@@ -45,11 +45,8 @@ async def test_a_write_failing_inside_sqlite_fails_alone(tmp_path: Path) -> None
             calls.append(store.append("c", pub(n + 1), 1000, 3600))
             if n % 10 == 0:
                 # Straight to the writer thread, as a caller without validation would.
-                calls.append(
-                    store._call(
-                        "ack", "u1", "c", Position(-(2**64), epoch), "x", writes=True, policy="batch"
-                    )
-                )
+                bad = Position(-(2**64), epoch)
+                calls.append(store._call("ack", "u1", "c", bad, "x", writes=True, policy="batch"))
         results = await asyncio.gather(*calls, return_exceptions=True)
         appended = [r for r in results if isinstance(r, Position)]
         refused = [r for r in results if isinstance(r, BaseException)]
@@ -133,9 +130,7 @@ async def test_hostile_acks_fail_no_durable_publish_of_others(
 ) -> None:
     server = server_factory(_settings())
     async with Canary(server) as canary:
-        hostile = [
-            asyncio.create_task(_hostile(server, f"h{n}", rounds=15)) for n in range(4)
-        ]
+        hostile = [asyncio.create_task(_hostile(server, f"h{n}", rounds=15)) for n in range(4)]
         failed = await _publish_durably(server, 600)
         replies = [reply for task in hostile for reply in await task]
         await asyncio.sleep(0.5)
