@@ -137,6 +137,8 @@ class CommandHandler:
                 raise DisconnectError(
                     codes.CHANNEL_LIMIT if limit else codes.INVALID_TOKEN
                 ) from None
+            except OutOfRange:
+                raise DisconnectError(codes.BAD_REQUEST) from None  # a hint beyond 64 bits
         return Reply(id=command.id, connect=result)
 
     async def _inbox_position(self, user: str, name: str, hint: Position | None) -> Position:
