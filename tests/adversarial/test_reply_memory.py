@@ -17,9 +17,11 @@ from typing import Any
 
 from tests.adversarial.canary import Canary
 from tests.conftest import ServerProcess
+from tests.core.conftest import Conn, make_settings
 from tests.integration.support.api import api_body, refusal_counters
 from tests.integration.support.ws import connected_ws, open_ws
 from tests.integration.test_flow_control import rss_kib
+from tidings.core.node import Node
 
 CHANNEL = "big:history"
 #: About 0.9 MiB of history: one reply fits in the default 1 MiB outbox bound.
@@ -101,3 +103,42 @@ async def test_a_client_asking_history_without_reading_is_cut_off_3008(
     assert slow >= 1, "the non-reading client was never disconnected as slow (3008)"
     assert server.proc.poll() is None
     assert "Traceback" not in server.log()
+
+
+# --- an inbox replay larger than the bound: the newest that fit, the rest by history ---
+
+
+async def test_an_inbox_replay_larger_than_the_bound_starts_later_and_pages() -> None:
+    node = Node(
+        make_settings(
+            personal_channel=True,
+            personal_channel_durable=False,
+            client_queue_max_size=8192,
+        )
+    )
+    try:
+        data = b'{"text":"' + b"x" * 1000 + b'"}'
+        for _ in range(20):  # 20 KB waiting in the inbox, more than twice the bound
+            await node.publish("#alice", data)
+        conn = Conn(node)
+        reply = await conn.connect("alice")
+        assert conn.closed_with is None, "a large inbox must not lock its user out (3008)"
+        inbox = reply["connect"]["subs"]["#alice"]
+        offsets = [p["offset"] for p in inbox["publications"]]
+        assert inbox["recovered"] and inbox["offset"] == 20
+        assert 0 < len(offsets) < 20 and offsets == list(range(21 - len(offsets), 21))
+        assert node.counters["unrecovered_reply_size"] == 0
+        # The user pages through what was left out, acking as it goes.
+        since = 0
+        paged: list[int] = []
+        while since < offsets[0] - 1:
+            request = {"channel": "#alice", "limit": 4, "since": {"offset": since}}
+            page = await conn.call({"id": 10 + since, "history": request})
+            got = [p["offset"] for p in page["history"]["publications"]]
+            paged += got
+            since = got[-1]
+            ack = {"method": "ack", "data": {"channel": "#alice", "offset": since}}
+            assert "error" not in await conn.call({"id": 1000 + since, "rpc": ack})
+        assert paged[: offsets[0] - 1] == list(range(1, offsets[0]))
+    finally:
+        await node.stop()

@@ -128,6 +128,7 @@ class CommandHandler:
                         since=since,
                         server_side=True,
                         budget=budget,
+                        newest_that_fit=name == personal,
                     )
                     budget -= encoded_size(sub.publications or [])
             except ReplyError as exc:

@@ -32,7 +32,8 @@ from tidings.core.events import Event, EventDispatcher, EventType
 from tidings.core.flusher import Flusher
 from tidings.core.heartbeat import PingWheel
 from tidings.core.hub import Hub
-from tidings.core.outbox import REPLY_MARGIN, encoded_size
+from tidings.core.outbox import REPLY_MARGIN
+from tidings.core.recovery import Recovery
 from tidings.core.users import UserDirectory
 from tidings.errors import ConfigError, DisconnectError, ReplyError
 from tidings.presence.base import PresenceStore
@@ -59,7 +60,6 @@ from tidings.store.base import (
     Position,
     StoreWriteError,
     StreamLimitReached,
-    UnrecoverablePosition,
 )
 from tidings.store.memory import MemoryHistoryStore
 from tidings.store.router import StoreRouter
@@ -141,6 +141,7 @@ class Node:
             "refused_stream_limit": 0,
             "unrecovered_reply_size": 0,
         }
+        self.recovery = Recovery(self.history, self.counters)
         self.broadcasts = PacedBroadcasts()
         self._flusher: Flusher | None = None
         self.batches = PublicationBatches(self.hub, self._codec)
@@ -288,6 +289,7 @@ class Node:
         expire_at: int = 0,
         server_side: bool = False,
         budget: int | None = None,
+        newest_that_fit: bool = False,
     ) -> SubscribeResult:
         """Subscribe `client` (permissions already checked) and return the result.
 
@@ -296,7 +298,8 @@ class Node:
         Recovered publications must fit in `budget` bytes (by default what the
         client's outbox has left): more is not recovered (`recovered: false`,
         positioned at the top), so that a reply never exceeds the outbox bound;
-        the client then pages through history itself.
+        the client then pages through history itself. With `newest_that_fit`
+        (an inbox replay) the oldest are left out instead, as if trimmed.
         """
         name = channel.name
         if name in client.subscriptions:
@@ -326,7 +329,13 @@ class Node:
             if opts.history_enabled and (opts.force_recovery or recoverable or server_side):
                 if budget is None:
                     budget = client.outbox.limit - client.outbox.size - REPLY_MARGIN
-                await self._position_result(name, result, recover, since, budget)
+                await self.recovery.fill(
+                    name,
+                    result,
+                    since if recover else None,
+                    budget=budget,
+                    newest_that_fit=newest_that_fit,
+                )
                 sub.epoch, sub.floor = result.epoch, result.offset
         except BaseException:
             client.subscriptions.pop(name, None)
@@ -348,55 +357,6 @@ class Node:
             self._push_to_channel(name, Push(channel=name, join=Join(info=chan_info)), client)
         self._emit(EventType.SUBSCRIBED, client, name)
         return result
-
-    async def _position_result(
-        self,
-        name: str,
-        result: SubscribeResult,
-        recover: bool,
-        since: Position | None,
-        budget: int,
-    ) -> None:
-        result.recoverable = result.positioned = True
-        if recover and since is not None:
-            result.was_recovering = True
-            try:
-                pubs, top = await self._read_to_top(name, since)
-            except UnrecoverablePosition:
-                top = await self._settled_top(name)
-            else:
-                if encoded_size(pubs) > budget:
-                    self.counters["unrecovered_reply_size"] += 1
-                    top = await self._settled_top(name)
-                else:
-                    result.recovered = True
-                    result.publications = pubs or None
-        else:
-            top = await self._settled_top(name)
-        result.epoch, result.offset = top.epoch, top.offset
-
-    async def _read_to_top(self, name: str, since: Position) -> tuple[list[Publication], Position]:
-        """Everything after `since`, re-reading while publications land meanwhile.
-
-        On return no await separates the read from the caller adding the client
-        to the channel, and the store's known top equals what was read, so no
-        publication can fall between recovery and live delivery.
-        """
-        pubs, top = await self.history.read(name, since)
-        for _ in range(10):
-            latest = self.history.top(name)
-            if latest is None or latest.epoch != top.epoch or latest.offset <= top.offset:
-                break
-            more, top = await self.history.read(name, top)
-            pubs.extend(more)
-        return pubs, top
-
-    async def _settled_top(self, name: str) -> Position:
-        top = await self.history.position(name)
-        latest = self.history.top(name)
-        if latest is not None and latest.epoch == top.epoch and latest.offset > top.offset:
-            return latest
-        return top
 
     async def unsubscribe_client(
         self, client: Client, name: str, *, push: bool, code: int = 2000, reason: str = ""
