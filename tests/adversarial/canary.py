@@ -31,6 +31,8 @@ class Canary:
         self.server = server
         self.pause = pause
         self.rounds = 0
+        self.completed = 0
+        self._progress = asyncio.Event()
         self.failures: list[str] = []
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -102,8 +104,23 @@ class Canary:
                 await fresh.close()
         except (TimeoutError, OSError, ConnectionClosed, AssertionError) as exc:
             self.failures.append(f"round {n}: a new connection failed: {exc!r}")
+        self.completed += 1
+        self._progress.set()
 
-    def check(self, min_rounds: int = 3) -> None:
-        """Raise if anything failed, or if too few rounds ran to tell."""
+    async def wait(self, rounds: int, within: float = 60) -> None:
+        """Until `rounds` rounds have completed (a loaded machine may need a while)."""
+        async with asyncio.timeout(within):
+            while self.completed < rounds:
+                self._progress.clear()
+                progress = asyncio.ensure_future(self._progress.wait())
+                assert self._task is not None
+                await asyncio.wait({progress, self._task}, return_when=asyncio.FIRST_COMPLETED)
+                progress.cancel()
+                if self._task.done():
+                    self._task.result()  # raises what stopped the canary
+                    raise AssertionError("the canary stopped")
+
+    async def check(self, min_rounds: int = 3) -> None:
+        """Wait for `min_rounds` completed rounds; raise if anything failed."""
+        await self.wait(min_rounds)
         assert not self.failures, "the canary was hurt: " + "; ".join(self.failures[:5])
-        assert self.rounds >= min_rounds, f"only {self.rounds} canary rounds ran"

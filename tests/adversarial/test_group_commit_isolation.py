@@ -134,7 +134,7 @@ async def test_hostile_acks_fail_no_durable_publish_of_others(
         failed = await _publish_durably(server, 600)
         replies = [reply for task in hostile for reply in await task]
         await asyncio.sleep(0.5)
-        canary.check(min_rounds=2)
+        await canary.check(min_rounds=2)
     assert not failed, f"{len(failed)} of 600 durable publishes failed: {failed[:2]}"
     codes = {reply.get("code") for reply in replies}
     assert codes == {107}, f"hostile acks were answered with {codes}, not only 107"

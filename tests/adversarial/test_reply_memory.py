@@ -96,7 +96,7 @@ async def test_a_client_asking_history_without_reading_is_cut_off_3008(
         await asyncio.sleep(0.5)
         growth_mib = max(growth_mib, (rss_kib(server) - rss_before) / 1024)
         slow = await _slow_disconnects(server)
-        canary.check(min_rounds=2)
+        await canary.check(min_rounds=2)
     hostile.transport.abort()
     print(f"server RSS growth with the non-reading client: {growth_mib:.1f} MiB")
     assert growth_mib < BOUND_MIB, f"server RSS grew by {growth_mib:.0f} MiB for one reader"

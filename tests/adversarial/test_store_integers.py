@@ -60,7 +60,7 @@ async def test_api_history_and_delivery_status_answer_107(server: ServerProcess)
             batch = {"commands": [{"history": {"channel": channel, "limit": 2**64}}]}
             body = await api_raw(server, "batch", batch)
             assert body["replies"][0]["error"]["code"] == 107, body
-        canary.check(min_rounds=1)
+        await canary.check(min_rounds=1)
     assert "Traceback" not in server.log()
 
 
