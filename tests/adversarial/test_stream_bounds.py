@@ -76,19 +76,20 @@ async def churn(conn: Conn, prefix: str, names: int) -> int:
     return errors
 
 
-def unlimited(**overrides: Any) -> Node:
+def unlimited(data_dir: Path, **overrides: Any) -> Node:
     return Node(
         make_settings(
             client_command_rate=0,
             client_history_rate=0,
             namespaces={"room": LOOKED_AT, "vault": {**LOOKED_AT, "durable": True}},
+            data_dir=str(data_dir),
             **overrides,
         )
     )
 
 
-async def test_100k_new_names_subscribed_and_read_leave_no_stream() -> None:
-    node = unlimited()
+async def test_100k_new_names_subscribed_and_read_leave_no_stream(tmp_path: Path) -> None:
+    node = unlimited(tmp_path)
     try:
         conn = Conn(node)
         await conn.connect("churner")
@@ -107,7 +108,7 @@ async def test_100k_new_names_subscribed_and_read_leave_no_stream() -> None:
 
 
 async def test_durable_channels_looked_at_leave_no_row_and_no_cache(tmp_path: Path) -> None:
-    node = unlimited(data_dir=str(tmp_path))
+    node = unlimited(tmp_path)
     try:
         conn = Conn(node)
         await conn.connect("churner")
@@ -123,8 +124,8 @@ async def test_durable_channels_looked_at_leave_no_row_and_no_cache(tmp_path: Pa
         await node.stop()
 
 
-async def test_history_max_streams_refuses_a_new_stream_with_106() -> None:
-    node = unlimited(history_max_streams=3)
+async def test_history_max_streams_refuses_a_new_stream_with_106(tmp_path: Path) -> None:
+    node = unlimited(tmp_path, history_max_streams=3)
     try:
         for n in range(3):
             await node.publish(f"room:c{n}", b'{"n":1}')
