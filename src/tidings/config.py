@@ -96,6 +96,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     personal_channel_fsync: str = "batch"
     durable_max_bytes: int = 0
     durable_batch_window: float = 0.002
+    history_max_streams: int = 1_000_000
     client_history_rate: float = 10.0
     client_history_burst: int = 20
     user_connection_limit: int = 64
@@ -150,6 +151,7 @@ SETTING_DOCS: dict[str, str] = {
     "personal_channel_fsync": "write policy of personal channels: always, batch or never",
     "durable_max_bytes": "cap on the durable store's file size (publish fails above; 0: none)",
     "durable_batch_window": "seconds the batch policy waits to group commits",
+    "history_max_streams": "history streams kept in memory (publish creating more: 106; 0: none)",
     "client_history_rate": "history reads and recoveries per second per connection (111 above)",
     "client_history_burst": "history reads a connection may make at once",
     "user_connection_limit": "connections one user may hold on this node (3504 above; 0: no limit)",
@@ -397,7 +399,12 @@ def _check(settings: Settings) -> None:
     for key in ("user_events_batch_size", "user_events_queue_size"):
         if getattr(settings, key) <= 0:
             raise ConfigError(key, "must be greater than zero")
-    for key in ("personal_channel_history_size", "durable_max_bytes", "client_history_burst"):
+    for key in (
+        "personal_channel_history_size",
+        "durable_max_bytes",
+        "client_history_burst",
+        "history_max_streams",
+    ):
         if getattr(settings, key) < 0:
             raise ConfigError(key, "must not be negative")
     if "{user}" not in settings.personal_channel_format:

@@ -6,6 +6,7 @@ it keeps its data across a reopen). SQLite runs once per fsync policy.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tidings.protocol.centrifuge.messages import Publication
-from tidings.store.base import Ack, HistoryStore, Position
+from tidings.store.base import Ack, HistoryStore, Position, StoreWriteError
 from tidings.store.memory import MemoryHistoryStore
 from tidings.store.sqlite import SqliteHistoryStore
 from tidings.testing import (
@@ -198,9 +199,49 @@ class AcksAnyEpochStore(MemoryHistoryStore):
         return found[:limit]
 
 
+class CreatesOnReadStore(MemoryHistoryStore):
+    """Keeps a stream for every channel looked at (the old behaviour)."""
+
+    async def position(self, channel: str) -> Position:
+        top = await super().position(channel)
+        if channel not in self._streams:
+            self._new_stream(channel, 0.0).epoch = top.epoch
+        return top
+
+
+class AcceptsAnyIntegerStore(MemoryHistoryStore):
+    """Stores an ack whatever its offset."""
+
+    async def ack(self, user: str, channel: str, position: Position, client: str) -> Ack:
+        ack = self._acks[(user, channel)] = Ack(position.offset, position.epoch, 0.0, client)
+        return ack
+
+
+class FailsItsNeighboursStore(MemoryHistoryStore):
+    """A refused ack fails the appends running beside it (a shared transaction)."""
+
+    _poisoned = False
+
+    async def ack(self, user: str, channel: str, position: Position, client: str) -> Ack:
+        if position.offset < 0:
+            self._poisoned = True
+        return await super().ack(user, channel, position, client)
+
+    async def append(
+        self, channel: str, pub: Publication, size: int, ttl: float, idempotency_key: str = ""
+    ) -> Position:
+        await asyncio.sleep(0)
+        if self._poisoned:
+            raise StoreWriteError("rolled back with a neighbour")
+        return await super().append(channel, pub, size, ttl, idempotency_key)
+
+
 @pytest.mark.parametrize(
     "broken",
     [
+        CreatesOnReadStore,
+        AcceptsAnyIntegerStore,
+        FailsItsNeighboursStore,
         GapStore,
         NoTtlStore,
         ResetOnRemoveStore,

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from tests.core.conftest import Conn, make_settings, settle, token
+from tests.core.conftest import OPEN, Conn, make_settings, settle, token
 from tidings.core.client import MAX_PENDING_COMMANDS
 from tidings.core.node import Node
 from tidings.protocol.centrifuge import codes
@@ -250,27 +250,73 @@ async def test_node_stop_disconnects_everyone_with_3001(node: Node) -> None:
     assert (pending.closed_with, connected.closed_with) == (3001, 3001)
 
 
-# --- replies bypass the slow-client limit; unidirectional connect errors -------------
+# --- replies count towards the slow-client limit; unidirectional connect errors -------
 
 
-async def test_a_recovery_larger_than_the_outbox_limit_is_still_delivered(
+async def test_a_recovery_larger_than_the_outbox_limit_is_not_recovered(
     node_factory: Callable[..., Node],
 ) -> None:
-    node = node_factory(client_queue_max_size=2048)
-    writer, reader = Conn(node), Conn(node)
-    await writer.connect("w")
+    node = node_factory(client_queue_max_size=4096, channel={**OPEN, "history_size": 100})
+    reader = Conn(node)
     await reader.connect("r")
     first = await reader.subscribe("news", recoverable=True)
     epoch = first["subscribe"]["epoch"]
     await reader.call({"id": 3, "unsubscribe": {"channel": "news"}})
     big = b'{"text":"' + b"x" * 500 + b'"}'
-    for _ in range(8):  # 4 KB of history, twice the outbox limit
+    for _ in range(16):  # 8 KB of history, twice the outbox limit
         await node.publish("news", Publication(data=big).data)
     reply = await reader.subscribe(
         "news", cid=4, recover=True, recoverable=True, offset=0, epoch=epoch
     )
-    assert reader.closed_with is None, "a reply is bounded by what was asked for, not 3008"
-    assert len(reply["subscribe"]["publications"]) == 8
+    result = reply["subscribe"]
+    assert reader.closed_with is None, "refused recovery is not a slow client"
+    assert "publications" not in result and not result.get("recovered")
+    assert result["was_recovering"] and result["offset"] == 16, "positioned at the top"
+    assert node.counters["unrecovered_reply_size"] == 1
+    # Within the bound, recovery works as before.
+    await reader.call({"id": 5, "unsubscribe": {"channel": "news"}})
+    reply = await reader.subscribe(
+        "news", cid=6, recover=True, recoverable=True, offset=12, epoch=epoch
+    )
+    assert [p["offset"] for p in reply["subscribe"]["publications"]] == [13, 14, 15, 16]
+    assert reply["subscribe"]["recovered"]
+
+
+async def test_a_history_reply_larger_than_the_outbox_limit_is_refused_106(
+    node_factory: Callable[..., Node],
+) -> None:
+    node = node_factory(client_queue_max_size=4096, channel={**OPEN, "history_size": 100})
+    reader = Conn(node)
+    await reader.connect("r")
+    await reader.subscribe("news")
+    for _ in range(16):
+        await node.publish("news", Publication(data=b'{"text":"' + b"x" * 500 + b'"}').data)
+    reply = await reader.call({"id": 3, "history": {"channel": "news", "limit": -1}})
+    assert reply["error"]["code"] == 106
+    assert "client_queue_max_size (4096)" in reply["error"]["message"]
+    assert "since" in reply["error"]["message"], "the message says how to page"
+    paged = await reader.call({"id": 4, "history": {"channel": "news", "limit": 4}})
+    assert [p["offset"] for p in paged["history"]["publications"]] == [1, 2, 3, 4]
+    assert reader.closed_with is None
+
+
+async def test_replies_a_client_does_not_read_trip_the_outbox_limit(
+    node_factory: Callable[..., Node],
+) -> None:
+    node = node_factory(client_queue_max_size=4096)
+    reader = Conn(node)
+    await reader.connect("r")
+    await reader.subscribe("news")
+    for _ in range(6):
+        await node.publish("news", Publication(data=b'{"text":"' + b"x" * 500 + b'"}').data)
+    reader.transport.paused = True  # the client stopped reading
+    for n in range(3, 10):
+        await reader.send({"id": n, "history": {"channel": "news", "limit": -1}})
+        if reader.closed_with is not None:
+            break
+    assert reader.closed_with == codes.SLOW.code
+    assert node.counters["disconnected_slow"] == 1
+    assert reader.client.outbox.size == 0
 
 
 async def test_live_pushes_still_trip_the_outbox_limit(node_factory: Callable[..., Node]) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from msgspec import Raw
 
 from tidings.protocol.centrifuge.messages import Publication
-from tidings.store.base import Position
+from tidings.store.base import Position, StreamLimitReached
 from tidings.store.memory import META_TTL, MemoryHistoryStore
 from tidings.testing import FakeClock
 
@@ -47,8 +48,7 @@ async def test_looking_at_unknown_channels_does_not_keep_streams_forever() -> No
     store = MemoryHistoryStore(clock=clock)
     await store.position("never-published")
     await store.read("never-published-either")
-    clock.advance(META_TTL + 1)
-    await store.sweep()
+    assert await store.num_streams() == 0, "a look creates no stream at all"
     assert store.top("never-published") is None
     assert store.top("never-published-either") is None
 
@@ -106,3 +106,36 @@ async def test_read_does_not_let_callers_change_the_stream() -> None:
     pubs.clear()
     again, _ = await store.read("c")
     assert len(again) == 1
+
+
+async def test_max_streams_refuses_a_new_stream_until_sweep_makes_room() -> None:
+    clock = FakeClock()
+    store = MemoryHistoryStore(clock=clock, max_streams=2)
+    await store.append("a", pub(1), 10, 5)
+    await store.append("b", pub(1), 10, 5)
+    with pytest.raises(StreamLimitReached, match=r"history_max_streams \(2\)"):
+        await store.append("c", pub(1), 10, 5)
+    assert await store.append("a", pub(2), 10, 5) == Position(2, (await store.position("a")).epoch)
+    assert await store.num_streams() == 2
+    clock.advance(META_TTL + 10)
+    await store.sweep()
+    assert (await store.append("c", pub(1), 10, 5)).offset == 1
+
+
+async def test_unlimited_streams_with_max_streams_0() -> None:
+    store = MemoryHistoryStore(clock=FakeClock(), max_streams=0)
+    for n in range(50):
+        await store.append(f"c{n}", pub(1), 10, 5)
+    assert await store.num_streams() == 50
+
+
+async def test_the_epoch_of_a_never_published_channel_changes_only_with_the_era() -> None:
+    clock = FakeClock()
+    store = MemoryHistoryStore(clock=clock)
+    seen = await store.position("c")
+    clock.advance(META_TTL / 3)
+    assert await store.position("c") == seen
+    assert (await store.position("d")).epoch != seen.epoch, "channels share no epoch"
+    clock.advance(META_TTL)
+    assert (await store.position("c")).epoch != seen.epoch
+    assert await store.num_streams() == 0

@@ -181,3 +181,32 @@ async def test_api_publish_fails_when_the_store_is_full(
     assert history["result"]["offset"] == len(ok)
     assert "result" in await api(server, "publish", {"channel": "plain", "data": {}})
     assert server.proc.poll() is None
+
+
+async def test_loop_side_tops_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tidings.store.sqlite.MAX_CACHED_TOPS", 10)
+    store = SqliteHistoryStore(tmp_path / "s.sqlite3", default_policy="never")
+    try:
+        for n in range(30):
+            await store.append(f"c{n}", pub(n), 10, 3600)
+        assert len(store._tops) == 10
+        assert store.top("c29") is not None and store.top("c0") is None
+        assert await store.num_streams() == 30, "the cache bound forgets nothing stored"
+        assert (await store.position("c0")).offset == 1
+    finally:
+        await store.close()
+
+
+async def test_the_epoch_of_a_never_published_channel_survives_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = SqliteHistoryStore(path)
+    try:
+        seen = await store.position("c")
+    finally:
+        await store.close()
+    store = SqliteHistoryStore(path)
+    try:
+        assert await store.position("c") == seen
+        assert (await store.append("c", pub(1), 10, 3600)).epoch == seen.epoch
+    finally:
+        await store.close()

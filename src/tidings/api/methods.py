@@ -24,7 +24,7 @@ from tidings.core.node import Node
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge import codes
 from tidings.protocol.centrifuge.codes import Disconnect, ErrorCode
-from tidings.store.base import Position, UnrecoverablePosition
+from tidings.store.base import OutOfRange, Position, UnrecoverablePosition
 
 Result = dict[str, Any]
 MAX_USERS_PER_STATUS = 1000
@@ -74,7 +74,11 @@ class ServerApi:
             raise ReplyError(ErrorCode.BAD_REQUEST, f"body is not valid JSON: {exc}") from None
 
     async def call(self, method: str, request: Any) -> Result:
-        return await self._methods[method][1](request)
+        try:
+            return await self._methods[method][1](request)
+        except OutOfRange as exc:
+            # A number beyond 64 bits that got past the decoder: refused before any I/O.
+            raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
 
     # --- publications -----------------------------------------------------------------
 

@@ -59,6 +59,9 @@ class ChannelRules:
             fsync=settings.personal_channel_fsync,
             force_recovery=True,
             allow_user_limited_channels=True,
+            # Its only subscribers are its user's connections: they may page through
+            # it (a replay too large for one reply starts later, see Node.subscribe_client).
+            allow_history_for_subscriber=True,
         )
 
     def personal_user(self, name: str) -> str:

@@ -129,11 +129,14 @@ class Client:
             self.node.flusher.mark(self)
 
     def reply(self, reply: Reply) -> None:
-        """Queue the answer to a command.
+        """Queue the answer to a command; it counts towards the outbox bound like a push.
 
-        Replies bypass the outbox limit: they answer what the client asked for
-        and are bounded by it (a recovery or an inbox replay is at most the
-        channel's history), so a large inbox never locks its user out with 3008.
+        A client that asks for more than it reads is disconnected as slow (3008)
+        once the bound is exceeded, as with pushes. A reply that alone is larger
+        than the bound is never queued: a command whose failure changes nothing
+        (history, presence, RPC) is answered with error 106 naming the limit;
+        subscribe and connect keep their replies within it (a recovery too large
+        is not recovered, see `Node.subscribe_client`), so 3008 is the last resort.
         """
         data = self.codec.encode(reply)
         if not data:
@@ -144,13 +147,17 @@ class Client:
             return
         if self.closed:
             return
-        if reply.id == 0 or self._held is not None:
-            self.enqueue(data)
-            return
-        self.outbox.force(data)
-        if not self._dirty:
-            self._dirty = True
-            self.node.flusher.mark(self)
+        limit = self.outbox.limit
+        if len(data) > limit and reply.id and reply.connect is None and reply.subscribe is None:
+            self.node.counters["refused_reply_size"] += 1
+            message = (
+                f"reply of {len(data)} bytes exceeds client_queue_max_size ({limit}):"
+                " ask for less (history: a smaller limit, then page with since)"
+            )
+            data = self.codec.encode(
+                _error_reply(reply.id, ReplyErrorInfo.of(ErrorCode.LIMIT_EXCEEDED, message))
+            )
+        self.enqueue(data)
 
     def write_now(self, data: bytes) -> None:
         """Write `data` as its own frame at once if nothing is queued before it.

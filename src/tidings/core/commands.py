@@ -11,6 +11,7 @@ import msgspec
 
 from tidings import __version__
 from tidings.core.auth import TokenExpired, TokenInvalid, ttl_of
+from tidings.core.outbox import REPLY_MARGIN, encoded_size
 from tidings.errors import DisconnectError, ReplyError
 from tidings.protocol.centrifuge import codes
 from tidings.protocol.centrifuge.codes import ErrorCode
@@ -32,7 +33,7 @@ from tidings.protocol.centrifuge.messages import (
     raw,
 )
 from tidings.protocol.centrifuge.protobuf_codec import is_json
-from tidings.store.base import Position, UnrecoverablePosition
+from tidings.store.base import OutOfRange, Position, UnrecoverablePosition
 
 if TYPE_CHECKING:
     from tidings.core.client import Client
@@ -62,7 +63,12 @@ class CommandHandler:
         }
 
     async def handle(self, client: Client, method: str, command: Command) -> Reply | None:
-        return await self._handlers[method](client, command)
+        try:
+            return await self._handlers[method](client, command)
+        except OutOfRange as exc:
+            # An offset or limit beyond 64 bits that got past the decoder: the store
+            # refused it before any I/O.
+            raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
 
     async def connect(self, client: Client, command: Command) -> Reply:
         req = command.connect or ConnectRequest()
@@ -106,6 +112,8 @@ class CommandHandler:
             server_channels = (personal, *(c for c in server_channels if c != personal))
         if server_channels:
             result.subs = {}
+            # Recoveries of all server-side channels share the connect reply's room.
+            budget = client.outbox.limit - client.outbox.size - REPLY_MARGIN
             try:
                 for name in server_channels:
                     channel = node.rules.resolve(name)
@@ -113,9 +121,16 @@ class CommandHandler:
                     since = _position(hint)
                     if name == personal and channel.options.history_enabled:
                         since = await self._inbox_position(client.user, name, since)
-                    result.subs[name] = await node.subscribe_client(
-                        client, channel, recover=since is not None, since=since, server_side=True
+                    sub = result.subs[name] = await node.subscribe_client(
+                        client,
+                        channel,
+                        recover=since is not None,
+                        since=since,
+                        server_side=True,
+                        budget=budget,
+                        newest_that_fit=name == personal,
                     )
+                    budget -= encoded_size(sub.publications or [])
             except ReplyError as exc:
                 # The client is already connected and indexed: an error reply would leave a
                 # half-connected ghost (counted in user_status and the connection limit).
@@ -123,6 +138,8 @@ class CommandHandler:
                 raise DisconnectError(
                     codes.CHANNEL_LIMIT if limit else codes.INVALID_TOKEN
                 ) from None
+            except OutOfRange:
+                raise DisconnectError(codes.BAD_REQUEST) from None  # a hint beyond 64 bits
         return Reply(id=command.id, connect=result)
 
     async def _inbox_position(self, user: str, name: str, hint: Position | None) -> Position:
@@ -222,6 +239,15 @@ class CommandHandler:
             pubs, top = await self.node.history.read(req.channel, since, req.limit, req.reverse)
         except UnrecoverablePosition as exc:
             raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION, str(exc)) from None
+        limit = client.outbox.limit
+        if sum(len(pub.data) for pub in pubs) > limit:
+            # Certainly too large (the payloads alone): refused before encoding it.
+            client.node.counters["refused_reply_size"] += 1
+            raise ReplyError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"history of {len(pubs)} publications exceeds client_queue_max_size ({limit}):"
+                " ask with a smaller limit, then page with since",
+            )
         result = HistoryResult(publications=pubs or None, epoch=top.epoch, offset=top.offset)
         return Reply(id=command.id, history=result)
 

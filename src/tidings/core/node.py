@@ -32,6 +32,8 @@ from tidings.core.events import Event, EventDispatcher, EventType
 from tidings.core.flusher import Flusher
 from tidings.core.heartbeat import PingWheel
 from tidings.core.hub import Hub
+from tidings.core.outbox import REPLY_MARGIN
+from tidings.core.recovery import Recovery
 from tidings.core.users import UserDirectory
 from tidings.errors import ConfigError, DisconnectError, ReplyError
 from tidings.presence.base import PresenceStore
@@ -53,7 +55,12 @@ from tidings.protocol.centrifuge.messages import (
     Unsubscribe,
     raw,
 )
-from tidings.store.base import HistoryStore, Position, StoreWriteError, UnrecoverablePosition
+from tidings.store.base import (
+    HistoryStore,
+    Position,
+    StoreWriteError,
+    StreamLimitReached,
+)
 from tidings.store.memory import MemoryHistoryStore
 from tidings.store.router import StoreRouter
 from tidings.store.sqlite import SqliteHistoryStore
@@ -73,6 +80,9 @@ _LIMIT_COUNTERS = frozenset(
         "refused_history_rate",
         "disconnected_command_abuse",
         "disconnected_slow",
+        "refused_reply_size",
+        "refused_stream_limit",
+        "unrecovered_reply_size",
     }
 )
 
@@ -127,7 +137,11 @@ class Node:
             "disconnected_command_abuse": 0,
             "disconnected_slow": 0,
             "refused_history_rate": 0,
+            "refused_reply_size": 0,
+            "refused_stream_limit": 0,
+            "unrecovered_reply_size": 0,
         }
+        self.recovery = Recovery(self.history, self.counters)
         self.broadcasts = PacedBroadcasts()
         self._flusher: Flusher | None = None
         self.batches = PublicationBatches(self.hub, self._codec)
@@ -154,7 +168,8 @@ class Node:
                 )
             except (StoreWriteError, OSError) as exc:
                 raise ConfigError("data_dir", str(exc)) from None
-        return StoreRouter(MemoryHistoryStore(), durable, self._is_durable)
+        memory = MemoryHistoryStore(max_streams=settings.history_max_streams)
+        return StoreRouter(memory, durable, self._is_durable)
 
     def _is_durable(self, name: str) -> bool:
         try:
@@ -273,11 +288,18 @@ class Node:
         info: bytes = b"",
         expire_at: int = 0,
         server_side: bool = False,
+        budget: int | None = None,
+        newest_that_fit: bool = False,
     ) -> SubscribeResult:
         """Subscribe `client` (permissions already checked) and return the result.
 
         With recovery, the missed publications are read and the client is added
         to the channel in the same loop turn, so no publication falls between.
+        Recovered publications must fit in `budget` bytes (by default what the
+        client's outbox has left): more is not recovered (`recovered: false`,
+        positioned at the top), so that a reply never exceeds the outbox bound;
+        the client then pages through history itself. With `newest_that_fit`
+        (an inbox replay) the oldest are left out instead, as if trimmed.
         """
         name = channel.name
         if name in client.subscriptions:
@@ -305,7 +327,15 @@ class Node:
             if opts.presence:
                 await self.presence.add(name, chan_info)
             if opts.history_enabled and (opts.force_recovery or recoverable or server_side):
-                await self._position_result(name, result, recover, since)
+                if budget is None:
+                    budget = client.outbox.limit - client.outbox.size - REPLY_MARGIN
+                await self.recovery.fill(
+                    name,
+                    result,
+                    since if recover else None,
+                    budget=budget,
+                    newest_that_fit=newest_that_fit,
+                )
                 sub.epoch, sub.floor = result.epoch, result.offset
         except BaseException:
             client.subscriptions.pop(name, None)
@@ -327,46 +357,6 @@ class Node:
             self._push_to_channel(name, Push(channel=name, join=Join(info=chan_info)), client)
         self._emit(EventType.SUBSCRIBED, client, name)
         return result
-
-    async def _position_result(
-        self, name: str, result: SubscribeResult, recover: bool, since: Position | None
-    ) -> None:
-        result.recoverable = result.positioned = True
-        if recover and since is not None:
-            result.was_recovering = True
-            try:
-                pubs, top = await self._read_to_top(name, since)
-            except UnrecoverablePosition:
-                top = await self._settled_top(name)
-            else:
-                result.recovered = True
-                result.publications = pubs or None
-        else:
-            top = await self._settled_top(name)
-        result.epoch, result.offset = top.epoch, top.offset
-
-    async def _read_to_top(self, name: str, since: Position) -> tuple[list[Publication], Position]:
-        """Everything after `since`, re-reading while publications land meanwhile.
-
-        On return no await separates the read from the caller adding the client
-        to the channel, and the store's known top equals what was read, so no
-        publication can fall between recovery and live delivery.
-        """
-        pubs, top = await self.history.read(name, since)
-        for _ in range(10):
-            latest = self.history.top(name)
-            if latest is None or latest.epoch != top.epoch or latest.offset <= top.offset:
-                break
-            more, top = await self.history.read(name, top)
-            pubs.extend(more)
-        return pubs, top
-
-    async def _settled_top(self, name: str) -> Position:
-        top = await self.history.position(name)
-        latest = self.history.top(name)
-        if latest is not None and latest.epoch == top.epoch and latest.offset > top.offset:
-            return latest
-        return top
 
     async def unsubscribe_client(
         self, client: Client, name: str, *, push: bool, code: int = 2000, reason: str = ""
@@ -436,6 +426,9 @@ class Node:
                 position = await self.history.append(
                     name, pub, opts.history_size, opts.history_ttl, idempotency_key
                 )
+            except StreamLimitReached as exc:
+                self.counters["refused_stream_limit"] += 1
+                raise ReplyError(ErrorCode.LIMIT_EXCEEDED, str(exc)) from None
             except StoreWriteError as exc:
                 raise ReplyError(ErrorCode.INTERNAL, str(exc)) from None
             if pub.offset != position.offset:

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from tidings.protocol.centrifuge.messages import Publication
-from tidings.store.base import Ack, HistoryStore, Position, UnrecoverablePosition
+from tidings.store.base import (
+    Ack,
+    HistoryStore,
+    Position,
+    StreamLimitReached,
+    UnrecoverablePosition,
+    check_limit,
+    check_offset,
+)
 
 #: Acknowledged positions kept (least recently acknowledged forgotten first).
 MAX_ACKS = 1_000_000
 
-#: How long a stream's offset and epoch outlive its last publication (or a look at it).
+#: How long a stream's offset and epoch outlive its last publication.
 META_TTL = 86400.0
+
+#: Streams kept by default (`history_max_streams`): appends creating more are refused.
+MAX_STREAMS = 1_000_000
 
 
 class _Stream:
@@ -43,19 +55,38 @@ class MemoryHistoryStore(HistoryStore):
     """Bounded per-channel deques of publications.
 
     Memory is bounded by the trim limits: at most `size` publications per
-    channel, and streams idle past their ttl are dropped by `sweep`.
+    channel, streams idle past their ttl are dropped by `sweep`, and at most
+    `max_streams` streams exist (0: no bound). Only appends create streams.
+
+    A never-published channel has no stream but a stable epoch, derived from
+    the store's secret, the channel and the current *era* (META_TTL seconds of
+    the clock): the first append takes that epoch. A stream is forgotten only
+    after META_TTL idle seconds, so a stream created again is in a later era
+    and gets another epoch: positions in the forgotten stream stay unrecoverable.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, max_streams: int = MAX_STREAMS
+    ) -> None:
         self._streams: dict[str, _Stream] = {}
         self._clock = clock
         self._acks: OrderedDict[tuple[str, str], Ack] = OrderedDict()
+        self._secret = secrets.token_bytes(16)
+        self.max_streams = max_streams
 
-    def _stream(self, channel: str) -> _Stream:
-        stream = self._streams.get(channel)
-        if stream is None:
-            stream = self._streams[channel] = _Stream(secrets.token_hex(4))
-            stream.expire_at = self._clock() + META_TTL
+    def _epoch(self, channel: str, now: float) -> str:
+        era = int(now // META_TTL).to_bytes(8, "big", signed=True)
+        name = channel.encode(errors="surrogatepass")
+        return hashlib.blake2b(era + name, key=self._secret, digest_size=4).hexdigest()
+
+    def _new_stream(self, channel: str, now: float) -> _Stream:
+        limit = self.max_streams
+        if limit and len(self._streams) >= limit:
+            # `sweep` (every 30 s on a node) makes room again as idle streams expire.
+            raise StreamLimitReached(
+                f"history_max_streams ({limit}) reached: no new stream for {channel!r}"
+            )
+        stream = self._streams[channel] = _Stream(self._epoch(channel, now))
         return stream
 
     async def append(
@@ -66,8 +97,9 @@ class MemoryHistoryStore(HistoryStore):
         ttl: float,
         idempotency_key: str = "",
     ) -> Position:
+        check_offset("size", size)
         now = self._clock()
-        stream = self._stream(channel)
+        stream = self._streams.get(channel) or self._new_stream(channel, now)
         if idempotency_key:
             earlier = stream.keys.get(idempotency_key)
             if earlier is not None:
@@ -92,16 +124,24 @@ class MemoryHistoryStore(HistoryStore):
         limit: int = -1,
         reverse: bool = False,
     ) -> tuple[list[Publication], Position]:
-        stream = self._stream(channel)
-        stream.trim(self._clock())
-        top = Position(stream.offset, stream.epoch)
-        pubs = [pub for _, pub in stream.items]
+        check_limit(limit)
         if since is not None:
-            if since.epoch and since.epoch != stream.epoch:
-                raise UnrecoverablePosition(f"epoch {since.epoch!r} is not {stream.epoch!r}")
-            if since.offset > stream.offset:
-                raise UnrecoverablePosition(f"offset {since.offset} is beyond {stream.offset}")
-            first = pubs[0].offset if pubs else stream.offset + 1
+            check_offset("offset", since.offset)
+        now = self._clock()
+        stream = self._streams.get(channel)
+        if stream is None:
+            top = Position(0, self._epoch(channel, now))
+            pubs: list[Publication] = []
+        else:
+            stream.trim(now)
+            top = Position(stream.offset, stream.epoch)
+            pubs = [pub for _, pub in stream.items]
+        if since is not None:
+            if since.epoch and since.epoch != top.epoch:
+                raise UnrecoverablePosition(f"epoch {since.epoch!r} is not {top.epoch!r}")
+            if since.offset > top.offset:
+                raise UnrecoverablePosition(f"offset {since.offset} is beyond {top.offset}")
+            first = pubs[0].offset if pubs else top.offset + 1
             if since.offset + 1 < first:
                 raise UnrecoverablePosition(f"publications after {since.offset} were trimmed")
             pubs = pubs[since.offset + 1 - first :] if pubs else []
@@ -112,7 +152,9 @@ class MemoryHistoryStore(HistoryStore):
         return pubs, top
 
     async def position(self, channel: str) -> Position:
-        stream = self._stream(channel)
+        stream = self._streams.get(channel)
+        if stream is None:
+            return Position(0, self._epoch(channel, self._clock()))
         return Position(stream.offset, stream.epoch)
 
     async def remove(self, channel: str) -> None:
@@ -130,6 +172,7 @@ class MemoryHistoryStore(HistoryStore):
         return stream.keys.get(idempotency_key, 0) if stream is not None else 0
 
     async def ack(self, user: str, channel: str, position: Position, client: str) -> Ack:
+        check_offset("offset", position.offset)
         key = (user, channel)
         current = self._acks.get(key)
         if current is None or current.epoch != position.epoch or current.offset < position.offset:
@@ -143,6 +186,8 @@ class MemoryHistoryStore(HistoryStore):
         return self._acks.get((user, channel))
 
     async def acks(self, channel: str, offset: int, limit: int = 100) -> list[tuple[str, Ack]]:
+        check_offset("offset", offset)
+        check_offset("limit", limit)
         epoch = self._streams[channel].epoch if channel in self._streams else ""
         found = [
             (user, ack)
@@ -150,6 +195,9 @@ class MemoryHistoryStore(HistoryStore):
             if chan == channel and ack.offset >= offset and ack.epoch == epoch
         ]
         return found[:limit]
+
+    async def num_streams(self) -> int:
+        return len(self._streams)
 
     async def sweep(self) -> None:
         now = self._clock()

@@ -66,6 +66,12 @@ class StoreRouter(HistoryStore):
     async def acks(self, channel: str, offset: int, limit: int = 100) -> list[tuple[str, Ack]]:
         return await self._for(channel).acks(channel, offset, limit)
 
+    async def num_streams(self) -> int:
+        count = await self.memory.num_streams()
+        if self.durable_store is not None:
+            count += await self.durable_store.num_streams()
+        return count
+
     async def sweep(self) -> None:
         await self.memory.sweep()
         if self.durable_store is not None:

@@ -11,13 +11,16 @@ more. A publish is acknowledged only after its transaction commits:
 - `never`:  commit without fsync (the OS decides when data reaches the disk).
 
 Policies can differ per namespace; a transaction holding any `always` or
-`batch` append is fsynced.
+`batch` append is fsynced. Each write runs in its own savepoint inside the
+shared transaction: a write that fails (a constraint, a value SQLite cannot
+hold, a full disk) is rolled back alone and fails only its caller.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import queue
 import secrets
 import sqlite3
@@ -35,9 +38,12 @@ from tidings.protocol.centrifuge.messages import Publication
 from tidings.store.base import (
     Ack,
     HistoryStore,
+    OutOfRange,
     Position,
     StoreWriteError,
     UnrecoverablePosition,
+    check_limit,
+    check_offset,
 )
 
 _SCHEMA = """
@@ -65,7 +71,15 @@ CREATE TABLE IF NOT EXISTS acks (
     client  TEXT NOT NULL,
     PRIMARY KEY (user, channel)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
 """
+
+#: Stream tops remembered on the loop side (most recently appended kept).
+MAX_CACHED_TOPS = 100_000
+
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Publication)
@@ -106,7 +120,8 @@ class SqliteHistoryStore(HistoryStore):
         self._max_bytes = max_bytes
         self._clock = clock
         self._policy_of = policy_of
-        self._tops: dict[str, Position] = {}  # loop-side cache, updated on commit
+        # Loop-side cache of tops, updated on commit; oldest entries first.
+        self._tops: dict[str, Position] = {}
         self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
@@ -144,6 +159,7 @@ class SqliteHistoryStore(HistoryStore):
         ttl: float,
         idempotency_key: str = "",
     ) -> Position:
+        check_offset("size", size)
         position: Position = await self._call(
             "append",
             channel,
@@ -154,9 +170,13 @@ class SqliteHistoryStore(HistoryStore):
             policy=self._policy(channel),
             writes=True,
         )
-        current = self._tops.get(channel)
+        tops = self._tops
+        current = tops.pop(channel, None)
         if current is None or current.epoch != position.epoch or current.offset < position.offset:
-            self._tops[channel] = position
+            current = position
+        tops[channel] = current  # re-inserted: the most recently appended go last
+        if len(tops) > MAX_CACHED_TOPS:
+            del tops[next(iter(tops))]
         return position
 
     async def read(
@@ -166,6 +186,9 @@ class SqliteHistoryStore(HistoryStore):
         limit: int = -1,
         reverse: bool = False,
     ) -> tuple[list[Publication], Position]:
+        check_limit(limit)
+        if since is not None:
+            check_offset("offset", since.offset)
         pubs, top = await self._call("read", channel, since, limit, reverse)
         return pubs, top
 
@@ -187,6 +210,7 @@ class SqliteHistoryStore(HistoryStore):
         return offset
 
     async def ack(self, user: str, channel: str, position: Position, client: str) -> Ack:
+        check_offset("offset", position.offset)
         ack: Ack = await self._call(
             "ack", user, channel, position, client, writes=True, policy=self._policy(channel)
         )
@@ -197,8 +221,14 @@ class SqliteHistoryStore(HistoryStore):
         return ack
 
     async def acks(self, channel: str, offset: int, limit: int = 100) -> list[tuple[str, Ack]]:
+        check_offset("offset", offset)
+        check_offset("limit", limit)
         found: list[tuple[str, Ack]] = await self._call("acks", channel, offset, limit)
         return found
+
+    async def num_streams(self) -> int:
+        count: int = await self._call("num_streams")
+        return count
 
     async def sweep(self) -> None:
         await self._call("sweep", writes=True)
@@ -218,12 +248,12 @@ class SqliteHistoryStore(HistoryStore):
             if self._max_bytes:
                 page_size = db.execute("PRAGMA page_size").fetchone()[0]
                 db.execute(f"PRAGMA max_page_count={max(16, self._max_bytes // page_size)}")
-        except sqlite3.Error as exc:
+            worker = self._worker = _Worker(db, self._clock)
+        except (sqlite3.Error, ValueError) as exc:
             self._open_error = exc
             self._ready.set()
             return
         self._ready.set()
-        worker = self._worker = _Worker(db, self._clock)
         try:
             while True:
                 op = self._ops.get()
@@ -272,12 +302,20 @@ class _Worker:
         self.clock = clock
         self.streams: dict[str, list[Any]] = {}  # channel -> [epoch, top, ttl]
         self.commits = 0
+        # The epoch of a channel without a stream row derives from this file's secret:
+        # stable for every reader, kept by the first append, and no row per look.
+        db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch_secret', ?)",
+            (secrets.token_hex(16),),
+        )
+        row = db.execute("SELECT value FROM meta WHERE key = 'epoch_secret'").fetchone()
+        self.secret = bytes.fromhex(str(row[0]))
 
     def run(self, batch: list[_Op]) -> None:
         writes = [op for op in batch if op.writes]
         for op in batch:
             if not op.writes:
-                self._do(op)
+                self._read_op(op)
         if not writes:
             return
         durable = any(op.policy != "never" for op in writes)
@@ -285,7 +323,7 @@ class _Worker:
         try:
             self.db.execute("BEGIN IMMEDIATE")
             for op in writes:
-                self._do(op, raise_store_errors=True)
+                self._write_op(op)
             self.db.execute("COMMIT")
             self.commits += 1
         except sqlite3.Error as exc:
@@ -294,38 +332,71 @@ class _Worker:
             self.streams.clear()  # cached tops may include rolled-back appends
             error = StoreWriteError(f"durable store write failed: {exc}")
             for op in writes:
-                op.error, op.result = error, None
+                if op.error is None:
+                    op.error, op.result = error, None
 
-    def _do(self, op: _Op, raise_store_errors: bool = False) -> None:
+    def _read_op(self, op: _Op) -> None:
         try:
             op.result = getattr(self, f"_{op.kind}")(*op.args)
-        except UnrecoverablePosition as exc:
+        except (UnrecoverablePosition, OutOfRange) as exc:
             op.error = exc
         except sqlite3.Error as exc:
-            if raise_store_errors:
-                raise
             op.error = StoreWriteError(f"durable store read failed: {exc}")
         except Exception as exc:
             # A corrupt row (DecodeError) or a bug fails this operation only: escaping,
             # it would end the writer thread and leave every later call hanging.
-            if raise_store_errors:
-                raise sqlite3.DatabaseError(f"{type(exc).__name__}: {exc}") from exc
             op.error = StoreWriteError(f"durable store read failed: {type(exc).__name__}: {exc}")
 
-    def _stream(self, channel: str) -> list[Any]:
+    def _write_op(self, op: _Op) -> None:
+        """Run one write in its own savepoint: failing, it is undone alone.
+
+        When the transaction itself is lost, the error escapes and `run` fails
+        the whole batch.
+        """
+        self.db.execute("SAVEPOINT op")
+        try:
+            op.result = getattr(self, f"_{op.kind}")(*op.args)
+        except Exception as exc:
+            if not self.db.in_transaction:
+                # SQLite rolled the whole transaction back itself (a full disk, an I/O
+                # error): every write of the batch is gone, so the batch fails.
+                if isinstance(exc, sqlite3.Error):
+                    raise
+                raise sqlite3.DatabaseError(f"{type(exc).__name__}: {exc}") from exc
+            self.db.execute("ROLLBACK TO op")
+            if op.kind == "append":
+                self.streams.pop(op.args[0], None)  # its cached top may be rolled back
+            if isinstance(exc, UnrecoverablePosition | OutOfRange | StoreWriteError):
+                op.error = exc
+            else:
+                kind = "" if isinstance(exc, sqlite3.Error) else f"{type(exc).__name__}: "
+                op.error = StoreWriteError(f"durable store write failed: {kind}{exc}")
+        self.db.execute("RELEASE op")
+
+    def _stream(self, channel: str, create: bool = False) -> list[Any]:
+        """[epoch, top, ttl] of `channel`; cached only if it exists or is being created."""
         stream = self.streams.get(channel)
         if stream is None:
             row = self.db.execute(
                 "SELECT epoch, top, ttl FROM streams WHERE channel = ?", (channel,)
             ).fetchone()
-            stream = list(row) if row else [secrets.token_hex(4), 0, 0.0]
+            if row is None:
+                stream = [self._epoch(channel), 0, 0.0]
+                if not create:
+                    return stream  # a look at a channel never published costs nothing
+            else:
+                stream = list(row)
             if len(self.streams) > 100_000:
                 self.streams.clear()
             self.streams[channel] = stream
         return stream
 
+    def _epoch(self, channel: str) -> str:
+        name = channel.encode(errors="surrogatepass")
+        return hashlib.blake2b(name, key=self.secret, digest_size=4).hexdigest()
+
     def _append(self, channel: str, pub: Publication, size: int, ttl: float, ikey: str) -> Position:
-        stream = self._stream(channel)
+        stream = self._stream(channel, create=True)
         if ikey:
             row = self.db.execute(
                 "SELECT offset FROM pubs WHERE channel = ? AND ikey = ?", (channel, ikey)
@@ -431,6 +502,9 @@ class _Worker:
             (channel, offset, epoch, limit),
         ).fetchall()
         return [(str(r[0]), Ack(int(r[1]), str(r[2]), float(r[3]), str(r[4]))) for r in rows]
+
+    def _num_streams(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM streams").fetchone()[0])
 
     def _sweep(self) -> None:
         now = self.clock()

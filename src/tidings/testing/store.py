@@ -15,13 +15,21 @@ file each time so that a check can close the store and open it again.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from msgspec import Raw
 
 from tidings.protocol.centrifuge.messages import ClientInfo, Publication
-from tidings.store.base import Ack, HistoryStore, Position, UnrecoverablePosition
+from tidings.store.base import (
+    MAX_INT64,
+    Ack,
+    HistoryStore,
+    OutOfRange,
+    Position,
+    UnrecoverablePosition,
+)
 from tidings.testing.clock import FakeClock
 
 HistoryStoreFactory = Callable[[FakeClock], HistoryStore]
@@ -415,6 +423,89 @@ async def check_acks(factory: HistoryStoreFactory) -> None:
         _expect(await store.acks("nowhere", 1) == [], "acks of an unknown channel lists users")
 
 
+async def check_reads_create_no_stream(factory: HistoryStoreFactory) -> None:
+    """Looking at never-published channels leaves no stream behind; an append makes one."""
+    async with _open(factory) as (store, _):
+        await _fill(store, "kept", 2)
+        before = await store.num_streams()
+        _expect(before == 1, f"one channel published, num_streams() says {before}")
+        for n in range(50):
+            name = f"looked-at-{n}"
+            top = await store.position(name)
+            await store.read(name)
+            await store.read(name, since=Position(0, top.epoch), limit=0)
+            await store.read(name, reverse=True, limit=10)
+            await store.find(name, "key")
+            await store.acked("u1", name)
+            await store.acks(name, 1)
+            await store.remove(name)
+            _expect(store.top(name) in (None, Position(0, top.epoch)), f"top() of {name} moved")
+        after = await store.num_streams()
+        _expect(after == before, f"reads of 50 unknown channels left {after - before} streams")
+        await store.append("fresh", _pub(0), BIG_SIZE, LONG_TTL)
+        _expect(await store.num_streams() == before + 1, "an append created no stream")
+
+
+#: Integers no store may take: below 0 or beyond a signed 64-bit integer.
+HOSTILE_INTEGERS = (-1, -(2**63), -(2**64), MAX_INT64 + 1, 2**64, 10**40)
+
+
+async def _expect_out_of_range(call: Awaitable[object], what: str) -> None:
+    try:
+        await call
+    except OutOfRange:
+        return
+    except Exception as exc:
+        raise AssertionError(f"{what} raised {type(exc).__name__}: {exc}, not OutOfRange") from exc
+    raise AssertionError(f"{what} was accepted instead of raising OutOfRange")
+
+
+async def check_bad_integers_refused(factory: HistoryStoreFactory) -> None:
+    """Offsets, limits and sizes outside 0 <= n < 2**63 raise `OutOfRange`, changing nothing."""
+    async with _open(factory) as (store, _):
+        positions = await _fill(store, "n", 3)
+        epoch = positions[-1].epoch
+        await store.ack("u1", "n", Position(2, epoch), "c1")
+        for bad in HOSTILE_INTEGERS:
+            await _expect_out_of_range(store.read("n", Position(bad, epoch)), f"since {bad}")
+            await _expect_out_of_range(
+                store.ack("u1", "n", Position(bad, epoch), "c"), f"ack {bad}"
+            )
+            await _expect_out_of_range(store.acks("n", bad), f"acks of offset {bad}")
+            await _expect_out_of_range(store.append("n", _pub(9), bad, LONG_TTL), f"size {bad}")
+            if bad != -1:  # -1 is the "everything" limit
+                await _expect_out_of_range(store.read("n", limit=bad), f"limit {bad}")
+        pubs, top = await store.read("n")
+        _expect(_offsets(pubs) == [1, 2, 3] and top == positions[-1], "a refused call wrote")
+        ack = await store.acked("u1", "n")
+        _expect(ack is not None and ack.offset == 2, f"a refused ack changed the ack to {ack}")
+        edge, _ = await store.read("n", Position(0, epoch), limit=MAX_INT64)
+        _expect(_offsets(edge) == [1, 2, 3], "the largest valid limit was not accepted")
+
+
+async def check_failed_write_isolated(factory: HistoryStoreFactory) -> None:
+    """Hostile writes mixed into concurrent appends never fail or change the others."""
+    async with _open(factory) as (store, _):
+        epoch = (await store.append("iso", _pub(0), BIG_SIZE, LONG_TTL)).epoch
+        good: list[Awaitable[Position]] = []
+        hostile: list[Awaitable[object]] = []
+        for n in range(40):
+            good.append(store.append("iso", _pub(n + 1), BIG_SIZE, LONG_TTL))
+            if n % 8 == 0:
+                hostile.append(store.ack("u1", "iso", Position(-(2**64), epoch), "c"))
+                hostile.append(store.append("bad\udcff", _pub(n), BIG_SIZE, LONG_TTL))
+                hostile.append(store.ack("bad\ud800", "iso", Position(1, epoch), "c"))
+        results = await asyncio.gather(*good, *hostile, return_exceptions=True)
+        failed = [r for r in results[: len(good)] if not isinstance(r, Position)]
+        _expect(
+            not failed, f"{len(failed)} good appends failed beside hostile writes: {failed[:1]}"
+        )
+        got = sorted(r.offset for r in results[: len(good)] if isinstance(r, Position))
+        _expect(got == list(range(2, 42)), f"good appends got offsets {got}")
+        pubs, top = await store.read("iso")
+        _expect(_offsets(pubs) == list(range(1, 42)) and top.offset == 41, "the stream has gaps")
+
+
 async def check_durable_reopen(factory: HistoryStoreFactory) -> None:
     """For durable stores: `factory` opens the same place each call (empty the first time).
 
@@ -471,6 +562,9 @@ HISTORY_STORE_CHECKS: tuple[HistoryStoreCheck, ...] = (
     check_top_after_append,
     check_ack,
     check_acks,
+    check_reads_create_no_stream,
+    check_bad_integers_refused,
+    check_failed_write_isolated,
 )
 
 #: Checks only for stores with `durable = True`; their factory must open the same
