@@ -69,6 +69,8 @@ class RedisServer:
         self.cluster = cluster
         self.replica_of = replica_of
         self.proc: subprocess.Popen[bytes] | None = None
+        #: The cluster bus port (by default Redis takes port + 10000, maybe not free).
+        self.bus_port = free_port() if cluster else 0
         directory.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -93,6 +95,7 @@ class RedisServer:
         ]  # fmt: skip
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            args += ["--cluster-port", str(self.bus_port)]
             args += ["--cluster-node-timeout", "2000"]
         if self.replica_of is not None:
             args += ["--replicaof", "127.0.0.1", str(self.replica_of.port)]
