@@ -31,6 +31,7 @@ from redis.asyncio.cluster import ClusterNode
 from redis.backoff import NoBackoff
 from redis.asyncio.retry import Retry
 
+from tidings.engine.redis_batch import ScriptBatcher
 from tidings.store.base import StoreWriteError
 
 T = TypeVar("T")
@@ -45,6 +46,16 @@ UNREACHABLE = (
     TimeoutError,
     OSError,
 )
+
+
+class LuaScript:
+    """A Lua script run by EVALSHA (the batcher loads it on each server first)."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
 
 
 class EngineUnavailable(StoreWriteError):
@@ -137,6 +148,11 @@ class RedisEngine:
             self.names = [_describe(a) for a in settings.addresses]
         self._options = options
         self._nodes: dict[tuple[str, int], Redis] = {}
+        self.batcher = ScriptBatcher(self)
+
+    async def run(self, name: str, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
+        """Run `script` on the server holding `name`'s keys, in this turn's pipeline."""
+        return await self.batcher.run(name, script, keys, args)
 
     @property
     def sharded_pubsub(self) -> bool:

@@ -27,7 +27,6 @@ written by the script in ASCII so that Lua never has to encode msgspec data.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from collections import OrderedDict
@@ -35,10 +34,8 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import NoScriptError
 
-from tidings.engine.redis import RedisEngine, channel_tag
+from tidings.engine.redis import LuaScript, RedisEngine, channel_tag
 from tidings.protocol.centrifuge.messages import Publication
 from tidings.store.base import Ack, Position, StoreWriteError, UnrecoverablePosition
 
@@ -195,25 +192,6 @@ return reply
 """
 
 
-class LuaScript:
-    """A script run by EVALSHA, loaded on first use on each server (NOSCRIPT)."""
-
-    __slots__ = ("sha", "source")
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    async def __call__(
-        self, client: Redis | RedisCluster, keys: list[str], args: list[Any]
-    ) -> Any:
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
-        except NoScriptError:
-            await client.script_load(self.source)  # type: ignore[misc]
-            return await client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
-
-
 _SCRIPTS = {name: LuaScript(src) for name, src in (("append", APPEND), ("read", READ))}
 _ACK, _ACKED, _ACKS = LuaScript(ACK), LuaScript(ACKED), LuaScript(ACKS)
 
@@ -326,8 +304,9 @@ class RedisStreams:
                 channel, lambda: self._append_and_wait(channel, script, key_list, args)
             )
         else:
-            client = self.engine.client_for(channel)
-            reply = await self.engine.call(channel, lambda: script(client, key_list, args))
+            reply = await self.engine.call(
+                channel, lambda: self.engine.run(channel, script, key_list, args)
+            )
         offset, epoch, appended = int(reply[0]), _text(reply[1]), int(reply[2])
         position = Position(offset, epoch)
         if appended:
@@ -370,10 +349,9 @@ class RedisStreams:
             secrets.token_hex(4),
             int(META_TTL * 1000),
         ]
-        client = self.engine.client_for(channel)
         script = _SCRIPTS["read"]
         reply = await self.engine.call(
-            channel, lambda: script(client, [keys.meta, keys.list], args)
+            channel, lambda: self.engine.run(channel, script, [keys.meta, keys.list], args)
         )
         top = Position(int(reply[0]), _text(reply[1]))
         self.learn(channel, top)
@@ -403,7 +381,6 @@ class RedisStreams:
 
     async def ack(self, user: str, channel: str, position: Position, client_id: str) -> Ack:
         keys = self.keys(channel)
-        client = self.engine.client_for(channel)
         args: list[Any] = [
             user,
             position.offset,
@@ -412,24 +389,22 @@ class RedisStreams:
             int(ACK_TTL * 1000),
         ]
         reply = await self.engine.call(
-            channel, lambda: _ACK(client, [keys.acked, keys.epochs, keys.stamps], args)
+            channel, lambda: self.engine.run(channel, _ACK, [keys.acked, keys.epochs, keys.stamps], args)
         )
         return _ack_of(*reply)
 
     async def acked(self, user: str, channel: str) -> Ack | None:
         keys = self.keys(channel)
-        client = self.engine.client_for(channel)
         reply = await self.engine.call(
-            channel, lambda: _ACKED(client, [keys.acked, keys.epochs, keys.stamps], [user])
+            channel, lambda: self.engine.run(channel, _ACKED, [keys.acked, keys.epochs, keys.stamps], [user])
         )
         return _ack_of(*reply) if reply else None
 
     async def acks(self, channel: str, offset: int, limit: int = 100) -> list[tuple[str, Ack]]:
         keys = self.keys(channel)
-        client = self.engine.client_for(channel)
         key_list = [keys.meta, keys.acked, keys.epochs, keys.stamps]
         reply = await self.engine.call(
-            channel, lambda: _ACKS(client, key_list, [offset, max(limit, 0)])
+            channel, lambda: self.engine.run(channel, _ACKS, key_list, [offset, max(limit, 0)])
         )
         return [
             (_text(reply[i]), _ack_of(reply[i + 1], reply[i + 2], reply[i + 3]))
