@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from tidings.broker.base import Broker, BrokerPort
 from tidings.broker.redis_listener import ListenerUnavailable, PubSubListener
 from tidings.engine.redis import EngineUnavailable, RedisEngine
+from tidings.presence.redis import encode_info
 from tidings.protocol.centrifuge.messages import ClientInfo, Publication
 from tidings.store.base import Position
 from tidings.store.redis import RedisHistoryStore
@@ -169,10 +170,10 @@ class RedisBroker(Broker):
         return _NO_POSITION
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
-        await self._publish(channel, _message(KIND_JOIN, _encode_json(info)))
+        await self._publish(channel, _message(KIND_JOIN, encode_info(info)))
 
     async def publish_leave(self, channel: str, info: ClientInfo) -> None:
-        await self._publish(channel, _message(KIND_LEAVE, _encode_json(info)))
+        await self._publish(channel, _message(KIND_LEAVE, encode_info(info)))
 
     async def publish_control(self, data: bytes, node_id: str = "") -> None:
         body = _encode_control(ControlMessage(1, self.node_id, node_id, data))

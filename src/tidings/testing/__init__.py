@@ -11,7 +11,11 @@ those of third-party backends) exercise the real code without sockets.
 """
 
 from tidings.testing.clock import FakeClock
-from tidings.testing.presence import PRESENCE_STORE_CHECKS, check_presence_store
+from tidings.testing.presence import (
+    PRESENCE_STORE_CHECKS,
+    check_presence_expiry,
+    check_presence_store,
+)
 from tidings.testing.store import (
     DURABLE_STORE_CHECKS,
     HISTORY_STORE_CHECKS,
@@ -28,5 +32,6 @@ __all__ = [
     "MemoryTransport",
     "check_durable_store",
     "check_history_store",
+    "check_presence_expiry",
     "check_presence_store",
 ]
