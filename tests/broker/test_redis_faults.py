@@ -34,9 +34,7 @@ async def node(
     redis_factory: Callable[..., RedisServer],
 ) -> AsyncIterator[tuple[RedisServer, RedisBroker, RecordingPort]]:
     server = redis_factory(appendonly=True, appendfsync="always")
-    engine = RedisEngine(
-        RedisSettings([server.url], connect_timeout=0.5, command_timeout=0.5)
-    )
+    engine = RedisEngine(RedisSettings([server.url], connect_timeout=0.5, command_timeout=0.5))
     broker = RedisBroker(engine, node_id="n1", ping_interval=0.2)
     port = RecordingPort()
     await broker.start(port)

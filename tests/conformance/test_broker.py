@@ -142,7 +142,9 @@ def pair_of(hub_type: type[MemoryBrokerHub], broker_type: type[MemoryBroker]) ->
     ids=["drops", "reorders", "no-dedup", "no-refcount", "echoes-control", "no-join"],
 )
 async def test_suite_rejects_broken_broker(
-    hub_type: type[MemoryBrokerHub], broker_type: type[MemoryBroker], monkeypatch: pytest.MonkeyPatch
+    hub_type: type[MemoryBrokerHub],
+    broker_type: type[MemoryBroker],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("tidings.testing.broker.ARRIVAL_TIMEOUT", 0.3)
     with pytest.raises(AssertionError):

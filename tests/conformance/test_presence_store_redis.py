@@ -40,8 +40,12 @@ async def test_whole_suite(engine_settings: RedisSettings) -> None:
 async def test_entries_of_a_dead_node_expire(engine_settings: RedisSettings) -> None:
     def pair(clock: FakeClock) -> tuple[PresenceStore, PresenceStore]:
         return (
-            RedisPresenceStore(engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True),
-            RedisPresenceStore(engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True),
+            RedisPresenceStore(
+                engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True
+            ),
+            RedisPresenceStore(
+                engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True
+            ),
         )
 
     await check_presence_expiry(pair)

@@ -50,8 +50,12 @@ async def test_whole_suite(engine_settings: RedisSettings) -> None:
 async def test_connections_of_a_dead_node_expire(engine_settings: RedisSettings) -> None:
     def pair(clock: FakeClock) -> tuple[UserRegister, UserRegister]:
         return (
-            RedisUserRegister(engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True),
-            RedisUserRegister(engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True),
+            RedisUserRegister(
+                engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True
+            ),
+            RedisUserRegister(
+                engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True
+            ),
         )
 
     await check_register_expiry(pair)

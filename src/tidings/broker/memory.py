@@ -9,9 +9,8 @@ serialized, so a store whose append yields cannot reorder them).
 
 from __future__ import annotations
 
-import uuid
-
 import asyncio
+import uuid
 
 from tidings.broker.base import Broker, BrokerPort
 from tidings.protocol.centrifuge.messages import ClientInfo, Publication

@@ -22,6 +22,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 
 import msgspec
 from redis.asyncio import Redis
@@ -121,7 +122,7 @@ class RedisBroker(Broker):
                 client,
                 sharded=self.engine.sharded_pubsub,
                 on_message=self._on_message,
-                on_lost=lambda error, name=channel: self._on_lost(name, error),
+                on_lost=partial(self._on_lost, channel),
                 on_restored=self._on_restored,
                 ping_interval=self.ping_interval,
             )
@@ -163,9 +164,7 @@ class RedisBroker(Broker):
         idempotency_key: str = "",
     ) -> Position:
         if size > 0 and ttl > 0:
-            return await self.streams.append(
-                channel, pub, size, ttl, idempotency_key, publish=True
-            )
+            return await self.streams.append(channel, pub, size, ttl, idempotency_key, publish=True)
         await self._publish(channel, _message(KIND_PUBLICATION, _encode_json(pub)))
         return _NO_POSITION
 
@@ -182,7 +181,8 @@ class RedisBroker(Broker):
     async def _publish(self, channel: str, message: bytes) -> None:
         name = pubsub_channel(self.engine.prefix, channel)
         client = await self.engine.primary_for(channel)
-        await self.engine.call(channel, lambda: client.execute_command(self._command, name, message))
+        send = partial(client.execute_command, self._command, name, message)
+        await self.engine.call(channel, send)
 
     # --- subscriptions -------------------------------------------------------------
 

@@ -82,11 +82,16 @@ class PubSubListener:
 
     async def start(self) -> None:
         """Connect (raising the connection error if the server is not there) and listen."""
-        conn = self.client.connection_pool.make_connection()
-        await conn.connect()
+        conn = self._new_connection()
+        await conn.connect()  # type: ignore[no-untyped-call]
         self._conn = conn
         self._connected.set()
         self._task = asyncio.get_running_loop().create_task(self._run(conn))
+
+    def _new_connection(self) -> AbstractConnection:
+        """A connection of its own (not from the pool: PUB/SUB mode is for good)."""
+        conn: AbstractConnection = self.client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        return conn
 
     async def close(self) -> None:
         if self._task is not None:
@@ -170,7 +175,7 @@ class PubSubListener:
                 await self._listen(conn)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any failure means: reconnect
+            except Exception as exc:
                 error = str(exc) or type(exc).__name__
             else:
                 error = "connection closed"
@@ -180,9 +185,9 @@ class PubSubListener:
             while True:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_DELAY)
-                conn = self.client.connection_pool.make_connection()
+                conn = self._new_connection()
                 try:
-                    await conn.connect()
+                    await conn.connect()  # type: ignore[no-untyped-call]
                 except UNREACHABLE:
                     continue
                 break

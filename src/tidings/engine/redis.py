@@ -22,14 +22,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
-from redis.backoff import NoBackoff
 from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from tidings.engine.redis_batch import ScriptBatcher
 from tidings.store.base import StoreWriteError
@@ -193,21 +194,23 @@ class RedisEngine:
             try:
                 await shard.ping()
             except UNREACHABLE as exc:
-                raise EngineUnavailable(f"Redis at {self.names[index]} is unavailable: {exc}")
+                raise EngineUnavailable(
+                    f"Redis at {self.names[index]} is unavailable: {exc}"
+                ) from None
 
     async def primaries(self) -> list[Redis]:
         """A client per primary: every shard, or every primary of the cluster."""
         if self.cluster is None:
             return list(self.shards)
         await self.call("", self.cluster.initialize)
-        return [self.node_client(node.host, node.port) for node in self.cluster.get_primaries()]
+        return [self.node_client(n.host, int(n.port)) for n in self.cluster.get_primaries()]
 
     async def config(self, pattern: str) -> list[dict[str, str]]:
         """`CONFIG GET pattern` of every primary of the engine."""
-        return [
-            await self.call("", lambda c=client: _config_get(c, pattern))  # type: ignore[misc]
-            for client in await self.primaries()
-        ]
+        found = []
+        for client in await self.primaries():
+            found.append(await self.call("", partial(_config_get, client, pattern)))
+        return found
 
     def node_client(self, host: str, port: int) -> Redis:
         """A plain client of one cluster node (kept: one connection pool per node)."""
@@ -223,7 +226,9 @@ class RedisEngine:
         if not self.cluster.get_primaries():
             await self.call(name, self.cluster.initialize)
         node = self.cluster.get_node_from_key(channel_tag(name))
-        return self.node_client(node.host, node.port)
+        if node is None:
+            raise EngineUnavailable(f"no Redis Cluster node serves the slot of {name!r}")
+        return self.node_client(node.host, int(node.port))
 
     async def close(self) -> None:
         if self.cluster is not None:
@@ -237,5 +242,5 @@ async def _config_get(client: Redis, pattern: str) -> dict[str, str]:
     return {_text(k): _text(v) for k, v in reply.items()}
 
 
-def _text(value: bytes | str) -> str:
+def _text(value: bytes | str | None) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

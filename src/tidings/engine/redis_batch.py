@@ -67,7 +67,7 @@ class ScriptBatcher:
         for call in calls:
             try:
                 client = await self.engine.primary_for(call.name)
-            except Exception as exc:  # noqa: BLE001 - handed to the caller
+            except Exception as exc:
                 _fail(call, exc)
                 continue
             groups[client].append(call)
@@ -90,7 +90,7 @@ class ScriptBatcher:
                 again = await self._pipeline(client, [call for _, call in retry])
                 for (n, _), result in zip(retry, again, strict=True):
                     results[n] = result
-        except Exception as exc:  # noqa: BLE001 - every caller gets the error
+        except Exception as exc:
             for call in calls:
                 _fail(call, exc)
             return
@@ -103,7 +103,7 @@ class ScriptBatcher:
     async def _pipeline(self, client: Redis, calls: list[_Call]) -> list[Any]:
         for script in {call.script.sha: call.script for call in calls}.values():
             if (id(client), script.sha) not in self._loaded:
-                await client.script_load(script.source)  # type: ignore[no-untyped-call]
+                await client.script_load(script.source)
                 self._loaded.add((id(client), script.sha))
         pipe = client.pipeline(transaction=False)
         for call in calls:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tidings.engine.redis import RedisEngine
 from tidings.protocol.centrifuge.messages import Publication
 from tidings.store.base import Ack, HistoryStore, Position
 from tidings.store.redis_streams import RedisStreams

@@ -166,7 +166,8 @@ return {offset, epoch, ARGV[4]}
 ACKED = """
 local current = redis.call('zscore', KEYS[1], ARGV[1])
 if not current then return {} end
-return {tonumber(current), redis.call('hget', KEYS[2], ARGV[1]), redis.call('hget', KEYS[3], ARGV[1])}
+local epoch = redis.call('hget', KEYS[2], ARGV[1])
+return {tonumber(current), epoch, redis.call('hget', KEYS[3], ARGV[1])}
 """
 
 # KEYS: meta, ao, ae, ax. ARGV: offset, limit.
@@ -389,14 +390,18 @@ class RedisStreams:
             int(ACK_TTL * 1000),
         ]
         reply = await self.engine.call(
-            channel, lambda: self.engine.run(channel, _ACK, [keys.acked, keys.epochs, keys.stamps], args)
+            channel,
+            lambda: self.engine.run(channel, _ACK, [keys.acked, keys.epochs, keys.stamps], args),
         )
         return _ack_of(*reply)
 
     async def acked(self, user: str, channel: str) -> Ack | None:
         keys = self.keys(channel)
         reply = await self.engine.call(
-            channel, lambda: self.engine.run(channel, _ACKED, [keys.acked, keys.epochs, keys.stamps], [user])
+            channel,
+            lambda: self.engine.run(
+                channel, _ACKED, [keys.acked, keys.epochs, keys.stamps], [user]
+            ),
         )
         return _ack_of(*reply) if reply else None
 

@@ -30,17 +30,17 @@ from tidings.testing.transport import MemoryTransport
 
 __all__ = [
     "BROKER_CHECKS",
-    "REGISTER_CHECKS",
-    "check_broker",
-    "check_register",
-    "check_register_expiry",
     "DURABLE_STORE_CHECKS",
     "HISTORY_STORE_CHECKS",
     "PRESENCE_STORE_CHECKS",
+    "REGISTER_CHECKS",
     "FakeClock",
     "MemoryTransport",
+    "check_broker",
     "check_durable_store",
     "check_history_store",
     "check_presence_expiry",
     "check_presence_store",
+    "check_register",
+    "check_register_expiry",
 ]

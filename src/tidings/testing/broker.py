@@ -19,8 +19,10 @@ checked node must not have heard it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 
 from msgspec import Raw
 
@@ -45,6 +47,10 @@ def _expect(condition: bool, message: str) -> None:
 
 def _pub(n: int) -> Publication:
     return Publication(data=Raw(f'{{"n":{n}}}'.encode()))
+
+
+def _heard(port: RecordingPort, channel: str, count: int) -> bool:
+    return len(port.of(channel)) >= count
 
 
 def _n(pub: Publication) -> int:
@@ -102,10 +108,8 @@ class RecordingPort:
             left = deadline - loop.time()
             if left <= 0:
                 raise AssertionError(f"timed out waiting for {what}")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), left)
-            except TimeoutError:
-                pass
 
 
 @asynccontextmanager
@@ -162,7 +166,7 @@ async def check_unsubscribed_node_hears_nothing(factory: BrokerPairFactory) -> N
 
 async def check_publisher_hears_itself(factory: BrokerPairFactory) -> None:
     """A subscribed publisher gets its own publication through the broker, once."""
-    async with _nodes(factory) as (a, port_a, _, _) :
+    async with _nodes(factory) as (a, port_a, _, _):
         await a.subscribe("self")
         await a.publish("self", _pub(7), size=SIZE, ttl=TTL)
         await port_a.wait(lambda: bool(port_a.of("self")), "A to hear itself")
@@ -176,14 +180,18 @@ async def check_reference_counting(factory: BrokerPairFactory) -> None:
         await a.subscribe("rc")  # the witness
         await b.subscribe("rc")
         await b.subscribe("rc")
-        _expect(b.subscribers("rc") == 2, f"after two subscribes the count is {b.subscribers('rc')}")
+        _expect(
+            b.subscribers("rc") == 2, f"after two subscribes the count is {b.subscribers('rc')}"
+        )
         await b.unsubscribe("rc")
         _expect(b.subscribers("rc") == 1, "one unsubscribe did not lower the count to 1")
         await a.publish("rc", _pub(1), size=SIZE, ttl=TTL)
         await port_b.wait(lambda: len(port_b.of("rc")) == 1, "B (one subscriber left) to hear #1")
         await b.unsubscribe("rc")
         await b.unsubscribe("rc")  # one too many: no error, no negative count
-        _expect(b.subscribers("rc") == 0, f"count after the last unsubscribe: {b.subscribers('rc')}")
+        _expect(
+            b.subscribers("rc") == 0, f"count after the last unsubscribe: {b.subscribers('rc')}"
+        )
         await a.publish("rc", _pub(2), size=SIZE, ttl=TTL)
         await port_a.wait(lambda: len(port_a.of("rc")) == 2, "the witness to hear #2")
         await asyncio.sleep(SETTLE)
@@ -218,7 +226,7 @@ async def check_offsets_in_delivery_order(factory: BrokerPairFactory) -> None:
         offsets = sorted(p.offset for p in positions)
         _expect(offsets == list(range(1, count + 1)), f"publish returned offsets {offsets}")
         for name, port in (("A", port_a), ("B", port_b)):
-            await port.wait(lambda p=port: len(p.of("order")) >= count, f"{name} to hear {count}")
+            await port.wait(partial(_heard, port, "order", count), f"{name} to hear {count}")
             heard = [pub.offset for pub in port.of("order")]
             _expect(
                 heard == list(range(1, count + 1)),
@@ -233,7 +241,7 @@ async def check_offsets_in_delivery_order(factory: BrokerPairFactory) -> None:
 
 async def check_idempotency_key(factory: BrokerPairFactory) -> None:
     """A repeated idempotency key returns the first position and is not delivered again."""
-    async with _nodes(factory) as (a, port_a, b, port_b):
+    async with _nodes(factory) as (a, _, b, port_b):
         await b.subscribe("idem")
         first = await a.publish("idem", _pub(1), size=SIZE, ttl=TTL, idempotency_key="k")
         repeat_pub = _pub(2)
@@ -254,7 +262,9 @@ async def check_publish_without_history(factory: BrokerPairFactory) -> None:
         await b.subscribe("live")
         position = await a.publish("live", _pub(5))
         _expect(position == Position(0, ""), f"publish without history returned {position}")
-        await port_b.wait(lambda: bool(port_b.of("live")), "B to hear a publication without history")
+        await port_b.wait(
+            lambda: bool(port_b.of("live")), "B to hear a publication without history"
+        )
         (pub,) = port_b.of("live")
         _expect(pub.offset == 0 and _n(pub) == 5, f"B got {pub}")
         pubs, top = await b.history.read("live")
