@@ -92,6 +92,8 @@ class RedisServer:
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", self.appendfsync,
             "--daemonize", "no",
+            # a replica syncs at once (the default waits 5 s for more replicas)
+            "--repl-diskless-sync-delay", "0",
         ]  # fmt: skip
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
