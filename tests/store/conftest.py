@@ -1,3 +1,3 @@
-"""Redis fixtures for the broker tests (real redis-server processes)."""
+"""Redis fixtures for the Redis store tests (real redis-server processes)."""
 
 from tests.redis_fixtures import *  # noqa: F403
