@@ -21,7 +21,9 @@ Delivery guarantee (checked by `tidings.testing.check_broker`):
   skipped.
 - `publish` raises `StoreWriteError` (`EngineUnavailable` when the engine
   cannot be reached) within the engine's timeout; it never reports success
-  for a publication the engine did not take.
+  for a publication the engine did not take. The converse is not promised:
+  a publish that timed out may still have been applied (at least once), so
+  a retry should carry an idempotency key.
 - Control messages (`publish_control`) reach every *other* running node
   (or only the named one), never the sender; they are not stored.
 - Joins and leaves, like publications without history, reach the nodes

@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 
 from tidings.broker.base import Broker, BrokerPort
 from tidings.broker.redis_listener import ListenerUnavailable, PubSubListener
-from tidings.engine.redis import EngineUnavailable, RedisEngine
+from tidings.engine.redis import EngineUnavailable, LuaScript, RedisEngine
 from tidings.presence.redis import encode_info
 from tidings.protocol.centrifuge.messages import ClientInfo, Publication
 from tidings.store.base import Position
@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 CONTROL = "\x00control"
 KIND_CONTROL = b"c"
 _NO_POSITION = Position(0, "")
+
+# KEYS: the PUB/SUB channel (declared, so a cluster routes it to its slot).
+# ARGV: PUBLISH or SPUBLISH, the message.
+PUBLISH = LuaScript("return redis.call(ARGV[1], KEYS[1], ARGV[2])")
 
 
 class ControlMessage(msgspec.Struct, array_like=True):
@@ -179,10 +183,11 @@ class RedisBroker(Broker):
         await self._publish(CONTROL, _message(KIND_CONTROL, body))
 
     async def _publish(self, channel: str, message: bytes) -> None:
+        # A script, like the append, so that it travels in the same per-turn pipeline:
+        # what one node sends to a channel in one turn keeps its order.
         name = pubsub_channel(self.engine.prefix, channel)
-        client = await self.engine.primary_for(channel)
-        send = partial(client.execute_command, self._command, name, message)
-        await self.engine.call(channel, send)
+        run = partial(self.engine.run, channel, PUBLISH, [name], [self._command, message])
+        await self.engine.call(channel, run)
 
     # --- subscriptions -------------------------------------------------------------
 

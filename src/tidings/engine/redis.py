@@ -43,6 +43,7 @@ UNREACHABLE = (
     redis_errors.TimeoutError,
     redis_errors.ClusterDownError,
     redis_errors.ClusterError,
+    redis_errors.RedisClusterException,
     redis_errors.BusyLoadingError,
     TimeoutError,
     OSError,

@@ -61,6 +61,7 @@ class RedisServer:
         appendfsync: str = "everysec",
         cluster: bool = False,
         replica_of: RedisServer | None = None,
+        unix_socket: bool = False,
     ) -> None:
         self.directory = directory
         self.port = port or free_port()
@@ -68,6 +69,8 @@ class RedisServer:
         self.appendfsync = appendfsync
         self.cluster = cluster
         self.replica_of = replica_of
+        #: Also listen on a unix socket in the directory (see `unix_url`).
+        self.socket_path = directory / "redis.sock" if unix_socket else None
         self.proc: subprocess.Popen[bytes] | None = None
         #: The cluster bus port (by default Redis takes port + 10000, maybe not free).
         self.bus_port = free_port() if cluster else 0
@@ -76,6 +79,11 @@ class RedisServer:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}"
+
+    @property
+    def unix_url(self) -> str:
+        assert self.socket_path is not None, "started without unix_socket=True"
+        return f"unix://{self.socket_path}"
 
     @property
     def log_path(self) -> Path:
@@ -99,6 +107,8 @@ class RedisServer:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
             args += ["--cluster-port", str(self.bus_port)]
             args += ["--cluster-node-timeout", "2000"]
+        if self.socket_path is not None:
+            args += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
         if self.replica_of is not None:
             args += ["--replicaof", "127.0.0.1", str(self.replica_of.port)]
         return args
