@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -69,3 +70,46 @@ async def test_joins_and_leaves_are_not_history(broker: tuple[RedisBroker, Recor
     await port.wait(lambda: bool(port.joins), "the join")
     pubs, top = await node.history.read("room")
     assert pubs == [] and top.offset == 0
+
+
+def calls(server: RedisServer, command: str) -> int:
+    for line in server.cli("info", "commandstats").splitlines():
+        if line.startswith(f"cmdstat_{command}:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+async def test_subscriptions_of_one_turn_are_one_command(
+    broker: tuple[RedisBroker, RecordingPort], redis_server: RedisServer
+) -> None:
+    node, _ = broker
+    before = calls(redis_server, "subscribe")
+    await asyncio.gather(*(node.subscribe(f"c{n}") for n in range(300)))
+    assert calls(redis_server, "subscribe") == before + 1
+    before = calls(redis_server, "unsubscribe")
+    await asyncio.gather(*(node.unsubscribe(f"c{n}") for n in range(300)))
+    for _ in range(200):  # unsubscribe does not wait for Redis: watch for the command
+        if calls(redis_server, "unsubscribe") > before:
+            break
+        await asyncio.sleep(0.01)
+    await node.subscribe("c0")  # one more round trip on the PUB/SUB connection
+    assert calls(redis_server, "unsubscribe") == before + 1
+
+
+async def test_publishes_of_one_turn_share_a_connection(
+    broker: tuple[RedisBroker, RecordingPort], redis_server: RedisServer
+) -> None:
+    node, port = broker
+    await node.subscribe("burst")
+    connections = int(
+        redis_server.cli("info", "stats").split("total_connections_received:")[1].split()[0]
+    )
+    positions = await asyncio.gather(
+        *(node.publish("burst", Publication(data=Raw(b"1")), size=1000, ttl=60) for _ in range(500))
+    )
+    assert sorted(p.offset for p in positions) == list(range(1, 501))
+    after = int(
+        redis_server.cli("info", "stats").split("total_connections_received:")[1].split()[0]
+    )
+    assert after - connections <= 1, "a burst of publishes opened one connection per call"
+    await port.wait(lambda: len(port.of("burst")) == 500, "every publication of the burst")

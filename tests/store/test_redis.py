@@ -13,8 +13,8 @@ import pytest
 from msgspec import Raw
 
 from tidings.engine.redis import RedisEngine, RedisSettings
-from tidings.protocol.centrifuge.messages import Publication
-from tidings.store.base import Position, StoreWriteError
+from tidings.protocol.centrifuge.messages import ClientInfo, Publication
+from tidings.store.base import Position, StoreWriteError, UnrecoverablePosition
 from tidings.store.redis import RedisHistoryStore
 from tidings.store.redis_streams import RedisStreams, StreamKeys
 from tidings.testing.redis import RedisCluster, RedisServer
@@ -142,3 +142,35 @@ async def test_wait_keeps_idempotency(
     first = await store.append("k", pub(1), 100, 3600, idempotency_key="x")
     again = await store.append("k", pub(2), 100, 3600, idempotency_key="x")
     assert again == first
+
+
+async def test_corrupt_entries_are_never_a_silent_gap(
+    redis_server: RedisServer, engines: Callable[..., RedisEngine]
+) -> None:
+    streams = RedisStreams(engines(redis_server.url))
+    store = RedisHistoryStore(streams)
+    positions = [await store.append("c", pub(n), 100, 3600) for n in range(3)]
+    keys = StreamKeys(streams.engine.prefix, "c")
+    redis_server.cli("lset", keys.list, "1", "garbage without a time")  # offset 2
+    pubs, _ = await store.read("c")
+    assert [p.offset for p in pubs] == [1, 3], "the history API skips what it cannot read"
+    with pytest.raises(UnrecoverablePosition, match="offset 2"):
+        await store.read("c", Position(0, positions[0].epoch))
+    later, _ = await store.read("c", Position(2, positions[0].epoch))
+    assert [p.offset for p in later] == [3]
+    redis_server.cli("lset", keys.list, "-1", "garbage")  # the oldest, checked for expiry
+    await store.append("c", pub(3), 100, 3600)
+    pubs, _ = await store.read("c")
+    assert [p.offset for p in pubs] == [3, 4], "an unreadable oldest entry counts as expired"
+
+
+async def test_empty_raw_payloads_are_stored_as_omitted(
+    redis_server: RedisServer, engines: Callable[..., RedisEngine]
+) -> None:
+    """A `Raw()` that is not the shared EMPTY object must not produce invalid JSON."""
+    store = RedisHistoryStore(RedisStreams(engines(redis_server.url)))
+    info = ClientInfo(user="u", client="c", conn_info=Raw(), chan_info=Raw(b'{"a":1}'))
+    await store.append("e", Publication(data=Raw(), info=info), 10, 60)
+    (got,), _ = await store.read("e")
+    assert bytes(got.data) == b"" and got.info is not None
+    assert bytes(got.info.chan_info) == b'{"a":1}' and bytes(got.info.conn_info) == b""

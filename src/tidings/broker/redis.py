@@ -30,7 +30,12 @@ from redis.asyncio import Redis
 from tidings.broker.base import Broker, BrokerPort
 from tidings.broker.redis_listener import ListenerUnavailable, PubSubListener
 from tidings.engine.redis import EngineUnavailable, LuaScript, RedisEngine
-from tidings.presence.redis import encode_info
+from tidings.engine.redis_codec import (
+    decode_info,
+    decode_publication,
+    encode_info,
+    encode_publication,
+)
 from tidings.protocol.centrifuge.messages import ClientInfo, Publication
 from tidings.store.base import Position
 from tidings.store.redis import RedisHistoryStore
@@ -64,9 +69,6 @@ class ControlMessage(msgspec.Struct, array_like=True):
     data: bytes
 
 
-_encode_json = msgspec.json.Encoder().encode
-_decode_publication = msgspec.json.Decoder(Publication).decode
-_decode_info = msgspec.json.Decoder(ClientInfo).decode
 _encode_control = msgspec.msgpack.Encoder().encode
 _decode_control = msgspec.msgpack.Decoder(ControlMessage).decode
 
@@ -169,7 +171,7 @@ class RedisBroker(Broker):
     ) -> Position:
         if size > 0 and ttl > 0:
             return await self.streams.append(channel, pub, size, ttl, idempotency_key, publish=True)
-        await self._publish(channel, _message(KIND_PUBLICATION, _encode_json(pub)))
+        await self._publish(channel, _message(KIND_PUBLICATION, encode_publication(pub)))
         return _NO_POSITION
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
@@ -245,16 +247,16 @@ class RedisBroker(Broker):
             if channel is None:
                 return  # unsubscribed meanwhile
             if kind == KIND_PUBLICATION:
-                pub = _decode_publication(body)
+                pub = decode_publication(body)
                 position = Position(int(offset), epoch.decode())
                 if position.offset:
                     pub.offset = position.offset
                     self.streams.learn(channel, position)
                 port.on_publication(channel, pub, position)
             elif kind == KIND_JOIN:
-                port.on_join(channel, _decode_info(body))
+                port.on_join(channel, decode_info(body))
             elif kind == KIND_LEAVE:
-                port.on_leave(channel, _decode_info(body))
+                port.on_leave(channel, decode_info(body))
         except (msgspec.DecodeError, ValueError) as exc:
             log.warning("undecodable broker message on %r: %s", name, exc)
 

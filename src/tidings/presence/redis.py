@@ -5,27 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import msgspec
-
 from tidings.engine.redis import RedisEngine
+from tidings.engine.redis_codec import decode_info, encode_info
 from tidings.presence.base import PresenceStore
 from tidings.presence.redis_entries import ExpiringEntries
-from tidings.protocol.centrifuge.messages import ClientInfo, raw
+from tidings.protocol.centrifuge.messages import ClientInfo
 
 #: Seconds an entry outlives the last refresh of its node (Centrifugo's presence_ttl).
 PRESENCE_TTL = 60.0
-
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(ClientInfo).decode
-
-
-def encode_info(info: ClientInfo) -> bytes:
-    """`info` as JSON; an empty payload is omitted (a `Raw()` would encode as nothing)."""
-    if not info.conn_info or not info.chan_info:
-        info = msgspec.structs.replace(
-            info, conn_info=raw(bytes(info.conn_info)), chan_info=raw(bytes(info.chan_info))
-        )
-    return _encode(info)
 
 
 class RedisPresenceStore(PresenceStore):
@@ -54,7 +41,7 @@ class RedisPresenceStore(PresenceStore):
         await self.entries.remove(channel, client_id)
 
     async def get(self, channel: str) -> dict[str, ClientInfo]:
-        return {client: _decode(value) for client, value, _ in await self.entries.get(channel)}
+        return {client: decode_info(value) for client, value, _ in await self.entries.get(channel)}
 
     async def stats(self, channel: str) -> tuple[int, int]:
         return await self.entries.count(channel)

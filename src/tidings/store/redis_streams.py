@@ -27,17 +27,19 @@ written by the script in ASCII so that Lua never has to encode msgspec data.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
-
 from tidings.engine.redis import LuaScript, RedisEngine, channel_tag
+from tidings.engine.redis_codec import CorruptEntry, decode_publication, encode_publication
 from tidings.protocol.centrifuge.messages import Publication
 from tidings.store.base import Ack, Position, StoreWriteError, UnrecoverablePosition
+
+log = logging.getLogger(__name__)
 
 #: How long a stream's offset and epoch outlive its last append (seconds).
 META_TTL = 86400.0
@@ -58,7 +60,8 @@ local function trim(list, now, ttl)
   while true do
     local last = redis.call('lindex', list, -1)
     if not last then return end
-    local t = tonumber(string.sub(last, 1, string.find(last, ':', 1, true) - 1))
+    local sep = string.find(last, ':', 1, true)
+    local t = sep and tonumber(string.sub(last, 1, sep - 1)) or 0  -- unreadable: expired
     if t > cutoff then return end
     redis.call('rpop', list)
   end
@@ -196,9 +199,6 @@ return reply
 _SCRIPTS = {name: LuaScript(src) for name, src in (("append", APPEND), ("read", READ))}
 _ACK, _ACKED, _ACKS = LuaScript(ACK), LuaScript(ACKED), LuaScript(ACKS)
 
-_encode = msgspec.json.Encoder().encode
-_decode_publication = msgspec.json.Decoder(Publication).decode
-
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
@@ -284,7 +284,7 @@ class RedisStreams:
     ) -> Position:
         """Append `pub` (its offset is set here); with `publish`, PUBLISH it in the same step."""
         keys = self.keys(channel)
-        body = _encode(pub)
+        body = encode_publication(pub)
         command = "SPUBLISH" if self.engine.sharded_pubsub else "PUBLISH"
         args: list[Any] = [
             body,
@@ -362,7 +362,16 @@ class RedisStreams:
         first = int(reply[3])
         pubs: list[Publication] = []
         for index, entry in enumerate(reply[4:], first):
-            pub = _decode_publication(entry[entry.index(b":") + 1 :])
+            try:
+                pub = decode_publication(entry[entry.find(b":") + 1 :])
+            except CorruptEntry as exc:
+                # Never a silent gap: a reader that needs every publication is told.
+                if since is not None:
+                    raise UnrecoverablePosition(
+                        f"offset {top.offset - index} of {channel!r} is unreadable"
+                    ) from None
+                log.warning("skipping offset %d of %r: %s", top.offset - index, channel, exc)
+                continue
             pub.offset = top.offset - index
             pubs.append(pub)
         if not reverse:
