@@ -69,6 +69,7 @@ class PubSubListener:
         self._conn: AbstractConnection | None = None
         self._connected = asyncio.Event()
         self._flush_scheduled = False
+        self._flush_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._received = True
         self._restoring: set[bytes] = set()
@@ -140,16 +141,21 @@ class PubSubListener:
         asyncio.get_running_loop().create_task(self._flush(conn))
 
     async def _flush(self, conn: AbstractConnection) -> None:
-        adds = [c for c in self.wanted if c not in self.active and c not in self._inflight]
-        removes = [c for c in self.active if c not in self.wanted]
-        self.active.difference_update(removes)
-        self._inflight.update(adds)
-        try:
-            await self._send(conn, "SUBSCRIBE", adds)
-            await self._send(conn, "UNSUBSCRIBE", removes)
-        except UNREACHABLE as exc:
-            await conn.disconnect(nowait=True)
-            log.debug("PUB/SUB send failed: %s", exc)
+        # One flush at a time: each computes its changes after the previous one was
+        # written, so an UNSUBSCRIBE never overtakes the SUBSCRIBE that follows it.
+        async with self._flush_lock:
+            if conn is not self._conn:
+                return  # reconnected meanwhile: the new connection subscribes afresh
+            adds = [c for c in self.wanted if c not in self.active and c not in self._inflight]
+            removes = [c for c in self.active if c not in self.wanted]
+            self.active.difference_update(removes)
+            self._inflight.update(adds)
+            try:
+                await self._send(conn, "SUBSCRIBE", adds)
+                await self._send(conn, "UNSUBSCRIBE", removes)
+            except UNREACHABLE as exc:
+                await conn.disconnect(nowait=True)
+                log.debug("PUB/SUB send failed: %s", exc)
 
     async def _send(self, conn: AbstractConnection, verb: str, channels: Iterable[bytes]) -> None:
         if self.sharded:

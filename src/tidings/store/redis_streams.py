@@ -34,6 +34,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from tidings.engine.redis import LuaScript, RedisEngine, channel_tag
 from tidings.engine.redis_codec import CorruptEntry, decode_publication, encode_publication
 from tidings.protocol.centrifuge.messages import Publication
@@ -321,11 +323,18 @@ class RedisStreams:
         # WAIT counts the replicas that have this connection's writes: both on one
         # connection, so a pipeline to the server (or cluster primary) of the channel.
         node = await self.engine.primary_for(channel)
-        await node.script_load(script.source)
-        pipe = node.pipeline(transaction=False)
-        pipe.evalsha(script.sha, len(keys), *keys, *args)
-        pipe.execute_command("WAIT", self.wait_replicas, int(self.wait_timeout * 1000))
-        reply, acked = await pipe.execute()
+        for _ in range(2):
+            pipe = node.pipeline(transaction=False)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", self.wait_replicas, int(self.wait_timeout * 1000))
+            reply, acked = await pipe.execute(raise_on_error=False)
+            if not isinstance(reply, NoScriptError):
+                break
+            await node.script_load(script.source)  # first use on this server
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(acked, Exception):
+            raise acked
         if int(acked) < self.wait_replicas:
             raise StoreWriteError(
                 f"only {acked} of {self.wait_replicas} Redis replicas acknowledged the"
