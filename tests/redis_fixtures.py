@@ -3,7 +3,7 @@
 Servers are session-scoped (starting a cluster takes a second or two) and
 flushed before every test that uses them; tests that stop or kill a server
 use the function-scoped `redis_factory` instead, so nothing else sees it die.
-Import the fixtures in a conftest.py: `from tests.redis_fixtures import *`.
+Loaded for every test by `pytest_plugins` in tests/conftest.py.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from msgspec import Raw
 
 from tidings.broker.base import Broker
 from tidings.broker.memory import MemoryBroker, MemoryBrokerHub
@@ -16,7 +17,13 @@ from tidings.broker.redis import RedisBroker
 from tidings.engine.redis import RedisEngine, RedisSettings
 from tidings.protocol.centrifuge.messages import Publication
 from tidings.store.base import Position
-from tidings.testing.broker import BROKER_CHECKS, BrokerCheck, BrokerPairFactory, check_broker
+from tidings.testing.broker import (
+    BROKER_CHECKS,
+    BrokerCheck,
+    BrokerPairFactory,
+    RecordingPort,
+    check_broker,
+)
 
 
 async def memory_pair() -> tuple[Broker, Broker]:
@@ -149,3 +156,34 @@ async def test_suite_rejects_broken_broker(
     monkeypatch.setattr("tidings.testing.broker.ARRIVAL_TIMEOUT", 0.3)
     with pytest.raises(AssertionError):
         await check_broker(pair_of(hub_type, broker_type))
+
+
+class FailingPort(RecordingPort):
+    """A node whose publication handler raises."""
+
+    def on_publication(self, channel: str, pub: Publication, position: Position) -> None:
+        raise RuntimeError("node bug")
+
+
+@pytest.mark.parametrize("engine", ["memory", "redis"])
+async def test_a_failing_node_callback_stops_nothing(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    if engine == "memory":
+        a, b = await memory_pair()
+    else:
+        settings = RedisSettings([request.getfixturevalue("redis_server").url], prefix="failing")
+        a, b = await redis_pair(settings)()
+    port_a, port_b = RecordingPort(), FailingPort()
+    await a.start(port_a)
+    await b.start(port_b)
+    try:
+        await a.subscribe("x")
+        await b.subscribe("x")
+        for _ in range(2):
+            await a.publish("x", Publication(data=Raw(b"1")), size=10, ttl=60)
+            await b.publish("x", Publication(data=Raw(b"2")), size=10, ttl=60)
+        await port_a.wait(lambda: len(port_a.of("x")) == 4, "A to hear all four")
+    finally:
+        await a.close()
+        await b.close()

@@ -28,9 +28,11 @@ def pub(n: int) -> Publication:
 async def engines() -> AsyncIterator[Callable[..., RedisEngine]]:
     made: list[RedisEngine] = []
 
-    def make(*urls: str, cluster: bool = False) -> RedisEngine:
-        settings = (
-            RedisSettings(cluster_addresses=list(urls)) if cluster else RedisSettings(list(urls))
+    def make(*urls: str, cluster: bool = False, command_timeout: float = 1.0) -> RedisEngine:
+        settings = RedisSettings(
+            [] if cluster else list(urls),
+            list(urls) if cluster else [],
+            command_timeout=command_timeout,
         )
         engine = RedisEngine(settings)
         made.append(engine)
@@ -117,7 +119,10 @@ async def test_wait_for_a_replica(
     primary = redis_factory()
     replica = redis_factory(replica_of=primary)
     wait_for_replica(primary)
-    streams = RedisStreams(engines(primary.url), wait_replicas=1, wait_timeout=2.0)
+    # generous limits: a loaded machine may be slow, and this is not a timing test
+    streams = RedisStreams(
+        engines(primary.url, command_timeout=5.0), wait_replicas=1, wait_timeout=4.0
+    )
     store = RedisHistoryStore(streams)
     for n in range(3):
         position = await store.append("w", pub(n), 100, 3600)
@@ -132,13 +137,22 @@ async def test_wait_for_a_replica(
         await store.append("w", pub(9), 100, 3600)
 
 
+def test_wait_must_fit_in_the_command_timeout() -> None:
+    engine = RedisEngine(RedisSettings(["redis://127.0.0.1:1"], command_timeout=1.0))
+    with pytest.raises(ValueError, match="shorter than the Redis command timeout"):
+        RedisStreams(engine, wait_replicas=1, wait_timeout=1.0)
+
+
 async def test_wait_keeps_idempotency(
     redis_factory: Callable[..., RedisServer], engines: Callable[..., RedisEngine]
 ) -> None:
     primary = redis_factory()
     redis_factory(replica_of=primary)
     wait_for_replica(primary)
-    store = RedisHistoryStore(RedisStreams(engines(primary.url), wait_replicas=1))
+    streams = RedisStreams(
+        engines(primary.url, command_timeout=5.0), wait_replicas=1, wait_timeout=4.0
+    )
+    store = RedisHistoryStore(streams)
     first = await store.append("k", pub(1), 100, 3600, idempotency_key="x")
     again = await store.append("k", pub(2), 100, 3600, idempotency_key="x")
     assert again == first

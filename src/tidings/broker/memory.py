@@ -10,7 +10,10 @@ serialized, so a store whose append yields cannot reorder them).
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from tidings.broker.base import Broker, BrokerPort
 from tidings.protocol.centrifuge.messages import ClientInfo, Publication
@@ -18,6 +21,15 @@ from tidings.store.base import HistoryStore, Position
 from tidings.store.memory import MemoryHistoryStore
 
 _NO_POSITION = Position(0, "")
+log = logging.getLogger(__name__)
+
+
+def _call(callback: Callable[..., None], *args: Any) -> None:
+    """A failing node callback is logged: it must not fail the publisher or other nodes."""
+    try:
+        callback(*args)
+    except Exception:
+        log.exception("broker callback %s failed", getattr(callback, "__name__", callback))
 
 
 class MemoryBrokerHub:
@@ -51,9 +63,9 @@ class MemoryBrokerHub:
                 self._locks[channel] = (lock, users - 1)
 
     def _deliver(self, channel: str, pub: Publication, position: Position) -> None:
-        for broker in self.brokers:
+        for broker in list(self.brokers):
             if broker.port is not None and broker.subscribers(channel):
-                broker.port.on_publication(channel, pub, position)
+                _call(broker.port.on_publication, channel, pub, position)
 
 
 class MemoryBroker(Broker):
@@ -90,19 +102,19 @@ class MemoryBroker(Broker):
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
         for broker in list(self.hub.brokers):
             if broker.port is not None and broker.subscribers(channel):
-                broker.port.on_join(channel, info)
+                _call(broker.port.on_join, channel, info)
 
     async def publish_leave(self, channel: str, info: ClientInfo) -> None:
         for broker in list(self.hub.brokers):
             if broker.port is not None and broker.subscribers(channel):
-                broker.port.on_leave(channel, info)
+                _call(broker.port.on_leave, channel, info)
 
     async def publish_control(self, data: bytes, node_id: str = "") -> None:
         for broker in list(self.hub.brokers):
             if broker is self or broker.port is None:
                 continue
             if not node_id or node_id == broker.node_id:
-                broker.port.on_control(data)
+                _call(broker.port.on_control, data)
 
     async def subscribe(self, channel: str) -> None:
         self._refs[channel] = self._refs.get(channel, 0) + 1

@@ -253,6 +253,11 @@ class RedisStreams:
         self.clock = clock
         self.wait_replicas = wait_replicas
         self.wait_timeout = wait_timeout
+        if wait_replicas > 0 and wait_timeout >= engine.settings.command_timeout:
+            raise ValueError(
+                f"the replica wait ({wait_timeout}s) must be shorter than the Redis command"
+                f" timeout ({engine.settings.command_timeout}s)"
+            )
         self._tops: OrderedDict[str, Position] = OrderedDict()
 
     def keys(self, channel: str) -> StreamKeys:
