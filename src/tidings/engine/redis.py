@@ -135,6 +135,8 @@ class RedisEngine:
             "socket_timeout": settings.command_timeout,
             "socket_connect_timeout": settings.connect_timeout,
             "retry": _no_retry(),
+            # RESP2: PUB/SUB messages are plain replies (no push-handler detour per message)
+            "protocol": 2,
         }
         self.cluster: RedisCluster | None = None
         self.shards: list[Redis] = []

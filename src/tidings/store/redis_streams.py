@@ -27,6 +27,7 @@ written by the script in ASCII so that Lua never has to encode msgspec data.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import time
@@ -259,6 +260,12 @@ class RedisStreams:
                 f" timeout ({engine.settings.command_timeout}s)"
             )
         self._tops: OrderedDict[str, Position] = OrderedDict()
+        self._epoch_prefix = secrets.token_hex(3)
+        self._epoch_counter = itertools.count()
+
+    def _epoch_candidate(self) -> str:
+        """The epoch a stream gets if this call creates it: unique per call and process."""
+        return f"{self._epoch_prefix}{next(self._epoch_counter):x}"
 
     def keys(self, channel: str) -> StreamKeys:
         return StreamKeys(self.engine.prefix, channel)
@@ -299,7 +306,7 @@ class RedisStreams:
             int(ttl * 1000),
             self._now_ms(),
             idempotency_key,
-            secrets.token_hex(4),
+            self._epoch_candidate(),
             int(META_TTL * 1000),
             keys.pubsub if publish else "",
             command,
@@ -361,7 +368,7 @@ class RedisStreams:
             since.epoch if since is not None else "",
             limit,
             1 if reverse else 0,
-            secrets.token_hex(4),
+            self._epoch_candidate(),
             int(META_TTL * 1000),
         ]
         script = _SCRIPTS["read"]
