@@ -188,3 +188,18 @@ async def test_empty_raw_payloads_are_stored_as_omitted(
     (got,), _ = await store.read("e")
     assert bytes(got.data) == b"" and got.info is not None
     assert bytes(got.info.chan_info) == b'{"a":1}' and bytes(got.info.conn_info) == b""
+
+
+async def test_a_redis_that_forgot_everything_gives_a_new_epoch(
+    redis_factory: Callable[..., RedisServer], engines: Callable[..., RedisEngine]
+) -> None:
+    """Without persistence a restart loses the streams: positions from before are refused."""
+    server = redis_factory(appendonly=False)
+    store = RedisHistoryStore(RedisStreams(engines(server.url)))
+    before = [await store.append("v", pub(n), 100, 3600) for n in range(3)][-1]
+    server.restart()
+    store = RedisHistoryStore(RedisStreams(engines(server.url)))
+    with pytest.raises(UnrecoverablePosition, match="epoch"):
+        await store.read("v", before)
+    after = await store.append("v", pub(9), 100, 3600)
+    assert after.offset == 1 and after.epoch != before.epoch
