@@ -17,6 +17,9 @@ from typing import Any
 import jwt
 import pytest
 
+#: Real redis-server fixtures (session-scoped servers shared by every test directory).
+pytest_plugins = ["tests.redis_fixtures"]
+
 SECRET = "test-secret-0123456789-0123456789-abcdef"
 API_KEY = "test-api-key"
 
