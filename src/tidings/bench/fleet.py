@@ -122,8 +122,7 @@ class Fleet:
                 self.channels,
                 "--spread",
                 str(self.spread),
-                "--secret",
-                self.secret,
+                f"--secret={self.secret}",  # a secret may start with "-"
                 "--name",
                 f"{self.name}{i}",
                 "--sample-every",
