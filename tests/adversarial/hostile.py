@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from tests.conftest import ServerProcess
 from tests.integration.support.api import api_call
@@ -153,6 +154,20 @@ async def http_exchange(server: ServerProcess, request: bytes, within: float = S
         writer.close()
 
 
+async def open_sse(
+    server: ServerProcess, token: str, *, rcvbuf: int = 0, local_ip: str = "127.0.0.1"
+) -> tuple[int, asyncio.StreamReader, asyncio.StreamWriter]:
+    """A `GET /connection/uni_sse` stream: its status, and the socket (head read)."""
+    reader, writer = await open_socket(server, rcvbuf=rcvbuf, local_ip=local_ip)
+    connect = quote(json.dumps({"token": token}))
+    writer.write(
+        f"GET /connection/uni_sse?cf_connect={connect} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    )
+    async with asyncio.timeout(STEP):
+        head = await reader.readuntil(b"\r\n\r\n")
+    return status_of(head), reader, writer
+
+
 def status_of(response: bytes) -> int:
     """The status code of a raw HTTP response (0: none)."""
     parts = response.split(b" ", 2)
@@ -191,8 +206,9 @@ class Canary:
 
     CHANNEL = "canary"
 
-    def __init__(self, server: ServerProcess) -> None:
+    def __init__(self, server: ServerProcess, *, connect_each_round: bool = True) -> None:
         self.server = server
+        self.connect_each_round = connect_each_round
         self.ws: Any = None
         self.rounds = 0
 
@@ -210,6 +226,8 @@ class Canary:
                 pubs = [m["push"]["pub"] for m in await recv_messages(self.ws) if "push" in m]
                 if any(p["data"] == {"l": label} for p in pubs if "data" in p):
                     break
+        if not self.connect_each_round:
+            return
         fresh, _ = await connected_ws(self.server.ws_url, self.server.token(f"c{self.rounds}"))
         await fresh.close()
 
@@ -219,9 +237,11 @@ class Canary:
 
 
 @asynccontextmanager
-async def canary_watching(server: ServerProcess, every: float = 0.3) -> AsyncIterator[Canary]:
+async def canary_watching(
+    server: ServerProcess, every: float = 0.3, *, connect_each_round: bool = True
+) -> AsyncIterator[Canary]:
     """A canary checked before, repeatedly during, and after the block; the server survives."""
-    canary = Canary(server)
+    canary = Canary(server, connect_each_round=connect_each_round)
     await canary.start()
     await canary.check()
     stop = asyncio.Event()
