@@ -216,8 +216,12 @@ class WebSocketSession(WSListener):
             transport.send_pong(payload)
 
     def _start_message(self, frame: WSFrame) -> None:
+        cost = frame.payload_size + FRAGMENT_COST
+        if cost > self._max_message_size:
+            self._too_big()
+            return
         self._message = bytearray(frame.get_payload_as_memoryview())
-        self._message_cost = frame.payload_size + FRAGMENT_COST
+        self._message_cost = cost
         timeout = self._node.settings.client_message_timeout
         self._message_timer = asyncio.get_running_loop().call_later(
             timeout, self._message_timed_out
@@ -230,8 +234,7 @@ class WebSocketSession(WSListener):
             return
         self._message_cost += frame.payload_size + FRAGMENT_COST
         if self._message_cost > self._max_message_size:
-            self._end_message()
-            self.close(MESSAGE_TOO_BIG, "message too big (each fragment counts 64 bytes more)")
+            self._too_big()
             return
         message += frame.get_payload_as_memoryview()
         if frame.fin:
@@ -240,6 +243,10 @@ class WebSocketSession(WSListener):
                 self._uni_start(client, bytes(message))
             else:
                 client.handle_frame(bytes(message))
+
+    def _too_big(self) -> None:
+        self._end_message()
+        self.close(MESSAGE_TOO_BIG, "message too big (each fragment counts 64 bytes more)")
 
     def _end_message(self) -> None:
         self._message = None
