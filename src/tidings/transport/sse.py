@@ -208,7 +208,7 @@ def _with_last_event(raw: bytes, track: str, last_event: str) -> bytes:
     if not track or not last_event:
         return raw
     offset, sep, epoch = last_event.partition(":")
-    if not sep or not offset.isdigit():
+    if not sep or not (offset.isascii() and offset.isdigit()) or len(offset) > 18:
         raise ValueError("Last-Event-ID must be <offset>:<epoch>")
     try:
         request = msgspec.json.decode(raw or b"{}")
