@@ -115,9 +115,15 @@ class FakeClient:
     def transport_closed(self) -> None:
         pass
 
+    def resume(self) -> None:
+        pass
 
-def session(max_message: int = MAX_MESSAGE) -> tuple[WebSocketSession, FakeWebSocket, FakeClient]:
-    node = SimpleNamespace(settings=SETTINGS)
+
+def session(
+    max_message: int = MAX_MESSAGE, settings: Settings = SETTINGS
+) -> tuple[WebSocketSession, FakeWebSocket, FakeClient]:
+    """A WebSocket session on fakes of picows' transport and of the node's client."""
+    node = SimpleNamespace(settings=settings)
     ws_session = WebSocketSession(node, max_message)  # type: ignore[arg-type]
     ws, client = FakeWebSocket(), FakeClient()
     ws_session._ws = ws  # type: ignore[assignment]

@@ -294,13 +294,14 @@ class WebSocketSession(WSListener):
         ws = self._ws
         if ws is None or ws.is_disconnected:
             return
-        if ws.is_close_frame_sent:
-            return
-        ws.send_close(WSCloseCode(code), reason.encode()[:123])
-        # Wait for the peer's close frame (on_ws_frame then disconnects), at most
-        # CLOSE_LINGER: closing with unread input makes the kernel send RST, and a
-        # peer still sending would lose our close frame and see 1006 instead of `code`.
-        asyncio.get_running_loop().call_later(CLOSE_LINGER, ws.disconnect)
+        if not ws.is_close_frame_sent:
+            ws.send_close(WSCloseCode(code), reason.encode()[:123])
+            # Wait for the peer's close frame (on_ws_frame then disconnects), at most
+            # CLOSE_LINGER: closing with unread input makes the kernel send RST, and a
+            # peer still sending would lose our close frame and see 1006 instead of `code`.
+            asyncio.get_running_loop().call_later(CLOSE_LINGER, ws.disconnect)
+        # Also when picows sent the close itself (a protocol error): its graceful close
+        # waits for a write buffer that a peer that never reads never drains.
         self._drop_later(ws)
 
     def _drop_later(self, ws: WSTransport) -> None:
