@@ -172,7 +172,7 @@ SETTING_DOCS: dict[str, str] = {
     "client_connections_max": "sockets open on the client port in all (503; 0: fd limit - 1000)",
     "allowed_origins": "browser origins besides the port's own that may connect ('*': any)",
     "client_ip_allow": "if not empty, only these CIDR ranges may connect (HTTP 403 otherwise)",
-    "client_ip_deny": "CIDR ranges refused before the WebSocket upgrade (HTTP 403)",
+    "client_ip_deny": "CIDR ranges refused when a socket is accepted (HTTP 403)",
     "user_events_url": "URL that receives batched online/offline user events (POST JSON)",
     "user_events_grace": "seconds a user must stay away before 'offline' is reported",
     "user_events_batch_size": "most user events sent in one POST",

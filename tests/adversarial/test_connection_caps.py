@@ -305,3 +305,19 @@ async def test_every_way_a_connection_ends_gives_its_slot_back(
     for ws in [*held, fifth]:
         ws.abort()
     assert server.proc.poll() is None
+
+
+async def test_ip_lists_and_rate_apply_before_the_head(
+    server_factory: Callable[..., ServerProcess], sockets: Sockets
+) -> None:
+    server = server_factory(
+        {"connection_rate_per_ip": 0.01, "connection_burst_per_ip": 3, "client_head_timeout": 60},
+        args=["--client-ip-deny", "127.0.0.12/32"],
+    )
+    assert await refused_at_once(server, "127.0.0.12") == 403
+    # Three idle sockets spend the burst (they are answered nothing); the fourth is refused.
+    await idle(server, sockets, 3, lambda i: "127.0.0.13")
+    assert await refused_at_once(server, "127.0.0.13") == 429
+    other = await RawWebSocket.open(server, local_ip="127.0.0.14")
+    other.abort()
+    assert other.status == 101

@@ -1,9 +1,10 @@
-"""Who may open a connection at all: open-connection caps, IP allow/deny lists, a per-IP rate.
+"""Who may open a connection at all: IP allow/deny lists, open-connection caps, a per-IP rate.
 
-The caps on open connections (per IP and in total) are checked as soon as a
-socket is accepted, before a byte of its request head is read; the lists
-and the rate once the head is complete, before the WebSocket upgrade. A
-refused peer costs one short HTTP response (403, 429 or 503) and no session.
+All of it is decided from the peer's address alone, as soon as a socket is
+accepted and before a byte of its request head is read: a refused peer
+costs one short HTTP response (403, 429 or 503) and no session, and idle
+sockets that never send a head count like any other. The page's origin is
+checked once the head is read.
 """
 
 from __future__ import annotations
@@ -115,10 +116,24 @@ class AccessPolicy:
         self.refused: Counter[str] = Counter()
 
     def admit(self, ip: str) -> ConnectionSlot | int:
-        """A slot for a socket just accepted from `ip`, or the HTTP status refusing it."""
+        """A slot for a socket just accepted from `ip`, or the HTTP status refusing it.
+
+        403: `ip` is denied (or not allowed); 503: the node holds
+        `client_connections_max` sockets; 429: `ip` holds
+        `client_connections_per_ip` sockets, or opens them faster than
+        `connection_rate_per_ip`.
+        """
+        if not self._listed(ip):
+            self.refused["ip_denied"] += 1
+            return FORBIDDEN
         slot = self.open.take(ip)
         if isinstance(slot, int):
             self.refused["connections" if slot == SERVICE_UNAVAILABLE else "ip_connections"] += 1
+            return slot
+        if not self._rate.take(ip):
+            slot.release()
+            self.refused["ip_rate"] += 1
+            return TOO_MANY_REQUESTS
         return slot
 
     def origin_allowed(self, origin: str, host: str) -> bool:
@@ -134,22 +149,16 @@ class AccessPolicy:
             return True
         return origin.split("://", 1)[-1].lower() == host.lower()
 
-    def check(self, ip: str) -> int | None:
-        """An HTTP status refusing `ip`, or None to let it upgrade."""
-        if self._allow or self._deny:
-            try:
-                address = ipaddress.ip_address(ip.split("%", 1)[0])
-            except ValueError:
-                self.refused["ip_denied"] += 1
-                return FORBIDDEN
-            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-                address = address.ipv4_mapped
-            if any(address in net for net in self._deny) or (
-                self._allow and not any(address in net for net in self._allow)
-            ):
-                self.refused["ip_denied"] += 1
-                return FORBIDDEN
-        if not self._rate.take(ip):
-            self.refused["ip_rate"] += 1
-            return TOO_MANY_REQUESTS
-        return None
+    def _listed(self, ip: str) -> bool:
+        """Whether the allow/deny lists let `ip` in."""
+        if not self._allow and not self._deny:
+            return True
+        try:
+            address = ipaddress.ip_address(ip.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if any(address in net for net in self._deny):
+            return False
+        return not self._allow or any(address in net for net in self._allow)

@@ -4,13 +4,13 @@ WebSocket upgrades go to picows (the socket is handed over with the bytes
 already read); other requests (SSE streams, the demo page) go to small HTTP
 handlers. Limits, in the order they apply:
 
-- when a socket is accepted, before any byte is read: the caps on open
-  sockets per IP (`client_connections_per_ip`, HTTP 429) and in total
-  (`client_connections_max`, HTTP 503);
+- when a socket is accepted, before any byte is read (`AccessPolicy.admit`):
+  IP allow/deny lists (403), the caps on open sockets per IP
+  (`client_connections_per_ip`, 429) and in total (`client_connections_max`,
+  503), the per-IP connection rate (429);
 - the request head (and a POST body) must arrive within
   `client_head_timeout` (HTTP 408), the head within MAX_HEAD bytes (431);
-- once the head is read: IP allow/deny lists (403), the per-IP connection
-  rate (429), the page's origin (403), the WebSocket version (426).
+- once the head is read: the page's origin (403), the WebSocket version (426).
 
 Whatever the bytes, a malformed head is answered 400 and closed: no
 exception escapes `data_received`. A socket the port closes that does not
@@ -197,9 +197,6 @@ class ClientPortProtocol(asyncio.Protocol):
             request = parse_head(bytes(self._buffer[:end]), self._peer_ip)
             self._request = request
             self._head_size = end + 4
-            refused = self._access.check(self._peer_ip)
-            if refused is not None:
-                raise BadRequest(refused, _REFUSALS[refused].decode().strip())
             origin = request.headers.get("origin", "")
             if not self._access.origin_allowed(origin, request.headers.get("host", "")):
                 self._access.refused["origin"] += 1
