@@ -72,11 +72,12 @@ class RawWebSocket:
         version: str = "13",
         rcvbuf: int = 0,
         local_ip: str = "127.0.0.1",
+        path: str = "/connection/websocket",
     ) -> RawWebSocket:
         """Upgrade a new socket (with a tiny receive buffer if `rcvbuf`); check the status."""
         reader, writer = await open_socket(server, rcvbuf=rcvbuf, local_ip=local_ip)
         ws = cls(reader, writer)
-        writer.write(upgrade_request("127.0.0.1", server.port, version=version))
+        writer.write(upgrade_request("127.0.0.1", server.port, path, version))
         async with asyncio.timeout(STEP):
             head = await reader.readuntil(b"\r\n\r\n")
         ws.status = int(head.split(b" ", 2)[1])

@@ -118,6 +118,18 @@ async def test_fragmented_message_is_assembled(server: ServerProcess) -> None:
     assert "error" not in reply, reply
 
 
+async def test_uni_websocket_connect_request_may_be_fragmented(server: ServerProcess) -> None:
+    ws = await RawWebSocket.open(server, path="/connection/uni_websocket")
+    assert ws.status == 101
+    request = json.dumps({"token": server.token("uni")}).encode()
+    third = len(request) // 3
+    await ws.send_frame(TEXT, request[:third], fin=False)
+    await ws.send_frame(CONTINUATION, request[third : 2 * third], fin=False)
+    await ws.send_frame(CONTINUATION, request[2 * third :])
+    opcode, payload = await ws.read_frame()
+    assert opcode == TEXT and "connect" in json.loads(payload.split(b"\n")[0]), payload
+
+
 async def test_empty_continuation_frames_count_towards_the_limit(server: ServerProcess) -> None:
     """65536 bytes / 64 per fragment: about a thousand empty fragments, never a million."""
     ws = await connected(server)
