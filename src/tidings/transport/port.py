@@ -137,14 +137,14 @@ class ClientPortProtocol(asyncio.Protocol):
         self._access.refused["head_timeout"] += 1
         self._finish(408, b"request head not received in time\n")
 
-    def _finish(self, status: int, body: bytes) -> None:
+    def _finish(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         """Answer `status` and close; drop the socket if it does not drain in time."""
         self._stop_timer()
         self._done = True
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        respond(transport, status, body)
+        respond(transport, status, body, headers=headers)
         drop_later(transport, self._settings.client_close_timeout)
 
     def data_received(self, data: bytes) -> None:
@@ -158,10 +158,7 @@ class ClientPortProtocol(asyncio.Protocol):
             if exc.status == 400:
                 self._access.refused["bad_request"] += 1
             headers = {"Sec-WebSocket-Version": WEBSOCKET_VERSION} if exc.status == 426 else None
-            self._stop_timer()
-            self._done = True
-            respond(transport, exc.status, f"{exc}\n".encode(), headers=headers)
-            drop_later(transport, self._settings.client_close_timeout)
+            self._finish(exc.status, f"{exc}\n".encode(), headers)
             return
         if request is None:
             return
