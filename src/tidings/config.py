@@ -82,6 +82,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     api_port: int = 9000
     api_key: str = ""
     api_insecure: bool = False
+    api_max_body_size: int = 10 * 1024 * 1024
+    api_body_timeout: float = 10.0
     token_hmac_secret: str = ""
     token_rsa_public_key: str = ""
     token_ecdsa_public_key: str = ""
@@ -106,6 +108,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     client_command_abuse_limit: int = 100
     connection_rate_per_ip: float = 50.0
     connection_burst_per_ip: int = 200
+    client_connections_per_ip: int = 1000
+    client_connections_max: int = 0
     allowed_origins: list[str] = msgspec.field(default_factory=list)
     client_ip_allow: list[str] = msgspec.field(default_factory=list)
     client_ip_deny: list[str] = msgspec.field(default_factory=list)
@@ -123,6 +127,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     client_queue_max_size: int = 1_048_576
     client_max_message_size: int = 65_536
     client_read_buffer_size: int = 1024
+    client_head_timeout: float = 10.0
+    client_message_timeout: float = 10.0
+    client_close_timeout: float = 5.0
     channel_max_length: int = 255
     shutdown_timeout: float = 5.0
     demo: bool = False
@@ -137,6 +144,8 @@ SETTING_DOCS: dict[str, str] = {
     "api_port": "server API port: POST /api/<method>, GET /health",
     "api_key": "key the API requires in X-API-Key (random, printed at start, if empty)",
     "api_insecure": "serve the API without a key (development only)",
+    "api_max_body_size": "largest API request body, bytes (HTTP 413 above)",
+    "api_body_timeout": "seconds an API request has to send its body (HTTP 408 after)",
     "token_hmac_secret": "HMAC secret of connection tokens (random, printed at start, if empty)",
     "token_rsa_public_key": "RSA public key (PEM value or file) for RS256/384/512 tokens",
     "token_ecdsa_public_key": "ECDSA public key (PEM value or file) for ES256/384/512 tokens",
@@ -161,9 +170,11 @@ SETTING_DOCS: dict[str, str] = {
     "client_command_abuse_limit": "commands refused with 111 before the client is cut off (3013)",
     "connection_rate_per_ip": "new connections per second per IP (HTTP 429 above; 0: no limit)",
     "connection_burst_per_ip": "connections one IP may open at once before the rate applies",
+    "client_connections_per_ip": "sockets one IP may hold open on the client port (429; 0: none)",
+    "client_connections_max": "sockets open on the client port in all (503; 0: fd limit - 1000)",
     "allowed_origins": "browser origins besides the port's own that may connect ('*': any)",
     "client_ip_allow": "if not empty, only these CIDR ranges may connect (HTTP 403 otherwise)",
-    "client_ip_deny": "CIDR ranges refused before the WebSocket upgrade (HTTP 403)",
+    "client_ip_deny": "CIDR ranges refused when a socket is accepted (HTTP 403)",
     "user_events_url": "URL that receives batched online/offline user events (POST JSON)",
     "user_events_grace": "seconds a user must stay away before 'offline' is reported",
     "user_events_batch_size": "most user events sent in one POST",
@@ -178,6 +189,9 @@ SETTING_DOCS: dict[str, str] = {
     "client_queue_max_size": "bytes queued for one client before it is disconnected as slow (3008)",
     "client_max_message_size": "largest frame a client may send, bytes (close 1009 above)",
     "client_read_buffer_size": "initial read buffer per connection, bytes",
+    "client_head_timeout": "seconds a new socket has to send its request head and body (408)",
+    "client_message_timeout": "seconds a fragmented WebSocket message has to complete (1008)",
+    "client_close_timeout": "seconds a closed connection has to take its last bytes (then dropped)",
     "channel_max_length": "longest channel name accepted, bytes",
     "shutdown_timeout": "seconds to wait for in-flight API calls on shutdown",
     "demo": "serve the chat room demo at / on the client port (and a 'chat' namespace)",
@@ -197,6 +211,10 @@ _DURATION_KEYS = frozenset(
         "user_events_grace",
         "personal_channel_history_ttl",
         "durable_batch_window",
+        "api_body_timeout",
+        "client_head_timeout",
+        "client_message_timeout",
+        "client_close_timeout",
     }
 )
 FSYNC_POLICIES = ("always", "batch", "never")
@@ -370,6 +388,11 @@ def _check(settings: Settings) -> None:
         "client_max_message_size",
         "client_read_buffer_size",
         "channel_max_length",
+        "api_max_body_size",
+        "api_body_timeout",
+        "client_head_timeout",
+        "client_message_timeout",
+        "client_close_timeout",
     )
     for key in positive:
         if getattr(settings, key) <= 0:
@@ -384,6 +407,8 @@ def _check(settings: Settings) -> None:
         "client_command_abuse_limit",
         "connection_rate_per_ip",
         "connection_burst_per_ip",
+        "client_connections_per_ip",
+        "client_connections_max",
         "user_events_grace",
         "broadcast_all_rate",
     )

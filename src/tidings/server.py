@@ -19,6 +19,9 @@ from tidings.transport.websocket import ClientPortRouter, serve_client_port
 
 log = logging.getLogger(__name__)
 
+#: Seconds the API port reads and drops what is left of a body it refused.
+API_LINGER = 1.0
+
 
 @dataclass
 class Ports:
@@ -46,7 +49,11 @@ class Server:
         await self.node.start()
         self._client_server = await serve_client_port(self.node, self.router)
         self._api_runner = web.AppRunner(
-            self.api.app, access_log=None, shutdown_timeout=self.settings.shutdown_timeout
+            self.api.app,
+            access_log=None,
+            shutdown_timeout=self.settings.shutdown_timeout,
+            # The unread rest of a refused body (401, 408) is discarded for this long at most.
+            lingering_time=API_LINGER,
         )
         await self._api_runner.setup()
         site = web.TCPSite(self._api_runner, self.settings.api_address, self.settings.api_port)

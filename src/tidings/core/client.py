@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 #: Commands a client may have waiting for processing before it is cut off (3013).
 MAX_PENDING_COMMANDS = 1024
+#: Bytes of frames whose commands wait for processing before the client is cut off
+#: (3013), or twice `client_max_message_size` if that is more: a client that sends
+#: faster than its commands complete (durable publishes) holds no more than this.
+MAX_PENDING_BYTES = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -58,6 +62,7 @@ class Client:
         "_held",
         "_history",
         "_pending",
+        "_pending_bytes",
         "_stale",
         "_worker",
         "closed",
@@ -97,6 +102,7 @@ class Client:
         # Created with the first command and dropped when the worker is done: an empty
         # deque is 600+ bytes, and an idle connection has nothing pending.
         self._pending: deque[Command] | None = None
+        self._pending_bytes = 0
         self._worker: asyncio.Task[None] | None = None
         self._stale: asyncio.TimerHandle | None = None
         self._commands: TokenBucket | None = None
@@ -281,6 +287,7 @@ class Client:
             self.disconnect(codes.BAD_REQUEST)
             return
         pending = self._pending
+        queued = False
         for command in commands:
             # Pongs are answered inline: cheap, frequent, and order-free.
             if command.id == 0 and command == _EMPTY_COMMAND:
@@ -290,9 +297,15 @@ class Client:
             if pending is None:
                 pending = self._pending = deque()
             pending.append(command)
+            queued = True
         if pending is None:
             return
-        if len(pending) > MAX_PENDING_COMMANDS:
+        if queued:
+            # Counted until the queue is empty again (the frame's commands are held as long).
+            self._pending_bytes += len(frame)
+        if len(pending) > MAX_PENDING_COMMANDS or self._pending_bytes > max(
+            MAX_PENDING_BYTES, 2 * self.node.settings.client_max_message_size
+        ):
             self.disconnect(codes.TOO_MANY_REQUESTS)
             return
         if pending and self._worker is None:
@@ -314,6 +327,7 @@ class Client:
             self._worker = None
             if not self._pending:
                 self._pending = None
+                self._pending_bytes = 0
 
     async def _handle(self, command: Command) -> None:
         method = self._accept(command)
