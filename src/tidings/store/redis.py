@@ -89,6 +89,9 @@ class RedisHistoryStore(HistoryStore):
     async def find(self, channel: str, idempotency_key: str) -> int:
         return await self.streams.find(channel, idempotency_key)
 
+    async def num_streams(self) -> int:
+        return await self.streams.num_streams()
+
     async def ack(self, user: str, channel: str, position: Position, client: str) -> Ack:
         return await self.streams.ack(user, channel, position, client)
 
