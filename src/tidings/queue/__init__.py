@@ -1,0 +1,1 @@
+"""The NSQ-compatible queue (`tidings queue`); `lookup_peer`: registration with lookupds."""
