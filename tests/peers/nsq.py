@@ -100,7 +100,7 @@ def http_call(
 
 def _start(name: str, argv: list[str], tmp_path: Path, tcp: int, http: int) -> NsqProcess:
     log_path = tmp_path / f"{name}-{tcp}.log"
-    with log_path.open("w") as log:
+    with log_path.open("a") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     server = NsqProcess(name, proc, tcp, http, log_path)
     deadline = time.monotonic() + 15
@@ -115,9 +115,11 @@ def _start(name: str, argv: list[str], tmp_path: Path, tcp: int, http: int) -> N
     raise RuntimeError(f"{name} did not start:\n{server.log()}")
 
 
-def start_nsqlookupd(tmp_path: Path, *extra: str) -> NsqProcess:
+def start_nsqlookupd(
+    tmp_path: Path, *extra: str, ports: tuple[int, int] | None = None
+) -> NsqProcess:
     ensure_built()
-    tcp, http = free_port(), free_port()
+    tcp, http = ports or (free_port(), free_port())
     argv = [
         str(BIN / "nsqlookupd"),
         f"-tcp-address=127.0.0.1:{tcp}",
@@ -128,8 +130,10 @@ def start_nsqlookupd(tmp_path: Path, *extra: str) -> NsqProcess:
     return _start("nsqlookupd", argv, tmp_path, tcp, http)
 
 
-def start_tidings_lookup(tmp_path: Path, *extra: str) -> NsqProcess:
-    tcp, http = free_port(), free_port()
+def start_tidings_lookup(
+    tmp_path: Path, *extra: str, ports: tuple[int, int] | None = None
+) -> NsqProcess:
+    tcp, http = ports or (free_port(), free_port())
     argv = [
         sys.executable,
         "-m",

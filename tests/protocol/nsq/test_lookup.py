@@ -100,7 +100,10 @@ def test_ping_needs_no_identify() -> None:
             "E_BAD_BODY IDENTIFY failed to decode JSON body",
         ),
         (MAGIC_V1 + identify_bytes(b'{"tcp_port": 4150}'), "E_BAD_BODY IDENTIFY missing fields"),
-        (MAGIC_V1 + b"IDENTIFY\n" + struct.pack(">i", -1), "E_BAD_BODY IDENTIFY invalid body size -1"),
+        (
+            MAGIC_V1 + b"IDENTIFY\n" + struct.pack(">i", -1),
+            "E_BAD_BODY IDENTIFY invalid body size -1",
+        ),
         (
             MAGIC_V1 + b"IDENTIFY\n" + struct.pack(">i", MAX_IDENTIFY_BODY + 1),
             f"E_BAD_BODY IDENTIFY invalid body size {MAX_IDENTIFY_BODY + 1}",
@@ -124,7 +127,10 @@ def test_failures_close_the_connection(data: bytes, text: str) -> None:
         (b"UNREGISTER  \n", "E_INVALID UNREGISTER insufficient number of params"),
         (b"REGISTER bad/topic\n", "E_BAD_TOPIC REGISTER topic name 'bad/topic' is not valid"),
         (b"REGISTER t bad*ch\n", "E_BAD_CHANNEL REGISTER channel name 'bad*ch' is not valid"),
-        (b"UNREGISTER " + b"x" * 65 + b"\n", f"E_BAD_TOPIC UNREGISTER topic name '{'x' * 65}' is not valid"),
+        (
+            b"UNREGISTER " + b"x" * 65 + b"\n",
+            f"E_BAD_TOPIC UNREGISTER topic name '{'x' * 65}' is not valid",
+        ),
         (b"IDENTIFY\n", "E_INVALID cannot IDENTIFY again"),
     ],
 )
