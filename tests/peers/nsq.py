@@ -32,7 +32,9 @@ BUILD_SCRIPT = ROOT / "scripts" / "build-nsq-peers.sh"
 @functools.cache
 def ensure_built() -> None:
     """Build the peers once per test session (a no-op when they are up to date)."""
-    done = subprocess.run(["sh", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        ["sh", str(BUILD_SCRIPT)], check=False, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, f"build-nsq-peers.sh failed:\n{done.stdout}\n{done.stderr}"
     for name in ("nsqd", "nsqlookupd", "gonsq-client"):
         assert (BIN / name).exists(), f"{name} missing: run scripts/build-nsq-peers.sh"
@@ -178,7 +180,9 @@ def wait_for(predicate: Any, timeout: float = 15.0, what: str = "condition") -> 
 
 def run_client(argv: list[str], timeout: float = 60) -> Any:
     """Run a client program that prints one JSON line; its parsed output."""
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    done = subprocess.run(
+        argv, check=False, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
     assert done.returncode == 0, f"{argv[0]} failed:\n{done.stdout}\n{done.stderr}"
     return json.loads(done.stdout.strip().splitlines()[-1])
 

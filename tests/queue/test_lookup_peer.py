@@ -35,9 +35,9 @@ def lookupd(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NsqProce
     process.stop()
 
 
-async def eventually(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
+async def eventually(check: Callable[[], Any], what: str, within: float = 15.0) -> Any:
     """Poll `check` (a blocking HTTP call, run off the loop) until it returns truthy."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         value = await asyncio.to_thread(check)
         if value:
