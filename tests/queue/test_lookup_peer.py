@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.peers.nsq import NsqProcess, start_nsqlookupd, start_tidings_lookup
+from tests.peers.nsq_processes import NsqProcess, start_nsqlookupd, start_tidings_lookup
 from tidings.queue.lookup_peer import LookupPeers
 
 IDENTITY = {
