@@ -28,6 +28,7 @@ from tidings.config import (
 )
 from tidings.errors import ConfigError
 from tidings.lookup import command as lookup_command
+from tidings.lookup.admin import command as queue_admin_command
 
 _TABLES = ("channel", "namespaces")
 
@@ -228,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     _token_parser(sub)
     bench_command.add_parser(sub)
     lookup_command.add_parser(sub)
+    queue_admin_command.add_parser(sub)
     return parser
 
 
@@ -241,4 +243,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return bench_command.run(args)
     if args.command == "lookup":
         return lookup_command.run(args)
+    if args.command == "queue-admin":
+        return queue_admin_command.run(args)
     return 2  # pragma: no cover - argparse rejects unknown commands

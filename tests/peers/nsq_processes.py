@@ -81,12 +81,13 @@ def http_call(
     path: str,
     method: str | None = None,
     headers: dict[str, str] | None = None,
+    data: bytes | None = None,
 ) -> tuple[int, Any]:
     """One HTTP call on 127.0.0.1:port: (status, JSON if the body is JSON, else text)."""
     if method is None:
         method = "POST" if any(a in path for a in ("/create", "/delete", "/tomb")) else "GET"
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", method=method, headers=headers or {}
+        f"http://127.0.0.1:{port}{path}", data=data, method=method, headers=headers or {}
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
