@@ -21,6 +21,7 @@ import pytest
 from tests.peers.nsq_processes import (
     NsqProcess,
     http_call,
+    http_exchange,
     start_nsqlookupd,
     start_tidings_lookup,
 )
@@ -205,15 +206,38 @@ CALLS: list[tuple[str, str]] = [
     ("GET", "/lookup?topic=t1"),
     ("GET", "/nodes"),
     ("GET", "/topics"),
+    ("GET", "/topics?x=%zz"),  # parameters are only parsed where they are read
+    ("GET", "/debug"),
 ]
+
+# Routing details: redirects, OPTIONS, HEAD, Allow headers (compared with headers).
+ROUTING: list[tuple[str, str]] = [
+    ("GET", "/lookup/?topic=t1"),
+    ("GET", "/LOOKUP?topic=t1"),
+    ("GET", "/Topics/"),
+    ("POST", "/topic/create/?topic=x"),
+    ("GET", "/topic/create/"),
+    ("OPTIONS", "/lookup"),
+    ("OPTIONS", "/topic/delete"),
+    ("OPTIONS", "/nope"),
+    ("HEAD", "/ping"),
+    ("PUT", "/ping"),
+    ("DELETE", "/topic/delete?topic=t1"),
+    ("GET", "/"),
+    ("GET", "/debug/"),
+]
+ROUTING_HEADERS = ("location", "allow", "x-nsq-content-type")
+
+
+VARYING = {"remote_address", "id", "last_update"}  # per connection / per moment
 
 
 def normalise_body(body: Any) -> Any:
-    """Sort lists (Go map order) and blank remote addresses (one per connection)."""
+    """Sort lists (Go map order); blank what differs per connection or moment."""
     if isinstance(body, dict):
-        body = {
-            k: ("<remote>" if k == "remote_address" else normalise_body(v)) for k, v in body.items()
-        }
+        body = {k: (f"<{k}>" if k in VARYING else normalise_body(v)) for k, v in body.items()}
+        if body.get("tombstoned") is True:
+            body["tombstoned_at"] = "<tombstoned_at>"
         if "topics" in body and "tombstones" in body:  # a node: keep the pairs together
             pairs = sorted(zip(body["topics"], body["tombstones"], strict=True))
             body["topics"], body["tombstones"] = [t for t, _ in pairs], [b for _, b in pairs]
@@ -249,21 +273,22 @@ def test_http_api(servers: dict[str, NsqProcess]) -> None:
             session.close()
 
 
-@pytest.mark.parametrize("accept", ["application/vnd.nsq; version=1.0", "application/json"])
-def test_http_headers(servers: dict[str, NsqProcess], accept: str) -> None:
-    import urllib.request
+@pytest.mark.parametrize(("method", "path"), ROUTING)
+def test_http_routing(servers: dict[str, NsqProcess], method: str, path: str) -> None:
+    answers = []
+    for server in servers.values():
+        status, headers, body = http_exchange(server.http_port, path, method)
+        kept = {h: headers.get(h) for h in ROUTING_HEADERS}
+        json_body = body.startswith(b"{")
+        answers.append((status, kept, body if json_body or not body else "<text>"))
+    assert answers[0] == answers[1]
 
+
+@pytest.mark.parametrize("accept", ["application/vnd.nsq; version=1.0", "application/json"])
+@pytest.mark.parametrize("path", ["/topics", "/ping", "/lookup?topic=none"])
+def test_http_headers(servers: dict[str, NsqProcess], accept: str, path: str) -> None:
     seen = []
     for server in servers.values():
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{server.http_port}/topics", headers={"Accept": accept}
-        )
-        with urllib.request.urlopen(request, timeout=5) as response:
-            seen.append(
-                (
-                    response.status,
-                    response.headers["X-NSQ-Content-Type"],
-                    response.headers["Content-Type"],
-                )
-            )
+        status, headers, _ = http_exchange(server.http_port, path, headers={"Accept": accept})
+        seen.append((status, headers.get("x-nsq-content-type"), headers.get("content-type")))
     assert seen[0] == seen[1]

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import http.client
 import json
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +75,24 @@ class NsqProcess:
         return http_call(self.http_port, path, headers=headers)
 
 
+def http_exchange(
+    port: int,
+    path: str,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    data: bytes | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request on 127.0.0.1:port, redirects not followed: (status, headers, body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(method, path, body=data, headers=headers or {})
+        response = connection.getresponse()
+        body = response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+    finally:
+        connection.close()
+
+
 def http_call(
     port: int,
     path: str,
@@ -83,17 +100,13 @@ def http_call(
     headers: dict[str, str] | None = None,
     data: bytes | None = None,
 ) -> tuple[int, Any]:
-    """One HTTP call on 127.0.0.1:port: (status, JSON if the body is JSON, else text)."""
+    """One HTTP call on 127.0.0.1:port: (status, JSON if the body is JSON, else text).
+
+    Without `method`, paths of actions (create/delete/tombstone) are POSTed, others GET.
+    """
     if method is None:
         method = "POST" if any(a in path for a in ("/create", "/delete", "/tomb")) else "GET"
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", data=data, method=method, headers=headers or {}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            status, body = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read()
+    status, _, body = http_exchange(port, path, method, headers, data)
     text = body.decode()
     try:
         return status, json.loads(text)

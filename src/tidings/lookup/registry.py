@@ -104,6 +104,10 @@ class RegistrationTable:
                 seen.setdefault(node_id, producer)
         return list(seen.values())
 
+    def entries(self) -> list[tuple[Registration, list[Producer]]]:
+        """Every registration with its producers (for `/debug`)."""
+        return [(key, list(producers.values())) for key, producers in self._entries.items()]
+
     def producer(self, registration: Registration, node_id: str) -> Producer | None:
         return self._entries.get(registration, {}).get(node_id)
 
