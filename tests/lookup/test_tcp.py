@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
 
 from tests.lookup.conftest import Registrant, RunningLookup
+from tidings.lookup.http import Liveness
+from tidings.lookup.server import LookupOptions, LookupServer
 
 
 async def test_identify_answers_the_lookup_addresses(lookup: RunningLookup) -> None:
@@ -106,3 +111,47 @@ async def test_nodes_that_stop_pinging_are_no_longer_listed(lookup: RunningLooku
     assert (await lookup.get("/lookup?topic=t"))[1]["producers"] == []
     assert (await lookup.get("/nodes"))[1] == {"producers": []}
     await registrant.close()
+
+
+async def test_bad_clients_do_not_disturb_a_node(lookup: RunningLookup) -> None:
+    port = lookup.server.ports.tcp
+    idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(200)]
+    garbage = [await Registrant.connect(port, magic=os.urandom(64)) for _ in range(20)]
+    endless = await Registrant.connect(port)
+    endless.writer.write(b"R" * (1024 * 1024))  # a line that never ends
+    huge = await Registrant.connect(port)
+    huge.writer.write(b"IDENTIFY\n" + (2**31 - 1).to_bytes(4, "big"))  # a 2 GiB body
+
+    node = await lookup.node()
+    assert await node.call(b"REGISTER t\n") == b"OK"
+    assert len((await lookup.get("/lookup?topic=t"))[1]["producers"]) == 1
+
+    assert await endless.answer() == b"E_INVALID command line too long"
+    assert await huge.answer() == b"E_BAD_BODY IDENTIFY invalid body size 2147483647"
+    for registrant in [*garbage, endless, huge]:
+        if registrant not in (endless, huge):
+            assert (await registrant.answer()).startswith(b"E_")
+        # A reset (our unread bytes still in its buffer at close) also means closed.
+        with contextlib.suppress(ConnectionResetError):
+            assert await registrant.closed()
+    for _, writer in idle:
+        writer.close()
+    await node.close()
+
+
+async def test_silent_connections_are_closed() -> None:
+    options = LookupOptions(
+        tcp_address="127.0.0.1",
+        tcp_port=0,
+        http_address="127.0.0.1",
+        http_port=0,
+        liveness=Liveness(inactive_producer_timeout=0.2),
+    )
+    server = LookupServer(options)
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.ports.tcp)
+        assert await asyncio.wait_for(reader.read(1), 10) == b""  # closed by the server
+        writer.close()
+    finally:
+        await server.stop()

@@ -42,7 +42,9 @@ class LookupServer:
         self.table = RegistrationTable(clock)
         self.ports = LookupPorts(0, 0)
         self._hostname = default_hostname()
-        self._listener = RegistrationListener(self.table, self._identity, clock)
+        self._listener = RegistrationListener(
+            self.table, self._identity, clock, options.liveness.inactive_producer_timeout
+        )
         self._http = LookupHTTP(self.table, options.liveness, NSQ_API_VERSION, clock)
         self._tcp_server: asyncio.Server | None = None
         self._runner: web.AppRunner | None = None

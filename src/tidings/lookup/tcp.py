@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 OK = b"OK"
 EPHEMERAL = "#ephemeral"
 READ_SIZE = 64 * 1024
+LINGER_SECONDS = 1.0
 
 
 class LookupIdentity(msgspec.Struct, frozen=True):
@@ -54,10 +55,14 @@ class RegistrationListener:
         table: RegistrationTable,
         identity: Callable[[], LookupIdentity],
         clock: Callable[[], float],
+        idle_timeout: float,
     ) -> None:
         self._table = table
         self._identity = identity
         self._clock = clock
+        # A node silent this long is no longer listed anyway (inactive producer timeout);
+        # closing its connection also frees what a never-identifying client holds.
+        self._idle_timeout = idle_timeout
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -68,7 +73,14 @@ class RegistrationListener:
         node: Node | None = None
         try:
             while not connection.closed:
-                data = await reader.read(READ_SIZE)
+                try:
+                    async with asyncio.timeout(self._idle_timeout):
+                        data = await reader.read(READ_SIZE)
+                except TimeoutError:
+                    log.info(
+                        "lookup: %s: silent for %.0f s, closing", peer_address, self._idle_timeout
+                    )
+                    break
                 if not data:
                     break
                 for event in connection.receive_data(data):
@@ -79,6 +91,8 @@ class RegistrationListener:
                     node, answer = self._apply(event, node, peer_address)
                     writer.write(encode_response(answer))
                 await writer.drain()
+            if connection.closed:
+                await _linger(reader, writer)
         except (ConnectionError, OSError) as exc:
             log.debug("lookup: %s: %s", peer_address, exc)
         finally:
@@ -143,6 +157,22 @@ class RegistrationListener:
         """Close every connection (at shutdown)."""
         for writer in list(self._writers):
             writer.close()
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Let the error frame reach a client that is still sending, then close.
+
+    Closing a socket with unread input makes the kernel send a reset, which can
+    destroy the error frame before the client reads it. So: stop writing, discard
+    input for a short bounded while (until the client's EOF at best), then close.
+    """
+    if writer.can_write_eof():
+        writer.write_eof()
+    deadline = asyncio.get_running_loop().time() + LINGER_SECONDS
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout_at(deadline):
+            while await reader.read(READ_SIZE):
+                pass
 
 
 def _address(peername: object) -> str:

@@ -47,6 +47,10 @@ from tidings.protocol.nsq.lookup import (
 
 log = logging.getLogger(__name__)
 
+# Timeouts use `asyncio.timeout`, never `asyncio.wait_for`: on Python 3.11 `wait_for`
+# can swallow a cancellation that arrives as the awaited call completes, and `stop()`
+# (which cancels the peer's task) then waits forever.
+
 PING_INTERVAL = 15.0
 #: Past this many unsent commands for one lookupd, drop them and re-register from scratch.
 MAX_PENDING = 10_000
@@ -184,9 +188,8 @@ class LookupPeer:
 
     async def _session(self) -> None:
         owner = self._owner
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), owner.timeout
-        )
+        async with asyncio.timeout(owner.timeout):
+            reader, writer = await asyncio.open_connection(self.host, self.port)
         self._writer = writer
         responses = _Responses(reader, owner.timeout)
         try:
@@ -212,7 +215,8 @@ class LookupPeer:
             if not self._pending:
                 self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), max(0.0, next_ping - loop.time()))
+                    async with asyncio.timeout_at(next_ping):
+                        await self._wakeup.wait()
             if loop.time() >= next_ping:
                 await self._call(writer, responses, encode_ping())
                 next_ping = loop.time() + self._owner.ping_interval
@@ -223,7 +227,8 @@ class LookupPeer:
         self, writer: asyncio.StreamWriter, responses: _Responses, command: bytes
     ) -> bytes:
         writer.write(command)
-        await asyncio.wait_for(writer.drain(), self._owner.timeout)
+        async with asyncio.timeout(self._owner.timeout):
+            await writer.drain()
         response = await responses.next()
         if is_error_response(response):
             name = command.split(b"\n", 1)[0].decode("ascii", "replace")
@@ -242,7 +247,8 @@ class _Responses:
 
     async def next(self) -> bytes:
         while not self._ready:
-            data = await asyncio.wait_for(self._reader.read(65536), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                data = await self._reader.read(65536)
             if not data:
                 raise EOFError("lookupd closed the connection")
             self._ready.extend(self._frames.receive_data(data))
