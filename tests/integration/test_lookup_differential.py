@@ -292,3 +292,22 @@ def test_http_headers(servers: dict[str, NsqProcess], accept: str, path: str) ->
         status, headers, _ = http_exchange(server.http_port, path, headers={"Accept": accept})
         seen.append((status, headers.get("x-nsq-content-type"), headers.get("content-type")))
     assert seen[0] == seen[1]
+
+
+def test_json_escaping_is_byte_identical(servers: dict[str, NsqProcess]) -> None:
+    # Go escapes <, > and & in JSON strings; a hostname is free text from the node.
+    raw = []
+    for server in servers.values():
+        session = Session(server.tcp_port)
+        try:
+            session.sock.sendall(MAGIC + identify({**PEER, "hostname": "<b>&co</b>\u2028é"}))
+            assert session.frame() is not None
+            session.sock.sendall(b"REGISTER escaping\n")
+            assert session.frame() == b"OK"
+            _, _, body = http_exchange(server.http_port, "/lookup?topic=escaping")
+            remote = json.loads(body)["producers"][0]["remote_address"]
+            raw.append(body.replace(remote.encode(), b"<remote>"))
+        finally:
+            session.close()
+    assert b"\\u003cb\\u003e\\u0026co" in raw[0]
+    assert raw[0] == raw[1]

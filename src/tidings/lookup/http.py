@@ -30,6 +30,13 @@ JSON_TYPE = "application/json; charset=utf-8"
 #: Go's `time.Time{}.UnixNano()`: what nsqlookupd's /debug shows for "never tombstoned".
 GO_ZERO_TIME_NS = -6795364578871345152
 _GO_HTML_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&#34;", "'": "&#39;"}
+_GO_JSON_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
 _BAD_ESCAPE = re.compile(r"%(?![0-9a-fA-F]{2})")
 
 Params = dict[str, list[str]]
@@ -71,7 +78,11 @@ def parse_query(raw: str) -> Params:
 
 
 def _json(data: object, status: int = 200) -> web.Response:
-    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    # Go's encoder escapes these (only ever inside strings) so JSON is safe in HTML.
+    for char, escaped in _GO_JSON_ESCAPES.items():
+        text = text.replace(char, escaped)
+    body = text.encode()
     return web.Response(status=status, body=body, headers={**V1_HEADER, "Content-Type": JSON_TYPE})
 
 
