@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,10 @@ def http_call(
         return status, text
 
 
+class PortTaken(RuntimeError):
+    """The process could not bind: another test took the free port first."""
+
+
 def _start(name: str, argv: list[str], tmp_path: Path, tcp: int, http: int) -> NsqProcess:
     log_path = tmp_path / f"{name}-{tcp}.log"
     with log_path.open("a") as log:
@@ -122,7 +127,8 @@ def _start(name: str, argv: list[str], tmp_path: Path, tcp: int, http: int) -> N
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited {proc.returncode}:\n{server.log()}")
+            error = PortTaken if "address already in use" in server.log() else RuntimeError
+            raise error(f"{name} exited {proc.returncode}:\n{server.log()}")
         with contextlib.suppress(OSError):
             if http_call(http, "/ping")[1] == "OK":
                 return server
@@ -131,53 +137,72 @@ def _start(name: str, argv: list[str], tmp_path: Path, tcp: int, http: int) -> N
     raise RuntimeError(f"{name} did not start:\n{server.log()}")
 
 
+def _start_on_ports(
+    name: str,
+    argv: Callable[[int, int], list[str]],
+    tmp_path: Path,
+    ports: tuple[int, int] | None,
+) -> NsqProcess:
+    """Start on `ports`, or on free ports, picking new ones if another process was faster."""
+    for _ in range(4):
+        tcp, http = ports or (free_port(), free_port())
+        try:
+            return _start(name, argv(tcp, http), tmp_path, tcp, http)
+        except PortTaken:
+            if ports is not None:
+                raise
+    raise RuntimeError(f"{name}: no free ports after 4 attempts")
+
+
 def start_nsqlookupd(
     tmp_path: Path, *extra: str, ports: tuple[int, int] | None = None
 ) -> NsqProcess:
     ensure_built()
-    tcp, http = ports or (free_port(), free_port())
-    argv = [
-        str(BIN / "nsqlookupd"),
-        f"-tcp-address=127.0.0.1:{tcp}",
-        f"-http-address=127.0.0.1:{http}",
-        "-broadcast-address=127.0.0.1",
-        *extra,
-    ]
-    return _start("nsqlookupd", argv, tmp_path, tcp, http)
+
+    def argv(tcp: int, http: int) -> list[str]:
+        return [
+            str(BIN / "nsqlookupd"),
+            f"-tcp-address=127.0.0.1:{tcp}",
+            f"-http-address=127.0.0.1:{http}",
+            "-broadcast-address=127.0.0.1",
+            *extra,
+        ]
+
+    return _start_on_ports("nsqlookupd", argv, tmp_path, ports)
 
 
 def start_tidings_lookup(
     tmp_path: Path, *extra: str, ports: tuple[int, int] | None = None
 ) -> NsqProcess:
-    tcp, http = ports or (free_port(), free_port())
-    argv = [
-        sys.executable,
-        "-m",
-        "tidings",
-        "lookup",
-        f"--tcp-address=127.0.0.1:{tcp}",
-        f"--http-address=127.0.0.1:{http}",
-        "--broadcast-address=127.0.0.1",
-        *extra,
-    ]
-    return _start("tidings-lookup", argv, tmp_path, tcp, http)
+    def argv(tcp: int, http: int) -> list[str]:
+        return [
+            *(sys.executable, "-m", "tidings", "lookup"),
+            f"--tcp-address=127.0.0.1:{tcp}",
+            f"--http-address=127.0.0.1:{http}",
+            "--broadcast-address=127.0.0.1",
+            *extra,
+        ]
+
+    return _start_on_ports("tidings-lookup", argv, tmp_path, ports)
 
 
 def start_nsqd(tmp_path: Path, lookupd_tcp: list[str] | None = None, *extra: str) -> NsqProcess:
     ensure_built()
-    tcp, http = free_port(), free_port()
-    data = tmp_path / f"nsqd-{tcp}"
-    data.mkdir()
-    argv = [
-        str(BIN / "nsqd"),
-        f"-tcp-address=127.0.0.1:{tcp}",
-        f"-http-address=127.0.0.1:{http}",
-        "-broadcast-address=127.0.0.1",
-        f"-data-path={data}",
-        *(f"-lookupd-tcp-address={address}" for address in lookupd_tcp or []),
-        *extra,
-    ]
-    return _start("nsqd", argv, tmp_path, tcp, http)
+
+    def argv(tcp: int, http: int) -> list[str]:
+        data = tmp_path / f"nsqd-{tcp}"
+        data.mkdir(exist_ok=True)
+        return [
+            str(BIN / "nsqd"),
+            f"-tcp-address=127.0.0.1:{tcp}",
+            f"-http-address=127.0.0.1:{http}",
+            "-broadcast-address=127.0.0.1",
+            f"-data-path={data}",
+            *(f"-lookupd-tcp-address={address}" for address in lookupd_tcp or []),
+            *extra,
+        ]
+
+    return _start_on_ports("nsqd", argv, tmp_path, None)
 
 
 def wait_for(predicate: Any, timeout: float = 15.0, what: str = "condition") -> Any:
