@@ -1,6 +1,6 @@
 #!/bin/sh
 # The NSQ peers the queue tests run against, built into .peers/ (git-ignored):
-#   .peers/bin/nsqd, .peers/bin/nsqlookupd   real NSQ v1.3.0 (tests/peers/nsq-servers/go.mod)
+#   .peers/bin/nsqd, nsqlookupd, nsqadmin    real NSQ v1.3.0 (tests/peers/nsq-servers/go.mod)
 #   .peers/bin/gonsq-client                  a go-nsq program (tests/peers/gonsq/)
 #   tests/peers/nsqjs/node_modules           nsqjs from npm (tests/peers/nsqjs/)
 # Idempotent and quick when everything is built: a peer is rebuilt only when its
@@ -36,7 +36,7 @@ else
     exit 1
 fi
 
-for app in nsqd nsqlookupd; do
+for app in nsqd nsqlookupd nsqadmin; do
     if ! up_to_date "$BIN/$app" "$PEERS/nsq-servers/go.mod" "$PEERS/nsq-servers/go.sum"; then
         echo "build-nsq-peers: building $app v1.3.0"
         (cd "$PEERS/nsq-servers" && "$GO" build -mod=mod -o "$BIN/$app" "github.com/nsqio/nsq/apps/$app")

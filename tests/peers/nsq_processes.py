@@ -36,7 +36,7 @@ def ensure_built() -> None:
         ["sh", str(BUILD_SCRIPT)], check=False, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, f"build-nsq-peers.sh failed:\n{done.stdout}\n{done.stderr}"
-    for name in ("nsqd", "nsqlookupd", "gonsq-client"):
+    for name in ("nsqd", "nsqlookupd", "nsqadmin", "gonsq-client"):
         assert (BIN / name).exists(), f"{name} missing: run scripts/build-nsq-peers.sh"
     assert (NSQJS / "node_modules" / "nsqjs").exists(), "nsqjs missing"
 
@@ -203,6 +203,22 @@ def start_nsqd(tmp_path: Path, lookupd_tcp: list[str] | None = None, *extra: str
         ]
 
     return _start_on_ports("nsqd", argv, tmp_path, None)
+
+
+def start_nsqadmin(tmp_path: Path, lookupd_http: str) -> NsqProcess:
+    """Real nsqadmin reading `lookupd_http` (its tcp_port is 0: it has no TCP side)."""
+    ensure_built()
+
+    def argv(_: int, http: int) -> list[str]:
+        return [
+            str(BIN / "nsqadmin"),
+            f"-http-address=127.0.0.1:{http}",
+            f"-lookupd-http-address={lookupd_http}",
+        ]
+
+    server = _start_on_ports("nsqadmin", argv, tmp_path, None)
+    server.tcp_port = 0
+    return server
 
 
 def wait_for(predicate: Any, timeout: float = 15.0, what: str = "condition") -> Any:
