@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.peers.nsq_processes import NsqProcess, start_nsqlookupd, start_tidings_lookup
+from tidings.protocol.nsq.lookup import encode_response
 from tidings.queue.lookup_peer import LookupPeers
 
 IDENTITY = {
@@ -181,3 +182,38 @@ def test_snapshot_follows_nsqd_rules() -> None:
     assert peers.registrations() == [("a", None), ("b", "x"), ("b", "y"), ("c", None)]
     peers.unregister("b", None)
     assert peers.registrations() == [("a", None), ("c", None)]
+
+
+@pytest.mark.parametrize("behaviour", ["refuses", "mute", "garbage"])
+async def test_misbehaving_lookupd_is_retried(behaviour: str) -> None:
+    """A lookupd that errors, never answers or sends nonsense: reconnect, never crash."""
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.read(4096)  # the magic and IDENTIFY
+        if behaviour == "refuses":
+            writer.write(encode_response(b"E_INVALID go away"))
+        elif behaviour == "garbage":
+            writer.write(b"\xff\xff\xff\xff")  # a negative frame size
+        else:
+            await asyncio.sleep(30)  # the peer's own timeout ends this
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    peers = LookupPeers([f"127.0.0.1:{port}"], IDENTITY, reconnect_delay=0.01, timeout=0.2)
+    await peers.start()
+    try:
+        peers.register("t", None)
+        for _ in range(500):
+            if connections >= 3:
+                break
+            await asyncio.sleep(0.02)
+        assert connections >= 3
+        assert not peers.peers[0].connected
+    finally:
+        await peers.stop()
+        server.close()
