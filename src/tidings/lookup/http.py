@@ -23,7 +23,7 @@ from aiohttp import web
 
 from tidings.lookup.registry import CHANNEL, CLIENT, TOPIC, Node, Registration, RegistrationTable
 from tidings.lookup.router import Found, MethodRouter, NotAllowed, Options, Redirect
-from tidings.protocol.nsq.lookup import is_valid_name
+from tidings.protocol.nsq.names import is_valid_name
 
 V1_HEADER = {"X-NSQ-Content-Type": "nsq; version=1.0"}
 JSON_TYPE = "application/json; charset=utf-8"

@@ -28,11 +28,11 @@ from tidings.protocol.nsq.lookup import (
     Unregister,
     encode_response,
 )
+from tidings.protocol.nsq.names import is_ephemeral
 
 log = logging.getLogger(__name__)
 
 OK = b"OK"
-EPHEMERAL = "#ephemeral"
 READ_SIZE = 64 * 1024
 LINGER_SECONDS = 1.0
 
@@ -138,14 +138,14 @@ class RegistrationListener:
         if channel is not None:
             key = Registration(CHANNEL, topic, channel)
             _, left = self._table.remove_producer(key, node.id)
-            if left == 0 and channel.endswith(EPHEMERAL):
+            if left == 0 and is_ephemeral(channel):
                 self._table.remove_registration(key)
             return
         for key in self._table.find_registrations(CHANNEL, topic, "*"):
             self._table.remove_producer(key, node.id)
         key = Registration(TOPIC, topic)
         _, left = self._table.remove_producer(key, node.id)
-        if left == 0 and topic.endswith(EPHEMERAL):
+        if left == 0 and is_ephemeral(topic):
             self._table.remove_registration(key)
 
     def _forget(self, node: Node) -> None:

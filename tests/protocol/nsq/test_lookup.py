@@ -26,7 +26,6 @@ from tidings.protocol.nsq.lookup import (
     encode_response,
     encode_unregister,
     is_error_response,
-    is_valid_name,
 )
 
 PEER = {"broadcast_address": "10.0.0.1", "tcp_port": 4150, "http_port": 4151, "version": "1.3.0"}
@@ -41,24 +40,6 @@ def identified() -> LookupServerConnection:
     events = connection.receive_data(MAGIC_V1 + identify_bytes(json.dumps(PEER).encode()))
     assert events == [Identify(PeerInfo(**PEER))]
     return connection
-
-
-@pytest.mark.parametrize(
-    ("name", "valid"),
-    [
-        ("orders", True),
-        ("a.b_c-d", True),
-        ("x" * 64, True),
-        ("x" * 65, False),
-        ("", False),
-        ("tmp#ephemeral", True),
-        ("tmp#other", False),
-        ("sp ace", False),
-        ("ünï", False),
-    ],
-)
-def test_names(name: str, valid: bool) -> None:
-    assert is_valid_name(name) is valid
 
 
 def test_identify_then_register_and_unregister() -> None:

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from tidings.protocol.nsq.lookup import is_valid_name
+from tidings.protocol.nsq.names import is_valid_name
 
 ACTIONS = frozenset({"pause", "unpause", "empty", "delete"})
 CHANNEL_COUNTERS = (

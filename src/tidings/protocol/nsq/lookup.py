@@ -18,11 +18,12 @@ queue node's side. Nothing here does I/O.
 
 from __future__ import annotations
 
-import re
 import struct
 from dataclasses import dataclass
 
 import msgspec
+
+from tidings.protocol.nsq.names import is_valid_name
 
 MAGIC_V1 = b"  V1"
 #: A line longer than this is garbage: the longest valid one is `UNREGISTER` and two
@@ -33,13 +34,7 @@ MAX_IDENTIFY_BODY = 64 * 1024
 #: Bound for a response a queue node accepts from lookupd (nsqd uses its max body size).
 MAX_RESPONSE_SIZE = 5 * 1024 * 1024
 
-_NAME = re.compile(r"[.a-zA-Z0-9_-]+(#ephemeral)?")
 _SIZE = struct.Struct(">i")
-
-
-def is_valid_name(name: str) -> bool:
-    """A valid NSQ topic or channel name: 1-64 of `[.a-zA-Z0-9_-]`, maybe `#ephemeral`."""
-    return 0 < len(name) <= 64 and _NAME.fullmatch(name) is not None
 
 
 class PeerInfo(msgspec.Struct, kw_only=True, frozen=True):
