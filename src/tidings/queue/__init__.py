@@ -1,1 +1,1 @@
-"""The NSQ-compatible queue (`tidings queue`); `lookup_peer`: registration with lookupds."""
+"""The NSQ-compatible queue (`tidings queue`): nsqd's protocols over a durable log."""
