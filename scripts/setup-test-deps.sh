@@ -31,3 +31,6 @@ sh "$ROOT/scripts/vendor-sdk.sh"
     echo "setup-test-deps: the centrifuge SDK could not be installed" >&2
     exit 1
 }
+
+# nsqd, nsqlookupd, a go-nsq program and nsqjs for the queue and lookup tests.
+sh "$ROOT/scripts/build-nsq-peers.sh"

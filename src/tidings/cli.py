@@ -219,10 +219,33 @@ def token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _queue_tool_parsers(sub: Any) -> None:
+    """`tidings lookup` and `tidings queue-admin` (NSQ's lookupd and admin roles)."""
+    from tidings.lookup import command as lookup_command
+    from tidings.lookup.admin import command as queue_admin_command
+
+    lookup_command.add_parser(sub)
+    queue_admin_command.add_parser(sub)
+
+
+def _run_queue_tool(args: argparse.Namespace) -> int | None:
+    """Run `lookup` or `queue-admin`; None for any other command."""
+    if args.command == "lookup":
+        from tidings.lookup import command as lookup_command
+
+        return lookup_command.run(args)
+    if args.command == "queue-admin":
+        from tidings.lookup.admin import command as queue_admin_command
+
+        return queue_admin_command.run(args)
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tidings", description="tidings real-time push server")
     parser.add_argument("--version", action="version", version=f"tidings {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _queue_tool_parsers(sub)
     _serve_parser(sub)
     _token_parser(sub)
     bench_command.add_parser(sub)
@@ -231,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if (status := _run_queue_tool(args)) is not None:
+        return status
     if args.command == "serve":
         return serve(args)
     if args.command == "token":

@@ -1,0 +1,1 @@
+"""NSQ's wire protocols, sans-I/O (`lookup`: nsqlookupd's registration protocol)."""
