@@ -1,0 +1,122 @@
+"""One conformance suite for every MessageLog, plus FileLog's crash recovery."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tidings.queue.log import FileLog, MemoryLog, MessageLog
+
+Factory = Callable[[], MessageLog]
+
+
+@pytest.fixture(params=["memory", "file"])
+def make_log(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
+    if request.param == "memory":
+        return MemoryLog
+    return lambda: FileLog(tmp_path / "log", segment_bytes=200)
+
+
+def test_append_and_read(make_log: Factory) -> None:
+    log = make_log()
+    assert (log.first_seq, log.next_seq) == (0, 0)
+    assert log.append([b"a", b"bb"]) == 1
+    assert log.append([b"c"]) == 2
+    assert log.read(0) == [(0, b"a"), (1, b"bb"), (2, b"c")]
+    assert log.read(2) == [(2, b"c")]
+    assert log.read(3) == []
+    assert log.read(0, max_bytes=1) == [(0, b"a")]
+
+
+def test_many_records_across_segments(make_log: Factory) -> None:
+    log = make_log()
+    payloads = [f"message {i}".encode() for i in range(300)]
+    for i in range(0, 300, 7):
+        log.append(payloads[i : i + 7])
+    got: list[tuple[int, bytes]] = []
+    seq = 0
+    while batch := log.read(seq, 100):
+        got += batch
+        seq = batch[-1][0] + 1
+    assert got == list(enumerate(payloads))
+    assert log.read(150, 1) == [(150, payloads[150])]
+
+
+def test_truncate_before(make_log: Factory) -> None:
+    log = make_log()
+    for i in range(100):
+        log.append([b"x" * 20 + bytes([i])])
+    size = log.size_bytes
+    freed = log.truncate_before(60)
+    assert freed > 0 and log.size_bytes == size - freed
+    assert 0 < log.first_seq <= 60
+    assert log.read(0)[0][0] == log.first_seq
+    assert log.read(60)[0] == (60, b"x" * 20 + bytes([60]))
+    log.truncate_before(100)
+    assert log.next_seq == 100 and log.read(0) == []
+    assert log.append([b"after"]) == 100
+
+
+def test_append_at_skips_and_jumps(make_log: Factory) -> None:
+    log = make_log()
+    assert log.append_at(0, [b"a", b"b"]) == 2
+    assert log.append_at(1, [b"b", b"c"]) == 3  # b already held
+    assert log.append_at(10, [b"k"]) == 11  # a gap: older records deleted on the primary
+    assert log.read(10) == [(10, b"k")]
+    assert [seq for seq, _ in log.read(0)][-1] == 10  # older ones may be dropped (memory)
+
+
+def test_file_log_reopens(tmp_path: Path) -> None:
+    log = FileLog(tmp_path / "log", segment_bytes=100)
+    for i in range(50):
+        log.append([b"%d" % i])
+    log.close()
+    again = FileLog(tmp_path / "log", segment_bytes=100)
+    assert again.next_seq == 50
+    assert again.read(0, 10**6) == [(i, b"%d" % i) for i in range(50)]
+    assert again.append([b"50"]) == 50
+
+
+@pytest.mark.parametrize("cut", [1, 5, 17, 20])
+def test_file_log_cuts_a_torn_tail(tmp_path: Path, cut: int) -> None:
+    log = FileLog(tmp_path / "log")
+    log.append([b"first", b"second"])
+    log.close()
+    segment = next((tmp_path / "log").glob("*.seg"))
+    size = segment.stat().st_size
+    with segment.open("r+b") as handle:
+        handle.truncate(size - cut)
+    again = FileLog(tmp_path / "log")
+    assert again.read(0) == [(0, b"first")]
+    assert again.append([b"third"]) == 1
+    assert again.read(0) == [(0, b"first"), (1, b"third")]
+
+
+def test_file_log_rejects_a_corrupt_record(tmp_path: Path) -> None:
+    log = FileLog(tmp_path / "log")
+    log.append([b"first", b"second"])
+    log.close()
+    segment = next((tmp_path / "log").glob("*.seg"))
+    data = bytearray(segment.read_bytes())
+    data[-1] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    assert FileLog(tmp_path / "log").read(0) == [(0, b"first")]
+
+
+def test_sync_job_runs(tmp_path: Path) -> None:
+    log = FileLog(tmp_path / "log")
+    assert log.sync_job() is not None  # the new segment's directory entry
+    log.append([b"x"])
+    job = log.sync_job()
+    assert job is not None
+    job()
+    assert log.sync_job() is None
+    fds_before = len(os.listdir("/proc/self/fd"))
+    log.append([b"y"])
+    job = log.sync_job()
+    assert job is not None
+    job()
+    assert len(os.listdir("/proc/self/fd")) == fds_before
