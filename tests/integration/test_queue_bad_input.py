@@ -61,17 +61,25 @@ async def test_fin_of_unknown_ids_is_not_fatal(queue: QueueProcess) -> None:
     client.send(b"PUB t\n" + body(b"x") + b"SUB t c\nFIN 00000000000000aa\nRDY 1\n")
     assert await client.response() == b"OK"
     assert await client.response() == b"OK"
-    assert await client.response() == b"ERR E_FIN_FAILED FIN 00000000000000aa failed ID not in flight"
+    assert (
+        await client.response() == b"ERR E_FIN_FAILED FIN 00000000000000aa failed ID not in flight"
+    )
     message = await client.message()  # the connection is still served
     client.send(b"TOUCH zzzzzzzzzzzzzzzz\nFIN " + message.message_id + b"\n")
-    assert await client.response() == b"ERR E_TOUCH_FAILED TOUCH zzzzzzzzzzzzzzzz failed ID not in flight"
+    assert (
+        await client.response()
+        == b"ERR E_TOUCH_FAILED TOUCH zzzzzzzzzzzzzzzz failed ID not in flight"
+    )
     client.send(b"NOP\nCLS\n")
     assert await client.response() == b"CLOSE_WAIT"
     client.close()
 
 
 async def test_state_errors(queue: QueueProcess) -> None:
-    assert await fatal(queue, b"FIN 0000000000000001\n") == b"ERR E_INVALID cannot FIN in current state"
+    assert (
+        await fatal(queue, b"FIN 0000000000000001\n")
+        == b"ERR E_INVALID cannot FIN in current state"
+    )
     answer = await fatal(queue, b"SUB t c\nSUB t d\n")
     assert answer == b"OK"
     answer = await fatal(queue, b"AUTH\n" + body(b"secret"))

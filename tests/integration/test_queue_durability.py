@@ -14,7 +14,9 @@ from tests.integration.support.queue import RawClient, body, mpub_body, start_qu
 RDY = 50
 
 
-async def producer(port: int, topic: str, answered: set[bytes], stop: asyncio.Event, tag: str) -> None:
+async def producer(
+    port: int, topic: str, answered: set[bytes], stop: asyncio.Event, tag: str
+) -> None:
     """PUB and MPUB numbered messages until stopped or the server dies."""
     client = await RawClient.connect(port)
     n = 0

@@ -29,7 +29,9 @@ async def publish(address: str, topic: str, messages: list[bytes], batch: int = 
             if writer.conns:
                 break
             await asyncio.sleep(0.05)
-        chunks = [messages[i : i + batch] for i in range(0, len(messages), batch)] if batch else None
+        chunks = (
+            [messages[i : i + batch] for i in range(0, len(messages), batch)] if batch else None
+        )
         for item in chunks or messages:
             done: asyncio.Future[Any] = loop.create_future()
 
@@ -48,8 +50,8 @@ async def publish(address: str, topic: str, messages: list[bytes], batch: int = 
             conn.close()
 
 
-async def wait_for(condition: Any, timeout: float = 20) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(condition: Any, within: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while not condition():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")

@@ -120,7 +120,9 @@ class QueueProcess:
         raise KeyError(f"{topic}/{channel}")
 
 
-def start_queue(tmp_path: Path, *args: str, name: str = "q", replication: bool = False) -> QueueProcess:
+def start_queue(
+    tmp_path: Path, *args: str, name: str = "q", replication: bool = False
+) -> QueueProcess:
     process = QueueProcess(
         tmp_path / f"{name}-data",
         tmp_path / f"{name}.log",
@@ -158,35 +160,35 @@ class RawClient:
     def send(self, data: bytes) -> None:
         self.writer.write(data)
 
-    async def frame(self, timeout: float = 10) -> Frame:
+    async def frame(self, within: float = 10) -> Frame:
         while not self.pending:
-            data = await asyncio.wait_for(self.reader.read(65536), timeout)
+            data = await asyncio.wait_for(self.reader.read(65536), within)
             if not data:
                 raise ConnectionResetError("closed by the server")
             self.pending += self.frames.feed(data)
         return self.pending.pop(0)
 
-    async def response(self, timeout: float = 10) -> bytes:
+    async def response(self, within: float = 10) -> bytes:
         """The next frame that is not a heartbeat or a message."""
         while True:
-            frame = await self.frame(timeout)
+            frame = await self.frame(within)
             if frame.frame_type is FrameType.MESSAGE or frame.data == b"_heartbeat_":
                 continue
             prefix = b"ERR " if frame.frame_type is FrameType.ERROR else b""
             return prefix + frame.data
 
-    async def message(self, timeout: float = 10) -> MessageFrame:
+    async def message(self, within: float = 10) -> MessageFrame:
         while True:
-            frame = await self.frame(timeout)
+            frame = await self.frame(within)
             if frame.frame_type is FrameType.MESSAGE:
                 return MessageFrame.decode(frame.data)
             if frame.frame_type is FrameType.ERROR:
                 raise AssertionError(frame.data)
 
-    async def closed(self, timeout: float = 10) -> bool:
+    async def closed(self, within: float = 10) -> bool:
         """Whether the server closes the connection (reading to EOF)."""
         try:
-            while await asyncio.wait_for(self.reader.read(65536), timeout):
+            while await asyncio.wait_for(self.reader.read(65536), within):
                 pass
         except (ConnectionResetError, TimeoutError):
             return False

@@ -36,7 +36,11 @@ def test_reader_splits_and_joins() -> None:
     data = encode_response(b"OK") + encode_message(5, 2, message_id(7), b"m") + encode_error(b"E")
     reader = FrameReader()
     frames = [f for i in range(len(data)) for f in reader.feed(data[i : i + 1])]
-    assert [f.frame_type for f in frames] == [FrameType.RESPONSE, FrameType.MESSAGE, FrameType.ERROR]
+    assert [f.frame_type for f in frames] == [
+        FrameType.RESPONSE,
+        FrameType.MESSAGE,
+        FrameType.ERROR,
+    ]
     message = MessageFrame.decode(frames[1].data)
     assert (message.timestamp_ns, message.attempts, message.body) == (5, 2, b"m")
     assert message_number(message.message_id) == 7
