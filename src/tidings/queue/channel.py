@@ -209,27 +209,31 @@ class Channel:
             return message
 
     def _defer(self, message: ChannelMessage, due_ms: int, journal: bool) -> None:
+        # The body stays in the log (the retention floor keeps it), not in memory.
+        message.body = b""
         message.due_ms = due_ms
         self.deferred[message.seq] = message
         heapq.heappush(self._due, (due_ms, message.seq))
         self.progress.deferred_until(message.seq, due_ms, journal)
 
     def _restore_deferred(self) -> None:
-        """After a restart: deferred records below the floor are read back one by one."""
+        """After a restart: deferred records below the floor wait again (bodies stay on disk)."""
         for seq, due in sorted(self.progress.deferred.items()):
             if seq >= self.read_seq:
                 continue  # met again while reading from the floor
-            found = self.topic.read(seq, 1)
-            if not found or found[0].seq != seq:
-                self.progress.undeferred(seq)
-                continue
-            stored = found[0]
-            message = ChannelMessage(
-                seq, stored.timestamp_ns, stored.body, self.progress.attempts.get(seq, 0)
-            )
+            message = ChannelMessage(seq, 0, b"", self.progress.attempts.get(seq, 0))
             message.due_ms = due
             self.deferred[seq] = message
             heapq.heappush(self._due, (due, seq))
+
+    def _reload(self, message: ChannelMessage) -> bool:
+        """Read back the body of a deferred message; False if the log no longer has it."""
+        found = self.topic.read(message.seq, 1)
+        if not found or found[0].seq != message.seq:
+            return False
+        message.body = found[0].body
+        message.timestamp_ns = found[0].timestamp_ns
+        return True
 
     # -- consumer commands ---------------------------------------------------
 
@@ -302,6 +306,8 @@ class Channel:
                 continue
             del self.deferred[seq]
             self.progress.undeferred(seq)
+            if not message.body and not self._reload(message):
+                continue  # emptied or deleted meanwhile
             self.requeued.append(message)
             woke = True
         if woke:
@@ -330,6 +336,10 @@ class Channel:
 
     def checkpoint(self) -> None:
         self.progress.checkpoint(self.floor())
+
+    def checkpoint_job(self) -> Callable[[], None] | None:
+        """Snapshot the progress now; write it in a worker thread (see `ChannelProgress`)."""
+        return self.progress.checkpoint_job(self.floor())
 
     @property
     def depth(self) -> int:

@@ -13,7 +13,8 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,6 +64,14 @@ class ReplicaHook(Protocol):
     def topic_deleted(self, topic: str) -> None: ...
 
 
+def _write_checkpoints(jobs: list[Callable[[], None]]) -> None:
+    for job in jobs:
+        try:
+            job()
+        except OSError:  # a deleted channel's directory, a full disk: the journal still has it
+            log.exception("checkpoint write failed")
+
+
 class QueueNode:
     """Topics, channels and publishing of one `tidings queue` process."""
 
@@ -77,6 +86,7 @@ class QueueNode:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.topics_dir = settings.data_path / "topics"
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="queue-checkpoint")
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -97,6 +107,7 @@ class QueueNode:
             )
 
     def close(self) -> None:
+        self._writer.shutdown(wait=True)
         for topic in self.topics.values():
             topic.close(delete=False)
 
@@ -260,16 +271,19 @@ class QueueNode:
                     log.exception("channel %s/%s tick failed", topic.name, channel.name)
 
     def checkpoint(self) -> None:
-        """Write every channel's progress, then delete log segments nobody needs."""
+        """Snapshot every channel's progress (written in one worker thread, in order),
+        then delete the log segments that no channel needs any more."""
+        jobs: list[Callable[[], None]] = []
         for topic in list(self.topics.values()):
             for channel in list(topic.channels.values()):
-                try:
-                    channel.checkpoint()
-                except OSError:
-                    log.exception("checkpoint of %s/%s failed", topic.name, channel.name)
+                job = channel.checkpoint_job()
+                if job is not None:
+                    jobs.append(job)
             freed = topic.log.truncate_before(topic.retention_floor())
             if not topic.ephemeral:
                 self.disk_bytes -= freed
+        if jobs and self._loop is not None:
+            self._loop.run_in_executor(self._writer, _write_checkpoints, jobs)
 
     def remove_data(self) -> None:
         """Delete the data path (tests)."""

@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -71,6 +73,10 @@ class ChannelProgress:
         self._generation = 0
         self._journal_fd = -1
         self._pending = bytearray()
+        self._changed = True
+        self._saved: tuple[int, bool, int] = (-1, False, 0)
+        self._written = -1
+        self._lock = threading.Lock()
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
             self._load(directory)
@@ -78,23 +84,27 @@ class ChannelProgress:
     # -- changes -----------------------------------------------------------
 
     def finished(self, seq: int) -> None:
+        self._changed = True
         self.acked.add(seq)
         self.attempts.pop(seq, None)
         self.deferred.pop(seq, None)
         self._pending += _SHORT.pack(_FIN, seq)
 
     def delivered(self, seq: int, attempts: int) -> None:
+        self._changed = True
         self.attempts[seq] = attempts
         self._pending += _SHORT.pack(_ATTEMPT, seq)
 
     def deferred_until(self, seq: int, due_ms: int, journal: bool = True) -> None:
         """Deferral of a record; `journal=False` when the record itself says it (DPUB)."""
+        self._changed = True
         self.deferred[seq] = due_ms
         if journal:
             self._pending += _LONG.pack(_DEFER, seq, due_ms)
 
     def undeferred(self, seq: int) -> None:
         """The record is due: it is now in the channel's queue (the floor keeps it)."""
+        self._changed = True
         self.deferred.pop(seq, None)
 
     def flush(self) -> None:
@@ -111,37 +121,56 @@ class ChannelProgress:
     # -- checkpoints ---------------------------------------------------------
 
     def checkpoint(self, floor: int) -> None:
-        """Write the whole state with `floor` and start a new journal generation."""
+        """Write the whole state with `floor` now (and start a new journal generation)."""
+        job = self.checkpoint_job(floor)
+        if job is not None:
+            job()
+
+    def checkpoint_job(self, floor: int) -> Callable[[], None] | None:
+        """Snapshot the state now; the job writes it (may run in a thread). None if unchanged."""
         self.flush()
         self.floor = floor
         self.acked = {seq for seq in self.acked if seq >= floor}
         self.attempts = {
             seq: n for seq, n in self.attempts.items() if seq >= floor or seq in self.deferred
         }
-        if self.directory is None:
-            return
+        settings = (floor, self.paused, self.max_attempts)
+        if self.directory is None or (not self._changed and settings == self._saved):
+            return None
+        self._changed = False
+        self._saved = settings
+        directory = self.directory
         generation = self._generation + 1
-        self._open_journal(self.directory, generation)
-        state = Checkpoint(
-            generation,
-            floor,
-            _ranges(self.acked),
-            sorted(self.attempts.items()),
-            sorted(self.deferred.items()),
-            self.paused,
-            self.max_attempts,
+        self._open_journal(directory, generation)
+        data = msgspec.json.encode(
+            Checkpoint(
+                generation,
+                floor,
+                _ranges(self.acked),
+                sorted(self.attempts.items()),
+                sorted(self.deferred.items()),
+                self.paused,
+                self.max_attempts,
+            )
         )
-        temp = self.directory / (_CHECKPOINT + ".tmp")
-        with temp.open("wb") as handle:
-            handle.write(msgspec.json.encode(state))
-            if self.fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        temp.replace(self.directory / _CHECKPOINT)
-        for old in self.directory.glob("journal.*"):
-            with contextlib.suppress(ValueError, OSError):
-                if int(old.suffix[1:]) < generation:
-                    old.unlink()
+        return lambda: self._write(directory, generation, data)
+
+    def _write(self, directory: Path, generation: int, data: bytes) -> None:
+        with self._lock:
+            if generation <= self._written:
+                return  # a newer checkpoint is already there
+            temp = directory / f"{_CHECKPOINT}.{generation}.tmp"
+            with temp.open("wb") as handle:
+                handle.write(data)
+                if self.fsync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            temp.replace(directory / _CHECKPOINT)
+            self._written = generation
+            for old in directory.glob("journal.*"):
+                with contextlib.suppress(ValueError, OSError):
+                    if int(old.suffix[1:]) < generation:
+                        old.unlink()
 
     def sync(self) -> None:
         """fsync the journal (power-cut durability of FINs since the checkpoint)."""
@@ -157,7 +186,10 @@ class ChannelProgress:
 
     def destroy(self) -> None:
         self.close()
-        if self.directory is not None:
+        if self.directory is None:
+            return
+        with self._lock:
+            self._written = 1 << 62  # checkpoint jobs still queued write nothing
             for path in self.directory.iterdir():
                 path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
@@ -184,6 +216,7 @@ class ChannelProgress:
             self.paused = state.paused
             self.max_attempts = state.max_attempts
             self._generation = state.generation
+            self._written = state.generation
         journals: list[tuple[int, Path]] = []
         for journal in directory.glob("journal.*"):
             with contextlib.suppress(ValueError):

@@ -26,6 +26,8 @@ from tidings.queue.log import MessageLog
 from tidings.queue.message import StoredMessage, encode_payload
 
 _META = "topic.json"
+#: Bodies of recent messages kept in memory for the channels (beyond: read from the log).
+CACHE_BYTES = 32 << 20
 _CHANNEL_PREFIX = "c-"
 
 
@@ -60,6 +62,7 @@ class Topic:
         self._cache: list[StoredMessage] = []
         self._cache_start = log.next_seq
         self._cache_size = cache_size
+        self._cache_bytes = 0
         self.message_count = 0
         self.message_bytes = 0
         self.deleted = False
@@ -116,10 +119,12 @@ class Topic:
         first = last - len(payloads) + 1
         if first != self._cache_start + len(self._cache):
             self._cache = []
+            self._cache_bytes = 0
             self._cache_start = first
         self._cache.extend(
             StoredMessage(first + i, now, deliver_at_ms, body) for i, body in enumerate(bodies)
         )
+        self._cache_bytes += sum(len(body) for body in bodies)
         self._trim_cache()
         self.message_count += len(bodies)
         self.message_bytes += sum(len(b) for b in bodies)
@@ -130,15 +135,26 @@ class Topic:
         before = self.log.size_bytes
         next_seq = self.log.append_at(first_seq, payloads)
         self._cache = []
+        self._cache_bytes = 0
         self._cache_start = next_seq
         self.message_count += len(payloads)
         return next_seq, self.log.size_bytes - before
 
     def _trim_cache(self) -> None:
-        excess = len(self._cache) - self._cache_size
-        if excess > 0:
-            del self._cache[:excess]
-            self._cache_start += excess
+        """Keep at most `cache_size` messages and `CACHE_BYTES` of bodies (trimmed in steps)."""
+        cache = self._cache
+        if len(cache) <= self._cache_size + self._cache_size // 4 and (
+            self._cache_bytes <= CACHE_BYTES
+        ):
+            return
+        excess = max(len(cache) - self._cache_size, 0)
+        freed = sum(len(m.body) for m in cache[:excess])
+        while self._cache_bytes - freed > CACHE_BYTES // 2 and excess < len(cache):
+            freed += len(cache[excess].body)
+            excess += 1
+        del cache[:excess]
+        self._cache_start += excess
+        self._cache_bytes -= freed
 
     def commit(self, end: int) -> None:
         """Messages below `end` are durable: let the channels have them."""
