@@ -72,7 +72,7 @@ async def test_ephemeral_channel_and_topic_go_with_their_last_consumer(
     other.close()
     await until(lambda: "temp#ephemeral" not in channels())
     assert not any(
-        "ephemeral" in name for _, _, names in os.walk(queue.data_path) for name in names
+        "ephemeral" in name for _, dirs, files in os.walk(queue.data_path) for name in dirs + files
     )
 
 
