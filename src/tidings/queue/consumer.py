@@ -207,6 +207,9 @@ class Consumer(asyncio.Protocol):
                 self._handle(command)
             except NsqError as error:
                 self._fail(error)
+            except Exception:  # a bug must cost this connection only
+                log.exception("client %s: command %r failed", self.remote_address, command)
+                self.close()
         if self.channel is not None:
             self.channel.progress.flush()
         self._regulate_reading()
@@ -257,8 +260,11 @@ class Consumer(asyncio.Protocol):
         existing = node.topics.get(topic_name)
         if existing is not None and existing.deleted:
             raise NsqError(ErrorCode.SUB_FAILED, "SUB failed to deleted topic/channel")
-        topic = node.topic(topic_name)
-        channel = node.channel(topic, channel_name)
+        try:
+            topic = node.topic(topic_name)
+            channel = node.channel(topic, channel_name)
+        except OSError as exc:
+            raise NsqError(ErrorCode.SUB_FAILED, f"SUB failed {exc}") from None
         self.topic, self.channel = topic, channel
         self.state = next_state(self.state, "SUB")
         self.parser.state = self.state

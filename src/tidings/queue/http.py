@@ -9,6 +9,7 @@ reason, never a silent success.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import struct
@@ -22,6 +23,8 @@ from tidings.queue.channel import Channel
 from tidings.queue.node import PublishError, QueueNode
 from tidings.queue.settings import VERSION
 from tidings.queue.topic import Topic
+
+log = logging.getLogger(__name__)
 
 _HEADERS = {"X-NSQ-Content-Type": "nsq; version=1.0"}
 _LENGTH = struct.Struct(">i")
@@ -89,6 +92,9 @@ class HttpApi:
             return _error(413, "BODY_TOO_BIG")
         except web.HTTPException as exc:
             return _error(exc.status, exc.reason.upper().replace(" ", "_"))
+        except Exception:  # one request's failure is answered, never raised further
+            log.exception("HTTP %s %s failed", request.method, request.path)
+            return _error(500, "INTERNAL_ERROR")
 
     # -- helpers -------------------------------------------------------------
 

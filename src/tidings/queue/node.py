@@ -202,7 +202,10 @@ class QueueNode:
         self, name: str, bodies: Sequence[bytes], defer_ms: int = 0
     ) -> asyncio.Future[None] | None:
         """Append messages; None if durable already, else a future. Raises `PublishError`."""
-        topic = self.topic(name)
+        try:
+            topic = self.topic(name)
+        except OSError as exc:
+            raise PublishError(f"cannot create topic: {exc}") from exc
         size = sum(len(body) + _RECORD_OVERHEAD for body in bodies)
         if topic.ephemeral:
             held = topic.log.next_seq - topic.retention_floor()

@@ -19,6 +19,7 @@ An ephemeral channel gets a `ChannelProgress(None, ...)`: same API, no files.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import struct
 import threading
@@ -26,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
+
+log = logging.getLogger(__name__)
 
 _FIN = 0x46  # F
 _ATTEMPT = 0x41  # A
@@ -114,8 +117,14 @@ class ChannelProgress:
         if self._journal_fd >= 0:
             data = bytes(self._pending)
             written = 0
-            while written < len(data):
-                written += os.write(self._journal_fd, data[written:])
+            try:
+                while written < len(data):
+                    written += os.write(self._journal_fd, data[written:])
+            except OSError as exc:
+                # Kept for the next try; the next checkpoint holds it all anyway.
+                del self._pending[:written]
+                log.warning("channel journal write failed: %s", exc)
+                return
         self._pending.clear()
 
     # -- checkpoints ---------------------------------------------------------
@@ -129,6 +138,7 @@ class ChannelProgress:
     def checkpoint_job(self, floor: int) -> Callable[[], None] | None:
         """Snapshot the state now; the job writes it (may run in a thread). None if unchanged."""
         self.flush()
+        self._pending.clear()  # whatever the journal could not take is in this snapshot
         self.floor = floor
         self.acked = {seq for seq in self.acked if seq >= floor}
         self.attempts = {
