@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tidings.queue.log import FileLog, MemoryLog, MessageLog
 
@@ -120,3 +123,49 @@ def test_sync_job_runs(tmp_path: Path) -> None:
     assert job is not None
     job()
     assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+class LogModel:
+    """What any MessageLog must hold: a plain list of (seq, payload)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[int, bytes]] = []
+        self.next = 0
+
+    def append(self, payloads: list[bytes]) -> None:
+        for payload in payloads:
+            self.records.append((self.next, payload))
+            self.next += 1
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("append"), st.lists(st.binary(min_size=1, max_size=40), max_size=5)),
+            st.tuples(st.just("truncate"), st.integers(0, 60)),
+            st.tuples(st.just("reopen"), st.just(0)),
+        ),
+        max_size=30,
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_file_log_matches_the_model(operations: list[tuple[str, object]]) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "log"
+        log = FileLog(path, segment_bytes=120)
+        model = LogModel()
+        for name, argument in operations:
+            if name == "append" and isinstance(argument, list) and argument:
+                assert log.append(argument) == model.next + len(argument) - 1
+                model.append(argument)
+            elif name == "truncate" and isinstance(argument, int):
+                log.truncate_before(argument)
+            elif name == "reopen":
+                log.close()
+                log = FileLog(path, segment_bytes=120)
+            assert log.next_seq == model.next
+            # Truncation deletes whole segments: what is kept is a suffix of the model.
+            kept = log.read(0, 10**9)
+            assert kept == model.records[len(model.records) - len(kept) :]
+            assert all(seq >= log.first_seq for seq, _ in kept)
+        log.close()

@@ -356,7 +356,7 @@ class FileLog(MessageLog):
         if len(self._segments) == 1 and last.next_seq <= seq and last.size > 0:
             freed += last.size
             self._drop(last)
-            self._new_segment(max(seq, last.next_seq))
+            self._new_segment(last.next_seq)
         return freed
 
     def sync_job(self) -> Callable[[], None] | None:

@@ -118,7 +118,7 @@ class QueueNode:
 
     # -- topics and channels -------------------------------------------------
 
-    def _new_topic(self, name: str) -> Topic:
+    def _new_topic(self, name: str, announce: bool = True) -> Topic:
         ephemeral = is_ephemeral(name)
         message_log: MessageLog
         directory: Path | None
@@ -137,13 +137,18 @@ class QueueNode:
         )
         self.topics[name] = topic
         topic.save_meta()
-        self.lookup.register(name, None)
+        if announce:
+            self.lookup.register(name, None)
         return topic
 
-    def topic(self, name: str) -> Topic:
-        """The topic called `name`, created if needed (name already validated)."""
+    def topic(self, name: str, announce: bool = True) -> Topic:
+        """The topic called `name`, created if needed (name already validated).
+
+        `announce=False` keeps it from lookupd: a replica holds copies it does not serve
+        until consumers come to it (their channels announce it then).
+        """
         topic = self.topics.get(name)
-        return topic if topic is not None else self._new_topic(name)
+        return topic if topic is not None else self._new_topic(name, announce)
 
     def channel(self, topic: Topic, name: str) -> Channel:
         """The channel `name` of `topic`, created if needed."""

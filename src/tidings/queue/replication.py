@@ -290,7 +290,7 @@ class ReplicationListener:
             writer.write(frame(b"S", msgspec.json.encode(held)))
         elif kind == b"A":
             name, first, payloads = decode_append(body)
-            topic = node.topic(name)
+            topic = node.topic(name, announce=False)
             next_seq, added = topic.append_replicated(first, payloads)
             node.disk_bytes += added
             await node.committer.commit(topic.log)
