@@ -66,6 +66,13 @@ class Client:
                 return bytes(frame.data)
 
 
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -122,13 +129,28 @@ async def bench_sub(host: str, port: int, topic: str, count: int) -> float:
     return count / elapsed
 
 
-async def run_suite(host: str, port: int, args: argparse.Namespace, tag: str) -> dict[str, float]:
+async def run_suite(
+    host: str, port: int, args: argparse.Namespace, tag: str, pid: int = 0
+) -> dict[str, float]:
+    """msgs/s per phase; with the server's `pid`, also msgs per server CPU-second."""
     results: dict[str, float] = {}
-    results["pub"] = await bench_pub(host, port, f"pub-{tag}", args.count, args.connections)
-    results["mpub"] = await bench_mpub(host, port, f"mpub-{tag}", args.count * 5, args.batch)
+
+    async def phase(name: str, count: int, run: Any) -> None:
+        before = _cpu_seconds(pid) if pid else 0.0
+        results[name] = await run
+        if pid:
+            cpu = _cpu_seconds(pid) - before
+            results[name + "_per_cpu_s"] = count / cpu if cpu > 0 else float("inf")
+
+    await phase(
+        "pub", args.count, bench_pub(host, port, f"pub-{tag}", args.count, args.connections)
+    )
+    await phase(
+        "mpub", args.count * 5, bench_mpub(host, port, f"mpub-{tag}", args.count * 5, args.batch)
+    )
     # SUB: publish first (MPUB), then consume it all.
     await bench_mpub(host, port, f"sub-{tag}", args.count * 5, args.batch)
-    results["sub"] = await bench_sub(host, port, f"sub-{tag}", args.count * 5)
+    await phase("sub", args.count * 5, bench_sub(host, port, f"sub-{tag}", args.count * 5))
     return results
 
 
@@ -163,6 +185,7 @@ def start_queue(fsync: str, data: Path) -> tuple[subprocess.Popen[bytes], int]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--nsqd", default="", help="host:port of a running server to measure")
+    parser.add_argument("--pid", type=int, default=0, help="its process id (for CPU seconds)")
     parser.add_argument("--fsync", default="never,batch", help="policies to run (started queue)")
     parser.add_argument("--count", type=int, default=20_000, help="PUB messages (x5 for MPUB)")
     parser.add_argument("--connections", type=int, default=8)
@@ -171,15 +194,15 @@ async def main() -> None:
     report: dict[str, Any] = {}
     if args.nsqd:
         host, _, port = args.nsqd.rpartition(":")
-        report["external"] = await run_suite(host, int(port), args, str(int(time.time())))
+        tag = str(int(time.time()))
+        report["external"] = await run_suite(host, int(port), args, tag, args.pid)
     else:
         for fsync in args.fsync.split(","):
             with tempfile.TemporaryDirectory() as data:
                 proc, port = start_queue(fsync, Path(data))
                 try:
-                    cpu_before = _cpu_seconds(proc.pid)
-                    results = await run_suite("127.0.0.1", port, args, fsync)
-                    results["server_cpu_s"] = _cpu_seconds(proc.pid) - cpu_before
+                    results = await run_suite("127.0.0.1", port, args, fsync, proc.pid)
+                    results["server_rss_mb"] = _rss_mb(proc.pid)
                     report[f"tidings fsync={fsync}"] = results
                 finally:
                     proc.terminate()

@@ -202,8 +202,12 @@ class Channel:
             message = ChannelMessage(
                 seq, stored.timestamp_ns, stored.body, progress.attempts.get(seq, 0)
             )
-            due = max(stored.deliver_at_ms, progress.deferred.get(seq, 0))
-            if due > self._wall_ms():
+            due = (
+                max(stored.deliver_at_ms, progress.deferred.get(seq, 0))
+                if progress.deferred
+                else stored.deliver_at_ms
+            )
+            if due and due > self._wall_ms():
                 self._defer(message, due, journal=False)
                 continue
             return message

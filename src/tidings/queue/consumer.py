@@ -61,6 +61,11 @@ log = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
 _VERB = {Pub: "PUB", Mpub: "MPUB", Dpub: "DPUB"}
+_MESSAGE_VERBS: dict[type, tuple[str, ErrorCode]] = {
+    Fin: ("FIN", ErrorCode.FIN_FAILED),
+    Req: ("REQ", ErrorCode.REQ_FAILED),
+    Touch: ("TOUCH", ErrorCode.TOUCH_FAILED),
+}
 _FAILED = {Pub: ErrorCode.PUB_FAILED, Mpub: ErrorCode.MPUB_FAILED, Dpub: ErrorCode.DPUB_FAILED}
 
 
@@ -274,12 +279,6 @@ class Consumer(asyncio.Protocol):
     def _message_command(self, command: Fin | Req | Touch) -> None:
         channel = self.channel
         number = message_number(command.message_id)
-        verb, code = {
-            Fin: ("FIN", ErrorCode.FIN_FAILED),
-            Req: ("REQ", ErrorCode.REQ_FAILED),
-            Touch: ("TOUCH", ErrorCode.TOUCH_FAILED),
-        }[type(command)]
-        text = command.message_id.decode("ascii", "replace")
         try:
             if channel is None or number is None:
                 raise MessageStateError("ID not in flight")
@@ -292,6 +291,8 @@ class Consumer(asyncio.Protocol):
             else:
                 channel.touch(self, number)
         except MessageStateError as exc:
+            verb, code = _MESSAGE_VERBS[type(command)]
+            text = command.message_id.decode("ascii", "replace")
             raise NsqError(code, f"{verb} {text} failed {exc}") from None
 
     def _publish(self, command: Pub | Mpub | Dpub) -> None:

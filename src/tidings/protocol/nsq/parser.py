@@ -43,6 +43,7 @@ _LENGTH = struct.Struct(">i")
 _MAX_DIGITS = 18
 
 DEFAULT_MAX_LINE = 4096
+_VERB_NAMES = {verb.encode(): verb for verb in VERBS}
 
 
 def _text(raw: bytes) -> str:
@@ -141,8 +142,8 @@ class CommandParser:
     def _line_command(self, params: list[bytes]) -> Command | None:
         """A command without body, or None after checking the line of one with a body."""
         verb_raw = params[0]
-        verb = verb_raw.decode("ascii", "replace")
-        if verb not in VERBS:
+        verb = _VERB_NAMES.get(verb_raw)
+        if verb is None:
             raise NsqError(ErrorCode.INVALID, f"invalid command {_text(verb_raw)}")
         if verb == "NOP":
             return Nop()
