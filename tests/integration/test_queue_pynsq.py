@@ -161,3 +161,80 @@ async def test_silent_consumer_messages_go_to_another(queue: QueueProcess) -> No
     assert sorted(body for body, _ in healthy) == [b"a", b"b", b"c"]
     assert all(attempts >= 2 for _, attempts in healthy)  # each timed out at least once
     assert queue.channel_stats("tasks", "c")["timeout_count"] >= 3
+
+
+async def test_kill_9_under_pynsq_load_loses_no_answered_message(tmp_path: Path) -> None:
+    queue = start_queue(tmp_path, "--fsync", "batch", name="killed")
+    loop = asyncio.get_running_loop()
+    answered: set[bytes] = set()
+    consumed: list[bytes] = []
+    stop = False
+
+    def handler(message: Any) -> None:
+        # A slow consumer, so that a backlog is on disk when the server dies.
+        message.enable_async()
+        consumed.append(message.body)
+        loop.call_later(0.05, message.finish)
+
+    def quick(message: Any) -> bool:
+        consumed.append(message.body)
+        return True
+
+    writer = nsq.Writer([queue.tcp_address])
+    reader = nsq.Reader(
+        topic="pk",
+        channel="c",
+        message_handler=handler,
+        nsqd_tcp_addresses=[queue.tcp_address],
+        max_in_flight=2,
+    )
+
+    async def produce(tag: str) -> None:
+        n = 0
+        while not stop:
+            message = f"{tag}-{n}".encode()
+            n += 1
+            done: asyncio.Future[Any] = loop.create_future()
+
+            def callback(conn: Any, data: Any, done: asyncio.Future[Any] = done) -> None:
+                if not done.done():
+                    done.set_result(data)
+
+            writer.pub("pk", message, callback=callback)
+            try:
+                result = await asyncio.wait_for(done, 2)
+            except TimeoutError:
+                continue
+            if result == b"OK":
+                answered.add(message)
+            else:
+                await asyncio.sleep(0.05)
+
+    try:
+        await wait_for(lambda: bool(writer.conns))
+        producers = [asyncio.create_task(produce(f"w{i}")) for i in range(4)]
+        await asyncio.sleep(1.5)
+        queue.kill()  # SIGKILL mid-load
+        stop = True
+        await asyncio.gather(*producers)
+        reader.close()
+        assert len(answered) > 50, "the load did not run"
+        assert not answered <= set(consumed), "no backlog at the kill: the test proves nothing"
+        queue.start()
+        drained = nsq.Reader(
+            topic="pk",
+            channel="c",
+            message_handler=quick,
+            nsqd_tcp_addresses=[queue.tcp_address],
+            max_in_flight=100,
+        )
+        try:
+            await wait_for(lambda: bool(drained.conns))
+            await wait_for(lambda: answered <= set(consumed), within=60)
+        finally:
+            drained.close()
+        print({"answered": len(answered), "duplicates": len(consumed) - len(set(consumed))})
+    finally:
+        for conn in list(writer.conns.values()):
+            conn.close()
+        queue.kill()

@@ -169,3 +169,30 @@ def test_file_log_matches_the_model(operations: list[tuple[str, object]]) -> Non
             assert kept == model.records[len(model.records) - len(kept) :]
             assert all(seq >= log.first_seq for seq, _ in kept)
         log.close()
+
+
+def test_failed_write_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from tidings.queue.log import LogWriteError
+
+    log = FileLog(tmp_path / "log")
+    log.append([b"kept"])
+    real_pwrite = os.pwrite
+
+    def half_then_full(fd: int, data: object, offset: int) -> int:
+        view = memoryview(data)  # type: ignore[arg-type]
+        if len(view) > 4:
+            return real_pwrite(fd, view[:4], offset)  # a partial write, then ENOSPC
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", half_then_full)
+    with pytest.raises(LogWriteError, match="No space"):
+        log.append([b"lost" * 10])
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    assert log.next_seq == 1
+    assert log.append([b"next"]) == 1
+    log.close()
+    assert FileLog(tmp_path / "log").read(0) == [(0, b"kept"), (1, b"next")]
