@@ -97,3 +97,37 @@ async def test_publish_fails_while_the_replica_is_down(tmp_path: Path) -> None:
     finally:
         primary.kill()
         replica.kill()
+
+
+async def test_replica_drops_what_the_primary_finished(tmp_path: Path) -> None:
+    replica = start_queue(tmp_path, name="replica", replication=True)
+    primary = start_queue(
+        tmp_path,
+        "--replica",
+        f"127.0.0.1:{replica.replication_port}",
+        "--checkpoint-interval",
+        "100ms",
+        name="primary",
+    )
+    try:
+        for _ in range(100):
+            if primary.http("POST", "/pub?topic=fin", b"warm-up")[0] == 200:
+                break
+            await asyncio.sleep(0.1)
+        for n in range(20):
+            assert primary.http("POST", "/pub?topic=fin", b"m%d" % n)[0] == 200
+        replica_topic = next(t for t in replica.stats()["topics"] if t["topic_name"] == "fin")
+        assert replica_topic["depth"] == 21  # held for the primary's consumers
+        assert await drain(primary.tcp_port, "fin", "c", idle=0.5)
+        for _ in range(100):
+            topics = replica.stats()["topics"]
+            if topics and topics[0]["depth"] == 0:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"the replica still holds finished messages: {topics}")
+        # A channel the primary had resumes on the replica where it stood: nothing again.
+        assert await drain(replica.tcp_port, "fin", "c", idle=0.5) == []
+    finally:
+        primary.kill()
+        replica.kill()
