@@ -278,6 +278,8 @@ class ReplicationListener:
                 await self._apply(kind, body, writer)
         except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
             log.info("primary disconnected: %s", exc)
+        except Exception:  # e.g. a log write that failed: drop the link, the primary retries
+            log.exception("replication from the primary failed")
         finally:
             if task is not None:
                 self._sessions.discard(task)
