@@ -115,3 +115,15 @@ async def test_retention_limit_refuses_publishes_and_keeps_what_was_answered(
             raise AssertionError("segments were not deleted after consumption")
     finally:
         queue.kill()
+
+
+async def test_stats_list_producers_like_nsqd(queue: QueueProcess) -> None:
+    assert queue.stats()["producers"] is None  # nsqd sends null when nobody published
+    client = await RawClient.connect(queue.tcp_port)
+    client.send(b"PUB a\n" + struct.pack(">i", 1) + b"x" + b"PUB b\n" + struct.pack(">i", 1) + b"y")
+    assert await client.response() == b"OK"
+    assert await client.response() == b"OK"
+    (producer,) = queue.stats()["producers"]
+    assert producer["pub_counts"] == [{"topic": "a", "count": 1}, {"topic": "b", "count": 1}]
+    assert producer["remote_address"].startswith("127.0.0.1:")
+    client.close()

@@ -105,7 +105,7 @@ class Channel:
         self._turn = 0
         self._pump_scheduled = False
         self.closed = False
-        self.message_count = 0
+        self.fetched_count = 0
         self.requeue_count = 0
         self.timeout_count = 0
         self._restore_deferred()
@@ -198,7 +198,7 @@ class Channel:
             seq = stored.seq
             if seq in progress.acked or seq in self.deferred or seq in self.dead_lettering:
                 continue
-            self.message_count += 1
+            self.fetched_count += 1
             message = ChannelMessage(
                 seq, stored.timestamp_ns, stored.body, progress.attempts.get(seq, 0)
             )
@@ -344,6 +344,11 @@ class Channel:
     def checkpoint_job(self) -> Callable[[], None] | None:
         """Snapshot the progress now; write it in a worker thread (see `ChannelProgress`)."""
         return self.progress.checkpoint_job(self.floor())
+
+    @property
+    def message_count(self) -> int:
+        """Messages that reached this channel (read from the topic, or waiting to be)."""
+        return self.fetched_count + self.backend_depth
 
     @property
     def depth(self) -> int:

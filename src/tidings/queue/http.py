@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import struct
+from collections.abc import Collection
 from typing import Any
 
 import msgspec
@@ -42,6 +43,7 @@ def _error(status: int, message: str) -> web.Response:
         status=status,
         body=msgspec.json.encode({"message": message}),
         content_type="application/json",
+        charset="utf-8",
         headers=_HEADERS,
     )
 
@@ -52,15 +54,21 @@ def _ok(text: str = "OK") -> web.Response:
 
 def _json(data: Any) -> web.Response:
     return web.Response(
-        body=msgspec.json.encode(data), content_type="application/json", headers=_HEADERS
+        body=msgspec.json.encode(data),
+        content_type="application/json",
+        charset="utf-8",
+        headers=_HEADERS,
     )
 
 
 class HttpApi:
     """The aiohttp application of one queue node."""
 
-    def __init__(self, node: QueueNode, tcp_port: int = 0) -> None:
+    def __init__(
+        self, node: QueueNode, tcp_port: int = 0, connections: Collection[Any] = ()
+    ) -> None:
         self.node = node
+        self.connections = connections
         self.tcp_port = tcp_port
         self.http_port = 0
         app = web.Application(client_max_size=node.settings.max_body_size + 1)
@@ -264,8 +272,6 @@ class HttpApi:
                 "max_output_buffer_size": 64 * 1024,
                 "max_output_buffer_timeout": int(30 * 1e9),
                 "max_deflate_level": 6,
-                "topology_zone": "",
-                "topology_region": "",
             }
         )
 
@@ -283,7 +289,8 @@ class HttpApi:
             "health": "OK",
             "start_time": self.node.start_time,
             "topics": topics,
-            "producers": [],
+            # nsqd: connections that published, with their counts per topic (null if none)
+            "producers": [_producer_stats(c) for c in self.connections if c.published] or None,
             "disk_bytes": self.node.disk_bytes,
             "pid": os.getpid(),
         }
@@ -311,9 +318,15 @@ def _client_stats(consumer: Any) -> dict[str, Any]:
         "snappy": False,
         "user_agent": client.user_agent,
         "tls": False,
-        "topology_zone": "",
-        "topology_region": "",
     }
+
+
+def _producer_stats(connection: Any) -> dict[str, Any]:
+    stats = _client_stats(connection)
+    stats["pub_counts"] = [
+        {"topic": topic, "count": count} for topic, count in sorted(connection.published.items())
+    ]
+    return stats
 
 
 def _channel_stats(channel: Channel, clients: bool) -> dict[str, Any]:

@@ -30,7 +30,7 @@ class QueueServer:
         self.settings = settings
         self.node = QueueNode(settings)
         self.tcp = TcpListener(self.node)
-        self.http = HttpApi(self.node)
+        self.http = HttpApi(self.node, connections=self.tcp.connections)
         self.replica: ReplicaLink | None = None
         self.replication: ReplicationListener | None = None
         self.lookup: Any = None

@@ -28,6 +28,7 @@ from tidings.queue.message import StoredMessage, encode_payload
 _META = "topic.json"
 #: Bodies of recent messages kept in memory for the channels (beyond: read from the log).
 CACHE_BYTES = 32 << 20
+_READ_COUNT = 4096
 _CHANNEL_PREFIX = "c-"
 
 
@@ -178,7 +179,7 @@ class Topic:
         if start <= seq < start + len(self._cache):
             total = 0
             out: list[StoredMessage] = []
-            for message in self._cache[seq - start : end - start]:
+            for message in self._cache[seq - start : min(end, seq + _READ_COUNT) - start]:
                 out.append(message)
                 total += len(message.body)
                 if total >= max_bytes:

@@ -50,8 +50,6 @@ class IdentifyReply(msgspec.Struct):
     auth_required: bool
     output_buffer_size: int
     output_buffer_timeout: int
-    topology_region: str = ""
-    topology_zone: str = ""
 
 
 @dataclass(frozen=True, slots=True)
