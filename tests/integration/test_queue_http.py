@@ -73,7 +73,7 @@ def test_admin_actions(queue: QueueProcess) -> None:
     assert queue.channel_stats("adm", "c")["depth"] == 0
     assert queue.http("POST", "/channel/delete?topic=adm&channel=c")[0] == 200
     assert queue.http("POST", "/topic/delete?topic=adm")[0] == 200
-    assert queue.stats()["topics"] == []
+    assert queue.stats()["topics"] is None  # as nsqd: null, not []
 
 
 async def test_retention_limit_refuses_publishes_and_keeps_what_was_answered(
@@ -127,3 +127,37 @@ async def test_stats_list_producers_like_nsqd(queue: QueueProcess) -> None:
     assert producer["pub_counts"] == [{"topic": "a", "count": 1}, {"topic": "b", "count": 1}]
     assert producer["remote_address"].startswith("127.0.0.1:")
     client.close()
+
+
+# (method, path, body) -> (status, body) as nsqd v1.3.0 answered them (recorded locally).
+NSQD_HTTP = [
+    ("POST", "/pub", b"x", 400, b'{"message":"MISSING_ARG_TOPIC"}'),
+    ("POST", "/pub?topic=a*b", b"x", 400, b'{"message":"INVALID_TOPIC"}'),
+    ("POST", "/pub?topic=t&defer=-1", b"x", 400, b'{"message":"INVALID_DEFER"}'),
+    ("POST", "/pub?topic=t&defer=3600001", b"x", 400, b'{"message":"INVALID_DEFER"}'),
+    ("POST", "/pub?topic=t&defer=10", b"x", 200, b"OK"),
+    ("POST", "/mpub?topic=t", b"", 200, b"OK"),
+    ("POST", "/mpub?topic=t", b"a\nb\n", 200, b"OK"),
+    ("POST", "/mpub?topic=t&binary=true", b"xx", 413, b'{"message":"BAD_BODY"}'),
+    ("POST", "/topic/create", b"", 400, b'{"message":"MISSING_ARG_TOPIC"}'),
+    ("POST", "/topic/create?topic=a*b", b"", 400, b'{"message":"INVALID_TOPIC"}'),
+    ("POST", "/topic/delete?topic=none", b"", 404, b'{"message":"TOPIC_NOT_FOUND"}'),
+    ("POST", "/topic/pause?topic=none", b"", 404, b'{"message":"TOPIC_NOT_FOUND"}'),
+    ("POST", "/channel/create?topic=t", b"", 400, b'{"message":"MISSING_ARG_CHANNEL"}'),
+    ("POST", "/channel/create?topic=t&channel=a*b", b"", 400, b'{"message":"INVALID_ARG_CHANNEL"}'),
+    ("POST", "/channel/delete?topic=t&channel=none", b"", 404, b'{"message":"CHANNEL_NOT_FOUND"}'),
+    ("POST", "/channel/create?topic=none&channel=c", b"", 404, b'{"message":"TOPIC_NOT_FOUND"}'),
+    ("POST", "/topic/empty?topic=t", b"", 200, b""),
+    ("GET", "/ping", None, 200, b"OK"),
+    ("POST", "/ping", b"", 405, b'{"message":"METHOD_NOT_ALLOWED"}'),
+    ("GET", "/topic/create?topic=x", None, 405, b'{"message":"METHOD_NOT_ALLOWED"}'),
+]
+
+
+def test_http_answers_match_nsqd(tmp_path: Path) -> None:
+    queue = start_queue(tmp_path, name="nsqd-http")
+    try:
+        got = [(m, p, b, *queue.http(m, p, b)) for m, p, b, _, _ in NSQD_HTTP]
+        assert got == NSQD_HTTP
+    finally:
+        queue.kill()

@@ -48,7 +48,7 @@ async def test_ephemeral_channel_and_topic_go_with_their_last_consumer(
     def channels() -> dict[str, list[str]]:
         return {
             t["topic_name"]: [c["channel_name"] for c in t["channels"]]
-            for t in queue.stats()["topics"]
+            for t in queue.stats()["topics"] or []
         }
 
     async def until(condition: object) -> None:

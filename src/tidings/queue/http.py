@@ -123,13 +123,22 @@ class HttpApi:
             raise ApiError(404, "TOPIC_NOT_FOUND")
         return topic
 
-    def _channel_name(self, request: web.Request) -> str:
+    def _topic_and_channel(self, request: web.Request) -> tuple[Topic, str]:
+        """nsqd's order: both names checked (400), then the topic must exist (404)."""
+        topic_name = request.query.get("topic")
+        if topic_name is None:
+            raise ApiError(400, "MISSING_ARG_TOPIC")
+        if not is_valid_name(topic_name):
+            raise ApiError(400, "INVALID_ARG_TOPIC")
         name = request.query.get("channel")
         if name is None:
             raise ApiError(400, "MISSING_ARG_CHANNEL")
         if not is_valid_name(name):
-            raise ApiError(400, "INVALID_CHANNEL")
-        return name
+            raise ApiError(400, "INVALID_ARG_CHANNEL")
+        topic = self.node.topics.get(topic_name)
+        if topic is None:
+            raise ApiError(404, "TOPIC_NOT_FOUND")
+        return topic, name
 
     async def _read_body(self, request: web.Request, limit: int, too_big: str) -> bytes:
         if request.content_length is not None and request.content_length > limit:
@@ -173,7 +182,8 @@ class HttpApi:
         binary = request.query.get("binary", "false") not in ("false", "0", "")
         bodies = self._binary_bodies(body) if binary else self._line_bodies(body)
         if not bodies:
-            raise ApiError(400, "MSG_EMPTY")
+            self.node.topic(name)  # nsqd creates the topic and publishes nothing
+            return _ok()
         return await self._publish(name, bodies)
 
     def _line_bodies(self, body: bytes) -> list[bytes]:
@@ -213,6 +223,8 @@ class HttpApi:
             if action == "create":
                 node.topic(self._topic_name(request))
                 return _ok("")
+            if action == "empty":
+                self._topic_name(request)  # nsqd checks the name here (400 INVALID_TOPIC)
             topic = self._existing_topic(request)
             if action == "delete":
                 node.delete_topic(topic.name)
@@ -227,8 +239,7 @@ class HttpApi:
     def _channel_action(self, action: str) -> Any:
         async def handler(request: web.Request) -> web.Response:
             node = self.node
-            topic = self._existing_topic(request)
-            name = self._channel_name(request)
+            topic, name = self._topic_and_channel(request)
             if action == "create":
                 channel = node.channel(topic, name)
                 if "max_attempts" in request.query:
@@ -288,7 +299,7 @@ class HttpApi:
             "version": VERSION,
             "health": "OK",
             "start_time": self.node.start_time,
-            "topics": topics,
+            "topics": topics or None,  # nsqd: null when there are none
             # nsqd: connections that published, with their counts per topic (null if none)
             "producers": [_producer_stats(c) for c in self.connections if c.published] or None,
             "disk_bytes": self.node.disk_bytes,

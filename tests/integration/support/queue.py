@@ -112,7 +112,7 @@ class QueueProcess:
         return data
 
     def channel_stats(self, topic: str, channel: str) -> dict[str, Any]:
-        for entry in self.stats()["topics"]:
+        for entry in self.stats()["topics"] or []:
             if entry["topic_name"] == topic:
                 for stats in entry["channels"]:
                     if stats["channel_name"] == channel:
