@@ -233,3 +233,22 @@ def test_empty_drops_everything() -> None:
     topic.add(b"new")
     channel.wake()
     assert consumer.got[-1].body == b"new"
+
+
+def test_touch_flood_keeps_one_timer_per_message() -> None:
+    topic = FakeTopic()
+    topic.add(b"x")
+    channel, clock, _ = make(topic)
+    consumer = FakeConsumer(1, rdy=1, msg_timeout=5)
+    channel.add_consumer(consumer)
+    for _ in range(10_000):
+        channel.touch(consumer, 0)
+    assert len(channel._timeouts) == 1
+    clock.advance(4)
+    channel.touch(consumer, 0)
+    clock.advance(4)
+    channel.tick()  # the first deadline passed, the touched one did not
+    assert channel.timeout_count == 0 and len(channel._timeouts) == 1
+    clock.advance(2)
+    channel.tick()
+    assert channel.timeout_count == 1

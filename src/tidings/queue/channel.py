@@ -100,7 +100,9 @@ class Channel:
         self.requeued: deque[ChannelMessage] = deque()
         self.dead_lettering: dict[int, ChannelMessage] = {}
         self._fetched: deque[StoredMessage] = deque()
-        self._timeouts: list[tuple[float, int]] = []
+        # (deadline, seq, attempts): one entry per delivery; a TOUCH only moves
+        # `message.deadline`, and the entry is pushed again when it comes up early.
+        self._timeouts: list[tuple[float, int, int]] = []
         self._due: list[tuple[int, int]] = []
         self._turn = 0
         self._pump_scheduled = False
@@ -174,7 +176,7 @@ class Channel:
             message.consumer_id = consumer.id
             message.deadline = now + consumer.msg_timeout
             self.in_flight[message.seq] = message
-            heapq.heappush(self._timeouts, (message.deadline, message.seq))
+            heapq.heappush(self._timeouts, (message.deadline, message.seq, message.attempts))
             consumer.in_flight += 1
             consumer.deliver(message)
             if consumer.capacity() <= 0:
@@ -270,7 +272,6 @@ class Channel:
     def touch(self, consumer: Subscriber, seq: int) -> None:
         message = self._owned(consumer, seq)
         message.deadline = self._clock() + consumer.msg_timeout
-        heapq.heappush(self._timeouts, (message.deadline, seq))
 
     def dead_lettered(self, message: ChannelMessage, ok: bool) -> None:
         """The dead-letter publish of `message` ended; if it failed, retry in a second."""
@@ -290,10 +291,13 @@ class Channel:
         woke = False
         timeouts = self._timeouts
         while timeouts and timeouts[0][0] <= now:
-            deadline, seq = heapq.heappop(timeouts)
+            _, seq, attempts = heapq.heappop(timeouts)
             message = self.in_flight.get(seq)
-            if message is None or message.deadline != deadline:
-                continue  # finished, requeued or touched since
+            if message is None or message.attempts != attempts:
+                continue  # finished or requeued since (a later delivery has its own entry)
+            if message.deadline > now:  # touched: wait for the new deadline
+                heapq.heappush(timeouts, (message.deadline, seq, attempts))
+                continue
             del self.in_flight[seq]
             consumer = self.consumers.get(message.consumer_id)
             if consumer is not None:
