@@ -110,3 +110,36 @@ async def test_many_silent_connections_cost_little_and_hurt_nobody(queue: QueueP
     client.close()
     for _, writer in idle:
         writer.close()
+
+
+async def test_consumer_that_stops_reading_does_not_stall_the_channel(
+    tmp_path: Path,
+) -> None:
+    queue = start_queue(tmp_path, name="stalled")
+    try:
+        payload = b"p" * 100_000
+        producer = await RawClient.connect(queue.tcp_port)
+        for n in range(100):
+            message = b"%03d" % n + payload
+            producer.send(b"PUB big\n" + body(message))
+            assert await producer.response() == b"OK"
+        stalled = await RawClient.connect(queue.tcp_port)
+        stalled.send(
+            b"IDENTIFY\n"
+            + body(json.dumps({"msg_timeout": 1000}).encode())
+            + b"SUB big c\nRDY 2500\n"
+        )
+        await asyncio.sleep(0.5)  # it takes what the socket buffers hold, then never reads
+        healthy = await RawClient.connect(queue.tcp_port)
+        healthy.send(b"SUB big c\nRDY 10\n")
+        assert await healthy.response() == b"OK"
+        seen: set[bytes] = set()
+        while len(seen) < 100:
+            message = await healthy.message(within=15)
+            seen.add(message.body[:3])
+            healthy.send(b"FIN " + message.message_id + b"\n")
+        assert queue.rss_bytes() < 300 << 20
+        for client in (producer, stalled, healthy):
+            client.close()
+    finally:
+        queue.kill()
