@@ -33,6 +33,10 @@ async def test_kill_primary_replica_has_every_answered_message(tmp_path: Path) -
         ]
         tasks.append(asyncio.create_task(consumer(primary.tcp_port, "rep", "c", seen_before, stop)))
         await asyncio.sleep(1.5)
+        # While the primary is connected, the replica refuses its own clients' publishes.
+        refused = await RawClient.connect(replica.tcp_port)
+        refused.send(b"PUB rep\n" + body(b"split brain"))
+        assert (await refused.response()).startswith(b"ERR E_PUB_FAILED")
         primary.kill(signal.SIGKILL)
         stop.set()
         await asyncio.gather(*tasks)

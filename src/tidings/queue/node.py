@@ -81,6 +81,7 @@ class QueueNode:
         self.committer = Committer(settings.fsync)
         self.lookup: LookupHook = lookup or NoLookup()
         self.replica: ReplicaHook | None = None
+        self.primaries = 0  # connected primaries (this node is then a replica)
         self.disk_bytes = 0
         self.start_time = int(time.time())
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -207,6 +208,8 @@ class QueueNode:
         self, name: str, bodies: Sequence[bytes], defer_ms: int = 0
     ) -> asyncio.Future[None] | None:
         """Append messages; None if durable already, else a future. Raises `PublishError`."""
+        if self.primaries:
+            raise PublishError("this node is the replica of a connected primary")
         try:
             topic = self.topic(name)
         except OSError as exc:

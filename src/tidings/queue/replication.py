@@ -20,6 +20,12 @@ replica is back). P frames tell the replica where each channel of the
 primary stands, so it deletes what every channel finished and, after a
 failover, a channel resumes on the replica from its primary position
 (messages finished after the last P frame come again: at least once).
+
+While a primary is connected, the replica refuses publishes from its own
+clients, so the copies cannot diverge; if they did anyway (clients published
+to the replica while the primary was away), the primary does not overwrite
+the replica's records: publishes to that topic fail until an operator
+resolves it.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 _MAX_FRAME = 64 << 20
 _BATCH_BYTES = 1 << 20
+#: Seconds without a frame after which a replica considers its primary gone.
+PRIMARY_SILENCE = 10.0
 
 
 def frame(kind: bytes, body: bytes) -> bytes:
@@ -102,6 +110,7 @@ class ReplicaLink:
         self._waiters: dict[str, deque[tuple[int, asyncio.Future[None]]]] = {}
         self._wake = asyncio.Event()
         self._deleted: list[str] = []
+        self._diverged: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     # -- what the node calls -------------------------------------------------
@@ -110,6 +119,7 @@ class ReplicaLink:
         self._wake.set()
 
     def topic_deleted(self, topic: str) -> None:
+        self._diverged.discard(topic)
         self._deleted.append(topic)
         self._sent.pop(topic, None)
         self._acked.pop(topic, None)
@@ -119,6 +129,8 @@ class ReplicaLink:
         """Return once the replica holds `seq` of `topic`; raise `PublishError` if it cannot."""
         if self._acked.get(topic, 0) > seq:
             return
+        if topic in self._diverged:
+            raise PublishError(f"replica {self.address} holds a different copy of {topic}")
         if not self.connected:
             raise PublishError(f"replica {self.address} unavailable")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -176,8 +188,12 @@ class ReplicaLink:
                 continue
             there = held.get(name, 0)
             if there > topic.log.next_seq:
-                writer.write(frame(b"X", _name(name)))  # an older topic of the same name
-                there = 0
+                # The replica has records this node never wrote (published there while
+                # this node was away, or an older topic of the same name): refuse to
+                # overwrite them; publishes to the topic fail until an operator decides.
+                log.error("replica %s holds more of %s than this node: not copied", name, name)
+                self._diverged.add(name)
+                continue
             self._sent[name] = max(there, topic.log.first_seq)
             self._acked[name] = there
         self.connected = True
@@ -189,7 +205,8 @@ class ReplicaLink:
             acks.cancel()
 
     async def _send(self, writer: asyncio.StreamWriter, acks: asyncio.Task[None]) -> None:
-        progress_every = self.node.settings.checkpoint_interval
+        # Positions also serve as the link's heartbeat (see PRIMARY_SILENCE).
+        progress_every = min(self.node.settings.checkpoint_interval, PRIMARY_SILENCE / 5)
         loop = asyncio.get_running_loop()
         next_progress = loop.time()
         while not acks.done():
@@ -197,7 +214,7 @@ class ReplicaLink:
                 writer.write(frame(b"X", _name(self._deleted.pop())))
             sent_any = False
             for name, topic in list(self.node.topics.items()):
-                if topic.ephemeral:
+                if topic.ephemeral or name in self._diverged:
                     continue
                 start = self._sent.get(name, topic.log.first_seq)
                 if start >= topic.log.next_seq:
@@ -272,15 +289,21 @@ class ReplicationListener:
         task = asyncio.current_task()
         if task is not None:
             self._sessions.add(task)
+        self.node.primaries += 1  # clients may not publish here meanwhile
         try:
             while True:
-                kind, body = await read_frame(reader)
+                # The primary sends positions at least every checkpoint interval: a
+                # silent link means a dead primary (or network), and clients may publish.
+                kind, body = await asyncio.wait_for(read_frame(reader), PRIMARY_SILENCE)
                 await self._apply(kind, body, writer)
+        except TimeoutError:
+            log.warning("primary silent for %.0f s: dropping the link", PRIMARY_SILENCE)
         except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
             log.info("primary disconnected: %s", exc)
         except Exception:  # e.g. a log write that failed: drop the link, the primary retries
             log.exception("replication from the primary failed")
         finally:
+            self.node.primaries -= 1
             if task is not None:
                 self._sessions.discard(task)
             writer.close()
