@@ -252,3 +252,26 @@ def test_touch_flood_keeps_one_timer_per_message() -> None:
     clock.advance(2)
     channel.tick()
     assert channel.timeout_count == 1
+
+
+def test_one_stuck_message_does_not_grow_the_state(tmp_path: Path) -> None:
+    topic = FakeTopic()
+    channel, _, _ = make(topic, ChannelProgress(tmp_path, 0))
+    stuck = FakeConsumer(1, rdy=1)
+    channel.add_consumer(stuck)
+    busy = FakeConsumer(2, rdy=1000)
+    for i in range(1000):
+        topic.add(b"%d" % i)
+    channel.add_consumer(busy)
+    for message in busy.got:
+        channel.finish(busy, message.seq)
+    channel.checkpoint()
+    assert len(channel.progress.acked) == 0  # the floor moved past all of them
+    assert channel.progress.deferred == {stuck.got[0].seq: 0}  # the stuck one, listed alone
+    assert channel.retention_floor() == stuck.got[0].seq  # its record stays on disk
+    # Restart: only the stuck message comes again.
+    again, _, _ = make(topic, ChannelProgress(tmp_path, 0))
+    fresh = FakeConsumer(3, rdy=1000)
+    again.add_consumer(fresh)
+    assert [m.seq for m in fresh.got] == [stuck.got[0].seq]
+    assert fresh.got[0].body == stuck.got[0].body and fresh.got[0].attempts == 2

@@ -110,7 +110,8 @@ class Channel:
         self.fetched_count = 0
         self.requeue_count = 0
         self.timeout_count = 0
-        self._restore_deferred()
+        self._restored: set[int] = set()
+        self._restore()
 
     # -- settings ------------------------------------------------------------
 
@@ -184,8 +185,11 @@ class Channel:
         self.progress.flush()
 
     def _next_message(self) -> ChannelMessage | None:
-        if self.requeued:
-            return self.requeued.popleft()
+        while self.requeued:
+            message = self.requeued.popleft()
+            if message.body or self._reload(message):
+                return message
+            self.progress.finished(message.seq)  # emptied from the log meanwhile
         progress = self.progress
         while True:
             if not self._fetched:
@@ -199,6 +203,9 @@ class Channel:
             stored = self._fetched.popleft()
             seq = stored.seq
             if seq in progress.acked or seq in self.deferred or seq in self.dead_lettering:
+                continue
+            if seq in self._restored:
+                self._restored.discard(seq)
                 continue
             self.fetched_count += 1
             message = ChannelMessage(
@@ -222,15 +229,21 @@ class Channel:
         heapq.heappush(self._due, (due_ms, message.seq))
         self.progress.deferred_until(message.seq, due_ms, journal)
 
-    def _restore_deferred(self) -> None:
-        """After a restart: deferred records below the floor wait again (bodies stay on disk)."""
+    def _restore(self) -> None:
+        """After a restart: what was outstanding waits or goes out again (bodies stay on disk)."""
+        now_ms = self._wall_ms()
         for seq, due in sorted(self.progress.deferred.items()):
-            if seq >= self.read_seq:
-                continue  # met again while reading from the floor
+            if seq in self.progress.acked:
+                continue
             message = ChannelMessage(seq, 0, b"", self.progress.attempts.get(seq, 0))
-            message.due_ms = due
-            self.deferred[seq] = message
-            heapq.heappush(self._due, (due, seq))
+            if seq >= self.read_seq:
+                self._restored.add(seq)  # skip it when reading reaches it
+            if due > now_ms:
+                message.due_ms = due
+                self.deferred[seq] = message
+                heapq.heappush(self._due, (due, seq))
+            else:
+                self.requeued.append(message)
 
     def _reload(self, message: ChannelMessage) -> bool:
         """Read back the body of a deferred message; False if the log no longer has it."""
@@ -324,30 +337,31 @@ class Channel:
     # -- state ---------------------------------------------------------------
 
     def floor(self) -> int:
-        """The lowest record not yet finished, deferred ones aside."""
-        candidates = [self.read_seq]
+        """Where reading resumes after a restart (what is below is finished or outstanding)."""
         if self._fetched:
-            candidates.append(self._fetched[0].seq)
-        if self.in_flight:
-            candidates.append(min(self.in_flight))
-        if self.requeued:
-            candidates.append(min(m.seq for m in self.requeued))
-        if self.dead_lettering:
-            candidates.append(min(self.dead_lettering))
-        return min(candidates)
+            return min(self.read_seq, self._fetched[0].seq)
+        return self.read_seq
+
+    def outstanding(self) -> dict[int, int]:
+        """Every unfinished record below the floor: seq -> due ms (0: at once)."""
+        out = dict.fromkeys(self.in_flight, 0)
+        out.update(dict.fromkeys((m.seq for m in self.requeued), 0))
+        out.update(dict.fromkeys(self.dead_lettering, 0))
+        out.update((seq, m.due_ms) for seq, m in self.deferred.items())
+        return out
 
     def retention_floor(self) -> int:
         """The lowest record this channel still needs from the log."""
-        if self.deferred:
-            return min(self.floor(), *self.deferred)
-        return self.floor()
+        held = [*self.in_flight, *self.deferred, *self.dead_lettering]
+        held += [m.seq for m in self.requeued]
+        return min([self.floor(), *held])
 
     def checkpoint(self) -> None:
-        self.progress.checkpoint(self.floor())
+        self.progress.checkpoint(self.floor(), self.outstanding())
 
     def checkpoint_job(self) -> Callable[[], None] | None:
         """Snapshot the progress now; write it in a worker thread (see `ChannelProgress`)."""
-        return self.progress.checkpoint_job(self.floor())
+        return self.progress.checkpoint_job(self.floor(), self.outstanding())
 
     @property
     def message_count(self) -> int:
@@ -378,7 +392,8 @@ class Channel:
         self._timeouts.clear()
         self._due.clear()
         self.read_seq = self.topic.committed
-        self.progress.checkpoint(self.read_seq)
+        self._restored.clear()
+        self.progress.checkpoint(self.read_seq, {})
         self.wake()
 
     def close(self, delete: bool) -> None:

@@ -1,9 +1,10 @@
 """What a channel has finished, durably: a checkpoint plus a journal.
 
-A channel's position in its topic log is a *floor* (every record below it is
-finished or deferred) plus the finished records above the floor (`acked`),
-the delivery count of each unfinished record (`attempts`) and the records
-waiting for a time (`deferred`: seq -> due, wall-clock ms).
+A channel's position in its topic log is a *floor* (where reading resumes)
+plus every unfinished record below it (`deferred`: seq -> due, wall-clock ms,
+0 for "at once"), the records finished above the floor since the last
+checkpoint (`acked`) and the delivery count of each unfinished record
+(`attempts`).
 
 Between checkpoints every change is appended to a journal file with
 `os.write` as it happens (FIN, delivery, REQ with delay), so a crash of the
@@ -129,17 +130,27 @@ class ChannelProgress:
 
     # -- checkpoints ---------------------------------------------------------
 
-    def checkpoint(self, floor: int) -> None:
-        """Write the whole state with `floor` now (and start a new journal generation)."""
-        job = self.checkpoint_job(floor)
+    def checkpoint(self, floor: int, outstanding: dict[int, int] | None = None) -> None:
+        """Write the whole state now (and start a new journal generation)."""
+        job = self.checkpoint_job(floor, outstanding)
         if job is not None:
             job()
 
-    def checkpoint_job(self, floor: int) -> Callable[[], None] | None:
-        """Snapshot the state now; the job writes it (may run in a thread). None if unchanged."""
+    def checkpoint_job(
+        self, floor: int, outstanding: dict[int, int] | None = None
+    ) -> Callable[[], None] | None:
+        """Snapshot the state now; the job writes it (may run in a thread). None if unchanged.
+
+        `floor` is where reading resumes; `outstanding` lists every unfinished record
+        below it (seq -> due ms, 0 for "deliver at once": in flight, queued again,
+        deferred). So the state stays as small as what is outstanding, however long
+        one message stays in flight.
+        """
         self.flush()
         self._pending.clear()  # whatever the journal could not take is in this snapshot
         self.floor = floor
+        if outstanding is not None:
+            self.deferred = dict(outstanding)
         self.acked = {seq for seq in self.acked if seq >= floor}
         self.attempts = {
             seq: n for seq, n in self.attempts.items() if seq >= floor or seq in self.deferred
@@ -235,7 +246,7 @@ class ChannelProgress:
                     journals.append((generation, journal))
         for _, journal in sorted(journals):
             self._replay(journal.read_bytes())
-        self.checkpoint(self.floor)
+        self.checkpoint(self.floor, self.deferred)
 
     def _replay(self, data: bytes) -> None:
         offset = 0
