@@ -275,3 +275,19 @@ def test_one_stuck_message_does_not_grow_the_state(tmp_path: Path) -> None:
     again.add_consumer(fresh)
     assert [m.seq for m in fresh.got] == [stuck.got[0].seq]
     assert fresh.got[0].body == stuck.got[0].body and fresh.got[0].attempts == 2
+
+
+def test_touch_cannot_extend_beyond_max_msg_timeout() -> None:
+    topic = FakeTopic()
+    topic.add(b"x")
+    clock, wall = FakeClock(), Wall()
+    channel = Channel(
+        "c", topic, ChannelProgress(None, 0), max_msg_timeout=12, clock=clock, wall_ms=wall
+    )
+    consumer = FakeConsumer(1, rdy=1, msg_timeout=5)
+    channel.add_consumer(consumer)
+    for _ in range(5):
+        clock.advance(4)
+        channel.touch(consumer, 0)
+        channel.tick()
+    assert channel.timeout_count == 1  # at 12 s after delivery, touched or not

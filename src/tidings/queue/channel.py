@@ -82,6 +82,7 @@ class Channel:
         ephemeral: bool = False,
         schedule: Callable[[Callable[[], None]], object] = lambda callback: callback(),
         dead_letter: Callable[[Channel, ChannelMessage], None] | None = None,
+        max_msg_timeout: float = 15 * 60.0,
         clock: Callable[[], float] = time.monotonic,
         wall_ms: Callable[[], int] = _wall_ms,
     ) -> None:
@@ -91,6 +92,7 @@ class Channel:
         self.ephemeral = ephemeral
         self._schedule = schedule
         self._dead_letter = dead_letter
+        self.max_msg_timeout = max_msg_timeout
         self._clock = clock
         self._wall_ms = wall_ms
         self.consumers: dict[int, Subscriber] = {}
@@ -175,6 +177,7 @@ class Channel:
             message.attempts += 1
             self.progress.delivered(message.seq, message.attempts)
             message.consumer_id = consumer.id
+            message.delivered_at = now
             message.deadline = now + consumer.msg_timeout
             self.in_flight[message.seq] = message
             heapq.heappush(self._timeouts, (message.deadline, message.seq, message.attempts))
@@ -284,7 +287,10 @@ class Channel:
 
     def touch(self, consumer: Subscriber, seq: int) -> None:
         message = self._owned(consumer, seq)
-        message.deadline = self._clock() + consumer.msg_timeout
+        # As nsqd: TOUCH extends a delivery up to max_msg_timeout, not beyond.
+        message.deadline = min(
+            self._clock() + consumer.msg_timeout, message.delivered_at + self.max_msg_timeout
+        )
 
     def dead_lettered(self, message: ChannelMessage, ok: bool) -> None:
         """The dead-letter publish of `message` ended; if it failed, retry in a second."""

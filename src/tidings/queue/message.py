@@ -39,7 +39,16 @@ def encode_payload(timestamp_ns: int, deliver_at_ms: int, body: bytes) -> bytes:
 class ChannelMessage:
     """A message as one channel sees it: attempts, owner, deadline."""
 
-    __slots__ = ("attempts", "body", "consumer_id", "deadline", "due_ms", "seq", "timestamp_ns")
+    __slots__ = (
+        "attempts",
+        "body",
+        "consumer_id",
+        "deadline",
+        "delivered_at",
+        "due_ms",
+        "seq",
+        "timestamp_ns",
+    )
 
     def __init__(self, seq: int, timestamp_ns: int, body: bytes, attempts: int) -> None:
         self.seq = seq
@@ -48,4 +57,5 @@ class ChannelMessage:
         self.attempts = attempts
         self.consumer_id = 0
         self.deadline = 0.0
+        self.delivered_at = 0.0
         self.due_ms = 0

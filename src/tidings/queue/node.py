@@ -172,6 +172,7 @@ class QueueNode:
             ephemeral=ephemeral,
             schedule=loop.call_soon if loop is not None else (lambda callback: callback()),
             dead_letter=self._dead_letter,
+            max_msg_timeout=self.settings.max_msg_timeout,
         )
         topic.add_channel(channel)
         self.lookup.register(topic.name, name)
