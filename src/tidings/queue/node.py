@@ -242,14 +242,15 @@ class QueueNode:
 
     async def _durable(self, topic: Topic, last: int) -> None:
         try:
-            await self.committer.commit(topic.log)
-        except OSError as exc:
-            raise PublishError(f"fsync failed: {exc}") from exc
-        try:
+            try:
+                await self.committer.commit(topic.log)
+            except OSError as exc:
+                raise PublishError(f"fsync failed: {exc}") from exc
             if self.replica is not None:
                 await self.replica.wait(topic.name, last)
         finally:
-            # Visible even if the replica failed: at least once, never silently lost.
+            # Visible even when the publisher gets an error: the record is in the log,
+            # so it is delivered (at least once) rather than left invisible.
             topic.commit(last + 1)
 
     def _dead_letter(self, channel: Channel, message: ChannelMessage) -> None:
