@@ -91,3 +91,27 @@ async def test_channels_and_pauses_survive_a_restart(queue: QueueProcess) -> Non
     assert await client.response() == b"OK"
     assert (await client.message()).body == b"for a"
     client.close()
+
+
+async def test_lookupd_option_registers_or_warns(tmp_path: Path) -> None:
+    # With the lookup registration module (tidings.queue.lookup_peer) the node connects
+    # to lookupd and speaks "  V1"; without it, it says so and still serves.
+    greetings: list[bytes] = []
+
+    async def lookupd(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        greetings.append(await reader.read(4))
+        writer.close()
+
+    server = await asyncio.start_server(lookupd, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    queue = start_queue(tmp_path, "--lookupd-tcp-address", f"127.0.0.1:{port}", name="lk")
+    try:
+        assert queue.http("POST", "/pub?topic=announced", b"x")[0] == 200
+        for _ in range(50):
+            if greetings or "lookup registration is not available" in queue.log():
+                break
+            await asyncio.sleep(0.1)
+        assert greetings[:1] == [b"  V1"] or "lookup registration is not available" in queue.log()
+    finally:
+        queue.kill()
+        server.close()
