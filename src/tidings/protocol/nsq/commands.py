@@ -1,50 +1,48 @@
-"""The commands a client sends, as typed values (what the parser yields)."""
+"""The commands a client sends, as typed values (what the parser yields).
+
+Frozen msgspec Structs: immutable, compared by value, and cheap to build on
+the hot path (a FIN per message).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 
-@dataclass(frozen=True, slots=True)
-class Identify:
+class Identify(msgspec.Struct, frozen=True):
     """IDENTIFY: the raw JSON body (decoded by `identify.parse_identify`)."""
 
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Auth:
+class Auth(msgspec.Struct, frozen=True):
     """AUTH: the secret."""
 
     secret: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Sub:
+class Sub(msgspec.Struct, frozen=True):
     """SUB topic channel."""
 
     topic: str
     channel: str
 
 
-@dataclass(frozen=True, slots=True)
-class Pub:
+class Pub(msgspec.Struct, frozen=True):
     """PUB topic, one message body."""
 
     topic: str
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Mpub:
+class Mpub(msgspec.Struct, frozen=True):
     """MPUB topic, several message bodies published atomically."""
 
     topic: str
     bodies: tuple[bytes, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Dpub:
+class Dpub(msgspec.Struct, frozen=True):
     """DPUB topic defer_ms, one message body delivered after `defer_ms`."""
 
     topic: str
@@ -52,42 +50,36 @@ class Dpub:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Rdy:
+class Rdy(msgspec.Struct, frozen=True):
     """RDY count: how many messages the client may have in flight."""
 
     count: int
 
 
-@dataclass(frozen=True, slots=True)
-class Fin:
+class Fin(msgspec.Struct, frozen=True):
     """FIN id: the message is done."""
 
     message_id: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Req:
+class Req(msgspec.Struct, frozen=True):
     """REQ id timeout_ms: deliver the message again after `timeout_ms` (clamped)."""
 
     message_id: bytes
     timeout_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class Touch:
+class Touch(msgspec.Struct, frozen=True):
     """TOUCH id: reset the message's in-flight deadline."""
 
     message_id: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Nop:
+class Nop(msgspec.Struct, frozen=True):
     """NOP: nothing (the answer to a heartbeat)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Cls:
+class Cls(msgspec.Struct, frozen=True):
     """CLS: the client wants to stop receiving messages."""
 
 
