@@ -16,22 +16,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import free_port
 from tidings.protocol.nsq import Frame, FrameReader, FrameType, MessageFrame
 
-_READY = re.compile(r"tidings queue ready: tcp \S+:(\d+) http (\d+)")
+_READY = re.compile(r"tidings queue ready: tcp \S+:(\d+) http (\d+)(?: replication (\d+))?")
 
 
 @dataclass
 class QueueProcess:
-    """A `tidings queue` child; `restart()` keeps its ports and data path."""
+    """A `tidings queue` child on ports the kernel picks (no free-port race).
+
+    `start()` again (or `restart()`) keeps the data path and the replication
+    port (a primary points at it); the TCP and HTTP ports may change.
+    """
 
     data_path: Path
     log_path: Path
     args: list[str] = field(default_factory=list)
     tcp_port: int = 0
     http_port: int = 0
-    replication_port: int = 0
+    replication_port: int = -1  # -1: no replication listener; 0: any port
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -49,14 +52,14 @@ class QueueProcess:
             "tidings",
             "queue",
             "--tcp-address",
-            f"127.0.0.1:{self.tcp_port}",
+            "127.0.0.1:0",
             "--http-address",
-            f"127.0.0.1:{self.http_port}",
+            "127.0.0.1:0",
             "--data-path",
             str(self.data_path),
             *self.args,
         ]
-        if self.replication_port:
+        if self.replication_port >= 0:
             command += ["--replication-address", f"127.0.0.1:{self.replication_port}"]
         skip = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
@@ -69,6 +72,8 @@ class QueueProcess:
             match = _READY.search(self.log()[skip:])
             if match:
                 self.tcp_port, self.http_port = int(match[1]), int(match[2])
+                if match[3]:
+                    self.replication_port = int(match[3])
                 return self
             time.sleep(0.05)
         self.kill()
@@ -127,9 +132,7 @@ def start_queue(
         tmp_path / f"{name}-data",
         tmp_path / f"{name}.log",
         list(args),
-        tcp_port=free_port(),
-        http_port=free_port(),
-        replication_port=free_port() if replication else 0,
+        replication_port=0 if replication else -1,
     )
     return process.start()
 
