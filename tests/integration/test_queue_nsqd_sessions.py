@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.support.queue import QueueProcess, RawClient, body, mpub_body, start_queue
-from tidings.protocol.nsq import FrameType
+from tidings.protocol.nsq import FrameType, MessageFrame
 
 SESSIONS: list[tuple[str, bytes, list[str]]] = [
     ("pub", b"PUB t1\n" + body(b"x"), ["OK", "(open)"]),
@@ -214,3 +214,63 @@ async def test_same_answers_as_nsqd(
     queue: QueueProcess, name: str, data: bytes, expected: list[str]
 ) -> None:
     assert await transcript(queue.tcp_port, data) == expected
+
+
+# A consumer's session, recorded from nsqd v1.3.0 (message ids left out: nsqd's are GUIDs).
+NSQD_FLOW = [
+    (0, b"OK"),  # PUB
+    (0, b"OK"),  # SUB
+    ("MSG", 1, b"one"),  # RDY 1
+    ("MSG", 2, b"one"),  # REQ id 0: back at once, attempts 2
+    "timeout",  # TOUCH: no answer
+    (1, b"E_FIN_FAILED FIN <id> failed ID not in flight"),  # FIN twice
+    (0, b"OK"),  # RDY 0, PUB: answered, nothing delivered
+    "timeout",
+    ("MSG", 1, b"two"),  # RDY 1
+    (0, b"CLOSE_WAIT"),  # CLS
+    (0, b"OK"),  # RDY 5 ignored after CLS, PUB answered
+    "timeout",  # ... and nothing delivered
+]
+
+
+async def test_consumer_flow_matches_nsqd(queue: QueueProcess) -> None:
+    client = await RawClient.connect(queue.tcp_port)
+    out: list[object] = []
+
+    async def step(within: float = 1.0) -> None:
+        try:
+            frame = await client.frame(within=within)
+        except TimeoutError:
+            out.append("timeout")
+            return
+        if frame.frame_type is FrameType.MESSAGE:
+            message = MessageFrame.decode(frame.data)
+            ids.append(message.message_id)
+            out.append(("MSG", message.attempts, message.body))
+        else:
+            out.append(
+                (int(frame.frame_type), frame.data.replace(ids[-1], b"<id>") if ids else frame.data)
+            )
+
+    ids: list[bytes] = []
+    client.send(b"PUB flow\n" + body(b"one") + b"SUB flow c\nRDY 1\n")
+    for _ in range(3):
+        await step()
+    client.send(b"REQ " + ids[-1] + b" 0\n")
+    await step()
+    client.send(b"TOUCH " + ids[-1] + b"\n")
+    await step(0.3)
+    client.send(b"FIN " + ids[-1] + b"\nFIN " + ids[-1] + b"\n")
+    await step()
+    client.send(b"RDY 0\nPUB flow\n" + body(b"two"))
+    await step()
+    await step(0.3)
+    client.send(b"RDY 1\n")
+    await step()
+    client.send(b"CLS\n")
+    await step()
+    client.send(b"RDY 5\nPUB flow\n" + body(b"three"))
+    await step()
+    await step(0.5)
+    client.close()
+    assert out == NSQD_FLOW
