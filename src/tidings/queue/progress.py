@@ -187,6 +187,12 @@ class ChannelProgress:
                     handle.flush()
                     os.fsync(handle.fileno())
             temp.replace(directory / _CHECKPOINT)
+            if self.fsync:  # the rename itself must survive a power cut
+                dir_fd = os.open(directory, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
             self._written = generation
             for old in directory.glob("journal.*"):
                 with contextlib.suppress(ValueError, OSError):
