@@ -143,3 +143,30 @@ async def test_consumer_that_stops_reading_does_not_stall_the_channel(
             client.close()
     finally:
         queue.kill()
+
+
+async def test_partial_bodies_are_bounded_in_total(tmp_path: Path) -> None:
+    queue = start_queue(tmp_path, "--max-buffered-bytes", "1m", name="budget")
+    try:
+        before = queue.rss_bytes()
+        hoarders = []
+        for _ in range(20):
+            client = await RawClient.connect(queue.tcp_port)
+            # 4 MiB announced, 3 MiB sent, the rest never comes.
+            client.send(b"MPUB hoard\n" + struct.pack(">i", 4 << 20) + b"\x00" * (3 << 20))
+            hoarders.append(client)
+        await asyncio.sleep(1.0)
+        grown = queue.rss_bytes() - before
+        # Without the budget the server would hold 60 MiB; the kernel's socket buffers
+        # hold the rest and push back on the senders.
+        assert grown < 30 << 20, f"partial bodies cost {grown} bytes"
+        client = await RawClient.connect(queue.tcp_port)
+        client.send(b"PUB small\n" + body(b"served") + b"SUB small c\nRDY 1\n")
+        assert await client.response() == b"OK"
+        assert await client.response() == b"OK"
+        assert (await client.message()).body == b"served"
+        client.close()
+        for hoarder in hoarders:
+            hoarder.close()
+    finally:
+        queue.kill()

@@ -66,6 +66,12 @@ def add_parser(sub: Any) -> None:
     add("--retention-bytes", type=size, default=0, help="disk budget of all logs (0: no limit)")
     add("--segment-bytes", type=size, default=defaults.segment_bytes, help="log segment size")
     add("--mem-queue-size", type=int, default=defaults.mem_queue_size)
+    add(
+        "--max-buffered-bytes",
+        type=size,
+        default=defaults.max_buffered_bytes,
+        help="unparsed input all connections may hold; past it, big senders wait",
+    )
     add("--checkpoint-interval", type=duration, default=defaults.checkpoint_interval)
     add(
         "--lookupd-tcp-address",
@@ -98,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         retention_bytes=args.retention_bytes,
         segment_bytes=args.segment_bytes,
         mem_queue_size=args.mem_queue_size,
+        max_buffered_bytes=args.max_buffered_bytes,
         checkpoint_interval=args.checkpoint_interval,
         lookupd_tcp_addresses=args.lookupd_tcp_addresses,
         replica=args.replica,

@@ -52,6 +52,7 @@ from tidings.protocol.nsq import (
     next_state,
     parse_identify,
 )
+from tidings.queue.budget import SMALL, ReadBudget
 from tidings.queue.channel import Channel, MessageStateError
 from tidings.queue.message import ChannelMessage
 from tidings.queue.node import PublishError, QueueNode
@@ -72,9 +73,17 @@ _FAILED = {Pub: ErrorCode.PUB_FAILED, Mpub: ErrorCode.MPUB_FAILED, Dpub: ErrorCo
 class Consumer(asyncio.Protocol):
     """A V2 client connection."""
 
-    def __init__(self, node: QueueNode, limits: IdentifyLimits, registry: set[Consumer]) -> None:
+    def __init__(
+        self,
+        node: QueueNode,
+        limits: IdentifyLimits,
+        registry: set[Consumer],
+        budget: ReadBudget | None = None,
+    ) -> None:
         settings = node.settings
         self.node = node
+        self.budget = budget or ReadBudget(1 << 62)
+        self._counted = 0
         self.limits = limits
         self.registry = registry
         self.id = next(_ids)
@@ -126,6 +135,9 @@ class Consumer(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self.registry.discard(self)
+        self.budget.forget(self.id)
+        self.budget.change(-self._counted)
+        self._counted = 0
         channel, topic = self.channel, self.topic
         if channel is not None and topic is not None:
             channel.remove_consumer(self)
@@ -223,7 +235,13 @@ class Consumer(asyncio.Protocol):
         transport = self.transport
         if transport is None or self._closed:
             return
-        too_much = self.parser.buffered > self.node.settings.max_body_size + 65536
+        buffered = self.parser.buffered
+        self.budget.change(buffered - self._counted)
+        self._counted = buffered
+        too_much = buffered > self.node.settings.max_body_size + SMALL
+        if buffered > SMALL and self.budget.over():
+            too_much = True
+            self.budget.wait(self.id, self._regulate_reading)
         if (self._busy or too_much) and self._reading:
             self._reading = False
             transport.pause_reading()

@@ -29,6 +29,7 @@ class QueueSettings:
     retention_bytes: int = 0
     segment_bytes: int = 64 << 20
     mem_queue_size: int = 10_000
+    max_buffered_bytes: int = 256 << 20
     checkpoint_interval: float = 1.0
     lookupd_tcp_addresses: list[str] = field(default_factory=list)
     replica: str = ""

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from tidings.protocol.nsq import IdentifyLimits
+from tidings.queue.budget import ReadBudget
 from tidings.queue.consumer import Consumer
 from tidings.queue.node import QueueNode
 from tidings.queue.settings import VERSION
@@ -34,6 +35,7 @@ class TcpListener:
             max_heartbeat_interval_ms=int(settings.max_heartbeat_interval * 1000),
         )
         self.connections: set[Consumer] = set()
+        self.budget = ReadBudget(settings.max_buffered_bytes)
         self.server: asyncio.Server | None = None
         self.port = 0
 
@@ -41,7 +43,10 @@ class TcpListener:
         host, port = split_address(self.node.settings.tcp_address, 4150)
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
-            lambda: Consumer(self.node, self.limits, self.connections), host, port, backlog=1024
+            lambda: Consumer(self.node, self.limits, self.connections, self.budget),
+            host,
+            port,
+            backlog=1024,
         )
         self.port = int(self.server.sockets[0].getsockname()[1])
 
