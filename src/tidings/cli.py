@@ -28,7 +28,7 @@ from tidings.config import (
 )
 from tidings.errors import ConfigError
 
-_TABLES = ("channel", "namespaces")
+_TABLES = ("channel", "namespaces", "proxy", "proxies", "rpc_namespaces")
 
 
 def _serve_parser(sub: Any) -> None:

@@ -23,6 +23,7 @@ from tidings.protocol.centrifuge.session import PONG, UNKNOWN, Session, SessionV
 if TYPE_CHECKING:
     from tidings.core.node import Node
     from tidings.transport.base import Transport
+    from tidings.upstream.coordinator import ConnectionUpstream
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class Client:
         "session",
         "subscriptions",
         "transport",
+        "upstream",
         "user",
         "version",
     )
@@ -103,6 +105,8 @@ class Client:
         self._history: TokenBucket | None = None
         self._held: list[bytes] | None = None
         self._abuse = 0
+        #: Proxy state (allow-listed headers, meta), only for connections that need it.
+        self.upstream: ConnectionUpstream | None = None
 
     def __repr__(self) -> str:
         return f"<Client {self.id} user={self.user!r}>"
@@ -209,7 +213,8 @@ class Client:
         if self.closed or not self.expire_at:
             return
         if self.expire_at <= time.time():
-            self.disconnect(codes.EXPIRED)
+            if not self.node.upstream.connection_expired(self):
+                self.disconnect(codes.EXPIRED)
         else:
             self.set_expiry(self.expire_at)
 
@@ -223,7 +228,8 @@ class Client:
         if sub is None or self.closed or not sub.expire_at:
             return
         if sub.expire_at <= time.time():
-            self.disconnect(codes.SUBSCRIPTION_EXPIRED)
+            if not self.node.upstream.subscription_expired(self, channel):
+                self.disconnect(codes.SUBSCRIPTION_EXPIRED)
         else:
             self.watch_subscription_expiry(channel, sub.expire_at)
 
@@ -377,6 +383,8 @@ _EMPTY_COMMAND = Command()
 def _uni_disconnect(code: int) -> Disconnect:
     if code in (ErrorCode.TOKEN_EXPIRED, ErrorCode.UNAUTHORIZED):
         return Disconnect(codes.INVALID_TOKEN.code, "invalid token: expired or unauthorized")
+    if code == ErrorCode.INTERNAL:
+        return codes.SERVER_ERROR  # e.g. the connect proxy failed: try again later (3004)
     return Disconnect(codes.BAD_REQUEST.code, f"connect refused: error {code}")
 
 

@@ -58,6 +58,7 @@ from tidings.store.memory import MemoryHistoryStore
 from tidings.store.router import StoreRouter
 from tidings.store.sqlite import SqliteHistoryStore
 from tidings.transport.base import Transport
+from tidings.upstream.coordinator import Coordinator
 from tidings.upstream.user_events import UserEventSender
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ class Node:
                 raise ConfigError("personal_channel_format", exc.info.message) from None
         self._codec: Codec = JsonCodec()
         self.commands = CommandHandler(self)
+        #: Proxies to the application back end (connect, subscribe, publish, RPC, ...).
+        self.upstream = Coordinator(settings)
         self.pings = PingWheel(settings.client_ping_interval, settings.client_pong_timeout)
         #: Connection token expiry: one timer per second of expiry, not per connection.
         self.expiries: Deadlines[Client] = Deadlines(Client.check_expired)
@@ -206,6 +209,7 @@ class Node:
         if self.user_events is not None:
             await self.user_events.stop()
         await self.events.stop()
+        await self.upstream.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
