@@ -32,21 +32,38 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+
+
+def _toml_table(name: str, table: dict[str, Any], out: list[str]) -> None:
+    """`[name]` with its scalars, then its sub-tables as `[name.sub]` (recursively)."""
+    out.append(f"[{name}]")
+    out += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if not _is_table(v)]
+    for key, value in table.items():
+        if _is_table(value):
+            _toml_table(f"{name}.{_toml_key(key)}", value, out)
+
+
+def _is_table(value: Any) -> bool:
+    # Dicts of plain strings (e.g. static_headers) stay inline values.
+    return isinstance(value, dict) and not all(isinstance(v, str) for v in value.values())
+
+
 def write_toml(path: Path, settings: dict[str, Any]) -> None:
-    """A TOML file from a flat dict plus `channel` / `namespaces` tables."""
+    """A TOML file from a flat dict plus tables (`channel`, `namespaces`, `proxy`, ...)."""
     lines: list[str] = []
     tables: list[str] = []
     for key, value in settings.items():
-        if key == "channel":
-            tables.append("[channel]")
-            tables += [f"{k} = {_toml_value(v)}" for k, v in value.items()]
-        elif key == "namespaces":
-            for ns, opts in value.items():
-                tables.append(f"[namespaces.{ns}]")
-                tables += [f"{k} = {_toml_value(v)}" for k, v in opts.items()]
+        if _is_table(value) or (isinstance(value, dict) and not value):
+            _toml_table(key, value, tables)
         else:
             lines.append(f"{key} = {_toml_value(value)}")
     path.write_text("\n".join(lines + tables) + "\n")

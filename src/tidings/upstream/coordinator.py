@@ -202,8 +202,8 @@ class Coordinator:
                 server_refresh=bool(result.expire_at) and self.refresh_endpoint is not None,
             )
             meta = _payload(result.meta, "", True)
-        except ProxyUnavailable:
-            raise ReplyError(ErrorCode.INTERNAL) from None
+        except ProxyUnavailable as exc:
+            raise self._unavailable("connect", endpoint, exc) from None
         if meta or proxied.server_refresh:
             state = self._state(client)
             state.meta, state.server_refresh = meta, proxied.server_refresh
@@ -224,7 +224,8 @@ class Coordinator:
             result = response.result or pm.RefreshResult()
             info = _payload(result.info, result.b64info, True)
             meta = _payload(result.meta, "", True)
-        except ProxyUnavailable:
+        except ProxyUnavailable as exc:
+            self.http.failed("refresh", endpoint, exc)
             if not client.closed:
                 client.set_expiry(_seconds_from_now(self._proxy.refresh_retry))
             return
@@ -276,8 +277,8 @@ class Coordinator:
             result = response.result or pm.SubscribeResult()
             info = _payload(result.info, result.b64info, True)
             data = _payload(result.data, result.b64data, not client.codec.binary)
-        except ProxyUnavailable:
-            raise ReplyError(ErrorCode.INTERNAL) from None
+        except ProxyUnavailable as exc:
+            raise self._unavailable("subscribe", endpoint, exc) from None
         server_refresh = bool(result.expire_at) and (
             self._channel_endpoint("sub_refresh", channel.options) is not None
         )
@@ -306,7 +307,8 @@ class Coordinator:
             )
             result = response.result or pm.SubRefreshResult()
             info = _payload(result.info, result.b64info, True)
-        except ProxyUnavailable:
+        except ProxyUnavailable as exc:
+            self.http.failed("sub_refresh", endpoint, exc)
             retry = True
         sub = client.subscriptions.get(name)
         if client.closed or sub is None:
@@ -341,8 +343,8 @@ class Coordinator:
             result = response.result or pm.PublishResult()
             # Every subscriber may read JSON: a replacement must be JSON too.
             replaced = _payload(result.data, result.b64data, True)
-        except ProxyUnavailable:
-            raise ReplyError(ErrorCode.INTERNAL) from None
+        except ProxyUnavailable as exc:
+            raise self._unavailable("publish", endpoint, exc) from None
         return ProxiedPublish(
             data=Raw(replaced) if replaced else data,
             skip_history=result.skip_history,
@@ -376,10 +378,15 @@ class Coordinator:
             _raise_answered(response)
             result = response.result or pm.RPCResult()
             return _payload(result.data, result.b64data, not client.codec.binary)
-        except ProxyUnavailable:
-            raise ReplyError(ErrorCode.INTERNAL) from None
+        except ProxyUnavailable as exc:
+            raise self._unavailable("rpc", endpoint, exc) from None
 
     # --- helpers -----------------------------------------------------------------------------
+
+    def _unavailable(self, kind: str, endpoint: ProxyEndpoint, exc: ProxyUnavailable) -> ReplyError:
+        """Count the failure; the client gets Centrifugo's temporary error 100."""
+        self.http.failed(kind, endpoint, exc)
+        return ReplyError(ErrorCode.INTERNAL)
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)

@@ -42,6 +42,8 @@ class ProxyUnavailable(Exception):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+        #: Already in the failure counters (set by `ProxyClient.failed`).
+        self.counted = False
 
 
 class CallSlots:
@@ -136,20 +138,24 @@ class ProxyClient:
                     self.slots.release()
             return _decode(body, response_type)
         except ProxyUnavailable as exc:
-            self._failed(kind, endpoint, exc)
+            self.failed(kind, endpoint, exc)
             raise
         except TimeoutError:
             slow = ProxyUnavailable("timeout", f"no answer within {endpoint.timeout}s")
-            self._failed(kind, endpoint, slow)
+            self.failed(kind, endpoint, slow)
             raise slow from None
         except (aiohttp.ClientError, OSError) as err:
             down = ProxyUnavailable("unreachable", f"{type(err).__name__}: {err}")
-            self._failed(kind, endpoint, down)
+            self.failed(kind, endpoint, down)
             raise down from None
         finally:
             self.latency.observe(kind, time.monotonic() - started)
 
-    def _failed(self, kind: str, endpoint: ProxyEndpoint, exc: ProxyUnavailable) -> None:
+    def failed(self, kind: str, endpoint: ProxyEndpoint, exc: ProxyUnavailable) -> None:
+        """Count and log a failure (once, however often it is reported)."""
+        if exc.counted:
+            return
+        exc.counted = True
         self.failures[(kind, exc.reason)] += 1
         log.warning("%s proxy %s failed: %s", kind, endpoint.endpoint, exc)
 
