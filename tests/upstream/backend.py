@@ -40,6 +40,7 @@ class Answer:
 
 
 Responder = Callable[[dict[str, Any]], Answer]
+HeaderResponder = Callable[[dict[str, Any], CIMultiDict[str]], Answer]
 
 
 class Backend:
@@ -49,6 +50,7 @@ class Backend:
         self.active = 0
         self.peak = 0
         self._answers: dict[str, Answer | Responder] = {}
+        self._by_headers: dict[str, HeaderResponder] = {}
         self._runner: web.AppRunner | None = None
         self.changed = asyncio.Event()
 
@@ -69,6 +71,11 @@ class Backend:
             return
         raw = body if isinstance(body, bytes) else json.dumps(body or {"result": {}}).encode()
         self._answers[path] = Answer(raw, status, delay)
+        self._by_headers.pop(path, None)
+
+    def answer_with_headers(self, path: str, responder: HeaderResponder) -> None:
+        """Answer POSTs to `/path` by what `responder(body, headers)` returns."""
+        self._by_headers[path] = responder
 
     def of(self, path: str) -> list[Seen]:
         return [s for s in self.seen if s.path == path]
@@ -95,7 +102,9 @@ class Backend:
         self.peak = max(self.peak, self.active)
         try:
             answer = self._answers.get(path, Answer())
-            if callable(answer):
+            if path in self._by_headers:
+                answer = self._by_headers[path](seen.body, seen.headers)
+            elif callable(answer):
                 answer = answer(seen.body)
             if answer.delay:
                 await asyncio.sleep(answer.delay)
