@@ -13,7 +13,9 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ServerProcess
 from tests.integration.support.sdk import TIMEOUT, Sdk
@@ -165,3 +167,16 @@ async def test_concurrent_proxy_calls_are_bounded_per_node(
         r["error"] == {"code": 100, "message": "internal server error", "temporary": True}
         for r in refused
     )
+    # The node's own count of what it refused, as Prometheus sees it (no API key needed).
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{server.api_port}/metrics") as response,
+    ):
+        text = await response.text()
+    errors = {
+        sample.labels["reason"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "tidings_proxy_errors_total" and sample.labels["type"] == "rpc"
+    }
+    assert sum(errors.values()) == len(refused)

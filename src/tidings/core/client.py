@@ -166,6 +166,7 @@ class Client:
         if self._dirty or self._held is not None or self.closed or self.transport.paused:
             self.enqueue(data)
         else:
+            self.node.traffic.bytes_out += len(data)
             self.transport.write(data)
 
     def flush(self) -> None:
@@ -174,7 +175,9 @@ class Client:
         # `size` (an attribute) rather than len(): this runs once per delivery.
         if self.closed or not self.outbox.size or self.transport.paused:
             return
-        self.transport.write(self.codec.join(self.outbox.drain()))
+        data = self.codec.join(self.outbox.drain())
+        self.node.traffic.bytes_out += len(data)
+        self.transport.write(data)
 
     def resume(self) -> None:
         """The transport can take writes again."""
@@ -244,6 +247,7 @@ class Client:
         """Flush what is queued, close with `disconnect`, and leave the node."""
         if self.closed:
             return
+        self.node.traffic.disconnects[disconnect.code] += 1
         if not self.transport.paused and len(self.outbox):
             self.transport.write(self.codec.join(self.outbox.drain()))
         self.closed = True
@@ -273,6 +277,7 @@ class Client:
         """Decode one frame and queue its commands for processing in order."""
         if self.closed:
             return
+        self.node.traffic.bytes_in += len(frame)
         try:
             commands = self.codec.decode(frame)
         except MalformedFrame as exc:

@@ -63,7 +63,13 @@ class CommandHandler:
         }
 
     async def handle(self, client: Client, method: str, command: Command) -> Reply | None:
-        return await self._handlers[method](client, command)
+        traffic = self.node.traffic
+        traffic.commands[method] += 1
+        try:
+            return await self._handlers[method](client, command)
+        except ReplyError as exc:
+            traffic.errors[exc.code] += 1
+            raise
 
     async def connect(self, client: Client, command: Command) -> Reply:  # noqa: PLR0915
         req = command.connect or ConnectRequest()

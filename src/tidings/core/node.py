@@ -32,6 +32,7 @@ from tidings.core.events import Event, EventDispatcher, EventType
 from tidings.core.flusher import Flusher
 from tidings.core.heartbeat import PingWheel
 from tidings.core.hub import Hub
+from tidings.core.traffic import Traffic, time_store
 from tidings.core.users import UserDirectory
 from tidings.errors import ConfigError, DisconnectError, ReplyError
 from tidings.presence.base import PresenceStore
@@ -97,6 +98,8 @@ class Node:
         self.deliveries = DeliveryLog()
         self.history = history or self._history_store(settings)
         self.presence = presence or MemoryPresenceStore()
+        self.traffic = Traffic()
+        time_store(self.history, self.traffic.store_latency)
         self.verifier = TokenVerifier(
             settings.token_hmac_secret,
             rsa_public_key=settings.token_rsa_public_key,
@@ -447,6 +450,7 @@ class Node:
             self.deliveries.stored(name, position.offset)
         self.counters["publications"] += 1
         count = self.deliver(name, pub)
+        self.traffic.deliveries += count
         if count and pub.offset:
             clients = [c.id for c in itertools.islice(self.hub.subscribers(name), MAX_CLIENTS)]
             self.deliveries.delivered(name, pub.offset, clients)
