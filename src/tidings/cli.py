@@ -17,6 +17,7 @@ from typing import Any
 import jwt
 
 from tidings import __version__
+from tidings.api import debug_command
 from tidings.bench import command as bench_command
 from tidings.config import (
     CHANNEL_OPTION_DOCS,
@@ -226,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _token_parser(sub)
     bench_command.add_parser(sub)
+    debug_command.add_parser(sub)
     return parser
 
 
@@ -237,4 +239,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return token(args)
     if args.command == "bench":
         return bench_command.run(args)
+    if args.command == "debug":
+        return debug_command.run(args)
     return 2  # pragma: no cover - argparse rejects unknown commands

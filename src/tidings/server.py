@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from tidings import demo
+from tidings.api.debug import NodeDebugger
 from tidings.api.metrics import Metrics
 from tidings.api.server import ApiServer
 from tidings.config import Settings
@@ -39,6 +40,7 @@ class Server:
         if settings.demo:
             demo_routes.install(self.router, settings)
         self.api = ApiServer(self.node, settings.api_key, settings.api_insecure)
+        NodeDebugger().install(self.api.api)
         self.metrics = Metrics(self.node)
         self.metrics.install(self.api.app, self.api.api.method_names)
         self._client_server: asyncio.Server | None = None
