@@ -94,13 +94,16 @@ async def test_debug_methods_on_a_busy_node(server: ServerProcess) -> None:
 
 
 async def test_one_profile_at_a_time(server: ServerProcess) -> None:
-    first = asyncio.create_task(call(server, "debug_profile", {"seconds": 2}))
-    await asyncio.sleep(0.5)
-    _status, reply = await call(server, "debug_profile", {"seconds": 1})
-    assert reply["error"]["code"] == 111
-    assert "already running" in reply["error"]["message"]
-    _status, reply = await first
-    assert reply["result"]["format"] == "pstats"
+    # Two overlapping profiles: whichever arrives second is refused.
+    replies = await asyncio.gather(
+        call(server, "debug_profile", {"seconds": 2}),
+        call(server, "debug_profile", {"seconds": 2}),
+    )
+    results = [reply["result"] for _, reply in replies if "result" in reply]
+    errors = [reply["error"] for _, reply in replies if "error" in reply]
+    assert [r["format"] for r in results] == ["pstats"]
+    assert [e["code"] for e in errors] == [111]
+    assert "already running" in errors[0]["message"]
 
 
 async def test_debug_methods_need_the_api_key_and_check_bounds(server: ServerProcess) -> None:
