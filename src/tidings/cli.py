@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import secrets
 import sys
@@ -16,7 +15,7 @@ from typing import Any
 
 import jwt
 
-from tidings import __version__
+from tidings import __version__, logs
 from tidings.api import debug_command
 from tidings.bench import command as bench_command
 from tidings.config import (
@@ -119,10 +118,7 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"tidings: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.log_level, settings.log_format)
     notes = _complete_secrets(settings)
     from tidings.server import Server, run
 

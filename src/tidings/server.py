@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from tidings import demo
+from tidings.api import request_ids
 from tidings.api.debug import NodeDebugger
 from tidings.api.metrics import Metrics
 from tidings.api.server import ApiServer
@@ -43,6 +44,7 @@ class Server:
         NodeDebugger().install(self.api.api)
         self.metrics = Metrics(self.node)
         self.metrics.install(self.api.app, self.api.api.method_names)
+        request_ids.install(self.api.app)
         self._client_server: asyncio.Server | None = None
         self._api_runner: web.AppRunner | None = None
         self.ports = Ports(0, 0)

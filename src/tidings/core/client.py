@@ -248,6 +248,9 @@ class Client:
         if self.closed:
             return
         self.node.traffic.disconnects[disconnect.code] += 1
+        if log.isEnabledFor(logging.DEBUG):
+            code, reason = disconnect.code, disconnect.reason
+            log.debug("client %s disconnected: user %r, %d %s", self.id, self.user, code, reason)
         if not self.transport.paused and len(self.outbox):
             self.transport.write(self.codec.join(self.outbox.drain()))
         self.closed = True
@@ -257,6 +260,8 @@ class Client:
     def transport_closed(self) -> None:
         """The peer went away (or the transport closed after `disconnect`)."""
         if not self.closed:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("client %s went away: user %r", self.id, self.user)
             self.closed = True
             self._cleanup()
 

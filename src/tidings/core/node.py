@@ -230,6 +230,10 @@ class Node:
         """A new transport connection; it has `client_stale_close_delay` to connect."""
         client = Client(self, transport, codec or self.codec)
         self._pending.add(client)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "client %s accepted from %s (%s)", client.id, transport.remote_addr, transport.name
+            )
         client.start_stale_timer(self.settings.client_stale_close_delay)
         return client
 
@@ -248,6 +252,8 @@ class Node:
         self.counters["connects"] += 1
         self.users.connected(client.user, client.id)
         self._emit(EventType.CONNECTED, client)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("client %s connected: user %r, %s", client.id, client.user, client.name)
 
     def client_closed(self, client: Client) -> None:
         """Forget a closed client: its subscriptions, presence, and indexes."""
