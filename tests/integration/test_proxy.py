@@ -180,3 +180,29 @@ async def test_concurrent_proxy_calls_are_bounded_per_node(
         if sample.name == "tidings_proxy_errors_total" and sample.labels["type"] == "rpc"
     }
     assert sum(errors.values()) == len(refused)
+
+
+async def test_sse_connects_through_the_connect_proxy_with_its_cookie(
+    server_factory: Callable[..., ServerProcess], backend: Backend
+) -> None:
+    from tests.integration.test_sse import open_stream
+
+    server = server_factory(settings(backend))
+    backend.answer_with_headers("connect", user_from_cookie)
+    stream = await open_stream(server, {"cf_connect": "{}"}, headers={"Cookie": "sid=7"})
+    try:
+        assert stream.status == 200
+        event = await stream.event()
+        assert event.data["connect"]["data"] == {"hello": "7"}
+        body = assert_documented("connect", backend.of("connect")[0])
+        assert body["transport"] == "uni_sse"
+        assert backend.of("connect")[0].headers["Cookie"] == "sid=7"
+    finally:
+        stream.close()
+    # Without the cookie the back end refuses: the stream ends with its disconnect.
+    stream = await open_stream(server, {"cf_connect": "{}"})
+    try:
+        event = await stream.event()
+        assert event.data.get("disconnect", {}).get("code") == 4501, event
+    finally:
+        stream.close()
