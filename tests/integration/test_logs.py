@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -52,7 +53,7 @@ async def test_json_logs_with_request_ids_and_connection_events(
         lifecycle = [m for m in messages if m.startswith(f"client {client} ")]
         if len(lifecycle) >= 3 or time.monotonic() > deadline:
             break
-        time.sleep(0.05)
+        await asyncio.sleep(0.05)
     assert records, server.log()
     assert {"time", "level", "logger", "message"} <= set(records[0])
     access = [r for r in records if r["logger"] == "tidings.api.access"]
@@ -74,5 +75,5 @@ async def test_info_level_keeps_connection_events_out(
     server = server_factory({"channel": OPEN_CHANNEL, "log_format": "json"})
     ws, result = await connected_ws(server.ws_url, server.token("ann"))
     await ws.close()
-    time.sleep(0.2)
+    await asyncio.sleep(0.5)
     assert not [r for r in json_lines(server) if result["client"] in r["message"]]
