@@ -235,6 +235,19 @@ async def test_connect_back_end_down_or_slow_is_temporary(
     assert slow_node.upstream.http.failures[("connect", "timeout")] == 1
 
 
+async def test_client_gone_while_the_back_end_answers_leaves_no_ghost(
+    node: Node, backend: Backend
+) -> None:
+    backend.answer("connect", {"result": {"user": "56"}}, delay=0.3)
+    conn = Conn(node)
+    conn.client.handle_frame(b'{"id": 1, "connect": {}}')
+    await backend.wait_for("connect")
+    conn.client.transport_closed()
+    await settle_client(conn.client)
+    assert node.hub.num_clients == 0
+    assert node.hub.num_user_clients("56") == 0
+
+
 # --- refresh --------------------------------------------------------------------------------
 
 

@@ -41,8 +41,12 @@ def time_store(store: Any, latency: LatencyTable) -> None:
     """
     for name in STORE_OPERATIONS:
         method = getattr(store, name, None)
-        if method is not None:
+        if method is None:
+            continue
+        try:
             setattr(store, name, _timed(method, name, latency))
+        except AttributeError:  # a store with __slots__: left untimed
+            return
 
 
 def _timed(

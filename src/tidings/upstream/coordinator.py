@@ -204,6 +204,9 @@ class Coordinator:
             meta = _payload(result.meta, "", True)
         except ProxyUnavailable as exc:
             raise self._unavailable("connect", endpoint, exc) from None
+        if client.closed:
+            # Gone while the back end thought: indexing it now would leave a ghost.
+            raise DisconnectError(codes.FORCE_DISCONNECT)
         if meta or proxied.server_refresh:
             state = self._state(client)
             state.meta, state.server_refresh = meta, proxied.server_refresh
