@@ -23,6 +23,7 @@ from tidings.config import (
     SETTING_DOCS,
     Settings,
     load,
+    parse_scalar,
     table_assignments,
     text_value,
 )
@@ -78,6 +79,24 @@ def _serve_parser(sub: Any) -> None:
         metavar="NS.OPTION=VALUE",
         help="option of namespace NS, e.g. chat.history_size=100 [env TIDINGS_NAMESPACES as JSON]",
     )
+    for flag, dest, example, env in (
+        ("--proxy", "proxy_options", "connect.endpoint=http://app/connect", "TIDINGS_PROXY"),
+        ("--proxies", "proxies_options", "billing.endpoint=http://billing/rpc", "TIDINGS_PROXIES"),
+        (
+            "--rpc-namespace",
+            "rpc_namespace_options",
+            "billing.proxy_name=billing",
+            "TIDINGS_RPC_NAMESPACES",
+        ),
+    ):
+        parser.add_argument(
+            flag,
+            dest=dest,
+            action="append",
+            default=[],
+            metavar="PATH=VALUE",
+            help=f"proxy setting (see docs/proxy.md), e.g. {example} [env {env} as JSON]",
+        )
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -90,7 +109,29 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         flags["channel"] = table_assignments(args.channel_options, with_namespace=False)
     if args.namespace_options:
         flags["namespaces"] = table_assignments(args.namespace_options, with_namespace=True)
+    for field, pairs in (
+        ("proxy", args.proxy_options),
+        ("proxies", args.proxies_options),
+        ("rpc_namespaces", args.rpc_namespace_options),
+    ):
+        if pairs:
+            flags[field] = _dotted(pairs)
     return flags
+
+
+def _dotted(pairs: list[str]) -> dict[str, Any]:
+    """`['connect.timeout=2s']` as nested tables `{'connect': {'timeout': '2s'}}`."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key or "" in key.split("."):
+            raise ConfigError(key or pair, f"expected PATH=VALUE, got {pair!r}")
+        *parents, leaf = key.split(".")
+        table = out
+        for part in parents:
+            table = table.setdefault(part, {})
+        table[leaf] = parse_scalar(text)
+    return out
 
 
 def _complete_secrets(settings: Settings) -> list[str]:

@@ -206,3 +206,31 @@ async def test_sse_connects_through_the_connect_proxy_with_its_cookie(
         assert event.data.get("disconnect", {}).get("code") == 4501, event
     finally:
         stream.close()
+
+
+async def test_proxies_configured_by_flags(
+    server_factory: Callable[..., ServerProcess], backend: Backend
+) -> None:
+    server = server_factory(
+        {"allow_anonymous": True},
+        args=[
+            "--proxy",
+            f"rpc.endpoint={backend.url('rpc')}",
+            "--proxy",
+            'rpc.http_headers=["Cookie"]',
+            "--proxies",
+            f"other.endpoint={backend.url('other')}",
+            "--rpc-namespace",
+            "ns.proxy_enabled=true",
+            "--rpc-namespace",
+            "ns.proxy_name=other",
+        ],
+    )
+    backend.answer("rpc", {"result": {"data": "default"}})
+    backend.answer("other", {"result": {"data": "other"}})
+    ws = await open_ws(server.ws_url, additional_headers={"Cookie": "sid=1"})
+    async with closing(ws):
+        assert "connect" in await send_connect(ws, None)
+        assert (await send_command(ws, 2, rpc={"method": "m"}))["rpc"]["data"] == "default"
+        assert (await send_command(ws, 3, rpc={"method": "ns:m"}))["rpc"]["data"] == "other"
+    assert backend.of("rpc")[0].headers["Cookie"] == "sid=1"
