@@ -132,6 +132,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: str = ""
     log_level: str = "info"
     log_format: str = "text"
+    admin_password: str = ""
+    admin_secret: str = ""
+    admin_token_ttl: float = 600.0
     client_ping_interval: float = 25.0
     client_pong_timeout: float = 8.0
     client_stale_close_delay: float = 10.0
@@ -190,6 +193,9 @@ SETTING_DOCS: dict[str, str] = {
     "name": "node name shown by the info API method (default: host name)",
     "log_level": "debug, info, warning or error",
     "log_format": "text (one line per record) or json (one JSON object per line)",
+    "admin_password": "password of the admin web UI at /admin on the API port (off if empty)",
+    "admin_secret": "secret signing admin UI session tokens (the UI is off if empty)",
+    "admin_token_ttl": "seconds an admin UI login lasts",
     "client_ping_interval": "seconds between server pings to each client",
     "client_pong_timeout": "seconds a client has to answer a ping (3012 after)",
     "client_stale_close_delay": "seconds a new connection has to send connect (3502 after)",
@@ -218,6 +224,7 @@ _DURATION_KEYS = frozenset(
         "durable_batch_window",
         "timeout",
         "refresh_retry",
+        "admin_token_ttl",
     }
 )
 FSYNC_POLICIES = ("always", "batch", "never")
@@ -448,6 +455,10 @@ def _check(settings: Settings) -> None:
         if not _NAMESPACE_NAME.match(ns):
             raise ConfigError(f"namespaces.{ns}", "namespace names use letters, digits, _ . -")
     proxy_config.check(settings)
+    if bool(settings.admin_password) != bool(settings.admin_secret):
+        raise ConfigError("admin_secret", "the admin UI needs both admin_password and admin_secret")
+    if settings.admin_token_ttl <= 0:
+        raise ConfigError("admin_token_ttl", "must be greater than zero")
 
 
 def load(
