@@ -256,13 +256,14 @@ async def test_refresh_proxy_prolongs_then_expires_a_connection(
 ) -> None:
     soon = int(time.time()) + 1
     backend.answer("connect", {"result": {"user": "56", "expire_at": soon, "meta": {"k": "v"}}})
+    # Built when asked: the new expiry is 2 s after the refresh, whenever it comes.
     answers = iter(
         [
-            {"result": {"expire_at": int(time.time()) + 2, "info": {"v": 2}}},
-            {"result": {"expired": True}},
+            lambda: {"result": {"expire_at": int(time.time()) + 2, "info": {"v": 2}}},
+            lambda: {"result": {"expired": True}},
         ]
     )
-    backend.answer("refresh", lambda body: _json_answer(next(answers)))
+    backend.answer("refresh", lambda body: _json_answer(next(answers)()))
     conn = await proxy_connect(node)
     # The node refreshes a proxied connection itself: the client is not told to.
     assert "expires" not in conn.last["connect"]  # type: ignore[attr-defined]
@@ -335,8 +336,13 @@ async def test_sub_refresh_proxy_keeps_then_ends_a_subscription(
 ) -> None:
     backend.answer("connect", {"result": {"user": "56"}})
     backend.answer("subscribe", {"result": {"expire_at": int(time.time()) + 1}})
-    answers = iter([{"result": {"expire_at": int(time.time()) + 2}}, {"result": {"expired": True}}])
-    backend.answer("sub_refresh", lambda body: _json_answer(next(answers)))
+    answers = iter(
+        [
+            lambda: {"result": {"expire_at": int(time.time()) + 2}},
+            lambda: {"result": {"expired": True}},
+        ]
+    )
+    backend.answer("sub_refresh", lambda body: _json_answer(next(answers)()))
     conn = await proxy_connect(node)
     reply = await conn.subscribe("room:1")
     assert "expires" not in reply["subscribe"]
