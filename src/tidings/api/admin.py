@@ -179,7 +179,7 @@ class AdminUi:
             "publications": node.counters["publications"],
             "deliveries": traffic.deliveries,
             "bytes_in": traffic.bytes_in,
-            "bytes_out": traffic.bytes_out,
+            "bytes_out": traffic.bytes_out + node.batches.bytes_out,
             "proxy_calls": sum(node.upstream.http.calls.values()),
             "proxy_errors": sum(node.upstream.http.failures.values()),
         }

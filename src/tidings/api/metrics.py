@@ -122,7 +122,8 @@ class NodeCollector(Collector):
         )
         yield _counter("deliveries", "Publications queued for subscribers", traffic.deliveries)
         yield _counter("client_received_bytes", "Bytes received from clients", traffic.bytes_in)
-        yield _counter("client_sent_bytes", "Bytes written to clients", traffic.bytes_out)
+        sent = traffic.bytes_out + node.batches.bytes_out
+        yield _counter("client_sent_bytes", "Bytes written to clients", sent)
 
     def _api(self) -> Iterator[Metric]:
         calls = CounterMetricFamily(

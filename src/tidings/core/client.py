@@ -156,18 +156,19 @@ class Client:
             self._dirty = True
             self.node.flusher.mark(self)
 
-    def write_now(self, data: bytes) -> None:
+    def write_now(self, data: bytes) -> bool:
         """Write `data` as its own frame at once if nothing is queued before it.
 
         Used at the end of a loop turn (publication batches): a client with an
         empty outbox skips the outbox and the second pass of the flusher.
         Otherwise `data` is queued behind what is there, keeping the order.
+        Returns whether it was written now (the caller counts those bytes).
         """
         if self._dirty or self._held is not None or self.closed or self.transport.paused:
             self.enqueue(data)
-        else:
-            self.node.traffic.bytes_out += len(data)
-            self.transport.write(data)
+            return False
+        self.transport.write(data)
+        return True
 
     def flush(self) -> None:
         """Write everything queued as one frame (unless the socket is backed up)."""
