@@ -473,3 +473,39 @@ async def _until(check: Callable[[], bool], within: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached")
         await asyncio.sleep(0.02)
+
+
+async def test_status_transforms_turn_statuses_into_answers(
+    node_factory: Callable[..., Node], backend: Backend
+) -> None:
+    settings = proxied_settings(backend)
+    settings["proxy"]["subscribe"]["status_to_code_transforms"] = [
+        {"status_code": 403, "to_error": {"code": 403, "message": "forbidden"}},
+        {"status_code": 429, "to_disconnect": {"code": 4429, "reason": "slow down"}},
+    ]
+    node = node_factory(**settings)
+    backend.answer("connect", {"result": {"user": "56"}})
+    conn = await proxy_connect(node)
+    backend.answer("subscribe", b"no", status=403)
+    reply = await conn.subscribe("room:1")
+    assert error_of(reply) == {"code": 403, "message": "forbidden"}
+    backend.answer("subscribe", b"no", status=500)  # not transformed: temporary 100
+    assert error_of(await conn.subscribe("room:1", cid=3))["code"] == 100
+    backend.answer("subscribe", b"no", status=429)
+    await conn.send({"id": 4, "subscribe": {"channel": "room:1"}})
+    assert conn.transport.close_code == 4429
+
+
+async def test_a_refresh_answered_with_an_error_is_tried_again(
+    node: Node, backend: Backend
+) -> None:
+    backend.answer("connect", {"result": {"user": "56", "expire_at": int(time.time()) + 1}})
+    backend.answer("refresh", {"error": {"code": 1000, "message": "later"}})
+    conn = await proxy_connect(node)
+    await backend.wait_for("refresh", 1)
+    await _until(lambda: node.upstream.http.failures[("refresh", "garbage")] == 1)
+    assert conn.transport.close_code is None
+    assert conn.client.expire_at > time.time()  # still expiring: the retry is scheduled
+    backend.answer("refresh", {"result": {"expired": True}})
+    await backend.wait_for("refresh", 2)
+    await _until(lambda: conn.transport.close_code == 3005)

@@ -59,6 +59,32 @@ def test_a_full_configuration() -> None:
             "namespaces.a.publish_proxy_enabled",
         ),
         ({"channel": {"sub_refresh_proxy_name": "nope"}}, "channel.sub_refresh_proxy_name"),
+        (
+            {"proxy": {"rpc": ep(status_to_code_transforms=[{"status_code": 404}])}},
+            "proxy.rpc.status_to_code_transforms.0",
+        ),
+        (
+            {
+                "proxy": {
+                    "rpc": ep(
+                        status_to_code_transforms=[{"status_code": 200, "to_error": {"code": 1}}]
+                    )
+                }
+            },
+            "proxy.rpc.status_to_code_transforms.0.status_code",
+        ),
+        (
+            {
+                "proxy": {
+                    "rpc": ep(
+                        status_to_code_transforms=[
+                            {"status_code": 404, "to_disconnect": {"code": 1000}}
+                        ]
+                    )
+                }
+            },
+            "proxy.rpc.status_to_code_transforms.0.to_disconnect.code",
+        ),
     ],
 )
 def test_bad_settings_name_their_key(raw: dict[str, Any], key: str) -> None:

@@ -50,6 +50,7 @@ RPC_NAMESPACE_BOUNDARY = ":"
 MAX_CLOSE_REASON = 123
 
 R = TypeVar("R")
+RefreshResultT = TypeVar("RefreshResultT", pm.RefreshResult, pm.SubRefreshResult)
 
 
 @dataclass(slots=True)
@@ -224,7 +225,7 @@ class Coordinator:
         request = pm.RefreshRequest(**self._user_fields(client, endpoint))
         try:
             response = await self._call("refresh", client, endpoint, request, pm.RefreshResponse)
-            result = response.result or pm.RefreshResult()
+            result = _refresh_result(response.result)
             info = _payload(result.info, result.b64info, True)
             meta = _payload(result.meta, "", True)
         except ProxyUnavailable as exc:
@@ -308,7 +309,7 @@ class Coordinator:
             response = await self._call(
                 "sub_refresh", client, endpoint, request, pm.SubRefreshResponse
             )
-            result = response.result or pm.SubRefreshResult()
+            result = _refresh_result(response.result)
             info = _payload(result.info, result.b64info, True)
         except ProxyUnavailable as exc:
             self.http.failed("sub_refresh", endpoint, exc)
@@ -404,6 +405,13 @@ def _data_fields(data: Raw | bytes, endpoint: ProxyEndpoint) -> dict[str, Any]:
     if endpoint.binary_encoding or not is_json(data):
         return {"b64data": base64.b64encode(bytes(data)).decode()}
     return {"data": data if isinstance(data, Raw) else Raw(data)}
+
+
+def _refresh_result(result: RefreshResultT | None) -> RefreshResultT:
+    """A refresh answer without a result (an error, a disconnect) fails: it is tried again."""
+    if result is None:
+        raise ProxyUnavailable("garbage", "refresh answer without a result")
+    return result
 
 
 def _payload(value: Raw, b64: str, must_be_json: bool) -> bytes:

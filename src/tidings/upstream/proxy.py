@@ -24,7 +24,7 @@ import aiohttp
 import msgspec
 
 from tidings.core.latency import LatencyTable
-from tidings.upstream.proxy_config import ProxyEndpoint
+from tidings.upstream.proxy_config import ProxyEndpoint, StatusTransform
 from tidings.upstream.proxy_messages import ProxyRequest
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,9 @@ class ProxyClient:
             endpoint.endpoint, data=_encoder.encode(request), headers=headers
         ) as response:
             if response.status != 200:
+                for rule in endpoint.status_to_code_transforms:
+                    if rule.status_code == response.status:
+                        return _transformed(rule)
                 raise ProxyUnavailable("status", f"HTTP {response.status}")
             if (response.content_length or 0) > MAX_RESPONSE_SIZE:
                 raise ProxyUnavailable("garbage", f"answer of {response.content_length} bytes")
@@ -187,6 +190,13 @@ class ProxyClient:
                     raise ProxyUnavailable("garbage", f"answer over {MAX_RESPONSE_SIZE} bytes")
                 chunks.append(chunk)
             return b"".join(chunks)
+
+
+def _transformed(rule: StatusTransform) -> bytes:
+    """The answer a transformed status stands for: `{"error": ...}` or `{"disconnect": ...}`."""
+    if rule.to_error is not None:
+        return _encoder.encode({"error": rule.to_error})
+    return _encoder.encode({"disconnect": rule.to_disconnect})
 
 
 def _decode(body: bytes, response_type: type[T]) -> T:

@@ -47,6 +47,26 @@ HOP_HEADERS = frozenset(
 )
 
 
+class TransformError(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    code: int
+    message: str = ""
+    temporary: bool = False
+
+
+class TransformDisconnect(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    code: int
+    reason: str = ""
+
+
+class StatusTransform(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """An HTTP status of the back end read as an error or a disconnect (Centrifugo's
+    `http.status_to_code_transforms`)."""
+
+    status_code: int
+    to_error: TransformError | None = None
+    to_disconnect: TransformDisconnect | None = None
+
+
 class ProxyEndpoint(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """One back-end endpoint: Centrifugo's proxy configuration object (HTTP only)."""
 
@@ -60,6 +80,8 @@ class ProxyEndpoint(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     static_headers: dict[str, str] = msgspec.field(default_factory=dict)
     include_connection_meta: bool = False
     binary_encoding: bool = False
+    #: Centrifugo's `http.status_to_code_transforms`: non-200 statuses as answers.
+    status_to_code_transforms: list[StatusTransform] = msgspec.field(default_factory=list)
 
     @property
     def active(self) -> bool:
@@ -149,6 +171,16 @@ def _check_endpoint(key: str, endpoint: ProxyEndpoint, *, required: bool) -> Non
     for header in endpoint.http_headers:
         if header.lower() in HOP_HEADERS:
             raise ConfigError(f"{key}.http_headers", f"{header!r} cannot be passed on")
+    for index, rule in enumerate(endpoint.status_to_code_transforms):
+        where = f"{key}.status_to_code_transforms.{index}"
+        if not 100 <= rule.status_code <= 599 or rule.status_code == 200:
+            raise ConfigError(f"{where}.status_code", "must be an HTTP status other than 200")
+        if (rule.to_error is None) == (rule.to_disconnect is None):
+            raise ConfigError(where, "needs exactly one of to_error and to_disconnect")
+        if rule.to_error is not None and not 0 < rule.to_error.code < 2**32:
+            raise ConfigError(f"{where}.to_error.code", "must be a positive uint32")
+        if rule.to_disconnect is not None and not 3000 <= rule.to_disconnect.code <= 4999:
+            raise ConfigError(f"{where}.to_disconnect.code", "must be 3000-4999")
 
 
 def _check_channel(prefix: str, opts: ChannelOptions, settings: Settings) -> None:
