@@ -106,3 +106,51 @@ async def test_npm_sdk_connects_by_cookie(
     assert connect.headers["Cookie"] == "sid=77"
     assert connect.body["transport"] == "websocket"
     assert backend.of("subscribe")[0].body["user"] == "77"
+
+
+EMULATED = """
+async ([url, token]) => {
+  const client = new Centrifuge(url, { headers: { Authorization: `Bearer ${token}` } });
+  const connected = await new Promise((resolve, reject) => {
+    client.on("connected", resolve);
+    client.on("disconnected", (ctx) => reject(new Error(`disconnected ${ctx.code}`)));
+    client.connect();
+  });
+  client.disconnect();
+  return connected.data;
+}
+"""
+
+
+async def test_npm_sdk_headers_emulation(
+    server_factory: Callable[..., ServerProcess], backend: Backend, browser: Browser
+) -> None:
+    """A browser cannot set WebSocket headers: the SDK's `headers` travel in connect."""
+    server = server_factory(
+        {
+            "demo": True,
+            "proxy": {
+                "connect": {
+                    "endpoint": backend.url("connect"),
+                    "emulated_headers": ["Authorization"],
+                }
+            },
+        }
+    )
+
+    def by_bearer(body: dict[str, Any], headers: Any) -> Answer:
+        user = headers.get("Authorization", "").removeprefix("Bearer ")
+        return Answer(json.dumps({"result": {"user": user, "data": {"hi": user}}}).encode())
+
+    backend.answer_with_headers("connect", by_bearer)
+    origin = f"http://127.0.0.1:{server.port}"
+    context = await browser.new_context()
+    page = await context.new_page()
+    try:
+        await page.goto(f"{origin}/static/centrifuge.js")
+        await page.add_script_tag(url="/static/centrifuge.js")
+        data = await page.evaluate(EMULATED, [server.ws_url, "ann"])
+    finally:
+        await context.close()
+    assert data == {"hi": "ann"}
+    assert backend.of("connect")[0].headers["Authorization"] == "Bearer ann"

@@ -68,7 +68,7 @@ def centrifugo(tmp_path: Path) -> Iterator[Callable[[Backend], str]]:
 
     def start(backend: Backend) -> str:
         port = free_port()
-        proxy = {"timeout": "2s", "http_headers": ["Cookie"]}
+        proxy = {"timeout": "2s", "http_headers": ["Cookie"], "emulated_headers": ["Authorization"]}
         config = {
             "http_server": {"address": "127.0.0.1", "port": port},
             "log": {"level": "error"},
@@ -127,7 +127,12 @@ async def session(url: str, backend: Backend) -> dict[str, Any]:
     """Run the scripted session; the first request body and headers of each proxy type."""
     ws = await open_ws(url, additional_headers={"Cookie": "sid=42"})
     async with closing(ws):
-        connect = {"name": "diff", "version": "1.0", "data": {"hello": 1}}
+        connect = {
+            "name": "diff",
+            "version": "1.0",
+            "data": {"hello": 1},
+            "headers": {"Authorization": "Bearer emulated"},
+        }
         reply = await send_command(ws, 1, connect=connect)
         assert "connect" in reply, reply
         replies = {"connect": reply["connect"]}
@@ -151,7 +156,7 @@ async def test_tidings_sends_what_centrifugo_sends(
     theirs_backend, ours_backend = backends
     for backend in backends:
         script(backend)
-    proxy = {"timeout": "2s", "http_headers": ["Cookie"]}
+    proxy = {"timeout": "2s", "http_headers": ["Cookie"], "emulated_headers": ["Authorization"]}
     ours_server = server_factory(
         {
             "proxy": {
@@ -177,6 +182,9 @@ async def test_tidings_sends_what_centrifugo_sends(
         expected.pop("client"), got.pop("client")
         assert got == expected, f"{kind}: tidings sent {got}, Centrifugo v6 sent {expected}"
         assert ours[kind].headers.get("Cookie") == theirs[kind].headers.get("Cookie") == "sid=42"
+        # Emulated headers: passed on (or not) by both alike, on every proxy type.
+        auth = theirs[kind].headers.get("Authorization")
+        assert ours[kind].headers.get("Authorization") == auth, (kind, auth)
         assert ours[kind].headers["Content-Type"] == theirs[kind].headers["Content-Type"]
     # The client sees the same: a proxied connection is refreshed by the server, not told to.
     for name in ("connect", "subscribe"):

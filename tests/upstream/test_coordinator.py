@@ -509,3 +509,27 @@ async def test_a_refresh_answered_with_an_error_is_tried_again(
     backend.answer("refresh", {"result": {"expired": True}})
     await backend.wait_for("refresh", 2)
     await _until(lambda: conn.transport.close_code == 3005)
+
+
+async def test_emulated_headers_are_passed_on_below_transport_headers(
+    node_factory: Callable[..., Node], backend: Backend
+) -> None:
+    settings = proxied_settings(backend)
+    settings["proxy"]["connect"]["emulated_headers"] = ["Authorization", "Cookie", "X-Evil"]
+    settings["proxy"]["rpc"]["emulated_headers"] = ["Authorization"]
+    settings["proxy"]["rpc"]["static_headers"] = {"Authorization": "static", "X-S": "1"}
+    node = node_factory(**settings)
+    backend.answer("connect", {"result": {"user": "56"}})
+    emulated = {"authorization": "Bearer abc", "Cookie": "sid=emulated", "X-Evil": "a\r\nb"}
+    conn = Conn(node)
+    node.upstream.remember_headers(conn.client, {"cookie": "sid=real"})
+    await conn.call({"id": 1, "connect": {"headers": emulated}})
+    [seen] = backend.of("connect")
+    assert seen.headers["Authorization"] == "Bearer abc"
+    assert seen.headers["Cookie"] == "sid=real"  # the transport's value wins
+    assert "X-Evil" not in seen.headers  # a value with a line break is dropped
+    # Kept for the connection's later calls; emulated beats static.
+    await conn.call({"id": 2, "rpc": {"method": "m"}})
+    rpc = backend.of("rpc")[0]
+    assert rpc.headers["Authorization"] == "Bearer abc"
+    assert rpc.headers["X-S"] == "1"

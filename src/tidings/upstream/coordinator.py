@@ -59,6 +59,8 @@ class ConnectionUpstream:
 
     #: Allow-listed headers of the client's HTTP request, names in lower case.
     headers: dict[str, str] = field(default_factory=dict)
+    #: Allow-listed emulated headers of the connect request, names in lower case.
+    emulated: dict[str, str] = field(default_factory=dict)
     #: `meta` of the connect proxy's result: sent back with `include_connection_meta`.
     meta: bytes = b""
     #: The connection is refreshed through the refresh proxy, not by the client.
@@ -112,6 +114,7 @@ class Coordinator:
         endpoints = [proxy.endpoint(kind) for kind in PROXY_TYPES] + list(self._named.values())
         #: Header names (lower case) any endpoint passes on: only these are kept per connection.
         self.header_names = frozenset(h.lower() for e in endpoints for h in e.http_headers)
+        self.emulated_names = frozenset(h.lower() for e in endpoints for h in e.emulated_headers)
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -132,6 +135,18 @@ class Coordinator:
         kept = {k.lower(): v for k, v in headers.items() if k.lower() in self.header_names}
         if kept:
             self._state(client).headers = kept
+
+    def _remember_emulated(self, client: Client, headers: dict[str, str] | None) -> None:
+        """Keep the allow-listed emulated headers of a connect request (sane values only)."""
+        if not headers or not self.emulated_names:
+            return
+        kept = {
+            k.lower(): v
+            for k, v in headers.items()
+            if k.lower() in self.emulated_names and _header_value(v)
+        }
+        if kept:
+            self._state(client).emulated = kept
 
     @staticmethod
     def _state(client: Client) -> ConnectionUpstream:
@@ -164,8 +179,11 @@ class Coordinator:
         response_type: type[R],
     ) -> R:
         state = client.upstream
-        headers = state.headers if state is not None else None
-        return await self.http.call(kind, endpoint, request, response_type, headers)
+        if state is None:
+            return await self.http.call(kind, endpoint, request, response_type)
+        return await self.http.call(
+            kind, endpoint, request, response_type, state.headers, emulated_headers=state.emulated
+        )
 
     # --- connect and refresh -------------------------------------------------------------
 
@@ -173,6 +191,7 @@ class Coordinator:
         """Ask the connect proxy who the client is (a connection without a token)."""
         endpoint = self.connect_endpoint
         assert endpoint is not None
+        self._remember_emulated(client, req.headers)
         request = pm.ConnectRequest(
             **self._base(client, endpoint),
             name=req.name,
@@ -396,6 +415,11 @@ class Coordinator:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _header_value(value: str) -> bool:
+    """Whether a client-given value can be an HTTP header value (no line breaks, bounded)."""
+    return len(value) <= 8192 and not any(c in value for c in "\r\n\x00")
 
 
 def _data_fields(data: Raw | bytes, endpoint: ProxyEndpoint) -> dict[str, Any]:

@@ -125,6 +125,8 @@ class ProxyClient:
         request: ProxyRequest,
         response_type: type[T],
         client_headers: Mapping[str, str] | None = None,
+        *,
+        emulated_headers: Mapping[str, str] | None = None,
     ) -> T:
         """POST `request` to `endpoint` and decode the answer as `response_type`."""
         self.calls[kind] += 1
@@ -133,7 +135,7 @@ class ProxyClient:
             async with asyncio.timeout(endpoint.timeout):
                 await self.slots.acquire()
                 try:
-                    body = await self._post(endpoint, request, client_headers)
+                    body = await self._post(endpoint, request, client_headers, emulated_headers)
                 finally:
                     self.slots.release()
             return _decode(body, response_type)
@@ -164,8 +166,15 @@ class ProxyClient:
         endpoint: ProxyEndpoint,
         request: ProxyRequest,
         client_headers: Mapping[str, str] | None,
+        emulated_headers: Mapping[str, str] | None = None,
     ) -> bytes:
+        # Lowest to highest priority, as in Centrifugo: static, emulated, transport.
         headers = dict(endpoint.static_headers)
+        if emulated_headers and endpoint.emulated_headers:
+            for name in endpoint.emulated_headers:
+                value = emulated_headers.get(name.lower())
+                if value is not None:
+                    headers[name] = value
         if client_headers and endpoint.http_headers:
             for name in endpoint.http_headers:
                 value = client_headers.get(name.lower())

@@ -76,6 +76,9 @@ class ProxyEndpoint(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     timeout: float = 1.0
     #: Headers of the client's HTTP upgrade request passed on (case-insensitive names).
     http_headers: list[str] = msgspec.field(default_factory=list)
+    #: Headers the client sent in its connect request (headers emulation) passed on.
+    #: Client-controlled: list only what the back end checks itself (e.g. Authorization).
+    emulated_headers: list[str] = msgspec.field(default_factory=list)
     #: Centrifugo's `http.static_headers`: added to every request to this endpoint.
     static_headers: dict[str, str] = msgspec.field(default_factory=dict)
     include_connection_meta: bool = False
@@ -168,9 +171,10 @@ def _check_endpoint(key: str, endpoint: ProxyEndpoint, *, required: bool) -> Non
         raise ConfigError(f"{key}.endpoint", "must be an http:// or https:// URL")
     if endpoint.timeout <= 0:
         raise ConfigError(f"{key}.timeout", "must be greater than zero")
-    for header in endpoint.http_headers:
-        if header.lower() in HOP_HEADERS:
-            raise ConfigError(f"{key}.http_headers", f"{header!r} cannot be passed on")
+    for option in ("http_headers", "emulated_headers"):
+        for header in getattr(endpoint, option):
+            if header.lower() in HOP_HEADERS:
+                raise ConfigError(f"{key}.{option}", f"{header!r} cannot be passed on")
     for index, rule in enumerate(endpoint.status_to_code_transforms):
         where = f"{key}.status_to_code_transforms.{index}"
         if not 100 <= rule.status_code <= 599 or rule.status_code == 200:
