@@ -85,7 +85,14 @@ class Backend:
         app.router.add_post("/{path}", self._handle)
         self._runner = web.AppRunner(app, shutdown_timeout=0.1)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        for attempt in range(3):
+            try:
+                await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+                return
+            except OSError:  # the free port was taken meanwhile (parallel test runs)
+                if attempt == 2:
+                    raise
+                self.port = free_port()
 
     async def stop(self) -> None:
         if self._runner is not None:
