@@ -57,6 +57,10 @@ class ServerApi:
             "delivery_status": (rq.DeliveryStatusRequest, self.delivery_status),
         }
 
+    def register(self, name: str, request_type: type[Any], method: Method) -> None:
+        """Add a method (e.g. the debug methods) served like the built-in ones."""
+        self._methods[name] = (request_type, method)
+
     @property
     def method_names(self) -> list[str]:
         return sorted(self._methods)

@@ -23,6 +23,7 @@ from tidings.protocol.centrifuge.session import PONG, UNKNOWN, Session, SessionV
 if TYPE_CHECKING:
     from tidings.core.node import Node
     from tidings.transport.base import Transport
+    from tidings.upstream.coordinator import ConnectionUpstream
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class Client:
         "session",
         "subscriptions",
         "transport",
+        "upstream",
         "user",
         "version",
     )
@@ -109,6 +111,8 @@ class Client:
         self._history: TokenBucket | None = None
         self._held: list[bytes] | None = None
         self._abuse = 0
+        #: Proxy state (allow-listed headers, meta), only for connections that need it.
+        self.upstream: ConnectionUpstream | None = None
 
     def __repr__(self) -> str:
         return f"<Client {self.id} user={self.user!r}>"
@@ -165,17 +169,19 @@ class Client:
             )
         self.enqueue(data)
 
-    def write_now(self, data: bytes) -> None:
+    def write_now(self, data: bytes) -> bool:
         """Write `data` as its own frame at once if nothing is queued before it.
 
         Used at the end of a loop turn (publication batches): a client with an
         empty outbox skips the outbox and the second pass of the flusher.
         Otherwise `data` is queued behind what is there, keeping the order.
+        Returns whether it was written now (the caller counts those bytes).
         """
         if self._dirty or self._held is not None or self.closed or self.transport.paused:
             self.enqueue(data)
-        else:
-            self.transport.write(data)
+            return False
+        self.transport.write(data)
+        return True
 
     def flush(self) -> None:
         """Write everything queued as one frame (unless the socket is backed up)."""
@@ -183,7 +189,9 @@ class Client:
         # `size` (an attribute) rather than len(): this runs once per delivery.
         if self.closed or not self.outbox.size or self.transport.paused:
             return
-        self.transport.write(self.codec.join(self.outbox.drain()))
+        data = self.codec.join(self.outbox.drain())
+        self.node.traffic.bytes_out += len(data)
+        self.transport.write(data)
 
     def resume(self) -> None:
         """The transport can take writes again."""
@@ -222,7 +230,8 @@ class Client:
         if self.closed or not self.expire_at:
             return
         if self.expire_at <= time.time():
-            self.disconnect(codes.EXPIRED)
+            if not self.node.upstream.connection_expired(self):
+                self.disconnect(codes.EXPIRED)
         else:
             self.set_expiry(self.expire_at)
 
@@ -236,7 +245,8 @@ class Client:
         if sub is None or self.closed or not sub.expire_at:
             return
         if sub.expire_at <= time.time():
-            self.disconnect(codes.SUBSCRIPTION_EXPIRED)
+            if not self.node.upstream.subscription_expired(self, channel):
+                self.disconnect(codes.SUBSCRIPTION_EXPIRED)
         else:
             self.watch_subscription_expiry(channel, sub.expire_at)
 
@@ -251,6 +261,10 @@ class Client:
         """Flush what is queued, close with `disconnect`, and leave the node."""
         if self.closed:
             return
+        self.node.traffic.disconnects[disconnect.code] += 1
+        if log.isEnabledFor(logging.DEBUG):
+            code, reason = disconnect.code, disconnect.reason
+            log.debug("client %s disconnected: user %r, %d %s", self.id, self.user, code, reason)
         if not self.transport.paused and len(self.outbox):
             self.transport.write(self.codec.join(self.outbox.drain()))
         self.closed = True
@@ -260,6 +274,8 @@ class Client:
     def transport_closed(self) -> None:
         """The peer went away (or the transport closed after `disconnect`)."""
         if not self.closed:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("client %s went away: user %r", self.id, self.user)
             self.closed = True
             self._cleanup()
 
@@ -280,6 +296,7 @@ class Client:
         """Decode one frame and queue its commands for processing in order."""
         if self.closed:
             return
+        self.node.traffic.bytes_in += len(frame)
         try:
             commands = self.codec.decode(frame)
         except MalformedFrame as exc:
@@ -398,6 +415,8 @@ _EMPTY_COMMAND = Command()
 def _uni_disconnect(code: int) -> Disconnect:
     if code in (ErrorCode.TOKEN_EXPIRED, ErrorCode.UNAUTHORIZED):
         return Disconnect(codes.INVALID_TOKEN.code, "invalid token: expired or unauthorized")
+    if code == ErrorCode.INTERNAL:
+        return codes.SERVER_ERROR  # e.g. the connect proxy failed: try again later (3004)
     return Disconnect(codes.BAD_REQUEST.code, f"connect refused: error {code}")
 
 

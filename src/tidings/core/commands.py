@@ -38,6 +38,7 @@ from tidings.store.base import OutOfRange, Position, UnrecoverablePosition
 if TYPE_CHECKING:
     from tidings.core.client import Client
     from tidings.core.node import Node
+    from tidings.upstream.coordinator import ProxiedConnect, ProxiedSubscribe
 
 Handler = Callable[["Client", Command], Awaitable[Reply | None]]
 
@@ -63,16 +64,23 @@ class CommandHandler:
         }
 
     async def handle(self, client: Client, method: str, command: Command) -> Reply | None:
+        traffic = self.node.traffic
+        traffic.commands[method] += 1
         try:
             return await self._handlers[method](client, command)
         except OutOfRange as exc:
             # An offset or limit beyond 64 bits that got past the decoder: the store
             # refused it before any I/O.
+            traffic.errors[ErrorCode.BAD_REQUEST] += 1
             raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        except ReplyError as exc:
+            traffic.errors[exc.code] += 1
+            raise
 
-    async def connect(self, client: Client, command: Command) -> Reply:
+    async def connect(self, client: Client, command: Command) -> Reply:  # noqa: PLR0915
         req = command.connect or ConnectRequest()
         node = self.node
+        proxied: ProxiedConnect | None = None
         if req.token:
             try:
                 claims = node.verifier.connection(req.token)
@@ -87,6 +95,10 @@ class CommandHandler:
             client.user, client.info = claims.user, claims.info
             server_channels = claims.channels
             expire_at = claims.expire_at
+        elif node.upstream.connect_enabled:
+            proxied = await node.upstream.connect(client, req)
+            client.user, client.info = proxied.user, proxied.info
+            server_channels, expire_at = proxied.channels, proxied.expire_at
         elif node.settings.allow_anonymous:
             server_channels, expire_at = (), 0
         else:
@@ -104,8 +116,10 @@ class CommandHandler:
             node=node.uid,
             time=int(time.time() * 1000),
         )
-        if expire_at:
+        if expire_at and not (proxied and proxied.server_refresh):
             result.expires, result.ttl = True, ttl_of(expire_at)
+        if proxied is not None:
+            result.data = raw(proxied.data)
         personal = ""
         if client.user and node.settings.personal_channel:
             personal = node.personal_channel(client.user)
@@ -121,7 +135,8 @@ class CommandHandler:
                     since = _position(hint)
                     if name == personal and channel.options.history_enabled:
                         since = await self._inbox_position(client.user, name, since)
-                    sub = result.subs[name] = await node.subscribe_client(
+                    info, data = proxied.sub_options(name) if proxied else (b"", b"")
+                    result.subs[name] = sub = await node.subscribe_client(
                         client,
                         channel,
                         recover=since is not None,
@@ -129,7 +144,9 @@ class CommandHandler:
                         server_side=True,
                         budget=budget,
                         newest_that_fit=name == personal,
+                        info=info,
                     )
+                    sub.data = raw(data)
                     budget -= encoded_size(sub.publications or [])
             except ReplyError as exc:
                 # The client is already connected and indexed: an error reply would leave a
@@ -168,12 +185,17 @@ class CommandHandler:
         if req.channel in client.subscriptions:
             raise ReplyError(ErrorCode.ALREADY_SUBSCRIBED)
         info, expire_at = b"", 0
+        proxied: ProxiedSubscribe | None = None
         if req.token:
             claims = self.node.verifier.subscription(req.token, channel.name, client.user)
             if claims.expire_at and claims.expire_at <= time.time():
                 raise ReplyError(ErrorCode.TOKEN_EXPIRED)
             info, expire_at = claims.info, claims.expire_at
-        self.node.rules.check_subscribe(channel, client.user, bool(req.token))
+        elif (endpoint := self.node.upstream.subscribe_endpoint(channel)) is not None:
+            proxied = await self.node.upstream.subscribe(client, channel, endpoint, req)
+            info, expire_at = proxied.info, proxied.expire_at
+        if proxied is None:
+            self.node.rules.check_subscribe(channel, client.user, bool(req.token))
         if req.recover and not client.take_history_token():
             self.node.counters["refused_history_rate"] += 1
             raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
@@ -187,6 +209,10 @@ class CommandHandler:
             info=info,
             expire_at=expire_at,
         )
+        if proxied is not None:
+            result.data = raw(proxied.data)
+            if proxied.server_refresh:  # the node refreshes it, not the client
+                result.expires, result.ttl = False, 0
         return Reply(id=command.id, subscribe=result)
 
     async def unsubscribe(self, client: Client, command: Command) -> Reply:
@@ -205,6 +231,18 @@ class CommandHandler:
         if client.codec.binary and not is_json(req.data):
             # JSON subscribers get payloads verbatim: see "Encodings" in docs/concepts.md.
             raise ReplyError(ErrorCode.BAD_REQUEST, "data must be JSON")
+        endpoint = self.node.upstream.publish_endpoint(channel)
+        if endpoint is not None:
+            proxied = await self.node.upstream.publish(client, channel, endpoint, req.data)
+            await self.node.publish(
+                channel.name,
+                proxied.data,
+                info=client.client_info,
+                tags=proxied.tags,
+                skip_history=proxied.skip_history,
+                idempotency_key=proxied.idempotency_key,
+            )
+            return Reply(id=command.id, publish=PublishResult())
         self.node.rules.check_publish(channel, client.user, req.channel in client.subscriptions)
         await self.node.publish(channel.name, req.data, info=client.client_info)
         return Reply(id=command.id, publish=PublishResult())
@@ -263,6 +301,10 @@ class CommandHandler:
         assert req is not None
         if req.method == "ack":
             return Reply(id=command.id, rpc=RPCResult(data=raw(await self._ack(client, req.data))))
+        endpoint = self.node.upstream.rpc_endpoint(req.method)
+        if endpoint is not None:
+            data = await self.node.upstream.rpc(client, endpoint, req)
+            return Reply(id=command.id, rpc=RPCResult(data=raw(data)))
         raise ReplyError(ErrorCode.NOT_AVAILABLE, f"no RPC handler for {req.method!r}")
 
     async def _ack(self, client: Client, data: bytes) -> bytes:

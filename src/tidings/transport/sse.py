@@ -65,7 +65,9 @@ class SseSession(asyncio.Protocol):
     def paused(self) -> bool:
         return self._paused
 
-    def start(self, frame: bytes, origin: str = "") -> None:
+    def start(
+        self, frame: bytes, origin: str = "", request_headers: dict[str, str] | None = None
+    ) -> None:
         headers = dict(_HEADERS)
         if origin:  # the port already checked it against allowed_origins
             headers.update({"Access-Control-Allow-Origin": origin, "Vary": "Origin"})
@@ -73,6 +75,8 @@ class SseSession(asyncio.Protocol):
             response_bytes(200, content_type="text/event-stream", headers=headers, keep_open=True)
         )
         self._client = self._node.accept(self, UNI_CODEC)
+        if request_headers:
+            self._node.upstream.remember_headers(self._client, request_headers)
         self._client.handle_frame(frame)
 
     def write(self, data: bytes) -> None:
@@ -198,7 +202,7 @@ def sse_handler(node: Node) -> HttpHandler:
         session = SseSession(node, transport, request.peer_ip, track, request.slot)
         request.slot = None  # the session releases it when the stream closes
         transport.set_protocol(session)
-        session.start(frame, request.headers.get("origin", ""))
+        session.start(frame, request.headers.get("origin", ""), request.headers)
 
     return handle
 

@@ -135,8 +135,11 @@ class WebSocketSession(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._ws = transport
+        request_headers = transport.request.headers if transport.request is not None else None
+        client = self._client = self._node.accept(self, self._codec)
+        if request_headers is not None:
+            self._node.upstream.remember_headers(client, request_headers)
         _forget_upgrade(transport)
-        self._client = self._node.accept(self, self._codec)
         if self._uni_connect:
             self._uni_start(self._client, self._uni_connect)
 
