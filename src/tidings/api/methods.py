@@ -75,6 +75,8 @@ class ServerApi:
             raise ReplyError(ErrorCode.BAD_REQUEST, f"invalid {method} request: {exc}") from None
         except msgspec.DecodeError as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ReplyError(ErrorCode.BAD_REQUEST, "body is nested too deep") from None
 
     async def call(self, method: str, request: Any) -> Result:
         return await self._methods[method][1](request)

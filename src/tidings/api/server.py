@@ -17,6 +17,16 @@ from tidings.protocol.centrifuge.codes import ErrorCode
 log = logging.getLogger(__name__)
 
 _encoder = msgspec.json.Encoder()
+
+
+class _LegacyEnvelope(msgspec.Struct):
+    """`POST /api` body: `{"method": ..., "params": {...}}`."""
+
+    method: str = ""
+    params: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
+
+
+_LEGACY_DECODER = msgspec.json.Decoder(_LegacyEnvelope)
 MAX_BODY = 10 * 1024 * 1024
 
 
@@ -71,14 +81,13 @@ class ApiServer:
         """`POST /api` with `{"method": ..., "params": {...}}` (older Centrifugo clients)."""
         body = await request.read()
         try:
-            envelope = msgspec.json.decode(body, type=dict[str, msgspec.Raw])
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            envelope = _LEGACY_DECODER.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
             if not self._authorised(request):
                 return _error(ErrorCode.UNAUTHORIZED, "missing or wrong API key", 401)
-            return _error(ErrorCode.BAD_REQUEST, f"body is not a JSON object: {exc}", 400)
-        method = msgspec.json.decode(envelope.get("method", b'""'))
-        params = bytes(envelope.get("params", b"{}"))
-        return await self._dispatch(request, str(method), params)
+            problem = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+            return _error(ErrorCode.BAD_REQUEST, f"body is not a JSON object: {problem}", 400)
+        return await self._dispatch(request, envelope.method, bytes(envelope.params))
 
     async def _dispatch(self, request: web.Request, method: str, body: bytes) -> web.Response:
         if not self._authorised(request):

@@ -75,19 +75,24 @@ class PublicationBatches:
             shared: dict[str, bytes] = {}
             fresh = batch.fresh
             for client in list(self._hub.subscribers(name)):
-                codec = client.codec
-                if fresh and client in fresh:
-                    sub = client.subscriptions.get(name)
-                    rest = _after(batch, codec, sub.floor if sub is not None else 0)
-                    if rest:
-                        client.enqueue(rest)
-                elif codec is json_codec:
-                    client.write_now(json_payload)
-                else:
-                    payload = shared.get(codec.name)
-                    if payload is None:
-                        payload = shared[codec.name] = codec.join(batch.encoded_for(codec))
-                    client.write_now(payload)
+                # One client whose write (or encoding) raises is dropped; the others
+                # of the channel, and the other channels, still get theirs.
+                try:
+                    codec = client.codec
+                    if fresh and client in fresh:
+                        sub = client.subscriptions.get(name)
+                        rest = _after(batch, codec, sub.floor if sub is not None else 0)
+                        if rest:
+                            client.enqueue(rest)
+                    elif codec is json_codec:
+                        client.write_now(json_payload)
+                    else:
+                        payload = shared.get(codec.name)
+                        if payload is None:
+                            payload = shared[codec.name] = codec.join(batch.encoded_for(codec))
+                        client.write_now(payload)
+                except Exception as exc:
+                    client.fail(f"delivery of {name!r} failed: {exc!r}")
 
 
 def _after(batch: _Batch, codec: Codec, floor: int) -> bytes:

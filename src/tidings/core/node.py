@@ -20,7 +20,7 @@ from pathlib import Path
 from msgspec import Raw
 
 from tidings.config import Settings
-from tidings.core.auth import TokenVerifier
+from tidings.core.auth import TokenVerifier, ttl_of
 from tidings.core.batches import EncodedOnce, PublicationBatches
 from tidings.core.broadcast import PacedBroadcasts
 from tidings.core.channels import Channel, ChannelRules
@@ -127,6 +127,7 @@ class Node:
             "disconnected_command_abuse": 0,
             "disconnected_slow": 0,
             "refused_history_rate": 0,
+            "disconnected_write_error": 0,
         }
         self.broadcasts = PacedBroadcasts()
         self._flusher: Flusher | None = None
@@ -294,7 +295,7 @@ class Node:
         client.subscriptions[name] = sub
         result = SubscribeResult()
         if expire_at:
-            result.expires, result.ttl = True, max(0, expire_at - int(time.time()))
+            result.expires, result.ttl = True, ttl_of(expire_at)
         try:
             chan_info = ClientInfo(
                 user=client.user,
@@ -523,7 +524,7 @@ class Node:
                 client.disconnect(codes.EXPIRED)
                 continue
             client.set_expiry(expire_at)
-            ttl = max(0, expire_at - int(time.time())) if expire_at else 0
+            ttl = ttl_of(expire_at)
             client.reply(Reply(push=Push(refresh=Refresh(expires=bool(expire_at), ttl=ttl))))
 
     def broadcast_all(
