@@ -70,7 +70,7 @@ class ServerApi:
         if entry is None:
             raise ReplyError(ErrorCode.METHOD_NOT_FOUND, f"unknown API method {method!r}")
         try:
-            return msgspec.json.decode(body or b"{}", type=entry[0])
+            return _checked_payloads(msgspec.json.decode(body or b"{}", type=entry[0]))
         except msgspec.ValidationError as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, f"invalid {method} request: {exc}") from None
         except msgspec.DecodeError as exc:
@@ -112,7 +112,7 @@ class ServerApi:
     async def broadcast(self, req: rq.BroadcastRequest) -> Result:
         if not req.channels:
             raise ReplyError(ErrorCode.BAD_REQUEST, "channels required")
-        data = _payload(req.data, req.b64data)  # checked once for every channel
+        data = _payload(req.data, req.b64data)  # compacted once (in decode) for every channel
         responses: list[Result] = []
         for index, channel in enumerate(req.channels):
             if index and not index % YIELD_EVERY:
@@ -133,14 +133,12 @@ class ServerApi:
         _need(req.user, "user")
         _unsupported(b64info=req.b64info, b64data=req.b64data, session=req.session)
         since = req.recover_since
-        info = checked_payload(req.info, "info") if len(req.info) else b""
-        data = checked_payload(req.data, "data") if len(req.data) else b""
         await self.node.subscribe_user(
             req.user,
             req.channel,
             client_id=req.client,
-            info=bytes(info),
-            data=bytes(data),
+            info=bytes(req.info),
+            data=bytes(req.data),
             since=Position(since.offset, since.epoch) if since is not None else None,
         )
         return {}
@@ -364,7 +362,28 @@ def _payload(data: Raw, b64data: str) -> Raw:
         )
     if not len(data):
         raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
-    return checked_payload(data, "data")
+    return data
+
+
+def _checked_payloads(request: Any) -> Any:
+    """`request` with its payloads checked and compacted (error 107, HTTP 400, if invalid).
+
+    This is where API payloads enter: once checked here they are stored and
+    relayed as they are, to every channel of a broadcast too.
+    """
+    if isinstance(request, rq.SubscribeRequest) and len(request.info):
+        request.info = checked_payload(request.info, "info")
+    if isinstance(request, _WITH_DATA) and len(request.data):
+        request.data = checked_payload(request.data, "data")
+    return request
+
+
+_WITH_DATA = (
+    rq.PublishRequest,
+    rq.BroadcastRequest,
+    rq.BroadcastAllRequest,
+    rq.SubscribeRequest,
+)
 
 
 def _unsupported(**fields: str) -> None:
