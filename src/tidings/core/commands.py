@@ -153,6 +153,7 @@ class CommandHandler:
 
     async def subscribe(self, client: Client, command: Command) -> Reply:
         req = command.subscribe or SubscribeRequest()
+        since = _position(req)
         channel = self.node.rules.resolve(req.channel)
         if req.channel in client.subscriptions:
             raise ReplyError(ErrorCode.ALREADY_SUBSCRIBED)
@@ -170,7 +171,7 @@ class CommandHandler:
             client,
             channel,
             recover=req.recover,
-            since=_position(req),
+            since=since,
             join_leave=req.join_leave,
             recoverable=req.recoverable,
             info=info,
@@ -217,17 +218,17 @@ class CommandHandler:
     async def history(self, client: Client, command: Command) -> Reply:
         req = command.history
         assert req is not None
-        channel = self.node.rules.resolve(req.channel)
-        self.node.rules.check_history(channel, req.channel in client.subscriptions)
-        if not client.take_history_token():
-            self.node.counters["refused_history_rate"] += 1
-            raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
         limit = _wire_int(req.limit, "limit", low=-1)
         since = (
             Position(_wire_int(req.since.offset, "since.offset"), req.since.epoch)
             if req.since
             else None
         )
+        channel = self.node.rules.resolve(req.channel)
+        self.node.rules.check_history(channel, req.channel in client.subscriptions)
+        if not client.take_history_token():
+            self.node.counters["refused_history_rate"] += 1
+            raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
         try:
             pubs, top = await self.node.history.read(req.channel, since, limit, req.reverse)
         except UnrecoverablePosition as exc:
