@@ -70,13 +70,20 @@ class ServerApi:
         if entry is None:
             raise ReplyError(ErrorCode.METHOD_NOT_FOUND, f"unknown API method {method!r}")
         try:
-            return _checked_payloads(msgspec.json.decode(body or b"{}", type=entry[0]))
+            request = msgspec.json.decode(body or b"{}", type=entry[0])
         except msgspec.ValidationError as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, f"invalid {method} request: {exc}") from None
         except msgspec.DecodeError as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, f"body is not valid JSON: {exc}") from None
         except RecursionError:
             raise ReplyError(ErrorCode.BAD_REQUEST, "body is nested too deep") from None
+        limit = self.node.settings.api_batch_max_commands
+        if isinstance(request, rq.BatchRequest) and len(request.commands) > limit:
+            count = len(request.commands)
+            raise ReplyError(
+                ErrorCode.BAD_REQUEST, f"batch of {count}: at most {limit} (api_batch_max_commands)"
+            )
+        return _checked_payloads(request)
 
     async def call(self, method: str, request: Any) -> Result:
         return await self._methods[method][1](request)
@@ -312,12 +319,6 @@ class ServerApi:
         }
 
     async def batch(self, req: rq.BatchRequest) -> Result:
-        limit = self.node.settings.api_batch_max_commands
-        if len(req.commands) > limit:
-            raise ReplyError(
-                ErrorCode.BAD_REQUEST,
-                f"batch of {len(req.commands)} commands: at most {limit} (api_batch_max_commands)",
-            )
         calls: list[tuple[str, bytes]] = []
         for command in req.commands:
             if len(command) != 1:
