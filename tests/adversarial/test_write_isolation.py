@@ -23,6 +23,8 @@ from tidings.core.deadlines import Deadlines
 from tidings.core.events import Event, EventDispatcher, EventType
 from tidings.core.flusher import Flusher
 from tidings.core.node import Node
+from tidings.protocol.centrifuge.json_codec import JsonCodec
+from tidings.protocol.centrifuge.messages import Reply
 from tidings.protocol.centrifuge.session import Session
 from tidings.testing import MemoryTransport
 
@@ -200,3 +202,21 @@ async def test_a_paced_broadcast_goes_on_after_an_unexpected_error() -> None:
     broadcasts.start(["u0", "u1", "u2", "u3"], send, rate=1000.0)
     await asyncio.wait_for(broadcasts.join(), 5)
     assert sent == ["u0", "u2", "u3"]
+
+
+async def test_a_reply_that_cannot_be_encoded_drops_only_that_client(node: Node) -> None:
+    class BrokenCodec(JsonCodec):
+        def encode(self, reply: Reply) -> bytes:
+            if reply.ping is not None:
+                raise ValueError("cannot encode")
+            return super().encode(reply)
+
+    broken = Conn(node)
+    broken.client.codec = BrokenCodec()
+    other = Conn(node)
+    await broken.connect("b")
+    await other.connect("o")
+    broken.client.handle_frame(b'{"id":2,"ping":{}}')
+    await settle()
+    assert broken.closed_with == WRITE_ERROR
+    assert await other.call({"id": 3, "ping": {}}) == {"id": 3, "ping": {}}

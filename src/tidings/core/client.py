@@ -320,7 +320,10 @@ class Client:
     async def _work(self) -> None:
         try:
             while (pending := self._pending) and not self.closed:
-                await self._handle(pending.popleft())
+                try:
+                    await self._handle(pending.popleft())
+                except Exception as exc:  # a reply that cannot be encoded or written
+                    self.fail(f"handling a command failed: {exc!r}")
         finally:
             self._worker = None
             if not self._pending:
