@@ -115,12 +115,20 @@ async def test_sse_answers_400(node: ServerProcess) -> None:
             assert resp.status == 400
 
 
-async def test_uni_websocket_closes_3501(node: ServerProcess) -> None:
+async def test_uni_websocket_answers_400_before_the_upgrade(node: ServerProcess) -> None:
     query = {"cf_connect": (b'{"data":' + nested(DEEP_URL) + b"}").decode()}
-    async with websockets.connect(uni_ws_url(node, query)) as ws:
-        with pytest.raises(websockets.ConnectionClosed) as closed:
-            await ws.recv()
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == BAD_REQUEST
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await websockets.connect(uni_ws_url(node, query))
+    assert refused.value.response.status_code == 400
+    assert b"deep" in refused.value.response.body
     token = node.token("fine", channels=["c"])
     async with websockets.connect(uni_ws_url(node, connect_query(token))) as ws:
         assert "connect" in json.loads(str(await ws.recv()))
+
+
+async def test_uni_websocket_first_message_nested_too_deep_closes_3501(node: ServerProcess) -> None:
+    async with websockets.connect(uni_ws_url(node, {})) as ws:
+        await ws.send(b'{"data":' + nested(DEEP) + b"}")
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == BAD_REQUEST
