@@ -28,7 +28,7 @@ from tests.adversarial.support import (
     uni_ws_url,
 )
 from tests.conftest import OPEN_CHANNEL, ServerProcess
-from tests.integration.support.sdk import connecting
+from tests.integration.support.sdk import connecting, loads
 from tests.integration.support.ws import (
     closing,
     connected_ws,
@@ -229,18 +229,27 @@ async def test_invalid_payloads_are_refused_to_a_client_with_107(
         assert (await pub_of(reader, "room"))["data"] == {"ok": True}
 
 
-async def test_sdk_receives_a_pretty_printed_publication(node: ServerProcess) -> None:
+@pytest.mark.parametrize("encoding", ["json", "protobuf"])
+async def test_sdk_receives_a_pretty_printed_publication(
+    node: ServerProcess, encoding: str
+) -> None:
     """centrifuge-python split a multi-line push, failed to decode it and looped."""
+
+    def data_of(ctx: Any) -> Any:
+        return loads(ctx.pub.data) if encoding == "protobuf" else ctx.pub.data
+
     async with connecting(node) as connect:
-        conn = await connect("sdk-user")
+        conn = await connect("sdk-user", use_protobuf=encoding == "protobuf")
         _, rec = await conn.subscribed("room")
         status, _ = await publish_raw(node, "room", PRETTY)
         assert status == 200
         (ctx,) = await rec.wait("publication")
-        assert ctx.pub.data == json.loads(PRETTY)
+        assert data_of(ctx) == json.loads(PRETTY)
+        if encoding == "protobuf":
+            assert ctx.pub.data == json.dumps(json.loads(PRETTY), separators=(",", ":")).encode()
         await publish_raw(node, "room", b'{"next": true}')
         await rec.wait("publication", count=2)
-        assert [c.pub.data for c in rec.of("publication")] == [json.loads(PRETTY), {"next": True}]
+        assert [data_of(c) for c in rec.of("publication")] == [json.loads(PRETTY), {"next": True}]
         assert conn.rec.of("disconnected") == []
         assert rec.of("unsubscribed") == []
         assert len(conn.rec.of("connected")) == 1, "the SDK did not reconnect"

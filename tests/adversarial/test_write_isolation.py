@@ -27,6 +27,7 @@ from tidings.protocol.centrifuge.json_codec import JsonCodec
 from tidings.protocol.centrifuge.messages import Reply
 from tidings.protocol.centrifuge.session import Session
 from tidings.testing import MemoryTransport
+from tidings.upstream.user_events import UserEventSender
 
 WRITE_ERROR = 3009
 
@@ -220,3 +221,31 @@ async def test_a_reply_that_cannot_be_encoded_drops_only_that_client(node: Node)
     await settle()
     assert broken.closed_with == WRITE_ERROR
     assert await other.call({"id": 3, "ping": {}}) == {"id": 3, "ping": {}}
+
+
+async def test_the_user_events_sender_goes_on_after_a_batch_fails() -> None:
+    sent: list[list[str]] = []
+
+    class Sender(UserEventSender):
+        async def _deliver(self, session: Any, batch: list[Event]) -> None:
+            if not sent and batch[0].user == "poison":
+                sent.append(["failed"])
+                raise ValueError("cannot encode this batch")
+            sent.append([e.user for e in batch])
+
+    events = EventDispatcher()
+    sender = Sender(events, "http://127.0.0.1:9/", linger=0.0)
+    events.start()
+    sender.start()
+    try:
+        events.emit(Event(EventType.USER_ONLINE, user="poison"))
+        await asyncio.sleep(0.05)
+        events.emit(Event(EventType.USER_ONLINE, user="next"))
+        for _ in range(500):
+            if ["next"] in sent:
+                break
+            await asyncio.sleep(0.01)
+        assert sent == [["failed"], ["next"]]
+    finally:
+        await sender.stop()
+        await events.stop()
