@@ -6,7 +6,7 @@ import contextlib
 
 import atheris
 
-with atheris.instrument_imports():
+with atheris.instrument_imports(include=["tidings"]):
     import msgspec
 
     from tidings.protocol.centrifuge.json_codec import JsonCodec, MalformedFrame

@@ -6,7 +6,7 @@ import json
 
 import atheris
 
-with atheris.instrument_imports():
+with atheris.instrument_imports(include=["tidings"]):
     from tidings.protocol.centrifuge.payload import MAX_DEPTH, InvalidPayload, compact_json
 
 SEEDS = [

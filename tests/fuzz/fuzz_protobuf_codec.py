@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import atheris
 
-with atheris.instrument_imports():
+with atheris.instrument_imports(include=["tidings"]):
     from tidings.protocol.centrifuge import messages as m
     from tidings.protocol.centrifuge.protobuf_codec import (
         MalformedFrame,

@@ -14,7 +14,7 @@ import math
 
 import atheris
 
-with atheris.instrument_imports():
+with atheris.instrument_imports(include=["tidings", "jwt"]):
     from tidings.core.auth import MAX_EXPIRE_AT, TokenExpired, TokenInvalid, TokenVerifier
     from tidings.errors import ReplyError
     from tidings.protocol.centrifuge.payload import compact_json

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import atheris
 
-with atheris.instrument_imports():
+with atheris.instrument_imports(include=["tidings"]):
     from tidings.protocol.centrifuge.uni_codec import UniJsonCodec, connect_frame
 
 CODEC = UniJsonCodec()
