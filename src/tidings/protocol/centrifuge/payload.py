@@ -76,8 +76,11 @@ def _deeper(compact: bytes, max_depth: int) -> bool:
     unescaped = compact
     if b"\\" in compact:
         unescaped = compact.replace(b"\\\\", b"").replace(b'\\"', b"")
-    # Outside strings are the even pieces between quotes.
-    brackets = b"".join(unescaped.translate(_LEVELS, _NOISE).split(b'"')[::2])
+    # Two quotes side by side have no bracket between them: dropping them removes an
+    # empty string or merges two strings into one, so most strings go in one C pass.
+    brackets = unescaped.translate(_LEVELS, _NOISE).replace(b'""', b"")
+    if b'"' in brackets:  # strings with brackets in them: outside are the even pieces
+        brackets = b"".join(brackets.split(b'"')[::2])
     passes = 0
     while brackets and passes < _PASSES:
         brackets = brackets.replace(b"\x02\x00", b"")
