@@ -124,16 +124,29 @@ def server_config(
 def start_server(
     tmp_path: Path, settings: dict[str, Any] | None = None, args: list[str] | None = None
 ) -> ServerProcess:
-    """Start `tidings serve` with `settings` in a TOML file; wait until it is ready."""
-    port, api_port = free_port(), free_port()
-    config_path = tmp_path / f"tidings-{port}.toml"
-    write_toml(config_path, server_config(tmp_path, port, api_port, settings))
-    log_path = tmp_path / f"tidings-{port}.log"
-    log_path.write_text("")
-    proc = _spawn(config_path, log_path, args)
-    server = ServerProcess(proc, port, api_port, log_path, config_path=config_path)
-    _wait_ready(server)
-    return server
+    """Start `tidings serve` with `settings` in a TOML file; wait until it is ready.
+
+    A free port can be taken by another process between `free_port()` and the
+    server's bind (other test runs share the machine): then it starts again
+    on new ports, a few times. Settings that name their own ports are not retried.
+    """
+    for attempt in range(4):
+        port, api_port = free_port(), free_port()
+        config_path = tmp_path / f"tidings-{port}.toml"
+        write_toml(config_path, server_config(tmp_path, port, api_port, settings))
+        log_path = tmp_path / f"tidings-{port}.log"
+        log_path.write_text("")
+        proc = _spawn(config_path, log_path, args)
+        server = ServerProcess(proc, port, api_port, log_path, config_path=config_path)
+        try:
+            _wait_ready(server)
+        except RuntimeError as exc:
+            fixed_ports = settings is not None and ("port" in settings or "api_port" in settings)
+            if "address already in use" not in str(exc) or fixed_ports or attempt == 3:
+                raise
+            continue
+        return server
+    raise AssertionError("unreachable")
 
 
 def _spawn(config_path: Path, log_path: Path, args: list[str] | None = None) -> Any:
