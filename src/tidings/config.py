@@ -133,6 +133,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     user_events_batch_size: int = 100
     user_events_queue_size: int = 100_000
     broadcast_all_rate: float = 1000.0
+    api_batch_max_commands: int = 1000
     data_dir: str = "./data"
     name: str = ""
     log_level: str = "info"
@@ -202,6 +203,7 @@ SETTING_DOCS: dict[str, str] = {
     "user_events_batch_size": "most user events sent in one POST",
     "user_events_queue_size": "user events kept while the URL is unreachable (newer dropped)",
     "broadcast_all_rate": "default messages per second of the broadcast_all API method",
+    "api_batch_max_commands": "most commands in one batch API call (error 107 above)",
     "data_dir": "directory for durable data",
     "name": "node name shown by the info API method (default: host name)",
     "log_level": "debug, info, warning or error",
@@ -425,6 +427,7 @@ def _check(settings: Settings) -> None:
         "client_head_timeout",
         "client_message_timeout",
         "client_close_timeout",
+        "api_batch_max_commands",
     )
     for key in positive:
         if getattr(settings, key) <= 0:

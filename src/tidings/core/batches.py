@@ -78,21 +78,26 @@ class PublicationBatches:
             fresh = batch.fresh
             json_written = other_bytes = 0
             for client in list(self._hub.subscribers(name)):
-                codec = client.codec
-                if fresh and client in fresh:
-                    sub = client.subscriptions.get(name)
-                    rest = _after(batch, codec, sub.floor if sub is not None else 0)
-                    if rest:
-                        client.enqueue(rest)
-                elif codec is json_codec:
-                    if client.write_now(json_payload):
-                        json_written += 1
-                else:
-                    payload = shared.get(codec.name)
-                    if payload is None:
-                        payload = shared[codec.name] = codec.join(batch.encoded_for(codec))
-                    if client.write_now(payload):
-                        other_bytes += len(payload)
+                # One client whose write (or encoding) raises is dropped; the others
+                # of the channel, and the other channels, still get theirs.
+                try:
+                    codec = client.codec
+                    if fresh and client in fresh:
+                        sub = client.subscriptions.get(name)
+                        rest = _after(batch, codec, sub.floor if sub is not None else 0)
+                        if rest:
+                            client.enqueue(rest)
+                    elif codec is json_codec:
+                        if client.write_now(json_payload):
+                            json_written += 1
+                    else:
+                        payload = shared.get(codec.name)
+                        if payload is None:
+                            payload = shared[codec.name] = codec.join(batch.encoded_for(codec))
+                        if client.write_now(payload):
+                            other_bytes += len(payload)
+                except Exception as exc:
+                    client.fail(f"delivery of {name!r} failed: {exc!r}")
             self.bytes_out += json_written * len(json_payload) + other_bytes
 
 

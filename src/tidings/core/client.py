@@ -10,6 +10,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tidings.core.deadlines import MAX_DELAY
 from tidings.core.outbox import Outbox
 from tidings.core.ratelimit import TokenBucket
 from tidings.errors import DisconnectError, ReplyError
@@ -237,7 +238,7 @@ class Client:
 
     def watch_subscription_expiry(self, channel: str, expire_at: int) -> None:
         """Disconnect with 3006 if the subscription's token is not refreshed by `expire_at`."""
-        delay = max(0.0, expire_at - time.time())
+        delay = min(MAX_DELAY, max(0.0, expire_at - time.time()))  # far future: look again
         asyncio.get_running_loop().call_later(delay, self._check_subscription, channel)
 
     def _check_subscription(self, channel: str) -> None:
@@ -265,11 +266,28 @@ class Client:
         if log.isEnabledFor(logging.DEBUG):
             code, reason = disconnect.code, disconnect.reason
             log.debug("client %s disconnected: user %r, %d %s", self.id, self.user, code, reason)
-        if not self.transport.paused and len(self.outbox):
-            self.transport.write(self.codec.join(self.outbox.drain()))
         self.closed = True
-        self.transport.close(disconnect.code, disconnect.reason)
-        self._cleanup()
+        try:
+            if not self.transport.paused and len(self.outbox):
+                self.transport.write(self.codec.join(self.outbox.drain()))
+            self.transport.close(disconnect.code, disconnect.reason)
+        except Exception as exc:
+            log.warning("client %s: closing with %d failed: %r", self.id, disconnect.code, exc)
+        finally:
+            self._cleanup()
+
+    def fail(self, reason: str) -> None:
+        """Writing to this client raised: drop it with 3009 and say why in the log.
+
+        Called by the shared machinery (flusher, batches) for the one client that
+        failed, so that the exception never reaches the other clients.
+        """
+        if self.closed:
+            return
+        log.warning("client %s: %s; disconnecting", self.id, reason)
+        self.node.counters["disconnected_write_error"] += 1
+        self.outbox.drain()  # the transport just failed: do not write to it again
+        self.disconnect(codes.WRITE_ERROR)
 
     def transport_closed(self) -> None:
         """The peer went away (or the transport closed after `disconnect`)."""
@@ -339,7 +357,10 @@ class Client:
     async def _work(self) -> None:
         try:
             while (pending := self._pending) and not self.closed:
-                await self._handle(pending.popleft())
+                try:
+                    await self._handle(pending.popleft())
+                except Exception as exc:  # a reply that cannot be encoded or written
+                    self.fail(f"handling a command failed: {exc!r}")
         finally:
             self._worker = None
             if not self._pending:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
+from msgspec import Raw
 
 from tidings import __version__
 from tidings.core.auth import TokenExpired, TokenInvalid, ttl_of
@@ -32,7 +33,7 @@ from tidings.protocol.centrifuge.messages import (
     UnsubscribeResult,
     raw,
 )
-from tidings.protocol.centrifuge.protobuf_codec import is_json
+from tidings.protocol.centrifuge.payload import InvalidPayload, compact_json
 from tidings.store.base import OutOfRange, Position, UnrecoverablePosition
 
 if TYPE_CHECKING:
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
     from tidings.upstream.coordinator import ProxiedConnect, ProxiedSubscribe
 
 Handler = Callable[["Client", Command], Awaitable[Reply | None]]
+
+#: Largest offset, limit or time a client may send: the stores keep signed 64-bit values.
+MAX_WIRE_INT = 2**63 - 1
 
 
 class CommandHandler:
@@ -103,6 +107,8 @@ class CommandHandler:
             server_channels, expire_at = (), 0
         else:
             raise DisconnectError(codes.INVALID_TOKEN)
+        for hint in (req.subs or {}).values():
+            _position(hint)  # error 107 now, before the client is connected and indexed
         # Interned: SDK names and versions repeat across connections (a str each, else).
         client.name, client.version = sys.intern(req.name), sys.intern(req.version)
         client.connected()
@@ -181,6 +187,7 @@ class CommandHandler:
 
     async def subscribe(self, client: Client, command: Command) -> Reply:
         req = command.subscribe or SubscribeRequest()
+        since = _position(req)
         channel = self.node.rules.resolve(req.channel)
         if req.channel in client.subscriptions:
             raise ReplyError(ErrorCode.ALREADY_SUBSCRIBED)
@@ -203,7 +210,7 @@ class CommandHandler:
             client,
             channel,
             recover=req.recover,
-            since=_position(req),
+            since=since,
             join_leave=req.join_leave,
             recoverable=req.recoverable,
             info=info,
@@ -228,12 +235,11 @@ class CommandHandler:
         channel = self.node.rules.resolve(req.channel)
         if not len(req.data):
             raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
-        if client.codec.binary and not is_json(req.data):
-            # JSON subscribers get payloads verbatim: see "Encodings" in docs/concepts.md.
-            raise ReplyError(ErrorCode.BAD_REQUEST, "data must be JSON")
+        # Subscribers get payloads verbatim: see "Encodings" in docs/concepts.md.
+        data = checked_payload(req.data, "data")
         endpoint = self.node.upstream.publish_endpoint(channel)
         if endpoint is not None:
-            proxied = await self.node.upstream.publish(client, channel, endpoint, req.data)
+            proxied = await self.node.upstream.publish(client, channel, endpoint, data)
             await self.node.publish(
                 channel.name,
                 proxied.data,
@@ -244,7 +250,7 @@ class CommandHandler:
             )
             return Reply(id=command.id, publish=PublishResult())
         self.node.rules.check_publish(channel, client.user, req.channel in client.subscriptions)
-        await self.node.publish(channel.name, req.data, info=client.client_info)
+        await self.node.publish(channel.name, data, info=client.client_info)
         return Reply(id=command.id, publish=PublishResult())
 
     async def presence(self, client: Client, command: Command) -> Reply:
@@ -267,14 +273,19 @@ class CommandHandler:
     async def history(self, client: Client, command: Command) -> Reply:
         req = command.history
         assert req is not None
+        limit = _wire_int(req.limit, "limit", low=-1)
+        since = (
+            Position(_wire_int(req.since.offset, "since.offset"), req.since.epoch)
+            if req.since
+            else None
+        )
         channel = self.node.rules.resolve(req.channel)
         self.node.rules.check_history(channel, req.channel in client.subscriptions)
         if not client.take_history_token():
             self.node.counters["refused_history_rate"] += 1
             raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
-        since = Position(req.since.offset, req.since.epoch) if req.since else None
         try:
-            pubs, top = await self.node.history.read(req.channel, since, req.limit, req.reverse)
+            pubs, top = await self.node.history.read(req.channel, since, limit, req.reverse)
         except UnrecoverablePosition as exc:
             raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION, str(exc)) from None
         limit = client.outbox.limit
@@ -299,6 +310,8 @@ class CommandHandler:
     async def rpc(self, client: Client, command: Command) -> Reply:
         req = command.rpc
         assert req is not None
+        if len(req.data):
+            checked_payload(req.data, "data")
         if req.method == "ack":
             return Reply(id=command.id, rpc=RPCResult(data=raw(await self._ack(client, req.data))))
         endpoint = self.node.upstream.rpc_endpoint(req.method)
@@ -367,11 +380,32 @@ class CommandHandler:
 
 class AckRequest(msgspec.Struct, forbid_unknown_fields=True):
     channel: str
-    offset: int
+    offset: Annotated[int, msgspec.Meta(ge=0, le=MAX_WIRE_INT)]
 
 
 _ACK_DECODER = msgspec.json.Decoder(AckRequest)
 
 
+def checked_payload(data: bytes, field: str) -> Raw:
+    """`data` (a payload from a client or the API) as compact JSON; error 107 if invalid.
+
+    Every payload is checked here, once, where it enters: it is then stored
+    and relayed as these bytes (see `tidings.protocol.centrifuge.payload`).
+    """
+    try:
+        return Raw(compact_json(data))
+    except InvalidPayload as exc:
+        raise ReplyError(ErrorCode.BAD_REQUEST, f"{field}: {exc}") from None
+
+
+def _wire_int(value: int, field: str, low: int = 0) -> int:
+    """An integer from a client, within what the stores hold; error 107 naming it if not."""
+    if not low <= value <= MAX_WIRE_INT:
+        raise ReplyError(ErrorCode.BAD_REQUEST, f"{field} must be {low} to {MAX_WIRE_INT}")
+    return value
+
+
 def _position(req: SubscribeRequest) -> Position | None:
-    return Position(req.offset, req.epoch) if req.recover else None
+    if not req.recover:
+        return None
+    return Position(_wire_int(req.offset, "offset"), req.epoch)

@@ -20,7 +20,7 @@ from pathlib import Path
 from msgspec import Raw
 
 from tidings.config import Settings
-from tidings.core.auth import TokenVerifier
+from tidings.core.auth import TokenVerifier, ttl_of
 from tidings.core.batches import EncodedOnce, PublicationBatches
 from tidings.core.broadcast import PacedBroadcasts
 from tidings.core.channels import Channel, ChannelRules
@@ -146,6 +146,7 @@ class Node:
             "refused_reply_size": 0,
             "refused_stream_limit": 0,
             "unrecovered_reply_size": 0,
+            "disconnected_write_error": 0,
         }
         self.recovery = Recovery(self.history, self.counters)
         self.broadcasts = PacedBroadcasts()
@@ -329,7 +330,7 @@ class Node:
         client.subscriptions[name] = sub
         result = SubscribeResult()
         if expire_at:
-            result.expires, result.ttl = True, max(0, expire_at - int(time.time()))
+            result.expires, result.ttl = True, ttl_of(expire_at)
         try:
             chan_info = ClientInfo(
                 user=client.user,
@@ -530,7 +531,7 @@ class Node:
                 client.disconnect(codes.EXPIRED)
                 continue
             client.set_expiry(expire_at)
-            ttl = max(0, expire_at - int(time.time())) if expire_at else 0
+            ttl = ttl_of(expire_at)
             client.reply(Reply(push=Push(refresh=Refresh(expires=bool(expire_at), ttl=ttl))))
 
     def broadcast_all(

@@ -93,6 +93,12 @@ class SseSession(asyncio.Protocol):
     def _event_id(self, line: bytes) -> bytes:
         if not self._track:
             return b""
+        try:
+            return self._position_of(line)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return b""  # not a push of ours: no id (payloads are compact, so never expected)
+
+    def _position_of(self, line: bytes) -> bytes:
         if line.startswith(b'{"connect":'):
             # The connect event carries the recovered publications: its id is the
             # position they reach, so a second drop resumes after them.
@@ -218,6 +224,8 @@ def _with_last_event(raw: bytes, track: str, last_event: str) -> bytes:
         request = msgspec.json.decode(raw or b"{}")
     except msgspec.DecodeError as exc:
         raise ValueError(f"connect request is not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("connect request is nested too deep") from None
     if not isinstance(request, dict):
         raise ValueError("connect request must be a JSON object")
     subs = request.setdefault("subs", {})

@@ -397,6 +397,13 @@ class ClientPortRouter:
     def _uni_websocket(self, request: WSUpgradeRequest) -> Any:
         query = parse_qs(urlsplit(request.path.decode("latin-1")).query)
         connect = query.get("cf_connect", [""])[-1].encode()
+        if connect:
+            try:
+                connect_frame(connect)  # checked before the upgrade, as SSE does
+            except ValueError as exc:
+                return WSUpgradeResponseWithListener(
+                    WSUpgradeResponse.create_error_response(400, f"{exc}\n".encode()), None
+                )
         return WebSocketSession(
             self._node,
             self._node.settings.client_max_message_size,

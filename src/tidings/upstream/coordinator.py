@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import msgspec
 from msgspec import Raw
 
 from tidings.errors import DisconnectError, ReplyError
@@ -33,7 +32,7 @@ from tidings.protocol.centrifuge.messages import EMPTY
 from tidings.protocol.centrifuge.messages import ConnectRequest as ClientConnectRequest
 from tidings.protocol.centrifuge.messages import RPCRequest as ClientRPCRequest
 from tidings.protocol.centrifuge.messages import SubscribeRequest as ClientSubscribeRequest
-from tidings.protocol.centrifuge.protobuf_codec import is_json
+from tidings.protocol.centrifuge.payload import InvalidPayload, compact_json
 from tidings.upstream import proxy_messages as pm
 from tidings.upstream.proxy import ProxyClient, ProxyUnavailable
 from tidings.upstream.proxy_config import PROXY_TYPES, ProxyEndpoint
@@ -426,7 +425,7 @@ def _data_fields(data: Raw | bytes, endpoint: ProxyEndpoint) -> dict[str, Any]:
     """`data` as raw JSON, or as `b64data` in binary mode (or when it is not JSON)."""
     if not len(data):
         return {}
-    if endpoint.binary_encoding or not is_json(data):
+    if endpoint.binary_encoding or not _is_json(data):
         return {"b64data": base64.b64encode(bytes(data)).decode()}
     return {"data": data if isinstance(data, Raw) else Raw(data)}
 
@@ -449,12 +448,28 @@ def _payload(value: Raw, b64: str, must_be_json: bool) -> bytes:
             data = base64.b64decode(b64, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise ProxyUnavailable("garbage", f"bad base64: {exc}") from None
-        if must_be_json and data and not is_json(data):
-            raise ProxyUnavailable("garbage", "base64 payload is not JSON")
+        if must_be_json and data:
+            return _compact(data, "base64 payload")
         return data
     if value is EMPTY or not len(value):
         return b""
-    return msgspec.json.format(bytes(value), indent=-1)
+    return _compact(value, "payload")
+
+
+def _compact(data: bytes | Raw, what: str) -> bytes:
+    """The back end's JSON checked and compacted like any payload entering the node."""
+    try:
+        return compact_json(data)
+    except InvalidPayload as exc:
+        raise ProxyUnavailable("garbage", f"{what}: {exc}") from None
+
+
+def _is_json(data: bytes | Raw) -> bool:
+    try:
+        compact_json(data)
+    except InvalidPayload:
+        return False
+    return True
 
 
 def _raise_answered(response: Any) -> None:
