@@ -28,3 +28,6 @@ sh "$ROOT/scripts/vendor-sdk.sh"
     echo "setup-test-deps: the centrifuge SDK could not be installed" >&2
     exit 1
 }
+
+# The Go memberlist peer for the gossip interop tests and vectors.
+sh "$ROOT/scripts/build-gossip-peers.sh"
