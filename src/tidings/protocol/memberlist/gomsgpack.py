@@ -1,7 +1,8 @@
 """msgpack exactly as memberlist's Go codec writes it, and a bounded reader.
 
 memberlist encodes its structs with hashicorp/go-msgpack (`MsgpackHandle{}`):
-a map keyed by the Go field names in declaration order, strings and byte
+a map keyed by the Go field names *sorted by name* (go-msgpack v2 writes
+struct fields in sorted order, not declaration order), strings and byte
 slices as old-style *raw* strings (no str8, no bin), unsigned fields in the
 smallest unsigned form, and signed `int` fields above 127 as int16/int32/int64
 (never uint8). A nil slice is written as nil. Reproducing those choices is
@@ -94,8 +95,11 @@ def _is_empty(kind: Kind, value: Any) -> bool:
 
 
 def pack_struct(out: bytearray, fields: Iterable[tuple[FieldSpec, Any]]) -> None:
-    """Append a Go struct as a msgpack map (field order kept, omitempty honoured)."""
-    present = [(spec, value) for spec, value in fields if not (spec[2] and _is_empty(spec[1], value))]
+    """Append a Go struct as a msgpack map (fields sorted by name, omitempty honoured)."""
+    present = sorted(
+        ((spec, value) for spec, value in fields if not (spec[2] and _is_empty(spec[1], value))),
+        key=lambda item: item[0][0],
+    )
     pack_map_header(out, len(present))
     for (name, kind, _), value in present:
         pack_raw(out, name.encode())
