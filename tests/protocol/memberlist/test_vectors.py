@@ -60,7 +60,9 @@ def test_vectors_cover_every_layer() -> None:
     }
     kinds = set()
     for frame in PACKETS:
-        kinds |= {type(m) for m in decode_packet(bytes.fromhex(frame["hex"]), keyring=_ring(frame), label=frame["label"]).messages}
+        raw = bytes.fromhex(frame["hex"])
+        decoded = decode_packet(raw, keyring=_ring(frame), label=frame["label"])
+        kinds |= {type(m) for m in decoded.messages}
     assert {Ping, Ack, Alive, Dead} <= kinds
     first_bytes = {f["hex"][:2] for f in PACKETS}
     assert {"00", "0c", "01", "f4"} <= first_bytes  # plain ping, CRC, encrypted, labelled

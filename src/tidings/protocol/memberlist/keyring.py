@@ -59,7 +59,12 @@ class Keyring:
         return self.keys[0]
 
     def encrypt(
-        self, message: bytes, associated: bytes = b"", *, version: int = 1, nonce: bytes | None = None
+        self,
+        message: bytes,
+        associated: bytes = b"",
+        *,
+        version: int = 1,
+        nonce: bytes | None = None,
     ) -> bytes:
         """Seal with the primary key. `nonce` is for test vectors only; default is random."""
         if nonce is None:

@@ -2,7 +2,7 @@
 
 Outermost first: label header, encryption, CRC (`[12][crc32 BE]`, sent to peers
 speaking protocol 5), compression (`[9]{Algo, Buf}`), compound
-(`[7][count][count × u16 BE length][parts]`), and finally the messages.
+(`[7][count][count * u16 BE length][parts]`), and finally the messages.
 Memberlist handles every part of a compound on its own, so one bad part does
 not cost the others: `decode_packet` returns the good messages and the
 problems it met.
