@@ -31,6 +31,11 @@ class GossipConfig:
     # Bytes each packet loses to layers added after the state machine (label, encryption).
     packet_overhead: int = 0
     vsn: bytes = DEFAULT_VSN
+    # Not memberlist but Serf's healing: every `reconnect_interval` try to push-pull
+    # (join) with a random member we believe failed, for up to `reconnect_timeout`.
+    # Without it two sides of a healed partition keep each other dead for ever.
+    reconnect_interval: float = 30.0
+    reconnect_timeout: float = 24 * 3600.0
 
     def suspicion_timeout(self, nodes: int) -> float:
         """Minimum suspicion time: mult * max(1, log10 n) * probe interval (ms-rounded)."""

@@ -20,6 +20,8 @@ The protocol, per memberlist (probe every `probe_interval`):
   `gossip_nodes` random members (`BroadcastQueue`); full state is exchanged by
   push-pull with one random member every `push_pull_interval` (scaled above 32).
 - Local health (`Awareness`) stretches our probe interval when *we* seem slow.
+- As Serf does on top of memberlist, members believed failed are retried with
+  a join push-pull every `reconnect_interval`, so healed partitions merge.
 """
 
 from __future__ import annotations
@@ -147,7 +149,9 @@ class Membership:
         self._outgoing: list[Outgoing] = []
         self._events: list[MemberEvent] = []
         self._user_messages: list[bytes] = []
+        self._failed: dict[str, tuple[Address, float]] = {}
         c = self.config
+        self._next_reconnect = now + self.rng.random() * c.reconnect_interval
         self._next_probe = now + self.rng.random() * c.probe_interval
         self._next_gossip = now + self.rng.random() * c.gossip_interval
         self._next_push_pull = now + self.rng.random() * c.push_pull_interval
@@ -219,6 +223,10 @@ class Membership:
             bootstrap=True,
         )
 
+    def clear_broadcasts(self) -> None:
+        """Forget pending gossip (for a simulation that starts from an agreed view)."""
+        self._broadcasts = BroadcastQueue()
+
     def broadcast_user(self, payload: bytes) -> None:
         """Gossip an application message (piggybacked, retransmitted like news)."""
         self._broadcasts.queue("", User(payload))
@@ -255,7 +263,7 @@ class Membership:
     # -- time ----------------------------------------------------------------------
 
     def next_deadline(self) -> float:
-        times = [self._next_probe, self._next_gossip, self._next_push_pull]
+        times = [self._next_probe, self._next_gossip, self._next_push_pull, self._next_reconnect]
         probe = self._probe
         if probe is not None:
             times.append(probe.deadline if probe.indirect else probe.indirect_at)
@@ -299,6 +307,22 @@ class Membership:
             peers = self._random_members(1, lambda m: m.state != NodeStateType.ALIVE)
             if peers:
                 self._outgoing.append(PushPullRequest(peers[0].address, False))
+        if now >= self._next_reconnect:
+            self._next_reconnect = now + c.reconnect_interval
+            self._reconnect(now)
+
+    def _reconnect(self, now: float) -> None:
+        """Serf's reconnect: join a random failed member, more eagerly the more failed."""
+        timeout = self.config.reconnect_timeout
+        for name in [n for n, (_, since) in self._failed.items() if now - since > timeout]:
+            del self._failed[name]
+        if not self._failed:
+            return
+        alive = sum(1 for m in self._order if m.state == NodeStateType.ALIVE)
+        if self.rng.random() > len(self._failed) / max(alive, 1):
+            return
+        address, _ = self._failed[self.rng.choice(sorted(self._failed))]
+        self._outgoing.append(PushPullRequest(address, True))
 
     # -- message handling ----------------------------------------------------------
 
@@ -461,6 +485,7 @@ class Membership:
         new_state, kind = TRANSITIONS[(old_state, Fact.ALIVE)]
         if new_state != old_state:
             m.state, m.state_change = new_state, now
+            self._failed.pop(m.name, None)
         if kind is None and old_meta != m.meta:
             kind = MemberEventKind.UPDATE
         if kind is not None:
@@ -517,6 +542,10 @@ class Membership:
             return
         m.state, kind = step
         m.state_change = now
+        if m.state == NodeStateType.DEAD:
+            self._failed[m.name] = (m.address, now)
+        elif m.state == NodeStateType.LEFT:
+            self._failed.pop(m.name, None)
         if kind is not None:
             self._events.append(MemberEvent(kind, m.view(), now))
 
