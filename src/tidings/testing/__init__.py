@@ -2,6 +2,8 @@
 
 - `FakeClock`: a clock that only moves when told to, for stores that take one.
 - `MemoryTransport`: an in-memory `Transport` that records frames and closes.
+- `GossipSimulation`: N memberlist members on a fake network (loss, delay,
+  partitions) driven by simulated time.
 - `check_history_store` / `check_presence_store`: the checks every
   `HistoryStore` / `PresenceStore` implementation must pass;
   `check_durable_store`: what durable history stores keep across a reopen.
@@ -11,6 +13,7 @@ those of third-party backends) exercise the real code without sockets.
 """
 
 from tidings.testing.clock import FakeClock
+from tidings.testing.gossip import GossipSimulation
 from tidings.testing.presence import PRESENCE_STORE_CHECKS, check_presence_store
 from tidings.testing.store import (
     DURABLE_STORE_CHECKS,
@@ -25,6 +28,7 @@ __all__ = [
     "HISTORY_STORE_CHECKS",
     "PRESENCE_STORE_CHECKS",
     "FakeClock",
+    "GossipSimulation",
     "MemoryTransport",
     "check_durable_store",
     "check_history_store",
