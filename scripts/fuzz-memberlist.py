@@ -18,8 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.protocol.memberlist.fuzzing import CORPUS, LZW_CORPUS, TARGETS, mutate  # noqa: E402
-from tidings.protocol.memberlist.errors import MemberlistError  # noqa: E402
+from tests.protocol.memberlist.fuzzing import CORPUS, LZW_CORPUS, TARGETS, mutate
+
+from tidings.protocol.memberlist.errors import MemberlistError
 
 
 def main() -> int:
