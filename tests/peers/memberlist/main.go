@@ -41,17 +41,29 @@ func emit(v any) {
 	_ = out.Encode(v)
 }
 
+// nodeJSON describes a member in an event. (Node.State is not reported: memberlist
+// does not keep it current in the Node handed to the event delegate.)
 type nodeJSON struct {
 	Event string `json:"event"`
 	Name  string `json:"name"`
 	Addr  string `json:"addr"`
 	Port  uint16 `json:"port"`
 	Meta  string `json:"meta"`
-	State int    `json:"state"`
 }
 
 func describe(event string, n *memberlist.Node) nodeJSON {
-	return nodeJSON{event, n.Name, n.Addr.String(), n.Port, string(n.Meta), int(n.State)}
+	return nodeJSON{event, n.Name, n.Addr.String(), n.Port, string(n.Meta)}
+}
+
+// logLines turns memberlist's log output into {"event": "log"} JSON lines, so a test
+// can tell a failure ("Marking X as failed") from a graceful leave.
+type logLines struct{}
+
+func (logLines) Write(b []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		emit(map[string]string{"event": "log", "line": line})
+	}
+	return len(b), nil
 }
 
 type events struct{}
@@ -118,7 +130,7 @@ func runNode(args []string) {
 	conf.Keyring = keyring(*keys)
 	conf.Events = events{}
 	conf.Delegate = &delegate{meta: []byte(*meta)}
-	conf.LogOutput = os.Stderr
+	conf.LogOutput = logLines{}
 	list, err := memberlist.Create(conf)
 	if err != nil {
 		log.Fatalf("create: %v", err)
