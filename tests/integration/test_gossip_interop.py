@@ -121,7 +121,7 @@ async def cluster(key: bytes | None = None) -> AsyncIterator[tuple[GoPeer, GoPee
 
 async def until(check: Callable[[], bool], limit: float) -> None:
     async with asyncio.timeout(limit):
-        while not check():
+        while not check():  # noqa: ASYNC110 - polling views that have no change signal
             await asyncio.sleep(0.05)
 
 
@@ -208,9 +208,11 @@ async def test_wrong_key_is_refused_with_a_clear_log_line(
         member = GossipMember("intruder", ("127.0.0.1", free_port()), keyring=Keyring([b"x" * 32]))
         await member.start()
         try:
-            with caplog.at_level(logging.WARNING, logger="tidings.cluster.gossip"):
-                with pytest.raises(GossipError):
-                    await member.join([("127.0.0.1", first.port)])
+            with (
+                caplog.at_level(logging.WARNING, logger="tidings.cluster.gossip"),
+                pytest.raises(GossipError),
+            ):
+                await member.join([("127.0.0.1", first.port)])
             assert "could decrypt" in caplog.text
             assert alive_names(member) == {"intruder"}
         finally:
