@@ -104,6 +104,7 @@ class GossipMember:
         self._timer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._left = asyncio.Event()
+        self._running = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._streams = asyncio.Semaphore(MAX_CONCURRENT_STREAMS)
 
@@ -130,6 +131,7 @@ class GossipMember:
         self.membership = Membership(
             self.name, advertise, now=self.clock(), meta=self.meta, config=self.config
         )
+        self._running = True
         self._flush()
         self._timer = asyncio.create_task(self._run_timers(), name=f"gossip-timers-{self.name}")
 
@@ -152,6 +154,7 @@ class GossipMember:
 
     async def stop(self) -> None:
         """Close sockets and timers at once (no leave: use `leave` first to be polite)."""
+        self._running = False
         if self._timer:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -188,12 +191,15 @@ class GossipMember:
 
     async def _run_timers(self) -> None:
         membership = self._membership()
-        while True:
+        while self._running:
             delay = membership.next_deadline() - self.clock()
             if delay > 0:
                 self._wake.clear()
+                # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation
+                # when the event fires at the same moment, and stop() would hang.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
             try:
                 membership.tick(self.clock())
             except Exception:
@@ -204,6 +210,8 @@ class GossipMember:
         """Carry out what the state machine asked for, and hand over events."""
         membership = self._membership()
         for out in membership.take_outgoing():
+            if not self._running:
+                continue  # stopping: nothing new goes out
             if isinstance(out, SendPacket):
                 self._send_packet(out)
             elif isinstance(out, PushPullRequest):
