@@ -58,39 +58,18 @@ from tidings.protocol.memberlist.messages import (
     User,
     encode_message,
 )
+from tidings.protocol.memberlist.outgoing import (
+    Outgoing,
+    PushPullRequest,
+    SendPacket,
+    StreamPing,
+)
 from tidings.protocol.memberlist.suspicion import Suspicion
+
+__all__ = ["Membership", "Outgoing", "PushPullRequest", "SendPacket", "StreamPing"]
 
 COMPOUND_HEADER_OVERHEAD = 2
 COMPOUND_OVERHEAD = 2
-
-
-@dataclass(frozen=True, slots=True)
-class SendPacket:
-    """Send these messages in one UDP packet (a compound if more than one)."""
-
-    address: Address
-    messages: tuple[PacketMessage, ...]
-    crc: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class PushPullRequest:
-    """Open a stream, send `local_state(join)`, read the answer, `merge_remote_state` it."""
-
-    address: Address
-    join: bool
-
-
-@dataclass(frozen=True, slots=True)
-class StreamPing:
-    """Fallback TCP ping; report with `stream_ping_result(ping.seq_no, ok, now)`."""
-
-    address: Address
-    ping: Ping
-    deadline: float
-
-
-Outgoing = SendPacket | PushPullRequest | StreamPing
 
 
 @dataclass(slots=True)
