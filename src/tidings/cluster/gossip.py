@@ -137,7 +137,7 @@ class GossipMember:
 
     async def join(self, seeds: list[Address]) -> int:
         """Push-pull with each seed; how many answered. Raises `GossipError` if none did."""
-        results = await asyncio.gather(*(self._push_pull(a, True) for a in seeds))
+        results = await asyncio.gather(*(self._push_pull(a, True, explicit=True) for a in seeds))
         joined = sum(1 for ok in results if ok)
         if seeds and not joined:
             raise GossipError(f"could not join any of {seeds}")
@@ -291,7 +291,9 @@ class GossipMember:
             dialer=dialer,
         )
 
-    async def _push_pull(self, address: Address, join: bool) -> bool:
+    async def _push_pull(self, address: Address, join: bool, *, explicit: bool = False) -> bool:
+        """One push-pull exchange. Unreachable peers are routine for the periodic and
+        reconnect exchanges (debug log); protocol failures (a wrong key) always warn."""
         membership = self._membership()
         try:
             async with self._streams, asyncio.timeout(TCP_TIMEOUT):
@@ -304,7 +306,10 @@ class GossipMember:
                 finally:
                     writer.close()
         except (OSError, TimeoutError, MemberlistError) as exc:
-            log.warning("gossip: push-pull with %s:%s failed: %s", address[0], address[1], exc)
+            level = (
+                logging.WARNING if explicit or isinstance(exc, MemberlistError) else logging.DEBUG
+            )
+            log.log(level, "gossip: push-pull with %s:%s failed: %s", address[0], address[1], exc)
             return False
         if isinstance(reply, ErrorResponse):
             log.warning("gossip: push-pull refused by %s: %s", address, reply.error)
