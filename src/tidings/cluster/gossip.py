@@ -172,6 +172,11 @@ class GossipMember:
     def members(self, *, include_dead: bool = False) -> list[MemberView]:
         return self._membership().members(include_dead=include_dead)
 
+    def broadcast(self, payload: bytes) -> None:
+        """Gossip an application (user) message to the cluster, e.g. a Serf intent."""
+        self._membership().broadcast_user(payload)
+        self._flush()
+
     def update_meta(self, meta: bytes) -> None:
         self.meta = meta
         self._membership().update_meta(meta, self.clock())
