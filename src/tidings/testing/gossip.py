@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,7 @@ class GossipSimulation:
     delay: tuple[float, float] = (0.0005, 0.003)
     wire: bool = False
     start: float = 0.0
+    meta: Callable[[str], bytes] | None = None  # a member's metadata (default: its name)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -88,7 +90,7 @@ class GossipSimulation:
                 now=self.now,
                 config=self.config,
                 rng=random.Random(self.rng.random()),
-                meta=name.encode(),
+                meta=self.meta(name) if self.meta else name.encode(),
             )
             self.members[name] = member
             self.by_address[address] = name
@@ -305,3 +307,8 @@ class GossipSimulation:
         else:
             at, ok = request.deadline, False
         self._push(at, _CALL, (source, lambda m: m.stream_ping_result(seq, ok, self.now)))
+
+
+def _own_meta(member: Membership) -> bytes:
+    view = member.member(member.name)
+    return view.meta if view else b""
