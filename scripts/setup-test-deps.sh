@@ -1,7 +1,7 @@
 #!/bin/sh
 # What the browser tests need beyond the Python packages: Debian's chromium, Node.js
 # and npm (for the centrifuge SDK), and the SDK copied into the demo; Debian's serf and
-# the Go memberlist peer for the gossip interop tests. Idempotent: when
+# the Go memberlist peer for the gossip interop tests; nftables for the fault tests. Idempotent: when
 # everything is present it only checks. `apt-get update` runs only when installing.
 set -eu
 
@@ -11,6 +11,7 @@ missing=""
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
 command -v serf >/dev/null 2>&1 || missing="$missing serf"
+command -v nft >/dev/null 2>&1 || missing="$missing nftables"
 
 if [ -n "$missing" ]; then
     if [ "$(id -u)" -ne 0 ]; then
