@@ -82,11 +82,9 @@ class NetnsLab:
         for host in self.hosts:
             self.kill(host)
         for host in self.hosts:
-            subprocess.run(["ip", "netns", "del", host.namespace], capture_output=True)
-            subprocess.run(
-                ["ip", "link", "del", f"{self.prefix}v{host.index}"], capture_output=True
-            )
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+            _quietly("ip", "netns", "del", host.namespace)
+            _quietly("ip", "link", "del", f"{self.prefix}v{host.index}")
+        _quietly("ip", "link", "del", self.bridge)
 
     # -- processes -----------------------------------------------------------------
 
