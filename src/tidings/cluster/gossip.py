@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 import time
@@ -90,10 +91,7 @@ class GossipMember:
         self.compress = compress
         overhead = len(label_header(label)) + (encrypt_overhead() if keyring else 0)
         base = config or GossipConfig()
-        self.config = GossipConfig(
-            **{f: getattr(base, f) for f in base.__dataclass_fields__}
-            | {"packet_overhead": base.packet_overhead + overhead}
-        )
+        self.config = dataclasses.replace(base, packet_overhead=base.packet_overhead + overhead)
         self.on_event = on_event
         self.on_user_message = on_user_message
         self.clock = clock
