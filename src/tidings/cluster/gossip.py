@@ -55,9 +55,12 @@ from tidings.protocol.memberlist.stream import (
 log = logging.getLogger(__name__)
 
 TCP_TIMEOUT = 10.0
-MAX_STREAM_BYTES = MAX_PUSH_STATE_BYTES + 1024
+# memberlist accepts 20 MiB of push-pull state; a 10,000-member cluster needs ~1 MiB.
+# Lower bounds keep what unauthenticated peers can make us buffer small:
+# MAX_STREAM_BYTES * MAX_CONCURRENT_STREAMS at most.
+MAX_STREAM_BYTES = min(MAX_PUSH_STATE_BYTES, 8 * 1024 * 1024)
 READ_CHUNK = 65536
-MAX_CONCURRENT_STREAMS = 128
+MAX_CONCURRENT_STREAMS = 32
 
 
 class GossipError(Exception):
@@ -253,6 +256,8 @@ class GossipMember:
             log.debug("gossip: send to %s failed: %s", packet.address, exc)
 
     def _on_datagram(self, data: bytes, source: Address) -> None:
+        if self.membership is None or not self._running:
+            return
         try:
             decoded = decode_packet(data, keyring=self.keyring, label=self.label)
         except DecodeError as exc:
