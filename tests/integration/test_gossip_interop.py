@@ -54,7 +54,7 @@ class GoPeer:
 
     @classmethod
     async def start(
-        cls, name: str, join: list[int] | None = None, key: bytes | None = None
+        cls, name: str, join: list[int] | None = None, key: bytes | None = None, label: str = ""
     ) -> GoPeer:
         port = free_port()
         args = [str(PEER), "node", "-name", name, "-bind", "127.0.0.1", "-port", str(port)]
@@ -62,6 +62,8 @@ class GoPeer:
             args += ["-join", ",".join(f"127.0.0.1:{p}" for p in join)]
         if key:
             args += ["-keys", base64.b64encode(key).decode()]
+        if label:
+            args += ["-label", label]
         proc = await asyncio.create_subprocess_exec(
             *args,
             stdin=asyncio.subprocess.PIPE,
@@ -109,9 +111,11 @@ class GoPeer:
 
 
 @contextlib.asynccontextmanager
-async def cluster(key: bytes | None = None) -> AsyncIterator[tuple[GoPeer, GoPeer]]:
-    first = await GoPeer.start("go-1", key=key)
-    second = await GoPeer.start("go-2", join=[first.port], key=key)
+async def cluster(
+    key: bytes | None = None, label: str = ""
+) -> AsyncIterator[tuple[GoPeer, GoPeer]]:
+    first = await GoPeer.start("go-1", key=key, label=label)
+    second = await GoPeer.start("go-2", join=[first.port], key=key, label=label)
     try:
         yield first, second
     finally:
@@ -133,16 +137,21 @@ def died(events: list[MemberEvent], name: str) -> bool:
     return any(e.kind is MemberEventKind.DEAD and e.member.name == name for e in events)
 
 
-@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "encrypted"])
+@pytest.mark.parametrize(
+    ("key", "label"),
+    [(None, ""), (KEY, ""), (KEY, "tidings-cluster")],
+    ids=["plain", "encrypted", "encrypted-labelled"],
+)
 async def test_tidings_and_go_members_see_each_other_and_detect_deaths(
-    key: bytes | None,
+    key: bytes | None, label: str
 ) -> None:
-    async with cluster(key) as (first, second):
+    async with cluster(key, label) as (first, second):
         events: list[MemberEvent] = []
         member = GossipMember(
             "tidings-1",
             ("127.0.0.1", free_port()),
             keyring=Keyring([key]) if key else None,
+            label=label,
             on_event=events.append,
         )
         await member.start()
@@ -199,6 +208,22 @@ async def test_go_leave_is_a_leave_event_in_tidings() -> None:
             )
         finally:
             await member.stop()
+
+
+async def test_foreign_label_is_refused(caplog: pytest.LogCaptureFixture) -> None:
+    async with cluster(label="blue") as (first, _):
+        member = GossipMember("red-1", ("127.0.0.1", free_port()), label="red")
+        await member.start()
+        try:
+            with (
+                caplog.at_level(logging.WARNING, logger="tidings.cluster.gossip"),
+                pytest.raises(GossipError),
+            ):
+                await member.join([("127.0.0.1", first.port)])
+            assert alive_names(member) == {"red-1"}
+        finally:
+            await member.stop()
+        assert not any(e.get("name") == "red-1" and e["event"] == "join" for e in first.events)
 
 
 async def test_wrong_key_is_refused_with_a_clear_log_line(
