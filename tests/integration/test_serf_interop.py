@@ -22,17 +22,11 @@ import pytest
 from tests.conftest import free_port
 from tidings.cluster.gossip import GossipMember
 from tidings.protocol.memberlist.config import GossipConfig
-from tidings.protocol.memberlist.errors import DecodeError
 from tidings.protocol.memberlist.keyring import Keyring
 from tidings.protocol.memberlist.member import MemberEvent, MemberEventKind
 from tidings.protocol.memberlist.messages import SERF_VSN, NodeStateType
-from tidings.protocol.serf.events import RecentUserEvents
-from tidings.protocol.serf.messages import (
-    LeaveIntent,
-    UserEvent,
-    decode_serf_message,
-    encode_serf_message,
-)
+from tidings.protocol.serf.messages import UserEvent
+from tidings.protocol.serf.participant import SerfParticipant
 from tidings.protocol.serf.tags import decode_tags, encode_tags
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,13 +121,11 @@ async def test_tidings_in_a_serf_cluster(key: bytes | None) -> None:
     async with serf_cluster(key) as (first, second):
         events: list[MemberEvent] = []
         user_events: list[UserEvent] = []
-        recent = RecentUserEvents()
+        serf = SerfParticipant("tidings-1")
 
         def on_user_message(payload: bytes) -> None:
-            with contextlib.suppress(DecodeError):
-                message = decode_serf_message(payload)
-                if isinstance(message, UserEvent) and recent.first_time(message):
-                    user_events.append(message)
+            if (event := serf.receive(payload)) is not None:
+                user_events.append(event)
 
         member = GossipMember(
             "tidings-1",
@@ -187,7 +179,7 @@ async def test_graceful_leave_shows_as_left_in_serf() -> None:
             await member.join([("127.0.0.1", first.port)])
             await until_status(first, "tidings-2", "alive", 15)
             # Serf counts a leave as graceful when its leave intent came first.
-            member.broadcast(encode_serf_message(LeaveIntent(1, "tidings-2")))
+            member.broadcast(SerfParticipant("tidings-2").leave_intent())
             await until_status(first, "tidings-2", "leaving", 10)
             async with asyncio.timeout(10):
                 await member.leave()

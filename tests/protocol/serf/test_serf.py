@@ -15,6 +15,7 @@ from tidings.protocol.serf.messages import (
     decode_serf_message,
     encode_serf_message,
 )
+from tidings.protocol.serf.participant import SerfParticipant
 from tidings.protocol.serf.tags import decode_tags, encode_tags
 
 
@@ -59,3 +60,19 @@ def test_recent_user_events_pass_each_event_once() -> None:
     assert recent.first_time(UserEvent(10, "deploy", b"v2"))
     assert recent.first_time(UserEvent(20, "x"))
     assert not recent.first_time(UserEvent(11, "late"))  # older than the window
+
+
+def test_participant_witnesses_clocks_and_passes_events_once() -> None:
+    me = SerfParticipant("tidings-1")
+    assert me.receive(encode_serf_message(JoinIntent(7, "serf-1"))) is None
+    leave = decode_serf_message(me.leave_intent())
+    assert isinstance(leave, LeaveIntent) and leave.ltime > 7 and leave.node == "tidings-1"
+    event = encode_serf_message(UserEvent(3, "deploy", b"v1"))
+    assert me.receive(event) == UserEvent(3, "deploy", b"v1")
+    assert me.receive(event) is None
+    assert me.receive(b"") is None and me.receive(b"\x03\xc1") is None
+    ours = decode_serf_message(me.user_event("ping"))
+    assert isinstance(ours, UserEvent) and ours.ltime > 3
+    first = SerfParticipant("x")
+    intent = decode_serf_message(first.join_intent())
+    assert isinstance(intent, JoinIntent) and intent.ltime >= 1
