@@ -95,3 +95,18 @@ async def test_graceful_leave_is_a_leave_for_the_others() -> None:
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_ipv6_members_find_each_other() -> None:
+    a = GossipMember("a", ("::1", 0), config=FAST)
+    b = GossipMember("b", ("::1", 0), config=FAST)
+    await a.start()
+    await b.start()
+    try:
+        await b.join([("::1", a.port)])
+        await until(lambda: alive(a) == {"a", "b"} and alive(b) == {"a", "b"})
+        assert a.membership is not None
+        assert a.membership.member("b").address == ("::1", b.port)  # type: ignore[union-attr]
+    finally:
+        await a.stop()
+        await b.stop()
