@@ -51,6 +51,7 @@ from tidings.protocol.memberlist.stream import (
     decode_stream,
     encode_stream,
 )
+from tidings.protocol.memberlist.versions import IncompatibleVersions
 
 log = logging.getLogger(__name__)
 
@@ -325,8 +326,13 @@ class GossipMember:
         if not isinstance(reply, PushPull):
             log.warning("gossip: push-pull with %s answered %s", address, type(reply).__name__)
             return False
-        membership.merge_remote_state(reply, self.clock())
-        self._flush()
+        try:
+            membership.merge_remote_state(reply, self.clock())
+        except IncompatibleVersions as exc:
+            log.warning("gossip: push-pull with %s:%s refused: %s", address[0], address[1], exc)
+            return False
+        finally:
+            self._flush()
         return True
 
     async def _stream_ping(self, request: StreamPing) -> None:
@@ -375,7 +381,10 @@ class GossipMember:
             # memberlist answers with its state first, then merges the caller's.
             writer.write(self._stream_bytes(membership.local_state(message.join), dialer=False))
             await writer.drain()
-            membership.merge_remote_state(message, self.clock())
+            try:
+                membership.merge_remote_state(message, self.clock())
+            except IncompatibleVersions as exc:
+                log.warning("gossip: push-pull from a peer refused: %s", exc)
             self._flush()
         elif isinstance(message, Ping):
             if message.node and message.node != self.name:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from tidings.protocol.memberlist.config import GossipConfig
 from tidings.protocol.memberlist.member import MemberEventKind, ip_bytes
 from tidings.protocol.memberlist.membership import (
@@ -21,9 +23,12 @@ from tidings.protocol.memberlist.messages import (
     NodeStateType,
     PacketMessage,
     Ping,
+    PushNodeState,
+    PushPull,
     Suspect,
     User,
 )
+from tidings.protocol.memberlist.versions import IncompatibleVersions
 
 A = ("10.0.0.1", 7946)
 B = ("10.0.0.2", 7946)
@@ -300,3 +305,14 @@ def test_user_messages_are_handed_over() -> None:
     m = member()
     m.receive((User(b"\x03hello"),), B, 1.0)
     assert m.take_user_messages() == [b"\x03hello"]
+
+
+def test_push_pull_with_incompatible_delegate_versions_is_refused_whole() -> None:
+    m = member()
+    serf_agent = PushNodeState("s", ip_bytes(B[0]), B[1], b"", 1, 0, bytes((1, 5, 2, 2, 5, 4)))
+    plain_peer = PushNodeState("p", ip_bytes(C[0]), C[1], b"", 1, 0, VSN)
+    with pytest.raises(IncompatibleVersions, match="delegate"):
+        m.merge_remote_state(PushPull(False, (plain_peer, serf_agent)), 1.0)
+    assert m.member("p") is None and m.member("s") is None
+    m.merge_remote_state(PushPull(False, (plain_peer,)), 1.0)
+    assert m.state_of("p") is NodeStateType.ALIVE

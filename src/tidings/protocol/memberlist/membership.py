@@ -65,6 +65,7 @@ from tidings.protocol.memberlist.outgoing import (
     StreamPing,
 )
 from tidings.protocol.memberlist.suspicion import Suspicion
+from tidings.protocol.memberlist.versions import check_versions
 
 __all__ = ["Membership", "Outgoing", "PushPullRequest", "SendPacket", "StreamPing"]
 
@@ -229,7 +230,12 @@ class Membership:
         return PushPull(join, nodes, self.user_state)
 
     def merge_remote_state(self, frame: PushPull, now: float) -> None:
-        """Fold a peer's push-pull frame into our view, as memberlist's `mergeState`."""
+        """Fold a peer's push-pull frame into our view, as memberlist's `mergeState`.
+
+        Raises `IncompatibleVersions` (and merges nothing) when the frame would mix
+        members that cannot speak to each other, as memberlist's `verifyProtocol`.
+        """
+        check_versions(frame.nodes, self._order)
         for r in frame.nodes:
             port = r.port or self.port
             if r.state == NodeStateType.ALIVE:
