@@ -7,6 +7,7 @@ SWIM + Lifeguard membership as a state machine driven by the caller's clock.
   encryption with a `keyring.Keyring`, CRC, `lzw` compression, compound).
 - `membership.Membership`: the member itself (probes, suspicion, gossip,
   push-pull), with `member` (records, events, transition table), `suspicion`,
-  `awareness`, `broadcasts` and `config` (memberlist's LAN defaults).
+  `awareness`, `broadcasts`, `versions` (push-pull compatibility) and `config`
+  (memberlist's LAN defaults); `outgoing`: what it asks the caller to do.
 - `errors`: the one exception family every decoder sticks to.
 """
