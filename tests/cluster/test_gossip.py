@@ -4,8 +4,11 @@ UDP/TCP sockets, survive garbage, and notice a stopped member."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Callable
+
+import pytest
 
 from tests.conftest import free_port
 from tidings.cluster.gossip import GossipMember
@@ -110,3 +113,23 @@ async def test_ipv6_members_find_each_other() -> None:
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_refused_packets_are_logged_once_per_host_per_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    a = GossipMember("a", ("127.0.0.1", free_port()), config=FAST, keyring=Keyring([b"k" * 16]))
+    await a.start()
+    try:
+        with (
+            caplog.at_level(logging.WARNING, logger="tidings.cluster.gossip"),
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
+        ):
+            for _ in range(20):
+                sock.sendto(b"\x01" + bytes(40), ("127.0.0.1", a.port))
+            await until(lambda: a.refused_packets == 20)
+        refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+        assert len(refusals) == 1
+        assert "no installed key could decrypt" in refusals[0].getMessage()
+    finally:
+        await a.stop()

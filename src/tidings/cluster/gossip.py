@@ -62,6 +62,7 @@ TCP_TIMEOUT = 10.0
 MAX_STREAM_BYTES = min(MAX_PUSH_STATE_BYTES, 8 * 1024 * 1024)
 READ_CHUNK = 65536
 MAX_CONCURRENT_STREAMS = 32
+REFUSAL_LOG_INTERVAL = 60.0
 
 
 class GossipError(Exception):
@@ -101,6 +102,7 @@ class GossipMember:
         self.clock = clock
         self.membership: Membership | None = None
         self.refused_packets = 0
+        self._refusal_logged: dict[str, float] = {}
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._timer: asyncio.Task[None] | None = None
@@ -263,7 +265,7 @@ class GossipMember:
             decoded = decode_packet(data, keyring=self.keyring, label=self.label)
         except DecodeError as exc:
             self.refused_packets += 1
-            log.warning("gossip: packet from %s:%s refused: %s", source[0], source[1], exc)
+            self._warn_refused(source, exc)
             return
         for problem in decoded.problems:
             log.debug("gossip: packet from %s: %s", source, problem)
@@ -272,6 +274,22 @@ class GossipMember:
         except Exception:
             log.exception("gossip: handling a packet from %s failed", source)
         self._flush()
+
+    def _warn_refused(self, source: Address, exc: DecodeError) -> None:
+        """One warning per sending host per minute: a peer with the wrong key sends
+        several packets a second, and must not flood the log."""
+        now = self.clock()
+        host = source[0]
+        last = self._refusal_logged.get(host)
+        if last is not None and now - last < REFUSAL_LOG_INTERVAL:
+            return
+        if len(self._refusal_logged) > 1024:
+            self._refusal_logged.clear()
+        self._refusal_logged[host] = now
+        log.warning(
+            "gossip: packet from %s:%s refused: %s (%d refused so far)",
+            host, source[1], exc, self.refused_packets,
+        )  # fmt: skip
 
     async def _read_frame(
         self, reader: asyncio.StreamReader, *, expect_label: bool
