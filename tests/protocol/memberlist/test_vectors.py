@@ -59,11 +59,19 @@ def test_vectors_cover_every_layer() -> None:
         "labeled-encrypted",
     }
     kinds = set()
+    compounds = compressed = 0
     for frame in PACKETS:
         raw = bytes.fromhex(frame["hex"])
-        decoded = decode_packet(raw, keyring=_ring(frame), label=frame["label"])
+        ring = _ring(frame)
+        decoded = decode_packet(raw, keyring=ring, label=frame["label"])
         kinds |= {type(m) for m in decoded.messages}
+        compounds += len(decoded.messages) > 1
+        body = raw[split_label(raw)[1] :]
+        body = ring.decrypt(body, frame["label"].encode()) if ring else body
+        body = body[5:] if body[0] == MessageType.HAS_CRC else body
+        compressed += body[0] == MessageType.COMPRESS
     assert {Ping, Ack, Alive, Dead} <= kinds
+    assert compounds > 0 and compressed > 0
     first_bytes = {f["hex"][:2] for f in PACKETS}
     assert {"00", "0c", "01", "f4"} <= first_bytes  # plain ping, CRC, encrypted, labelled
 
