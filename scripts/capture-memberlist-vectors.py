@@ -2,9 +2,10 @@
 
     sh scripts/build-gossip-peers.sh && .venv/bin/python scripts/capture-memberlist-vectors.py
 
-Writes tests/protocol/memberlist/vectors/{frames,lzw}.jsonl: frames exchanged by two Go
+Writes tests/protocol/memberlist/vectors/{frames,lzw}.jsonl: frames exchanged by Go
 members over a recording in-memory transport (plain, compressed, encrypted, labelled
-scenarios), at most a few per kind of frame, and Go's LZW output for fixed inputs.
+scenarios, and a failure: indirect pings, nacks, suspect, dead), at most a few per
+kind of frame, and Go's LZW output for fixed inputs.
 The vectors are committed; run this again only to refresh them.
 """
 
@@ -29,6 +30,7 @@ KEYS = {
     "encrypted-compressed": "0123456789abcdef0123456789abcdef",
     "labeled": "",
     "labeled-encrypted": "0123456789abcdef",
+    "failure": "",
 }
 PER_KIND = 2
 

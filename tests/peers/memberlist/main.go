@@ -169,6 +169,19 @@ func runNode(args []string) {
 	emit(map[string]string{"event": "left", "name": *name})
 }
 
+// down holds the addresses of members "killed" in a scenario: packets to them are
+// recorded (Go produced them) but dropped, and dialling them fails.
+var (
+	down   = map[string]bool{}
+	downMu sync.Mutex
+)
+
+func isDown(addr string) bool {
+	downMu.Lock()
+	defer downMu.Unlock()
+	return down[addr]
+}
+
 // recorder wraps a mock transport and prints every packet and stream write.
 type recorder struct {
 	*memberlist.MockTransport
@@ -185,13 +198,18 @@ func (r *recorder) record(kind, to string, b []byte) {
 }
 
 func (r *recorder) WriteTo(b []byte, addr string) (time.Time, error) {
-	r.record("packet", addr, b)
-	return r.MockTransport.WriteTo(b, addr)
+	return r.WriteToAddress(b, memberlist.Address{Addr: addr})
 }
 
 func (r *recorder) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
 	r.record("packet", a.Addr, b)
-	return r.MockTransport.WriteToAddress(b, a)
+	if isDown(a.Addr) {
+		return time.Now(), nil
+	}
+	// The mock delivers on unbuffered channels: two members answering each other at
+	// once would block for ever, so deliver from a goroutine, as a network would.
+	go func() { _, _ = r.MockTransport.WriteToAddress(b, a) }()
+	return time.Now(), nil
 }
 
 func (r *recorder) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
@@ -199,6 +217,9 @@ func (r *recorder) DialTimeout(addr string, timeout time.Duration) (net.Conn, er
 }
 
 func (r *recorder) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	if isDown(a.Addr) {
+		return nil, fmt.Errorf("%s is down", a.Addr)
+	}
 	conn, err := r.MockTransport.DialAddressTimeout(a, timeout)
 	if err != nil {
 		return nil, err
@@ -285,6 +306,53 @@ func scenario(name string, compress bool, key []byte, label string) {
 	}
 }
 
+// failureScenario: three members; gamma dies without leaving, so alpha and beta
+// probe it indirectly (indirect ping, nack), suspect it and declare it dead.
+func failureScenario(name string) {
+	network := &memberlist.MockNetwork{}
+	var lists []*memberlist.Memberlist
+	var addrs []string
+	for _, node := range []string{"alpha", "beta", "gamma"} {
+		conf := memberlist.DefaultLANConfig()
+		conf.Name = node
+		conf.ProbeInterval = 100 * time.Millisecond
+		conf.ProbeTimeout = 40 * time.Millisecond
+		conf.GossipInterval = 20 * time.Millisecond
+		conf.PushPullInterval = 0
+		conf.EnableCompression = false
+		conf.DisableTcpPings = true
+		conf.LogOutput = io.Discard
+		rec := &recorder{
+			MockTransport: network.NewTransport(node),
+			scenario:      name, name: node,
+			streams: make(chan net.Conn),
+		}
+		go rec.pump()
+		conf.Transport = rec
+		list, err := memberlist.Create(conf)
+		if err != nil {
+			log.Fatalf("%s: create: %v", name, err)
+		}
+		lists = append(lists, list)
+		local := list.LocalNode()
+		addrs = append(addrs, net.JoinHostPort(local.Addr.String(), fmt.Sprint(local.Port)))
+	}
+	for _, l := range lists[1:] {
+		if _, err := l.Join([]string{"alpha/" + addrs[0]}); err != nil {
+			log.Fatalf("%s: join: %v", name, err)
+		}
+	}
+	time.Sleep(400 * time.Millisecond)
+	downMu.Lock()
+	down[addrs[2]] = true
+	downMu.Unlock()
+	_ = lists[2].Shutdown()
+	time.Sleep(2 * time.Second)
+	for _, l := range lists[:2] {
+		_ = l.Shutdown()
+	}
+}
+
 func runVectors() {
 	key16 := []byte("0123456789abcdef")
 	key32 := []byte("0123456789abcdef0123456789abcdef")
@@ -294,6 +362,7 @@ func runVectors() {
 	scenario("encrypted-compressed", true, key32, "")
 	scenario("labeled", false, nil, "tidings")
 	scenario("labeled-encrypted", false, key16, "tidings")
+	failureScenario("failure")
 }
 
 func lzwOf(b []byte) []byte {

@@ -18,9 +18,12 @@ from tidings.protocol.memberlist.messages import (
     Ack,
     Alive,
     Dead,
+    IndirectPing,
     MessageType,
+    Nack,
     Ping,
     PushPull,
+    Suspect,
     encode_message,
 )
 from tidings.protocol.memberlist.packet import (
@@ -57,6 +60,7 @@ def test_vectors_cover_every_layer() -> None:
         "encrypted-compressed",
         "labeled",
         "labeled-encrypted",
+        "failure",
     }
     kinds = set()
     compounds = compressed = 0
@@ -70,7 +74,7 @@ def test_vectors_cover_every_layer() -> None:
         body = ring.decrypt(body, frame["label"].encode()) if ring else body
         body = body[5:] if body[0] == MessageType.HAS_CRC else body
         compressed += body[0] == MessageType.COMPRESS
-    assert {Ping, Ack, Alive, Dead} <= kinds
+    assert {Ping, Ack, Alive, Dead, Suspect, IndirectPing, Nack} <= kinds
     assert compounds > 0 and compressed > 0
     first_bytes = {f["hex"][:2] for f in PACKETS}
     assert {"00", "0c", "01", "f4"} <= first_bytes  # plain ping, CRC, encrypted, labelled
