@@ -2,6 +2,8 @@
 
 - `FakeClock`: a clock that only moves when told to, for stores that take one.
 - `MemoryTransport`: an in-memory `Transport` that records frames and closes.
+- `GossipSimulation`: N memberlist members on a fake network (loss, delay,
+  partitions) driven by simulated time.
 - `check_history_store` / `check_presence_store` / `check_register` /
   `check_broker`: the checks every `HistoryStore` / `PresenceStore` /
   `UserRegister` / `Broker` implementation must pass (`check_presence_expiry`,
@@ -20,6 +22,7 @@ from tidings.testing.presence import (
     check_presence_store,
 )
 from tidings.testing.register import REGISTER_CHECKS, check_register, check_register_expiry
+from tidings.testing.gossip import GossipSimulation
 from tidings.testing.store import (
     DURABLE_STORE_CHECKS,
     HISTORY_STORE_CHECKS,
@@ -35,6 +38,7 @@ __all__ = [
     "PRESENCE_STORE_CHECKS",
     "REGISTER_CHECKS",
     "FakeClock",
+    "GossipSimulation",
     "MemoryTransport",
     "check_broker",
     "check_durable_store",
