@@ -16,13 +16,13 @@ those of third-party backends) exercise the real code without sockets.
 
 from tidings.testing.broker import BROKER_CHECKS, check_broker
 from tidings.testing.clock import FakeClock
+from tidings.testing.gossip import GossipSimulation
 from tidings.testing.presence import (
     PRESENCE_STORE_CHECKS,
     check_presence_expiry,
     check_presence_store,
 )
 from tidings.testing.register import REGISTER_CHECKS, check_register, check_register_expiry
-from tidings.testing.gossip import GossipSimulation
 from tidings.testing.store import (
     DURABLE_STORE_CHECKS,
     HISTORY_STORE_CHECKS,
