@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from tidings.cluster import settings as gossip_settings
 from tidings.errors import ConfigError
 from tidings.upstream import proxy_config
 from tidings.upstream.proxy_config import (
@@ -153,6 +154,15 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     channel_max_length: int = 255
     shutdown_timeout: float = 5.0
     demo: bool = False
+    gossip_bind: str = ""
+    gossip_advertise: str = ""
+    gossip_join: list[str] = msgspec.field(default_factory=list)
+    gossip_secret_keys: list[str] = msgspec.field(default_factory=list)
+    gossip_label: str = ""
+    gossip_serf: bool = False
+    region: str = ""
+    network: str = ""
+    client_urls: list[str] = msgspec.field(default_factory=list)
     channel: ChannelOptions = msgspec.field(default_factory=ChannelOptions)
     namespaces: dict[str, ChannelOptions] = msgspec.field(default_factory=dict)
     proxy: ProxySettings = msgspec.field(default_factory=ProxySettings)
@@ -223,6 +233,15 @@ SETTING_DOCS: dict[str, str] = {
     "channel_max_length": "longest channel name accepted, bytes",
     "shutdown_timeout": "seconds to wait for in-flight API calls on shutdown",
     "demo": "serve the chat room demo at / on the client port (and a 'chat' namespace)",
+    "gossip_bind": "IP:port of gossip (memberlist UDP+TCP), e.g. 0.0.0.0:7946 (off if empty)",
+    "gossip_advertise": "IP:port other members reach this node's gossip at (default: bind address)",
+    "gossip_join": "gossip seeds host:port, retried with backoff until one answers",
+    "gossip_secret_keys": "base64 AES keys (16/24/32 bytes) of the gossip keyring, primary first",
+    "gossip_label": "gossip label: only members with the same label talk to each other",
+    "gossip_serf": "speak Serf's delegate versions and tags (join a cluster of serf agents)",
+    "region": "this node's region, for the dispatcher (clients of a region get its nodes first)",
+    "network": "this node's network name, published in gossip metadata",
+    "client_urls": "WebSocket URLs the dispatcher gives out for this node (default: from address)",
     "channel": "table: options of channels without a namespace",
     "namespaces": "tables: [namespaces.<name>] options of channels '<name>:...'",
     **PROXY_SETTING_DOCS,
@@ -490,6 +509,7 @@ def _check(settings: Settings) -> None:
         if not _NAMESPACE_NAME.match(ns):
             raise ConfigError(f"namespaces.{ns}", "namespace names use letters, digits, _ . -")
     proxy_config.check(settings)
+    gossip_settings.check(settings)
     if bool(settings.admin_password) != bool(settings.admin_secret):
         raise ConfigError("admin_secret", "the admin UI needs both admin_password and admin_secret")
     if settings.admin_token_ttl <= 0:

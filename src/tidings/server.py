@@ -12,9 +12,12 @@ from aiohttp import web
 from tidings import demo
 from tidings.api import request_ids
 from tidings.api.admin import AdminUi
+from tidings.api.cluster import ClusterMethods
 from tidings.api.debug import NodeDebugger
-from tidings.api.metrics import Metrics
+from tidings.api.metrics import ClusterCollector, Metrics
 from tidings.api.server import ApiServer
+from tidings.cluster.dispatch_route import DISPATCH_PATH, Dispatch
+from tidings.cluster.node_gossip import NodeGossip, public_urls
 from tidings.config import Settings
 from tidings.core.node import Node
 from tidings.demo import routes as demo_routes
@@ -42,11 +45,17 @@ class Server:
         self.node = Node(settings)
         self.router = ClientPortRouter(self.node)
         self.router.add_http(SSE_PATH, sse_handler(self.node))
+        #: The dispatcher (GET /dispatch); its `gossip` is set once the ports are bound.
+        self.dispatch = Dispatch(self.node.name, (), settings.region)
+        self.router.add_http(DISPATCH_PATH, self.dispatch.handler())
+        self.gossip: NodeGossip | None = None
         if settings.demo:
             demo_routes.install(self.router, settings)
         self.api = ApiServer(self.node, settings.api_key, settings.api_insecure)
         NodeDebugger().install(self.api.api)
+        ClusterMethods(self.api.api, self.dispatch).install()
         self.metrics = Metrics(self.node)
+        self.metrics.registry.register(ClusterCollector(self.dispatch))
         self.metrics.install(self.api.app, self.api.api.method_names)
         if AdminUi.enabled(settings):
             AdminUi(self.node, self.api.api, settings).install(self.api.app)
@@ -71,13 +80,32 @@ class Server:
         client_port = self._client_server.sockets[0].getsockname()[1]
         api_port = self._api_runner.addresses[0][1]
         self.ports = Ports(client_port, api_port)
+        self.dispatch.client_urls, _ = public_urls(self.settings, client_port, api_port)
+        if self.settings.gossip_bind:
+            await self._start_gossip()
         return self.ports
+
+    async def _start_gossip(self) -> None:
+        gossip = NodeGossip(
+            self.settings,
+            self.node.name,
+            self.node.events,
+            lambda: self.node.hub.num_clients,
+            client_port=self.ports.client,
+            api_port=self.ports.api,
+        )
+        await gossip.start()  # OSError if the gossip port is taken
+        self.gossip = self.dispatch.gossip = gossip
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight API calls finish, then disconnect clients with 3001.
 
         The API drains first: its calls still need the node's stores, which `node.stop()` closes.
+        With gossip, the node first drains (dispatchers stop offering it) and leaves the cluster.
         """
+        self.dispatch.drain()
+        if self.gossip is not None:
+            await self.gossip.leave()
         if self._client_server is not None:
             self._client_server.close()
         if self._api_runner is not None:

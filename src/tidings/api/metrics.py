@@ -27,6 +27,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from tidings import __version__
+from tidings.cluster.dispatch_route import Dispatch
 from tidings.core.latency import LatencyHistogram, LatencyTable
 from tidings.core.node import Node
 
@@ -178,6 +179,32 @@ class NodeCollector(Collector):
             yield _counter(
                 "user_events_failures", "Failed user event POSTs", node.user_events.failures
             )
+
+
+class ClusterCollector(Collector):
+    """Gossip members by state, as this node sees them (nothing without gossip)."""
+
+    def __init__(self, dispatch: Dispatch) -> None:
+        self.dispatch = dispatch
+
+    def collect(self) -> Iterator[Metric]:
+        yield _gauge("draining", "1 while this node drains", int(self.dispatch.draining))
+        gossip = self.dispatch.gossip
+        if gossip is None:
+            return
+        members = GaugeMetricFamily(
+            f"{PREFIX}_gossip_members", "Gossip members seen from here, by state", labels=["state"]
+        )
+        for key, value in sorted(gossip.summary().items()):
+            if key.startswith("gossip.members."):
+                members.add_metric([key.rsplit(".", 1)[1]], value)
+        yield members
+        events = CounterMetricFamily(
+            f"{PREFIX}_gossip_events", "Cluster events seen, by type", labels=["type"]
+        )
+        for kind, count in sorted(gossip.counts.items()):
+            events.add_metric([kind], count)
+        yield events
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

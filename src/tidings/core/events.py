@@ -27,6 +27,14 @@ class EventType(StrEnum):
     PUBLISHED = "published"
     USER_ONLINE = "online"
     USER_OFFLINE = "offline"
+    # Gossip membership (tidings.cluster.node_gossip): detail is the member.
+    MEMBER_JOINED = "member_joined"
+    MEMBER_UPDATED = "member_updated"
+    MEMBER_SUSPECT = "member_suspect"
+    MEMBER_DEAD = "member_dead"
+    MEMBER_LEFT = "member_left"
+    # A Serf user event (`serf event NAME PAYLOAD`): detail has name, payload, ltime.
+    CLUSTER_USER_EVENT = "cluster_user_event"
 
 
 @dataclass(frozen=True, slots=True)
