@@ -54,9 +54,14 @@ class GoPeer:
 
     @classmethod
     async def start(
-        cls, name: str, join: list[int] | None = None, key: bytes | None = None, label: str = ""
+        cls,
+        name: str,
+        join: list[int] | None = None,
+        key: bytes | None = None,
+        label: str = "",
+        port: int = 0,
     ) -> GoPeer:
-        port = free_port()
+        port = port or free_port()
         args = [str(PEER), "node", "-name", name, "-bind", "127.0.0.1", "-port", str(port)]
         if join:
             args += ["-join", ",".join(f"127.0.0.1:{p}" for p in join)]
