@@ -65,9 +65,9 @@ async def dispatch(server: ServerProcess, query: str) -> tuple[int, Any]:
 
 
 async def eventually(check: Callable[[], Any], limit: float) -> None:
-    """Poll the async `check` until it returns true (its last error is re-raised)."""
+    """Poll the async `check` until it returns true."""
     async with asyncio.timeout(limit):
-        while not await check():
+        while not await check():  # noqa: ASYNC110 - polling other processes
             await asyncio.sleep(0.2)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -125,6 +126,7 @@ class NodeGossip:
         *,
         client_port: int,
         api_port: int,
+        config: GossipConfig | None = None,
     ) -> None:
         self.settings = settings
         self.name = name
@@ -145,7 +147,9 @@ class NodeGossip:
         )
         self._metadata = self._current_metadata()
         self._published_at = 0.0
-        config = GossipConfig(vsn=SERF_VSN) if settings.gossip_serf else GossipConfig()
+        config = config or GossipConfig()
+        if settings.gossip_serf:
+            config = dataclasses.replace(config, vsn=SERF_VSN)
         self.member = GossipMember(
             name,
             self.bind,
