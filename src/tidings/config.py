@@ -163,6 +163,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     region: str = ""
     network: str = ""
     client_urls: list[str] = msgspec.field(default_factory=list)
+    cluster_events_url: str = ""
     channel: ChannelOptions = msgspec.field(default_factory=ChannelOptions)
     namespaces: dict[str, ChannelOptions] = msgspec.field(default_factory=dict)
     proxy: ProxySettings = msgspec.field(default_factory=ProxySettings)
@@ -242,6 +243,7 @@ SETTING_DOCS: dict[str, str] = {
     "region": "this node's region, for the dispatcher (clients of a region get its nodes first)",
     "network": "this node's network name, published in gossip metadata",
     "client_urls": "WebSocket URLs the dispatcher gives out for this node (default: from address)",
+    "cluster_events_url": "URL that receives batched gossip cluster events (POST JSON)",
     "channel": "table: options of channels without a namespace",
     "namespaces": "tables: [namespaces.<name>] options of channels '<name>:...'",
     **PROXY_SETTING_DOCS,

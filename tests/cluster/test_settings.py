@@ -56,6 +56,7 @@ def test_parse_key() -> None:
         ({"region": "eu,us"}, "region"),
         ({"network": "n" * 65}, "network"),
         ({"client_urls": ["http://a/"]}, "client_urls.0"),
+        ({"cluster_events_url": "ftp://a/"}, "cluster_events_url"),
     ],
 )
 def test_bad_gossip_settings_name_their_key(raw: dict[str, Any], key: str) -> None:

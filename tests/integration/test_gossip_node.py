@@ -26,8 +26,13 @@ from tests.integration.test_gossip_interop import (
     go_peer_built,
 )
 from tests.integration.test_serf_interop import SerfAgent, serf_installed, until_status
+from tests.integration.test_user_events import Hook, hook
 
-__all__ = ["go_peer_built", "serf_installed"]  # module fixtures: the peers are built/installed
+__all__ = [
+    "go_peer_built",
+    "hook",
+    "serf_installed",
+]  # module fixtures: the peers are built/installed
 
 KEY = b"0123456789abcdef0123456789abcdef"
 Factory = Callable[..., ServerProcess]
@@ -130,11 +135,17 @@ async def test_join_is_retried_until_a_seed_answers(server_factory: Factory) -> 
 
 
 @pytest.mark.parametrize("key", [None, KEY], ids=["plain", "encrypted"])
-async def test_node_in_a_serf_cluster(server_factory: Factory, key: bytes | None) -> None:
+async def test_node_in_a_serf_cluster(
+    server_factory: Factory, key: bytes | None, hook: Hook
+) -> None:
     first = await SerfAgent.start("serf-1", key=key)
     second = await SerfAgent.start("serf-2", join=first.port, key=key)
     try:
-        extra: dict[str, Any] = {"gossip_serf": True, "region": "eu"}
+        extra: dict[str, Any] = {
+            "gossip_serf": True,
+            "region": "eu",
+            "cluster_events_url": hook.url,
+        }
         if key:
             extra["gossip_secret_keys"] = [base64.b64encode(key).decode()]
         node = server_factory(
@@ -160,6 +171,13 @@ async def test_node_in_a_serf_cluster(server_factory: Factory, key: bytes | None
         await asyncio.sleep(1)  # Serf's retransmissions arrive and are dropped
         assert (await info_items(node))["gossip.events.cluster_user_event"] == 1
         assert "serf user event 'deploy'" in node.log()
+        # The same events through the node's event dispatcher to a webhook.
+        webhook = [e for e in hook.events if e["type"] == "cluster_user_event"]
+        assert [(e["detail"]["name"], e["detail"]["payload"]) for e in webhook] == [
+            ("deploy", "v42")
+        ]
+        joined = {e["detail"]["name"] for e in hook.events if e["type"] == "member_joined"}
+        assert {"serf-1", "serf-2"} <= joined
 
         assert node.stop(signal.SIGTERM) == 0  # graceful: Serf sees it leave
         await until_status(first, "tidings-s", "left", 15)

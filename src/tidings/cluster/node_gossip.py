@@ -38,6 +38,7 @@ from tidings.protocol.memberlist.member import MemberEvent, MemberEventKind, Mem
 from tidings.protocol.memberlist.messages import SERF_VSN, NodeStateType
 from tidings.protocol.serf.participant import SerfParticipant
 from tidings.protocol.serf.tags import decode_tags
+from tidings.upstream.user_events import UserEventSender
 
 log = logging.getLogger(__name__)
 
@@ -162,11 +163,21 @@ class NodeGossip:
             on_user_message=self._on_user_message,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        #: POSTs cluster events to `cluster_events_url` (a webhook), if set.
+        self.webhook: UserEventSender | None = None
+        if settings.cluster_events_url:
+            self.webhook = UserEventSender(
+                events,
+                settings.cluster_events_url,
+                types=(*EVENT_TYPES.values(), EventType.CLUSTER_USER_EVENT),
+            )
 
     # -- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
         await self.member.start()
+        if self.webhook is not None:
+            self.webhook.start()
         self._published_at = time.monotonic()
         self._tasks = [
             asyncio.create_task(self._keep_joined(), name="gossip-join"),
@@ -203,6 +214,7 @@ class NodeGossip:
             log.warning("gossip: leave not confirmed within %.0f s", LEAVE_TIMEOUT)
         finally:
             await self.member.stop()
+            await self._stop_webhook()
         log.info("gossip: left the cluster")
 
     async def stop(self) -> None:
@@ -210,6 +222,12 @@ class NodeGossip:
         for task in self._tasks:
             task.cancel()
         await self.member.stop()
+        await self._stop_webhook()
+
+    async def _stop_webhook(self) -> None:
+        if self.webhook is not None:
+            await asyncio.sleep(0.1)  # the last events' POST (e.g. our own leave)
+            await self.webhook.stop()
 
     # -- views ---------------------------------------------------------------------
 
@@ -231,6 +249,9 @@ class NodeGossip:
         items.update({f"gossip.events.{k}": v for k, v in self.counts.items()})
         items["gossip.refused_packets"] = self.member.refused_packets
         items["gossip.draining"] = int(self.draining)
+        if self.webhook is not None:
+            items["gossip.webhook.sent"] = self.webhook.sent
+            items["gossip.webhook.failures"] = self.webhook.failures
         return items
 
     # -- background ----------------------------------------------------------------

@@ -30,6 +30,7 @@ class GossipSettings(Protocol):
     region: str
     network: str
     client_urls: list[str]
+    cluster_events_url: str
 
 
 def parse_address(text: str, default_port: int = DEFAULT_GOSSIP_PORT) -> tuple[str, int]:
@@ -112,6 +113,9 @@ def check(settings: GossipSettings) -> None:
         value = getattr(settings, key)
         if len(value) > MAX_NAME or "," in value:
             raise ConfigError(key, f"at most {MAX_NAME} characters, no commas")
+    url = settings.cluster_events_url
+    if url and not url.startswith(("http://", "https://")):
+        raise ConfigError("cluster_events_url", "must be an http:// or https:// URL")
     for index, url in enumerate(settings.client_urls):
         if not url.startswith(("ws://", "wss://")) or "," in url:
             raise ConfigError(f"client_urls.{index}", "must be a ws:// or wss:// URL (no commas)")

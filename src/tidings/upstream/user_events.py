@@ -8,6 +8,8 @@ of events is preserved).
 
 Body: `{"events": [{"type": "online"|"offline", "user", "client", "time"}]}`
 with `time` in Unix seconds (float). Any 2xx answer acknowledges the batch.
+The same sender posts other event types when told (the cluster's events, with
+their `detail`: see `tidings.cluster.node_gossip`).
 """
 
 from __future__ import annotations
@@ -35,17 +37,18 @@ class UserEventSender:
         timeout: float = 5.0,
         max_backoff: float = 10.0,
         linger: float = 0.05,
+        types: tuple[EventType, ...] = (EventType.USER_ONLINE, EventType.USER_OFFLINE),
     ) -> None:
         self._url = url
         self._batch_size = batch_size
         self._timeout = timeout
         self._max_backoff = max_backoff
         self._linger = linger
-        # One queue for both types keeps online/offline of a user in order.
+        # One queue for all types keeps online/offline of a user in order.
         self._queue: asyncio.Queue[Event] = asyncio.Queue(queue_size)
         self._events = events
-        events.add_subscriber(EventType.USER_ONLINE, self._queue)
-        events.add_subscriber(EventType.USER_OFFLINE, self._queue)
+        for event_type in types:
+            events.add_subscriber(event_type, self._queue)
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
         self.failures = 0
@@ -83,6 +86,7 @@ class UserEventSender:
             {
                 "events": [
                     {"type": str(e.type), "user": e.user, "client": e.client, "time": e.time}
+                    | ({"detail": e.detail} if e.detail else {})
                     for e in batch
                 ]
             }
