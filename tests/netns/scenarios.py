@@ -15,11 +15,17 @@ from tests.netns.lab import Host, NetnsLab
 ROOT = Path(__file__).resolve().parents[2]
 GO_PEER = ROOT / "tests/peers/memberlist/memberlist-peer"
 PY_PEER = ROOT / "tests/peers/gossip_member.py"
+SERVE_PEER = ROOT / "tests/peers/tidings_serve_peer.py"
 PORT = 7946
 
 
 def peer_argv(kind: str, host: Host, seed: Host | None) -> list[str]:
-    argv = [str(GO_PEER), "node"] if kind == "go" else [sys.executable, str(PY_PEER)]
+    if kind == "go":
+        argv = [str(GO_PEER), "node"]
+    elif kind == "serve":  # a whole `tidings serve` node
+        argv = [sys.executable, str(SERVE_PEER)]
+    else:
+        argv = [sys.executable, str(PY_PEER)]
     argv += ["-name", f"n{host.index}", "-bind", host.address, "-port", str(PORT)]
     if seed is not None:
         argv += ["-join", f"{seed.address}:{PORT}"]

@@ -42,3 +42,12 @@ def test_ten_percent_loss_declares_no_healthy_member_dead(lab: NetnsLab) -> None
 
 def test_partition_two_three_then_heal_converges(lab: NetnsLab) -> None:
     assert partition_and_heal(lab, hold=10, limit=90) is not None
+
+
+def test_tidings_serve_nodes_detect_a_killed_node() -> None:
+    """The same kill scenario with whole `tidings serve` nodes (settings, logs, runtime)."""
+    with NetnsLab(5) as lab:
+        start(lab, "serve")
+        result = kill_one(lab)
+    assert len(result.detection) == 4
+    assert result.false_positives == 0
