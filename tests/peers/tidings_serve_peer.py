@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        preexec_fn=die_with_parent,
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - this process has no threads
     )
     signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
     assert child.stdout is not None
