@@ -84,14 +84,18 @@ def gossip_port(server: ServerProcess, settings: dict[str, Any]) -> int:
     return int(str(settings["gossip_bind"]).rsplit(":", 1)[1])
 
 
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "encrypted"])
 async def test_node_joins_go_memberlist_peers_and_deaths_are_seen_both_ways(
-    server_factory: Factory,
+    server_factory: Factory, key: bytes | None
 ) -> None:
-    first = await GoPeer.start("go-1")
-    second = await GoPeer.start("go-2", join=[first.port])
+    first = await GoPeer.start("go-1", key=key)
+    second = await GoPeer.start("go-2", join=[first.port], key=key)
     try:
+        extra: dict[str, Any] = {}
+        if key:
+            extra["gossip_secret_keys"] = [base64.b64encode(key).decode()]
         node = server_factory(
-            gossip_settings(name="tidings-a", gossip_join=[f"127.0.0.1:{first.port}"])
+            gossip_settings(name="tidings-a", gossip_join=[f"127.0.0.1:{first.port}"], **extra)
         )
 
         async def all_alive() -> bool:
@@ -129,7 +133,9 @@ async def test_join_is_retried_until_a_seed_answers(server_factory: Factory) -> 
     peer = await GoPeer.start("go-late", port=seed_port)
     try:
         await peer.wait_for(lambda e: e["event"] == "join" and e["name"] == "tidings-r", 30)
-        assert node.proc.poll() is None
+        assert node.stop(signal.SIGTERM) == 0  # graceful: a leave, not a failure
+        await peer.wait_for(lambda e: e["event"] == "leave" and e["name"] == "tidings-r", 15)
+        assert not peer.failed("tidings-r")
     finally:
         await peer.close()
 

@@ -131,7 +131,7 @@ class GossipMember:
         except OSError:
             self._tcp.close()
             raise
-        advertise = self.advertise or (_advertise_host(host), port)
+        advertise = self.advertise or (advertise_host(host), port)
         self.membership = Membership(
             self.name, advertise, now=self.clock(), meta=self.meta, config=self.config
         )
@@ -425,7 +425,7 @@ class _Datagrams(asyncio.DatagramProtocol):
         log.debug("gossip: UDP error: %s", exc)
 
 
-def _advertise_host(host: str) -> str:
+def advertise_host(host: str) -> str:
     if host not in ("", "0.0.0.0", "::"):
         return host
     try:

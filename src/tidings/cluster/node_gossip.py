@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tidings.cluster.dispatcher import GatewayList, choose_gateways
-from tidings.cluster.gossip import GossipError, GossipMember
+from tidings.cluster.gossip import GossipError, GossipMember, advertise_host
 from tidings.cluster.metadata import NodeMetadata
 from tidings.cluster.settings import is_ip, parse_address, parse_key
 from tidings.config import Settings
@@ -91,8 +91,12 @@ def public_urls(
     api_port: int,
     advertise: tuple[str, int] | None = None,
 ) -> tuple[tuple[str, ...], str]:
-    """(client WebSocket URLs, API URL) other nodes and clients should use."""
-    host = "127.0.0.1"
+    """(client WebSocket URLs, API URL) other nodes and clients should use.
+
+    The host is the first specific one of: the client port's address, the advertised
+    gossip address, the gossip bind address; else the host name's address.
+    """
+    host = ""
     for candidate in (
         settings.address,
         advertise[0] if advertise else "",
@@ -101,6 +105,7 @@ def public_urls(
         if candidate not in ("", "0.0.0.0", "::"):
             host = candidate
             break
+    host = host or advertise_host("")
     client_urls = tuple(settings.client_urls) or (
         f"ws://{_url_host(host)}:{client_port}/connection/websocket",
     )
