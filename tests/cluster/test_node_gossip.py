@@ -161,3 +161,25 @@ async def test_serf_user_events_reach_the_dispatcher_once() -> None:
         assert a.counts["cluster_user_event"] == 1
     finally:
         await events.stop()
+
+
+async def test_a_lone_node_leaves_without_waiting_for_anyone() -> None:
+    a = make("a", free_port())
+    await a.start()
+    await asyncio.wait_for(a.leave(), node_gossip.LEAVE_TIMEOUT - 1)
+    assert a.draining
+
+
+async def test_a_taken_gossip_port_names_the_setting() -> None:
+    a = make("a", free_port())
+    await a.start()
+    try:
+        b = make("b", a.member.port)
+        try:
+            await b.start()
+        except OSError as exc:
+            assert "gossip_bind" in str(exc)
+        else:
+            raise AssertionError("bound a taken port")
+    finally:
+        await a.stop()

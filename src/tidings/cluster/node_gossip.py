@@ -180,7 +180,11 @@ class NodeGossip:
     # -- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.member.start()
+        try:
+            await self.member.start()
+        except OSError as exc:
+            host, port = self.bind
+            raise OSError(exc.errno, f"gossip_bind {host}:{port}: {exc.strerror or exc}") from exc
         if self.webhook is not None:
             self.webhook.start()
         self._published_at = time.monotonic()
@@ -210,11 +214,14 @@ class NodeGossip:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         try:
-            if self.serf is not None:
-                self.member.broadcast(self.serf.leave_intent())
-                await asyncio.sleep(self.member.config.gossip_interval * 3)
-            async with asyncio.timeout(LEAVE_TIMEOUT):
-                await self.member.leave()
+            if self._alone():
+                pass  # nobody to tell (and nobody to carry our broadcasts: no wait)
+            else:
+                if self.serf is not None:
+                    self.member.broadcast(self.serf.leave_intent())
+                    await asyncio.sleep(self.member.config.gossip_interval * 3)
+                async with asyncio.timeout(LEAVE_TIMEOUT):
+                    await self.member.leave()
         except (TimeoutError, GossipError):
             log.warning("gossip: leave not confirmed within %.0f s", LEAVE_TIMEOUT)
         finally:
