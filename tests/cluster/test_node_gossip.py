@@ -14,6 +14,7 @@ from tidings.cluster.metadata import NodeMetadata
 from tidings.cluster.node_gossip import NodeGossip, member_json
 from tidings.config import build
 from tidings.core.events import EventDispatcher, EventType
+from tidings.errors import ConfigError
 from tidings.protocol.memberlist.config import GossipConfig
 from tidings.protocol.serf.participant import SerfParticipant
 
@@ -183,3 +184,13 @@ async def test_a_taken_gossip_port_names_the_setting() -> None:
             raise AssertionError("bound a taken port")
     finally:
         await a.stop()
+
+
+def test_metadata_over_512_bytes_is_a_config_error() -> None:
+    urls = [f"wss://gateway-{i}.example.com/connection/websocket" for i in range(12)]
+    try:
+        make("a", free_port(), client_urls=urls)
+    except ConfigError as exc:
+        assert exc.key == "client_urls"
+    else:
+        raise AssertionError("accepted metadata memberlist refuses")

@@ -31,6 +31,7 @@ from tidings.cluster.metadata import NodeMetadata
 from tidings.cluster.settings import is_ip, parse_address, parse_key
 from tidings.config import Settings
 from tidings.core.events import Event, EventDispatcher, EventType
+from tidings.errors import ConfigError
 from tidings.protocol.memberlist.config import GossipConfig
 from tidings.protocol.memberlist.errors import DecodeError
 from tidings.protocol.memberlist.keyring import Keyring
@@ -152,6 +153,10 @@ class NodeGossip:
             settings, client_port, api_port, self.advertise
         )
         self._metadata = self._current_metadata()
+        try:
+            meta = self._metadata.to_meta()
+        except ValueError as exc:  # over memberlist's 512 bytes: long URLs, names
+            raise ConfigError("client_urls", str(exc)) from None
         self._published_at = 0.0
         config = config or GossipConfig()
         if settings.gossip_serf:
@@ -160,7 +165,7 @@ class NodeGossip:
             name,
             self.bind,
             advertise=self.advertise,
-            meta=self._metadata.to_meta(),
+            meta=meta,
             config=config,
             keyring=keyring_of(settings),
             label=settings.gossip_label,
