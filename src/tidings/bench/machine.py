@@ -13,6 +13,8 @@ from typing import Any
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+#: The CPUs this process could use when it started (before `pin`).
+START_AFFINITY = frozenset(os.sched_getaffinity(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,34 @@ def socket_memory() -> int:
                 parts = line.split()
                 return int(parts[parts.index("mem") + 1]) * _PAGE
     return 0
+
+
+def parse_cpus(text: str) -> frozenset[int]:
+    """CPU numbers from a `taskset -c` style list ("1", "0,2", "0-3"); "" means no pinning.
+
+    Raises ValueError for a malformed list or a CPU this process may not use.
+    """
+    cpus: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        first, dash, last = part.partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()):
+            raise ValueError(f"bad CPU list {text!r}")
+        low, high = int(first), int(last) if dash else int(first)
+        if high < low:
+            raise ValueError(f"bad CPU range {part!r}")
+        cpus.update(range(low, high + 1))
+    unknown = cpus - START_AFFINITY
+    if unknown:
+        raise ValueError(f"CPUs {sorted(unknown)} are not available here")
+    return frozenset(cpus)
+
+
+def pin(cpus: frozenset[int]) -> None:
+    """Pin the calling process (and the children it starts later) to `cpus`, if any."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
 
 
 def load_average() -> float:

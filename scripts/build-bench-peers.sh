@@ -1,0 +1,50 @@
+#!/bin/sh
+# Build the compiled benchmark programs into .peers/bin (gitignored, never committed):
+#   goload      the Go load generator behind `tidings bench --client go`
+#               (source: src/tidings/bench/goload)
+#   centrifugo  Centrifugo v6, a peer in benchmarks/compare.py
+# Usage: sh scripts/build-bench-peers.sh [goload] [centrifugo]   (default: both)
+# Idempotent: a program is rebuilt only when missing or older than its source.
+# Go modules come through the module proxy into Go's own cache (GOMODCACHE).
+set -eu
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BIN="${TIDINGS_PEERS_BIN:-$ROOT/.peers/bin}"
+CENTRIFUGO_VERSION="v6.9.1"
+mkdir -p "$BIN"
+
+command -v go >/dev/null 2>&1 || {
+    echo "build-bench-peers: the Go toolchain is missing (apt-get install golang-go)" >&2
+    exit 1
+}
+
+build_goload() {
+    src="$ROOT/src/tidings/bench/goload"
+    out="$BIN/goload"
+    if [ -x "$out" ] && [ -z "$(find "$src" -newer "$out" -type f | head -n 1)" ]; then
+        return 0
+    fi
+    echo "build-bench-peers: building goload"
+    (cd "$src" && go build -trimpath -o "$out.tmp" . && mv "$out.tmp" "$out")
+}
+
+build_centrifugo() {
+    out="$BIN/centrifugo"
+    stamp="$BIN/.centrifugo-$CENTRIFUGO_VERSION"
+    if [ -x "$out" ] && [ -f "$stamp" ]; then
+        return 0
+    fi
+    echo "build-bench-peers: installing centrifugo $CENTRIFUGO_VERSION (a few minutes)"
+    GOBIN="$BIN" go install "github.com/centrifugal/centrifugo/v6@$CENTRIFUGO_VERSION"
+    rm -f "$BIN"/.centrifugo-*
+    touch "$stamp"
+}
+
+[ "$#" -gt 0 ] || set -- goload centrifugo
+for program in "$@"; do
+    case "$program" in
+        goload) build_goload ;;
+        centrifugo) build_centrifugo ;;
+        *) echo "build-bench-peers: unknown program $program" >&2; exit 2 ;;
+    esac
+done
