@@ -1,6 +1,7 @@
 #!/bin/sh
-# What the browser tests need beyond the Python packages: Debian's chromium, Node.js
-# and npm (for the centrifuge SDK), and the SDK copied into the demo. Idempotent: when
+# What the tests need beyond the Python packages: Debian's chromium, Node.js and npm
+# (for the centrifuge SDK) and the SDK copied into the demo (browser tests); Go and
+# the Go load generator `goload` built into .peers/bin (tests/bench). Idempotent: when
 # everything is present it only checks. `apt-get update` runs only when installing.
 set -eu
 
@@ -9,6 +10,7 @@ missing=""
 [ -x /usr/bin/chromium ] || missing="$missing chromium fonts-liberation"
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
+command -v go >/dev/null 2>&1 || missing="$missing golang-go"
 
 if [ -n "$missing" ]; then
     if [ "$(id -u)" -ne 0 ]; then
@@ -28,3 +30,5 @@ sh "$ROOT/scripts/vendor-sdk.sh"
     echo "setup-test-deps: the centrifuge SDK could not be installed" >&2
     exit 1
 }
+
+sh "$ROOT/scripts/build-bench-peers.sh" goload

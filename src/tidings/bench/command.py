@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -122,6 +123,10 @@ async def execute(
         tgt = await start_target(target_name, scenario, opts)
         say(f"started {tgt.name} (pid {tgt.pid}, client port {tgt.ws_port})")
     started = time.time()
+    # Where each side may run, as the kernel has it (not as asked).
+    pinning = {"client_cpus": sorted(os.sched_getaffinity(0))}
+    if tgt.pid is not None:
+        pinning["server_cpus"] = sorted(os.sched_getaffinity(tgt.pid))
     try:
         result = await SCENARIOS[scenario](tgt, opts, say)
     finally:
@@ -133,6 +138,7 @@ async def execute(
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "options": vars(opts),
         "machine": machine.description(),
+        "pinning": pinning,
         "result": result,
     }
 

@@ -255,31 +255,13 @@ func (c *client) stream(rest []byte) {
 
 func (c *client) streamRaw(rest []byte) {
 	buf := make([]byte, 4096)
-	// The last bytes of the stream so far: a token split between two reads is found
-	// in tail + the first bytes of the next read (neither part alone holds 6 bytes).
-	var joined [10]byte
-	tail := 0
-	c.count(bytes.Count(rest, pubToken))
-	if len(rest) >= 5 {
-		tail = copy(joined[:5], rest[len(rest)-5:])
-	}
+	var counter pubCounter
+	c.count(counter.feed(rest))
 	for {
 		n, err := c.conn.Read(buf)
 		if n > 0 {
 			data := buf[:n]
-			found := bytes.Count(data, pubToken)
-			if tail > 0 {
-				k := copy(joined[tail:], data[:min(5, n)])
-				found += bytes.Count(joined[:tail+k], pubToken)
-			}
-			c.count(found)
-			if n >= 5 {
-				tail = copy(joined[:5], data[n-5:])
-			} else {
-				all := append(joined[:tail:tail], data...)
-				keep := all[max(0, len(all)-5):]
-				tail = copy(joined[:5], keep)
-			}
+			c.count(counter.feed(data))
 			if bytes.Contains(data, pingToken) {
 				c.conn.Write(pongFrame)
 			}
@@ -288,6 +270,34 @@ func (c *client) streamRaw(rest []byte) {
 			return
 		}
 	}
+}
+
+// pubCounter counts the token `"pub":` in a byte stream read in pieces.
+type pubCounter struct {
+	// The last (up to 5) bytes of the stream so far, then room for 5 more: a token
+	// split between two reads lies in tail + the next read's first 5 bytes, and any
+	// token found there crosses the boundary (neither side alone holds its 6 bytes).
+	joined [10]byte
+	tail   int
+}
+
+// feed counts the tokens that end in data.
+func (p *pubCounter) feed(data []byte) int {
+	found := bytes.Count(data, pubToken)
+	if p.tail > 0 {
+		k := copy(p.joined[p.tail:p.tail+5], data)
+		found += bytes.Count(p.joined[:p.tail+k], pubToken)
+	}
+	if len(data) >= 5 {
+		p.tail = copy(p.joined[:5], data[len(data)-5:])
+		return found
+	}
+	all := append(p.joined[:p.tail:p.tail], data...)
+	if len(all) > 5 {
+		all = all[len(all)-5:]
+	}
+	p.tail = copy(p.joined[:5], all)
+	return found
 }
 
 func (c *client) streamSampled(rest []byte) {
@@ -304,7 +314,7 @@ func (c *client) streamSampled(rest []byte) {
 			}
 			buf = buf[size:]
 		}
-		buf = append(make([]byte, 0, max(len(buf), 8192)), buf...)
+		buf = append(make([]byte, 0, len(buf)+8192), buf...)
 		n, err := c.conn.Read(chunk)
 		buf = append(buf, chunk[:n]...)
 		if err != nil {

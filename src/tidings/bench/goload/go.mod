@@ -1,3 +1,3 @@
 module tidings/bench/goload
 
-go 1.22
+go 1.19

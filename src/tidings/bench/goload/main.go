@@ -99,7 +99,10 @@ func (w *worker) open() int {
 
 func (w *worker) openAll() {
 	t0 := time.Now()
-	slots := make(chan struct{}, max(1, w.opts.concurrency))
+	if w.opts.concurrency < 1 {
+		w.opts.concurrency = 1
+	}
+	slots := make(chan struct{}, w.opts.concurrency)
 	var wg sync.WaitGroup
 	done := make(chan struct{})
 	go func() {
