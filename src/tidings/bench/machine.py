@@ -118,7 +118,7 @@ def description(packages: Iterable[str] = PACKAGES, *, with_load: bool = True) -
                 cpu_model = line.split(":", 1)[1].strip()
                 break
     info: dict[str, Any] = {
-        "nproc": len(os.sched_getaffinity(0)),
+        "nproc": len(START_AFFINITY),
         "cpu_model": cpu_model,
         "kernel": platform.release(),
         "python": platform.python_version(),

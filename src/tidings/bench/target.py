@@ -190,6 +190,7 @@ async def launch(
     ws_path: str = WS_PATH,
     cpus: frozenset[int] = frozenset(),
     companions: list[asyncio.subprocess.Process] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Target:
     """Start `argv` (logging to `workdir`/server.log) and wait until it answers."""
     log_path = workdir / "server.log"
@@ -200,6 +201,7 @@ async def launch(
             stdout=log,
             stderr=log,
             preexec_fn=child_setup(cpus),
+            env=None if env is None else {**os.environ, **env},
         )
     target = Target(
         name=name,
@@ -229,6 +231,7 @@ async def spawn(
     *,
     ws_path: str = WS_PATH,
     cpus: frozenset[int] = frozenset(),
+    env: dict[str, str] | None = None,
 ) -> Target:
     """Start `argv` (a server listening on the two ports) and wait until it answers."""
     workdir = Path(tempfile.mkdtemp(prefix=f"tidings-bench-{name}-"))
@@ -241,6 +244,7 @@ async def spawn(
         secret="bench-peers-do-not-verify-tokens-anyway",
         ws_path=ws_path,
         cpus=cpus,
+        env=env,
     )
 
 
