@@ -19,6 +19,9 @@ from tidings.bench.target import child_setup, stop_process
 PER_WORKER = 7000
 #: The same for the Go client process (`--client go`), which needs less CPU per socket.
 PER_GO_WORKER = 15000
+#: Above this many connections to a loopback server, each client process connects from
+#: its own 127.0.0.x: one source address has ~28k ephemeral ports per destination.
+SOURCE_SPREAD_ABOVE = 25_000
 #: The client processes `--client` chooses from.
 CLIENTS = ("python", "go")
 
@@ -134,12 +137,12 @@ class Fleet:
                 self.path,
                 "--conns",
                 str(share),
-                "--channels",
-                self.channels,
+                # "=" keeps a value that starts with "-" (token_urlsafe secrets
+                # may) from being read as an option.
+                f"--channels={self.channels}",
                 "--spread",
                 str(self.spread),
-                "--secret",
-                self.secret,
+                f"--secret={self.secret}",
                 "--name",
                 f"{self.name}{i}",
                 "--sample-every",
@@ -149,6 +152,8 @@ class Fleet:
                 "--max-seconds",
                 str(self.max_seconds),
             ]
+            if self.conns > SOURCE_SPREAD_ABOVE and self.host.startswith("127."):
+                cmd += ["--source-ip", f"127.0.{1 + i // 250}.{1 + i % 250}"]
             proc = await asyncio.create_subprocess_exec(
                 *cmd,
                 stdin=asyncio.subprocess.PIPE,

@@ -118,9 +118,9 @@ type reply struct {
 
 // openClient connects, authenticates and subscribes within limit, then counts
 // publications on its own goroutine until the connection ends.
-func openClient(addr string, request []byte, token string, channels []string, t *tally,
-	sampled bool, limit time.Duration) (*client, error) {
-	conn, err := net.DialTimeout("tcp", addr, limit)
+func openClient(dialer *net.Dialer, addr string, request []byte, token string,
+	channels []string, t *tally, sampled bool, limit time.Duration) (*client, error) {
+	conn, err := dialer.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}

@@ -39,11 +39,13 @@ type options struct {
 	sampleEvery int
 	concurrency int
 	maxSeconds  float64
+	sourceIP    string
 }
 
 type worker struct {
 	opts    options
 	addr    string
+	dialer  *net.Dialer
 	request []byte
 	fixed   []string
 	tally   tally
@@ -76,7 +78,7 @@ func (w *worker) identity() (string, []string, bool) {
 func (w *worker) openOne() bool {
 	token, channels, sampled := w.identity()
 	for attempt := 0; attempt < 3; attempt++ {
-		c, err := openClient(w.addr, w.request, token, channels, &w.tally, sampled,
+		c, err := openClient(w.dialer, w.addr, w.request, token, channels, &w.tally, sampled,
 			20*time.Second)
 		if err != nil {
 			time.Sleep(50 * time.Millisecond)
@@ -267,6 +269,8 @@ func parseOptions() options {
 	flag.IntVar(&o.sampleEvery, "sample-every", 0, "every Nth conn reads stamps")
 	flag.IntVar(&o.concurrency, "concurrency", 64, "connects in flight")
 	flag.Float64Var(&o.maxSeconds, "max-seconds", 300, "exit after this long")
+	flag.StringVar(&o.sourceIP, "source-ip", "", "local address to connect from "+
+		"(loopback has ~28k ephemeral ports per source and destination)")
 	flag.Parse()
 	return o
 }
@@ -284,6 +288,15 @@ func main() {
 		opts:    o,
 		addr:    net.JoinHostPort(o.host, strconv.Itoa(o.port)),
 		request: upgradeRequest(o.host, o.port, o.path),
+		dialer:  &net.Dialer{Timeout: 20 * time.Second},
+	}
+	if o.sourceIP != "" {
+		ip := net.ParseIP(o.sourceIP)
+		if ip == nil {
+			fmt.Fprintf(os.Stderr, "goload: bad --source-ip %q\n", o.sourceIP)
+			os.Exit(2)
+		}
+		w.dialer.LocalAddr = &net.TCPAddr{IP: ip}
 	}
 	for _, ch := range strings.Split(o.channels, ",") {
 		if ch != "" {
