@@ -21,6 +21,12 @@ var (
 	closeFrame = []byte{0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8}
 )
 
+// maxFrame bounds the frames a connection waits for: a server announcing a bigger one
+// is dropped instead of growing the buffer without end.
+const maxFrame = 16 << 20
+
+var errFrameTooBig = errors.New("frame larger than 16 MiB")
+
 // maxSamples bounds the latency samples one process keeps between two reads.
 const maxSamples = 400_000
 
@@ -78,28 +84,31 @@ type frame struct {
 
 // nextFrame parses the frame at the start of buf; ok is false while it is incomplete.
 // Server frames are never masked.
-func nextFrame(buf []byte) (f frame, size int, ok bool) {
+func nextFrame(buf []byte) (f frame, size int, ok bool, err error) {
 	if len(buf) < 2 {
-		return f, 0, false
+		return f, 0, false, nil
 	}
 	length, hlen := uint64(buf[1]&0x7f), 2
 	switch length {
 	case 126:
 		if len(buf) < 4 {
-			return f, 0, false
+			return f, 0, false, nil
 		}
 		length, hlen = uint64(binary.BigEndian.Uint16(buf[2:4])), 4
 	case 127:
 		if len(buf) < 10 {
-			return f, 0, false
+			return f, 0, false, nil
 		}
 		length, hlen = binary.BigEndian.Uint64(buf[2:10]), 10
 	}
+	if length > maxFrame {
+		return f, 0, false, errFrameTooBig
+	}
 	if uint64(len(buf)-hlen) < length {
-		return f, 0, false
+		return f, 0, false, nil
 	}
 	end := hlen + int(length)
-	return frame{buf[0] & 0x0f, buf[hlen:end]}, end, true
+	return frame{buf[0] & 0x0f, buf[hlen:end]}, end, true, nil
 }
 
 // client is one connection: upgrade, connect with a token, subscribe, then count.
@@ -176,7 +185,10 @@ func (c *client) setup(request []byte, token string, channels []string,
 			}
 		}
 		for {
-			f, size, ok := nextFrame(buf)
+			f, size, ok, err := nextFrame(buf)
+			if err != nil {
+				return nil, err
+			}
 			if !ok {
 				break
 			}
@@ -305,7 +317,11 @@ func (c *client) streamSampled(rest []byte) {
 	chunk := make([]byte, 4096)
 	for {
 		for {
-			f, size, ok := nextFrame(buf)
+			f, size, ok, err := nextFrame(buf)
+			if err != nil {
+				c.conn.Close()
+				return
+			}
 			if !ok {
 				break
 			}

@@ -34,13 +34,22 @@ func TestFrameRoundTrip(t *testing.T) {
 		// The server's frames are the same without the mask bit and key.
 		server := append([]byte{masked[0], masked[1] & 0x7f}, masked[2:len(masked)-n-4]...)
 		server = append(server, payload...)
-		f, size, ok := nextFrame(server)
-		if !ok || size != len(server) || f.opcode != 1 || !bytes.Equal(f.payload, payload) {
-			t.Fatalf("%d bytes: ok=%v size=%d opcode=%d", n, ok, size, f.opcode)
+		f, size, ok, err := nextFrame(server)
+		if err != nil || !ok || size != len(server) || f.opcode != 1 ||
+			!bytes.Equal(f.payload, payload) {
+			t.Fatalf("%d bytes: ok=%v err=%v size=%d opcode=%d", n, ok, err, size, f.opcode)
 		}
-		if _, _, ok := nextFrame(server[:len(server)-1]); ok && n > 0 {
+		if _, _, ok, _ := nextFrame(server[:len(server)-1]); ok && n > 0 {
 			t.Fatalf("%d bytes: an incomplete frame was accepted", n)
 		}
+	}
+}
+
+// A server announcing a huge frame is refused at once, not buffered for.
+func TestHugeFrameRefused(t *testing.T) {
+	header := []byte{0x81, 127, 0, 0, 0, 1, 0, 0, 0, 0}
+	if _, _, ok, err := nextFrame(header); ok || err != errFrameTooBig {
+		t.Fatalf("ok=%v err=%v", ok, err)
 	}
 }
 
