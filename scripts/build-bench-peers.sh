@@ -25,7 +25,7 @@ build_goload() {
         return 0
     fi
     echo "build-bench-peers: building goload"
-    (cd "$src" && go build -trimpath -buildvcs=false -o "$out.tmp" . && mv "$out.tmp" "$out")
+    (cd "$src" && go build -trimpath -buildvcs=false -o "$out.$$" . && mv "$out.$$" "$out")
 }
 
 build_centrifugo() {
