@@ -13,10 +13,14 @@ BIN="${TIDINGS_PEERS_BIN:-$ROOT/.peers/bin}"
 CENTRIFUGO_VERSION="v6.9.1"
 mkdir -p "$BIN"
 
-command -v go >/dev/null 2>&1 || {
+if command -v go >/dev/null 2>&1; then
+    GO=go
+elif [ -x /usr/local/go/bin/go ]; then
+    GO=/usr/local/go/bin/go
+else
     echo "build-bench-peers: the Go toolchain is missing (apt-get install golang-go)" >&2
     exit 1
-}
+fi
 
 build_goload() {
     src="$ROOT/src/tidings/bench/goload"
@@ -25,7 +29,7 @@ build_goload() {
         return 0
     fi
     echo "build-bench-peers: building goload"
-    (cd "$src" && go build -trimpath -buildvcs=false -o "$out.$$" . && mv "$out.$$" "$out")
+    (cd "$src" && "$GO" build -trimpath -buildvcs=false -o "$out.$$" . && mv "$out.$$" "$out")
 }
 
 build_centrifugo() {
@@ -35,7 +39,7 @@ build_centrifugo() {
         return 0
     fi
     echo "build-bench-peers: installing centrifugo $CENTRIFUGO_VERSION (a few minutes)"
-    GOBIN="$BIN" go install "github.com/centrifugal/centrifugo/v6@$CENTRIFUGO_VERSION"
+    GOBIN="$BIN" "$GO" install "github.com/centrifugal/centrifugo/v6@$CENTRIFUGO_VERSION"
     rm -f "$BIN"/.centrifugo-*
     touch "$stamp"
 }

@@ -10,7 +10,7 @@ missing=""
 [ -x /usr/bin/chromium ] || missing="$missing chromium fonts-liberation"
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
-command -v go >/dev/null 2>&1 || missing="$missing golang-go"
+command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] || missing="$missing golang-go"
 
 if [ -n "$missing" ]; then
     if [ "$(id -u)" -ne 0 ]; then

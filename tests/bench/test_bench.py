@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -135,8 +136,9 @@ def test_churn_go_client(tmp_path: Path) -> None:
 @pytest.mark.timeout(120)
 def test_goload_unit_tests() -> None:
     """The Go client's own tests: token counting across reads, frames, tokens."""
+    go = shutil.which("go") or "/usr/local/go/bin/go"
     proc = subprocess.run(
-        ["go", "test", "."],
+        [go, "test", "."],
         cwd=GOLOAD,
         check=False,
         capture_output=True,
