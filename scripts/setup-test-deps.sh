@@ -1,7 +1,8 @@
 #!/bin/sh
 # What the tests need beyond the Python packages: Debian's chromium, Node.js and npm
-# (for the centrifuge SDK) and the SDK copied into the demo (browser tests); Go and
-# the Go load generator `goload` built into .peers/bin (tests/bench). Idempotent: when
+# (for the centrifuge SDK), the SDK copied into the demo, redis-server/redis-tools
+# (Redis engine tests start their own servers), and Go with the Go load generator
+# `goload` built into .peers/bin (tests/bench). Idempotent: when
 # everything is present it only checks. `apt-get update` runs only when installing.
 set -eu
 
@@ -10,6 +11,8 @@ missing=""
 [ -x /usr/bin/chromium ] || missing="$missing chromium fonts-liberation"
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+command -v redis-cli >/dev/null 2>&1 || missing="$missing redis-tools"
 command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] || missing="$missing golang-go"
 
 if [ -n "$missing" ]; then
@@ -26,9 +29,14 @@ if [ -n "$missing" ]; then
 fi
 
 sh "$ROOT/scripts/vendor-sdk.sh"
+sh "$ROOT/scripts/build-centrifugo.sh"
 [ -f "$ROOT/src/tidings/demo/static/vendor/centrifuge.js" ] || {
     echo "setup-test-deps: the centrifuge SDK could not be installed" >&2
     exit 1
 }
 
+# nsqd, nsqlookupd, a go-nsq program and nsqjs for the queue and lookup tests.
+sh "$ROOT/scripts/build-nsq-peers.sh"
+
+# The Go load generator behind `tidings bench --client go` (tests/bench).
 sh "$ROOT/scripts/build-bench-peers.sh" goload

@@ -3,6 +3,11 @@
 Guarantee: after `add` returns, `get` and `stats` include the client until
 `remove` for it returns. `stats` counts distinct users, so one user with
 several connections counts once in `num_users`.
+
+A store shared by several nodes (`entry_ttl > 0`) also forgets a client
+within `entry_ttl` seconds once nobody refreshes it: the store refreshes
+the entries its node added (on its own timer, or when `refresh` is
+called), so the clients of a node that dies stop counting in bounded time.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ from tidings.protocol.centrifuge.messages import ClientInfo
 
 
 class PresenceStore(ABC):
+    #: Seconds an entry lives unless its node refreshes it; 0 means until `remove`.
+    entry_ttl: float = 0.0
+
     @abstractmethod
     async def add(self, channel: str, info: ClientInfo) -> None:
         """Record `info.client` as present in `channel`."""
@@ -28,3 +36,9 @@ class PresenceStore(ABC):
     @abstractmethod
     async def stats(self, channel: str) -> tuple[int, int]:
         """(number of clients, number of distinct users) present."""
+
+    async def refresh(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Extend the life of every entry this store instance added (`entry_ttl` ahead)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Stop background work; entries of a shared store then expire on their own."""

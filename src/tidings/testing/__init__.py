@@ -2,16 +2,24 @@
 
 - `FakeClock`: a clock that only moves when told to, for stores that take one.
 - `MemoryTransport`: an in-memory `Transport` that records frames and closes.
-- `check_history_store` / `check_presence_store`: the checks every
-  `HistoryStore` / `PresenceStore` implementation must pass;
+- `check_history_store` / `check_presence_store` / `check_register` /
+  `check_broker`: the checks every `HistoryStore` / `PresenceStore` /
+  `UserRegister` / `Broker` implementation must pass (`check_presence_expiry`,
+  `check_register_expiry` for those shared by several nodes);
   `check_durable_store`: what durable history stores keep across a reopen.
 
 Nothing here is used by a running server; it exists so that tests (ours and
 those of third-party backends) exercise the real code without sockets.
 """
 
+from tidings.testing.broker import BROKER_CHECKS, check_broker
 from tidings.testing.clock import FakeClock
-from tidings.testing.presence import PRESENCE_STORE_CHECKS, check_presence_store
+from tidings.testing.presence import (
+    PRESENCE_STORE_CHECKS,
+    check_presence_expiry,
+    check_presence_store,
+)
+from tidings.testing.register import REGISTER_CHECKS, check_register, check_register_expiry
 from tidings.testing.store import (
     DURABLE_STORE_CHECKS,
     HISTORY_STORE_CHECKS,
@@ -21,12 +29,18 @@ from tidings.testing.store import (
 from tidings.testing.transport import MemoryTransport
 
 __all__ = [
+    "BROKER_CHECKS",
     "DURABLE_STORE_CHECKS",
     "HISTORY_STORE_CHECKS",
     "PRESENCE_STORE_CHECKS",
+    "REGISTER_CHECKS",
     "FakeClock",
     "MemoryTransport",
+    "check_broker",
     "check_durable_store",
     "check_history_store",
+    "check_presence_expiry",
     "check_presence_store",
+    "check_register",
+    "check_register_expiry",
 ]

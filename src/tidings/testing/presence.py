@@ -6,24 +6,41 @@ Usage, from a test suite::
 
 The factory returns a fresh, empty store. Each check is also available alone
 in `PRESENCE_STORE_CHECKS`.
+
+Stores shared by several nodes (`entry_ttl > 0`) also pass
+`check_presence_expiry(pair)`, whose factory takes a `FakeClock` and returns
+two stores on one engine (two nodes) that measure expiry with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from msgspec import Raw
 
 from tidings.presence.base import PresenceStore
 from tidings.protocol.centrifuge.messages import ClientInfo
+from tidings.testing.clock import FakeClock
 
 PresenceStoreFactory = Callable[[], PresenceStore]
 PresenceStoreCheck = Callable[[PresenceStoreFactory], Awaitable[None]]
+PresencePairFactory = Callable[[FakeClock], tuple[PresenceStore, PresenceStore]]
+PresenceExpiryCheck = Callable[[PresencePairFactory], Awaitable[None]]
 
 
 def _expect(condition: bool, message: str) -> None:
     if not condition:
         raise AssertionError(message)
+
+
+@asynccontextmanager
+async def _open(factory: PresenceStoreFactory) -> AsyncIterator[PresenceStore]:
+    store = factory()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 def _info(client: str, user: str, conn_info: bytes = b"") -> ClientInfo:
@@ -32,86 +49,120 @@ def _info(client: str, user: str, conn_info: bytes = b"") -> ClientInfo:
 
 async def check_empty_channel(factory: PresenceStoreFactory) -> None:
     """Nobody is present in a channel nobody joined."""
-    store = factory()
-    got = await store.get("nobody")
-    _expect(got == {}, f"empty channel has presence {got}")
-    stats = await store.stats("nobody")
-    _expect(stats == (0, 0), f"empty channel has stats {stats}")
+    async with _open(factory) as store:
+        got = await store.get("nobody")
+        _expect(got == {}, f"empty channel has presence {got}")
+        stats = await store.stats("nobody")
+        _expect(stats == (0, 0), f"empty channel has stats {stats}")
 
 
 async def check_add_get(factory: PresenceStoreFactory) -> None:
     """After `add`, `get` returns the client's info under its client id."""
-    store = factory()
-    info = _info("c1", "u1", b'{"name":"ann"}')
-    await store.add("room", info)
-    got = await store.get("room")
-    _expect(set(got) == {"c1"}, f"presence has clients {set(got)}, expected c1")
-    _expect(got["c1"].user == "u1", f"user came back as {got['c1'].user!r}")
-    _expect(got["c1"].client == "c1", f"client came back as {got['c1'].client!r}")
-    _expect(
-        bytes(got["c1"].conn_info) == b'{"name":"ann"}',
-        f"conn_info came back as {bytes(got['c1'].conn_info)!r}",
-    )
-    _expect(await store.stats("room") == (1, 1), "stats after one add is not (1, 1)")
+    async with _open(factory) as store:
+        info = _info("c1", "u1", b'{"name":"ann"}')
+        await store.add("room", info)
+        got = await store.get("room")
+        _expect(set(got) == {"c1"}, f"presence has clients {set(got)}, expected c1")
+        _expect(got["c1"].user == "u1", f"user came back as {got['c1'].user!r}")
+        _expect(got["c1"].client == "c1", f"client came back as {got['c1'].client!r}")
+        _expect(
+            bytes(got["c1"].conn_info) == b'{"name":"ann"}',
+            f"conn_info came back as {bytes(got['c1'].conn_info)!r}",
+        )
+        _expect(await store.stats("room") == (1, 1), "stats after one add is not (1, 1)")
 
 
 async def check_stats_count_distinct_users(factory: PresenceStoreFactory) -> None:
     """`stats` counts connections and distinct users."""
-    store = factory()
-    await store.add("room", _info("c1", "u1"))
-    await store.add("room", _info("c2", "u1"))
-    stats = await store.stats("room")
-    _expect(stats == (2, 1), f"two connections of one user: stats {stats}, expected (2, 1)")
-    await store.add("room", _info("c3", "u2"))
-    stats = await store.stats("room")
-    _expect(stats == (3, 2), f"three connections of two users: stats {stats}, expected (3, 2)")
+    async with _open(factory) as store:
+        await store.add("room", _info("c1", "u1"))
+        await store.add("room", _info("c2", "u1"))
+        stats = await store.stats("room")
+        _expect(stats == (2, 1), f"two connections of one user: stats {stats}, expected (2, 1)")
+        await store.add("room", _info("c3", "u2"))
+        stats = await store.stats("room")
+        _expect(stats == (3, 2), f"three connections of two users: stats {stats}, expected (3, 2)")
 
 
 async def check_add_twice_replaces(factory: PresenceStoreFactory) -> None:
     """Adding the same client again updates its info; it is still one client."""
-    store = factory()
-    await store.add("room", _info("c1", "u1", b"1"))
-    await store.add("room", _info("c1", "u1", b"2"))
-    got = await store.get("room")
-    _expect(list(got) == ["c1"], f"re-adding c1 gave clients {list(got)}")
-    _expect(bytes(got["c1"].conn_info) == b"2", "re-adding c1 did not update its info")
-    _expect(await store.stats("room") == (1, 1), "re-adding c1 counted it twice")
+    async with _open(factory) as store:
+        await store.add("room", _info("c1", "u1", b"1"))
+        await store.add("room", _info("c1", "u1", b"2"))
+        got = await store.get("room")
+        _expect(list(got) == ["c1"], f"re-adding c1 gave clients {list(got)}")
+        _expect(bytes(got["c1"].conn_info) == b"2", "re-adding c1 did not update its info")
+        _expect(await store.stats("room") == (1, 1), "re-adding c1 counted it twice")
 
 
 async def check_remove(factory: PresenceStoreFactory) -> None:
     """`remove` forgets one client in one channel; removing an absent one is no error."""
-    store = factory()
-    await store.add("room", _info("c1", "u1"))
-    await store.add("room", _info("c2", "u2"))
-    await store.add("hall", _info("c1", "u1"))
-    await store.remove("room", "c1")
-    got = await store.get("room")
-    _expect(set(got) == {"c2"}, f"after removing c1, room has {set(got)}")
-    _expect(await store.stats("room") == (1, 1), "stats still count the removed client")
-    _expect(set(await store.get("hall")) == {"c1"}, "remove in room removed c1 from hall")
-    await store.remove("room", "c1")
-    await store.remove("nowhere", "c9")
-    await store.remove("room", "c2")
-    _expect(await store.get("room") == {}, "room is not empty after everyone left")
-    _expect(await store.stats("room") == (0, 0), "stats of an emptied room are not (0, 0)")
+    async with _open(factory) as store:
+        await store.add("room", _info("c1", "u1"))
+        await store.add("room", _info("c2", "u2"))
+        await store.add("hall", _info("c1", "u1"))
+        await store.remove("room", "c1")
+        got = await store.get("room")
+        _expect(set(got) == {"c2"}, f"after removing c1, room has {set(got)}")
+        _expect(await store.stats("room") == (1, 1), "stats still count the removed client")
+        _expect(set(await store.get("hall")) == {"c1"}, "remove in room removed c1 from hall")
+        await store.remove("room", "c1")
+        await store.remove("nowhere", "c9")
+        await store.remove("room", "c2")
+        _expect(await store.get("room") == {}, "room is not empty after everyone left")
+        _expect(await store.stats("room") == (0, 0), "stats of an emptied room are not (0, 0)")
 
 
 async def check_channels_independent(factory: PresenceStoreFactory) -> None:
     """Presence in one channel says nothing about another."""
-    store = factory()
-    await store.add("a", _info("c1", "u1"))
-    await store.add("b", _info("c2", "u2"))
-    _expect(set(await store.get("a")) == {"c1"}, "channel a sees clients of b")
-    _expect(set(await store.get("b")) == {"c2"}, "channel b sees clients of a")
+    async with _open(factory) as store:
+        await store.add("a", _info("c1", "u1"))
+        await store.add("b", _info("c2", "u2"))
+        _expect(set(await store.get("a")) == {"c1"}, "channel a sees clients of b")
+        _expect(set(await store.get("b")) == {"c2"}, "channel b sees clients of a")
 
 
 async def check_get_returns_copy(factory: PresenceStoreFactory) -> None:
     """Changing the dict `get` returned does not change the store."""
-    store = factory()
-    await store.add("room", _info("c1", "u1"))
-    got = await store.get("room")
-    got.clear()
-    _expect(set(await store.get("room")) == {"c1"}, "clearing get()'s result emptied the store")
+    async with _open(factory) as store:
+        await store.add("room", _info("c1", "u1"))
+        got = await store.get("room")
+        got.clear()
+        _expect(set(await store.get("room")) == {"c1"}, "clearing get()'s result emptied the store")
+
+
+async def check_presence_expiry(pair: PresencePairFactory) -> None:
+    """The clients of a node that stops refreshing vanish within `entry_ttl`; others stay."""
+    clock = FakeClock()
+    a, b = pair(clock)
+    try:
+        ttl = a.entry_ttl
+        _expect(ttl > 0, f"{type(a).__name__} has no entry_ttl: it cannot expire entries")
+        await a.add("room", _info("c1", "u1"))
+        await b.add("room", _info("c2", "u2"))
+        await b.add("room", _info("c3", "u2"))
+        for name, store in (("A", a), ("B", b)):
+            stats = await store.stats("room")
+            _expect(stats == (3, 2), f"node {name} sees stats {stats}, expected (3, 2)")
+        clock.advance(ttl * 0.6)
+        await b.refresh()
+        await a.close()  # node A dies: nobody refreshes c1 any more
+        _expect(
+            set(await b.get("room")) == {"c1", "c2", "c3"},
+            "an entry vanished before its entry_ttl",
+        )
+        clock.advance(ttl * 0.6)
+        got = set(await b.get("room"))
+        _expect(got == {"c2", "c3"}, f"after the dead node's ttl, presence is {got}")
+        stats = await b.stats("room")
+        _expect(stats == (2, 1), f"after the dead node's ttl, stats are {stats}")
+        await b.remove("room", "c3")
+        await b.refresh()
+        clock.advance(ttl * 0.6)
+        got = set(await b.get("room"))
+        _expect(got == {"c2"}, f"refresh kept or revived the wrong entries: {got}")
+    finally:
+        await b.close()
 
 
 PRESENCE_STORE_CHECKS: tuple[PresenceStoreCheck, ...] = (

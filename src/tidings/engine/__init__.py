@@ -1,0 +1,1 @@
+"""Connections to the engines that join nodes into a cluster (Redis)."""

@@ -1,0 +1,182 @@
+"""Expiring entries in Redis: what presence and the user register are made of.
+
+A set of entries under a name (a channel for presence, a user for the
+register), each `member -> (value, group)` with an expiry time. A node
+refreshes the entries it added every `ttl / 3` seconds; when a node dies,
+its entries stop being refreshed and vanish from reads within `ttl`.
+
+Keys of name `n` (prefix `P`, family `F`, `{t}` = `channel_tag(n)`):
+
+    P.F{t}.v   hash  member -> value
+    P.F{t}.g   hash  member -> group (presence: user id; register: node id)
+    P.F{t}.x   zset  member -> expiry time (ms, from the caller's clock)
+
+Every read first drops expired members, in the same script. The keys
+themselves expire `ttl` after the last add, so a name nobody refreshes
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tidings.engine.redis import LuaScript, RedisEngine, channel_tag
+
+log = logging.getLogger(__name__)
+
+_PURGE = """
+local function purge(values, groups, expiry, now)
+  local gone = redis.call('zrangebyscore', expiry, '-inf', now)
+  for _, member in ipairs(gone) do
+    redis.call('hdel', values, member)
+    redis.call('hdel', groups, member)
+  end
+  if #gone > 0 then redis.call('zremrangebyscore', expiry, '-inf', now) end
+end
+"""
+
+# KEYS: values, groups, expiry. ARGV: member, value, group, expires at ms, key ttl ms.
+ADD = LuaScript("""
+redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+redis.call('hset', KEYS[2], ARGV[1], ARGV[3])
+redis.call('zadd', KEYS[3], ARGV[4], ARGV[1])
+for i = 1, 3 do redis.call('pexpire', KEYS[i], ARGV[5]) end
+return 1
+""")
+
+# KEYS: values, groups, expiry. ARGV: member.
+REMOVE = LuaScript("""
+redis.call('hdel', KEYS[1], ARGV[1])
+redis.call('hdel', KEYS[2], ARGV[1])
+redis.call('zrem', KEYS[3], ARGV[1])
+return 1
+""")
+
+# KEYS: values, groups, expiry. ARGV: now ms. Returns {member, value, group, ...}.
+GET = LuaScript(
+    _PURGE
+    + """
+purge(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
+local values = redis.call('hgetall', KEYS[1])
+local reply = {}
+for i = 1, #values, 2 do
+  reply[#reply + 1] = values[i]
+  reply[#reply + 1] = values[i + 1]
+  reply[#reply + 1] = redis.call('hget', KEYS[2], values[i]) or ''
+end
+return reply
+"""
+)
+
+# KEYS: values, groups, expiry. ARGV: now ms. Returns {members, distinct groups}.
+COUNT = LuaScript(
+    _PURGE
+    + """
+purge(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
+local seen, distinct = {}, 0
+local groups = redis.call('hvals', KEYS[2])
+for _, group in ipairs(groups) do
+  if not seen[group] then seen[group] = true; distinct = distinct + 1 end
+end
+return {#groups, distinct}
+"""
+)
+
+
+class ExpiringEntries:
+    """Entries of one family (`presence`, `user`) on a `RedisEngine`.
+
+    Entries this instance added are remembered (bounded by what the node
+    holds) and re-added every `ttl / 3` seconds by a task that starts with
+    the first add and stops at `close`.
+    """
+
+    def __init__(
+        self,
+        engine: RedisEngine,
+        family: str,
+        ttl: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.family = family
+        self.ttl = ttl
+        self.clock = clock
+        #: name -> member -> (value, group): what this node must keep alive.
+        self.local: dict[str, dict[str, tuple[bytes, str]]] = {}
+        self._refresher: asyncio.Task[None] | None = None
+
+    def keys(self, name: str) -> list[str]:
+        base = f"{self.engine.prefix}.{self.family}{channel_tag(name)}."
+        return [base + "v", base + "g", base + "x"]
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    async def _run(self, name: str, script: LuaScript, args: list[Any]) -> Any:
+        keys = self.keys(name)
+        return await self.engine.call(name, lambda: self.engine.run(name, script, keys, args))
+
+    async def add(self, name: str, member: str, value: bytes, group: str) -> None:
+        self.local.setdefault(name, {})[member] = (value, group)
+        self._start_refresher()
+        await self._add(name, member, value, group)
+
+    async def _add(self, name: str, member: str, value: bytes, group: str) -> None:
+        ttl_ms = int(self.ttl * 1000)
+        await self._run(name, ADD, [member, value, group, self._now_ms() + ttl_ms, ttl_ms])
+
+    async def remove(self, name: str, member: str) -> None:
+        members = self.local.get(name)
+        if members is not None:
+            members.pop(member, None)
+            if not members:
+                del self.local[name]
+        await self._run(name, REMOVE, [member])
+
+    async def get(self, name: str) -> list[tuple[str, bytes, str]]:
+        """(member, value, group) of every live entry."""
+        reply = await self._run(name, GET, [self._now_ms()])
+        return [
+            (reply[i].decode(), bytes(reply[i + 1]), reply[i + 2].decode())
+            for i in range(0, len(reply), 3)
+        ]
+
+    async def count(self, name: str) -> tuple[int, int]:
+        """(live entries, distinct groups among them)."""
+        members, groups = await self._run(name, COUNT, [self._now_ms()])
+        return int(members), int(groups)
+
+    async def refresh(self) -> None:
+        """Re-add every entry this instance holds (expiry moves `ttl` ahead)."""
+        adds = [
+            self._add(name, member, value, group)
+            for name, members in list(self.local.items())
+            for member, (value, group) in list(members.items())
+        ]
+        results = await asyncio.gather(*adds, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            log.warning("%d %s entries not refreshed: %s", len(failed), self.family, failed[0])
+
+    def _start_refresher(self) -> None:
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            await self.refresh()
+
+    async def close(self) -> None:
+        """Stop refreshing (entries then expire on their own; nothing is removed)."""
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None

@@ -1,0 +1,71 @@
+"""The Redis PresenceStore passes the shared presence checks in every topology,
+and its entries expire when their node stops refreshing them."""
+
+from __future__ import annotations
+
+import pytest
+
+from tidings.engine.redis import RedisEngine, RedisSettings
+from tidings.presence.base import PresenceStore
+from tidings.presence.redis import RedisPresenceStore
+from tidings.testing import PRESENCE_STORE_CHECKS, check_presence_expiry, check_presence_store
+from tidings.testing.clock import FakeClock
+from tidings.testing.presence import PresenceStoreCheck, PresenceStoreFactory
+
+
+def engine(settings: RedisSettings, prefix: str) -> RedisEngine:
+    return RedisEngine(RedisSettings(settings.addresses, settings.cluster_addresses, prefix=prefix))
+
+
+def redis_store(settings: RedisSettings) -> PresenceStoreFactory:
+    count = 0
+
+    def make() -> PresenceStore:
+        nonlocal count
+        count += 1
+        return RedisPresenceStore(engine(settings, f"{settings.prefix}-{count}"), owns_engine=True)
+
+    return make
+
+
+@pytest.mark.parametrize("check", PRESENCE_STORE_CHECKS, ids=lambda c: c.__name__)
+async def test_check(engine_settings: RedisSettings, check: PresenceStoreCheck) -> None:
+    await check(redis_store(engine_settings))
+
+
+async def test_whole_suite(engine_settings: RedisSettings) -> None:
+    await check_presence_store(redis_store(engine_settings))
+
+
+async def test_entries_of_a_dead_node_expire(engine_settings: RedisSettings) -> None:
+    def pair(clock: FakeClock) -> tuple[PresenceStore, PresenceStore]:
+        return (
+            RedisPresenceStore(
+                engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True
+            ),
+            RedisPresenceStore(
+                engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True
+            ),
+        )
+
+    await check_presence_expiry(pair)
+
+
+class NeverExpires(RedisPresenceStore):
+    """Ignores the clock: entries live for ever."""
+
+    def __init__(self, engine: RedisEngine, clock: FakeClock) -> None:
+        super().__init__(engine, clock=lambda: 1000.0, owns_engine=True)
+
+
+async def test_expiry_check_rejects_a_store_that_never_expires(
+    engine_settings: RedisSettings,
+) -> None:
+    def pair(clock: FakeClock) -> tuple[PresenceStore, PresenceStore]:
+        return (
+            NeverExpires(engine(engine_settings, engine_settings.prefix), clock),
+            NeverExpires(engine(engine_settings, engine_settings.prefix), clock),
+        )
+
+    with pytest.raises(AssertionError, match="dead node"):
+        await check_presence_expiry(pair)

@@ -1,0 +1,104 @@
+"""Every UserRegister implementation passes the shared conformance checks.
+
+Memory, and Redis in every topology (real redis-server processes); the
+Redis register also forgets the connections of a dead node.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tidings.engine.redis import RedisEngine, RedisSettings
+from tidings.register.base import UserConnection, UserRegister
+from tidings.register.memory import MemoryUserRegister
+from tidings.register.redis import RedisUserRegister
+from tidings.testing import REGISTER_CHECKS, check_register, check_register_expiry
+from tidings.testing.clock import FakeClock
+from tidings.testing.register import RegisterCheck, RegisterFactory
+
+
+def engine(settings: RedisSettings, prefix: str) -> RedisEngine:
+    return RedisEngine(RedisSettings(settings.addresses, settings.cluster_addresses, prefix=prefix))
+
+
+def redis_register(settings: RedisSettings) -> RegisterFactory:
+    count = 0
+
+    def make() -> UserRegister:
+        nonlocal count
+        count += 1
+        return RedisUserRegister(engine(settings, f"{settings.prefix}-{count}"), owns_engine=True)
+
+    return make
+
+
+@pytest.mark.parametrize("check", REGISTER_CHECKS, ids=lambda c: c.__name__)
+async def test_memory(check: RegisterCheck) -> None:
+    await check(MemoryUserRegister)
+
+
+@pytest.mark.parametrize("check", REGISTER_CHECKS, ids=lambda c: c.__name__)
+async def test_redis(engine_settings: RedisSettings, check: RegisterCheck) -> None:
+    await check(redis_register(engine_settings))
+
+
+async def test_whole_suite(engine_settings: RedisSettings) -> None:
+    await check_register(MemoryUserRegister)
+    await check_register(redis_register(engine_settings))
+
+
+async def test_connections_of_a_dead_node_expire(engine_settings: RedisSettings) -> None:
+    def pair(clock: FakeClock) -> tuple[UserRegister, UserRegister]:
+        return (
+            RedisUserRegister(
+                engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True
+            ),
+            RedisUserRegister(
+                engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True
+            ),
+        )
+
+    await check_register_expiry(pair)
+
+
+# --- the suite itself must catch broken registers ----------------------------------
+
+
+class LastOnly(MemoryUserRegister):
+    """Keeps one connection per user."""
+
+    async def add(self, connection: UserConnection) -> None:
+        self._users[connection.user] = {connection.client: connection}
+
+
+class SharesItsList(MemoryUserRegister):
+    """Hands out the list it keeps the connections in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lists: dict[str, list[UserConnection]] = {}
+
+    async def add(self, connection: UserConnection) -> None:
+        await super().add(connection)
+        self._lists[connection.user] = await super().connections(connection.user)
+
+    async def connections(self, user: str) -> list[UserConnection]:
+        return self._lists.setdefault(user, [])
+
+
+class RemovesByClientOnly(MemoryUserRegister):
+    async def remove(self, user: str, client: str) -> None:
+        for name in list(self._users):
+            await super().remove(name, client)
+
+
+class KeepsFirstNode(MemoryUserRegister):
+    async def add(self, connection: UserConnection) -> None:
+        if connection.client not in self._users.get(connection.user, {}):
+            await super().add(connection)
+
+
+@pytest.mark.parametrize("broken", [LastOnly, SharesItsList, RemovesByClientOnly, KeepsFirstNode])
+async def test_suite_rejects_broken_register(broken: type[MemoryUserRegister]) -> None:
+    with pytest.raises(AssertionError):
+        await check_register(broken)
