@@ -2,7 +2,8 @@
 # Build the compiled benchmark programs into .peers/bin (gitignored, never committed):
 #   goload      the Go load generator behind `tidings bench --client go`
 #               (source: src/tidings/bench/goload)
-#   centrifugo  Centrifugo v6, a peer in benchmarks/compare.py
+#   centrifugo  Centrifugo v6, a peer in benchmarks/compare.py (a link to the copy
+#               scripts/build-centrifugo.sh builds for the proxy tests)
 # Usage: sh scripts/build-bench-peers.sh [goload] [centrifugo]   (default: both)
 # Idempotent: a program is rebuilt only when missing or older than its source.
 # Go modules come through the module proxy into Go's own cache (GOMODCACHE).
@@ -33,15 +34,10 @@ build_goload() {
 }
 
 build_centrifugo() {
-    out="$BIN/centrifugo"
-    stamp="$BIN/.centrifugo-$CENTRIFUGO_VERSION"
-    if [ -x "$out" ] && [ -f "$stamp" ]; then
-        return 0
-    fi
-    echo "build-bench-peers: installing centrifugo $CENTRIFUGO_VERSION (a few minutes)"
-    GOBIN="$BIN" "$GO" install "github.com/centrifugal/centrifugo/v6@$CENTRIFUGO_VERSION"
-    rm -f "$BIN"/.centrifugo-*
-    touch "$stamp"
+    # One copy of Centrifugo for the tests and the benchmarks: scripts/build-centrifugo.sh
+    # installs it into tests/peers/bin; .peers/bin/centrifugo points at it.
+    CENTRIFUGO_VERSION="$CENTRIFUGO_VERSION" sh "$ROOT/scripts/build-centrifugo.sh"
+    ln -sf "$ROOT/tests/peers/bin/centrifugo" "$BIN/centrifugo"
 }
 
 [ "$#" -gt 0 ] || set -- goload centrifugo

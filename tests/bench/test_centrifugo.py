@@ -1,6 +1,14 @@
-"""The Centrifugo v6 config written for a load run (the peer itself runs in compare.py)."""
+"""Centrifugo v6 as a bench target: its generated config, and tiny runs against it."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tidings.bench import centrifugo
 from tidings.bench.scenarios import API_NAMESPACES
@@ -29,3 +37,42 @@ def test_redis_config() -> None:
     )
     assert cfg["engine"] == {"type": "redis", "redis": {"address": ["redis://127.0.0.1:7001"]}}
     assert cfg["channel"]["namespaces"] == []
+
+
+def _bench(tmp_path: Path, *args: str) -> dict[str, Any]:
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tidings", "bench", *args, "--out", str(out), "--no-plot"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=80,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (path,) = out.glob("*.json")
+    record: dict[str, Any] = json.loads(path.read_text())
+    return record
+
+
+@pytest.mark.timeout(90)
+def test_fanout_against_centrifugo(tmp_path: Path) -> None:
+    """Centrifugo (built for the proxy tests too) verifies the Go client's tokens and
+    delivers every publication of the API's single and batch calls."""
+    args = ["--conns", "20", "--settle", "0.2", "--seconds", "1", "--sample-every", "2"]
+    record = _bench(tmp_path, "fanout", "--target", "centrifugo", "--client", "go", *args)
+    assert record["target"] == "centrifugo"
+    result = record["result"]
+    assert result["publish_errors"] == 0 and result["publications"] == 5
+    assert result["deliveries"] == result["deliveries_expected"] == 100
+    assert result["exact"] is True
+    assert result["latency_samples"] == 50
+
+
+@pytest.mark.timeout(90)
+def test_connections_against_centrifugo_with_redis(tmp_path: Path) -> None:
+    args = ["--conns", "20", "--settle", "0.2", "--channels", "2"]
+    record = _bench(tmp_path, "connections", "--target", "centrifugo-redis", *args)
+    result = record["result"]
+    assert result["conns"] == 20 and result["failed"] == 0 and result["lost"] == 0
+    # Centrifugo and its private redis-server are measured together.
+    assert result["rss_after_mb"] > result["rss_before_mb"] > 0
