@@ -1,8 +1,9 @@
 #!/bin/sh
 # What the tests need beyond the Python packages: Debian's chromium, Node.js and npm
 # (for the centrifuge SDK), the SDK copied into the demo, redis-server/redis-tools
-# (Redis engine tests start their own servers), and Go with the Go load generator
-# `goload` built into .peers/bin (tests/bench). Idempotent: when
+# (Redis engine tests start their own servers), serf and the Go memberlist peer (gossip
+# interop), nftables (fault tests), the NSQ peers, Centrifugo, and Go with the Go load
+# generator `goload` built into .peers/bin (tests/bench). Idempotent: when
 # everything is present it only checks. `apt-get update` runs only when installing.
 set -eu
 
@@ -13,6 +14,8 @@ command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v redis-cli >/dev/null 2>&1 || missing="$missing redis-tools"
+command -v serf >/dev/null 2>&1 || missing="$missing serf"
+command -v nft >/dev/null 2>&1 || missing="$missing nftables"
 command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] || missing="$missing golang-go"
 
 if [ -n "$missing" ]; then
@@ -40,3 +43,5 @@ sh "$ROOT/scripts/build-nsq-peers.sh"
 
 # The Go load generator behind `tidings bench --client go` (tests/bench).
 sh "$ROOT/scripts/build-bench-peers.sh" goload
+# The Go memberlist peer for the gossip interop tests and vectors.
+sh "$ROOT/scripts/build-gossip-peers.sh"
