@@ -14,6 +14,14 @@ from tidings.api.server import ApiServer
 from tidings.config import Settings
 from tidings.core.node import Node
 from tidings.demo import routes as demo_routes
+from tidings.core.emulation import EmulationSessions
+from tidings.transport.emulation import (
+    BIDI_SSE_PATH,
+    EMULATION_PATH,
+    HTTP_STREAM_PATH,
+    emulation_handler,
+    stream_handler,
+)
 from tidings.transport.sse import SSE_PATH, sse_handler
 from tidings.transport.websocket import ClientPortRouter, serve_client_port
 
@@ -38,6 +46,11 @@ class Server:
         self.node = Node(settings)
         self.router = ClientPortRouter(self.node)
         self.router.add_http(SSE_PATH, sse_handler(self.node))
+        #: Streams of emulated connections (HTTP-stream, SSE) by session id.
+        self.emulation = EmulationSessions(self.node.uid)
+        self.router.add_http(HTTP_STREAM_PATH, stream_handler(self.node, self.emulation, False))
+        self.router.add_http(BIDI_SSE_PATH, stream_handler(self.node, self.emulation, True))
+        self.router.add_http(EMULATION_PATH, emulation_handler(self.node, self.emulation))
         if settings.demo:
             demo_routes.install(self.router, settings)
         self.api = ApiServer(self.node, settings.api_key, settings.api_insecure)

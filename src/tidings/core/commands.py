@@ -102,6 +102,8 @@ class CommandHandler:
             ping=max(1, round(node.settings.client_ping_interval)),
             pong=client.codec.expects_pong,
             node=node.uid,
+            # Emulated connections (HTTP-stream, SSE) name it in their emulation requests.
+            session=getattr(client.transport, "emulation_session", ""),
             time=int(time.time() * 1000),
         )
         if expire_at:
