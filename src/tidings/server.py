@@ -12,9 +12,9 @@ from aiohttp import web
 from tidings import demo
 from tidings.api.server import ApiServer
 from tidings.config import Settings
+from tidings.core.emulation import EmulationSessions
 from tidings.core.node import Node
 from tidings.demo import routes as demo_routes
-from tidings.core.emulation import EmulationSessions
 from tidings.transport.emulation import (
     BIDI_SSE_PATH,
     EMULATION_PATH,

@@ -64,6 +64,7 @@ class EmulationStream(asyncio.Protocol):
         sessions: EmulationSessions,
         transport: asyncio.Transport,
         peer_ip: str,
+        *,
         codec: Codec,
         sse: bool,
         slot: ConnectionSlot | None = None,
@@ -182,11 +183,13 @@ def stream_handler(node: Node, sessions: EmulationSessions, sse: bool) -> HttpHa
         if request.method != allowed:
             respond(transport, 405, f"{allowed} only\n".encode(), headers={"Allow": allowed})
             return
+        codec: Codec = JSON_CODEC
         if sse:
-            connect, codec = request.query.get("cf_connect", "").encode(), JSON_CODEC
+            connect = request.query.get("cf_connect", "").encode()
         else:
             connect = request.body
-            codec = PROTOBUF_CODEC if _is_binary(request) else JSON_CODEC
+            if _is_binary(request):
+                codec = PROTOBUF_CODEC
         if not connect.strip():
             respond(transport, 400, b"the connect command is missing\n", headers=_cors(request))
             return
@@ -194,7 +197,7 @@ def stream_handler(node: Node, sessions: EmulationSessions, sse: bool) -> HttpHa
             respond(transport, 413, b"connect command too large\n", headers=_cors(request))
             return
         stream = EmulationStream(
-            node, sessions, transport, request.peer_ip, codec, sse, request.slot
+            node, sessions, transport, request.peer_ip, codec=codec, sse=sse, slot=request.slot
         )
         request.slot = None  # the stream releases it when it closes
         transport.set_protocol(stream)
