@@ -10,7 +10,8 @@ VENDOR="$ROOT/src/tidings/demo/static/vendor"
 WORK="$ROOT/build/npm"
 
 if [ -f "$VENDOR/centrifuge.js" ] && [ -f "$VENDOR/centrifuge.protobuf.js" ] \
-    && [ "$(cat "$VENDOR/VERSION" 2>/dev/null)" = "$VERSION" ]; then
+    && [ "$(cat "$VENDOR/VERSION" 2>/dev/null)" = "$VERSION" ] \
+    && [ -f "$WORK/node_modules/centrifuge/build/index.js" ]; then
     exit 0
 fi
 if ! command -v npm >/dev/null 2>&1; then
