@@ -123,7 +123,7 @@ class _Reader:
         self.data = data
         self.pos = 0
 
-    def int(self) -> int:
+    def number(self) -> int:
         value, start = 0, self.pos
         while self.pos < len(self.data) and (digit := _VALUES.get(self.data[self.pos])) is not None:
             value = (value << 6) | digit
@@ -142,15 +142,15 @@ class _Reader:
 def apply(source: bytes, delta: bytes) -> bytes:
     """The target that `delta` makes of `source`; raises `DeltaError` if it does not apply."""
     reader = _Reader(delta)
-    size = reader.int()
+    size = reader.number()
     if reader.char() != ord("\n"):
         raise DeltaError("size not terminated by a newline")
     out = bytearray()
     while True:
-        count = reader.int()
+        count = reader.number()
         op = reader.char()
         if op == ord("@"):
-            offset = reader.int()
+            offset = reader.number()
             if reader.char() != ord(","):
                 raise DeltaError("copy not terminated by ','")
             if offset + count > len(source):
