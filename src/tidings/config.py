@@ -45,6 +45,8 @@ class ChannelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     allow_user_limited_channels: bool = False
     durable: bool = False
     fsync: str = "batch"
+    allowed_delta_types: tuple[str, ...] = ()
+    delta_publish: bool = False
 
     @property
     def history_enabled(self) -> bool:
@@ -70,6 +72,8 @@ CHANNEL_OPTION_DOCS: dict[str, str] = {
     "allow_user_limited_channels": "channels like 'dialog#42,43' limited to the users listed",
     "durable": "keep history in the durable store (SQLite under data_dir); survives restarts",
     "fsync": "durable write policy: 'always' (fsync each), 'batch' (group commit), 'never'",
+    "allowed_delta_types": "delta compressions subscribers may ask for: [] or ['fossil']",
+    "delta_publish": "send every publication as a delta to subscribers that negotiated one",
 }
 
 
@@ -421,6 +425,12 @@ def _check(settings: Settings) -> None:
     for key, value in fsync_keys:
         if value not in FSYNC_POLICIES:
             raise ConfigError(key, f"must be one of {', '.join(FSYNC_POLICIES)}, not {value!r}")
+    delta_keys = [("channel", settings.channel)]
+    delta_keys += [(f"namespaces.{ns}", o) for ns, o in settings.namespaces.items()]
+    for prefix, options in delta_keys:
+        for kind in options.allowed_delta_types:
+            if kind != "fossil":
+                raise ConfigError(f"{prefix}.allowed_delta_types", f"unknown delta type {kind!r}")
     for key in ("user_events_batch_size", "user_events_queue_size"):
         if getattr(settings, key) <= 0:
             raise ConfigError(key, "must be greater than zero")

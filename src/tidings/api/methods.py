@@ -99,6 +99,7 @@ class ServerApi:
             tags=req.tags,
             skip_history=req.skip_history,
             idempotency_key=req.idempotency_key,
+            delta=req.delta,
         )
         result = _position(position)
         if cache_key:
@@ -117,6 +118,7 @@ class ServerApi:
                 tags=req.tags,
                 b64data=req.b64data,
                 idempotency_key=req.idempotency_key,
+                delta=req.delta,
             )
             responses.append(await self._respond(self.publish(single)))
         return {"responses": responses}

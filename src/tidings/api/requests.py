@@ -30,6 +30,8 @@ class PublishRequest(_Request):
     tags: dict[str, str] | None = None
     b64data: str = ""
     idempotency_key: str = ""
+    #: Subscribers that negotiated deltas may get this publication as one.
+    delta: bool = False
 
 
 class BroadcastRequest(_Request):
@@ -38,6 +40,7 @@ class BroadcastRequest(_Request):
     skip_history: bool = False
     tags: dict[str, str] | None = None
     b64data: str = ""
+    delta: bool = False
     idempotency_key: str = ""
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from tidings import __version__
+from tidings.core import deltas
 from tidings.core.auth import TokenExpired, TokenInvalid, ttl_of
 from tidings.core.outbox import REPLY_MARGIN, encoded_size
 from tidings.errors import DisconnectError, ReplyError
@@ -179,6 +180,7 @@ class CommandHandler:
         if req.recover and not client.take_history_token():
             self.node.counters["refused_history_rate"] += 1
             raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
+        deltas.check_type(req.delta)
         result = await self.node.subscribe_client(
             client,
             channel,
@@ -189,6 +191,8 @@ class CommandHandler:
             info=info,
             expire_at=expire_at,
         )
+        if deltas.negotiate(req.delta, channel.options, result):
+            deltas.subscribed(self.node, client, channel.name, result)
         return Reply(id=command.id, subscribe=result)
 
     async def unsubscribe(self, client: Client, command: Command) -> Reply:

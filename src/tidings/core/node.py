@@ -410,6 +410,7 @@ class Node:
         tags: dict[str, str] | None = None,
         skip_history: bool = False,
         idempotency_key: str = "",
+        delta: bool = False,
     ) -> Position:
         """Store (if the channel keeps history) then deliver to every local subscriber.
 
@@ -435,7 +436,7 @@ class Node:
                 return position  # the store already had this idempotency key
             self.deliveries.stored(name, position.offset)
         self.counters["publications"] += 1
-        count = self.deliver(name, pub)
+        count = self.deliver(name, pub, delta=delta or opts.delta_publish)
         if count and pub.offset:
             clients = [c.id for c in itertools.islice(self.hub.subscribers(name), MAX_CLIENTS)]
             self.deliveries.delivered(name, pub.offset, clients)
@@ -443,13 +444,13 @@ class Node:
             self.events.emit(Event(EventType.PUBLISHED, channel=name, time=time.time()))
         return position
 
-    def deliver(self, name: str, pub: Publication) -> int:
+    def deliver(self, name: str, pub: Publication, delta: bool = False) -> int:
         """Queue `pub` for every local subscriber at the end of this loop turn.
 
         Returns the number of subscribers it is queued for. Publications of one
         turn are batched per channel (see `PublicationBatches`).
         """
-        if not self.batches.add(name, pub):
+        if not self.batches.add(name, pub, delta):
             return 0
         self.flusher.schedule()
         return self.hub.num_subscribers(name)

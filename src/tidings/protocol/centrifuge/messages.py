@@ -46,6 +46,8 @@ class SubscribeRequest(_Message):
     recoverable: bool = False
     join_leave: bool = False
     delta: str = ""
+    #: Bits of `SUBSCRIBE_FLAG_*`.
+    flag: int = 0
 
 
 class ConnectRequest(_Message):
@@ -158,6 +160,8 @@ class Publication(_Message):
     offset: int = 0
     tags: dict[str, str] | None = None
     time: int = 0
+    #: `data` is a fossil delta against the subscriber's previous publication.
+    delta: bool = False
 
 
 class SubscribeResult(_Message):
@@ -171,6 +175,8 @@ class SubscribeResult(_Message):
     positioned: bool = False
     data: Raw = EMPTY
     was_recovering: bool = False
+    #: Delta compression was negotiated: publications may carry deltas.
+    delta: bool = False
 
 
 class ConnectResult(_Message):
