@@ -259,7 +259,7 @@ def test_unknown_fields_are_skipped(codec: ProtobufCodec) -> None:
     body += bytes.fromhex("99 06") + b"\x01" * 8 + bytes.fromhex("95 06") + b"\x02" * 4
     (command,) = codec.decode(uvarint(len(body)) + body)
     assert command == m.Command(
-        id=4, subscribe=m.SubscribeRequest(channel="c"), connect=m.ConnectRequest(token="t")
+        id=4, subscribe=m.SubscribeRequest(channel="c", flag=3), connect=m.ConnectRequest(token="t")
     )
 
 
