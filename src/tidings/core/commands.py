@@ -254,7 +254,7 @@ class CommandHandler:
                 f"history of {len(pubs)} publications exceeds client_queue_max_size ({limit}):"
                 " ask with a smaller limit, then page with since",
             )
-        result = HistoryResult(publications=pubs or None, epoch=top.epoch, offset=top.offset)
+        result = HistoryResult(publications=pubs, epoch=top.epoch, offset=top.offset)
         return Reply(id=command.id, history=result)
 
     async def ping(self, client: Client, command: Command) -> Reply:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from msgspec import Meta, Raw, Struct
+from msgspec import Meta, Raw, Struct, field
 
 #: The empty payload. Always use this object (via `raw()`), never `Raw(b"")`:
 #: msgspec omits a default only when it is this very object.
@@ -25,6 +25,16 @@ def raw(data: bytes) -> Raw:
 
 class _Message(Struct, omit_defaults=True):
     pass
+
+
+class _Written(str):
+    """The type of `WRITTEN`."""
+
+
+#: The default of string fields that Centrifugo's JSON always has, even empty:
+#: msgspec omits a default only when it is this very object, so a value of ""
+#: is written (`"user":""`) while an unset field is not.
+WRITTEN = _Written()
 
 
 # --- requests (client -> server) -------------------------------------------------
@@ -148,8 +158,8 @@ class Error(_Message):
 
 
 class ClientInfo(_Message):
-    user: str = ""
-    client: str = ""
+    user: str = WRITTEN
+    client: str = WRITTEN
     conn_info: Raw = EMPTY
     chan_info: Raw = EMPTY
 
@@ -201,17 +211,20 @@ class PublishResult(_Message):
     pass
 
 
-class PresenceResult(_Message):
-    presence: dict[str, ClientInfo] | None = None
+# Results whose every field Centrifugo writes, zero or not (SDKs read them as given).
 
 
-class PresenceStatsResult(_Message):
+class PresenceResult(Struct):
+    presence: dict[str, ClientInfo] = field(default_factory=dict)
+
+
+class PresenceStatsResult(Struct):
     num_clients: int = 0
     num_users: int = 0
 
 
-class HistoryResult(_Message):
-    publications: list[Publication] | None = None
+class HistoryResult(Struct):
+    publications: list[Publication] = field(default_factory=list)
     epoch: str = ""
     offset: int = 0
 
