@@ -258,6 +258,20 @@ async def test_recovery_with_another_epoch_is_not_recovered(alice: Conn, node: N
     assert reply["subscribe"].get("recovered", False) is False
 
 
+async def test_reject_unrecovered_flag_gives_112_and_no_subscription(
+    alice: Conn, node: Node
+) -> None:
+    first = await node.publish("stream:f", Raw(b"1"))
+    for n in range(2, 6):
+        await node.publish("stream:f", Raw(str(n).encode()))
+    reply = await alice.subscribe("stream:f", recover=True, offset=1, epoch=first.epoch, flag=2)
+    assert reply["error"] == {"code": 112, "message": "unrecoverable position"}
+    assert "stream:f" not in alice.client.subscriptions
+    # Recoverable: the flag changes nothing.
+    reply = await alice.subscribe("stream:f", recover=True, offset=4, epoch=first.epoch, flag=2)
+    assert reply["subscribe"]["recovered"] is True
+
+
 # --- unsubscribe ----------------------------------------------------------------------
 
 

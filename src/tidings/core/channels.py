@@ -110,7 +110,7 @@ class ChannelRules:
         if namespace:
             options = self._namespaces.get(namespace)
             if options is None:
-                raise ReplyError(ErrorCode.UNKNOWN_CHANNEL, f"unknown namespace {namespace!r}")
+                raise ReplyError(ErrorCode.UNKNOWN_CHANNEL)  # "unknown channel", as Centrifugo
         else:
             options = self._default
         allowed: frozenset[str] | None = None

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 
 Handler = Callable[["Client", Command], Awaitable[Reply | None]]
 
+#: Subscribe request flag: error 112 instead of a subscription that could not recover.
+SUBSCRIBE_FLAG_REJECT_UNRECOVERED = 2
+
 
 class CommandHandler:
     """Dispatches a client's commands by method name."""
@@ -190,6 +193,7 @@ class CommandHandler:
             recoverable=req.recoverable,
             info=info,
             expire_at=expire_at,
+            reject_unrecovered=bool(req.flag & SUBSCRIBE_FLAG_REJECT_UNRECOVERED),
         )
         if deltas.negotiate(req.delta, channel.options, result):
             deltas.subscribed(self.node, client, channel.name, result)

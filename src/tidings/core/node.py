@@ -290,6 +290,7 @@ class Node:
         server_side: bool = False,
         budget: int | None = None,
         newest_that_fit: bool = False,
+        reject_unrecovered: bool = False,
     ) -> SubscribeResult:
         """Subscribe `client` (permissions already checked) and return the result.
 
@@ -336,6 +337,12 @@ class Node:
                     budget=budget,
                     newest_that_fit=newest_that_fit,
                 )
+                if reject_unrecovered and recover and not result.recovered:
+                    # The client asked to be refused instead (subscribe flag 2): it
+                    # then gets its state afresh (error 112, as Centrifugo).
+                    if opts.presence:
+                        await self.presence.remove(name, client.id)
+                    raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
                 sub.epoch, sub.floor = result.epoch, result.offset
         except BaseException:
             client.subscriptions.pop(name, None)
