@@ -136,3 +136,12 @@ async def test_garbage_commands_close_only_that_session(server: ServerProcess) -
     assert await call(server, body) == 404  # the session is gone with its stream
     assert await call(server, bob.emulation({"id": 2, "subscribe": {"channel": "room"}})) == 204
     assert "subscribe" in await bob.reply()
+
+
+async def test_server_api_session_selects_one_emulated_connection(server: ServerProcess) -> None:
+    first, second = await open_stream(server, "ann"), await open_stream(server, "ann")
+    await api(server, "disconnect", {"user": "ann", "session": second.session})
+    assert (await second.reply())["push"]["disconnect"]["code"] == 3503
+    # The other connection of the same user is untouched.
+    assert await call(server, first.emulation({"id": 2, "subscribe": {"channel": "room"}})) == 204
+    assert "subscribe" in await first.reply()

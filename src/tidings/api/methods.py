@@ -8,6 +8,8 @@ as `ReplyError` and become `{"error": {"code", "message"}}`.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import os
 import resource
@@ -24,6 +26,7 @@ from tidings.core.node import Node
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge import codes
 from tidings.protocol.centrifuge.codes import Disconnect, ErrorCode
+from tidings.protocol.centrifuge.protobuf_codec import is_json
 from tidings.store.base import OutOfRange, Position, UnrecoverablePosition
 
 Result = dict[str, Any]
@@ -127,27 +130,27 @@ class ServerApi:
 
     async def subscribe(self, req: rq.SubscribeRequest) -> Result:
         _need(req.user, "user")
-        _unsupported(b64info=req.b64info, b64data=req.b64data, session=req.session)
         since = req.recover_since
         await self.node.subscribe_user(
             req.user,
             req.channel,
             client_id=req.client,
-            info=bytes(req.info),
-            data=bytes(req.data),
+            info=bytes(_optional_payload(req.info, req.b64info, "b64info")),
+            data=bytes(_optional_payload(req.data, req.b64data, "b64data")),
             since=Position(since.offset, since.epoch) if since is not None else None,
+            session=req.session,
         )
         return {}
 
     async def unsubscribe(self, req: rq.UnsubscribeRequest) -> Result:
         _need(req.user, "user")
-        _unsupported(session=req.session)
-        await self.node.unsubscribe_user(req.user, req.channel, client_id=req.client)
+        await self.node.unsubscribe_user(
+            req.user, req.channel, client_id=req.client, session=req.session
+        )
         return {}
 
     async def disconnect(self, req: rq.DisconnectRequest) -> Result:
         _need(req.user, "user")
-        _unsupported(session=req.session)
         disconnect = codes.FORCE_DISCONNECT
         if req.disconnect is not None and req.disconnect.code:
             code = req.disconnect.code
@@ -159,14 +162,18 @@ class ServerApi:
             disconnect,
             client_id=req.client,
             whitelist=frozenset(req.whitelist or ()),
+            session=req.session,
         )
         return {}
 
     async def refresh(self, req: rq.RefreshRequest) -> Result:
         _need(req.user, "user")
-        _unsupported(session=req.session)
         self.node.refresh_user(
-            req.user, client_id=req.client, expired=req.expired, expire_at=req.expire_at
+            req.user,
+            client_id=req.client,
+            expired=req.expired,
+            expire_at=req.expire_at,
+            session=req.session,
         )
         return {}
 
@@ -341,21 +348,30 @@ class ServerApi:
 
 
 def _payload(data: Raw, b64data: str) -> Raw:
-    if b64data:
-        raise ReplyError(
-            ErrorCode.BAD_REQUEST, "b64data is not supported: JSON clients need JSON data"
-        )
-    if not len(data):
+    payload = _optional_payload(data, b64data, "b64data")
+    if not len(payload):
         raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
-    return data
+    return payload
 
 
-def _unsupported(**fields: str) -> None:
-    """Refuse fields Centrifugo has and tidings does not, instead of ignoring them."""
-    given = [name for name, value in fields.items() if value]
-    if given:
-        hint = " (select connections with `client`)" if "session" in given else ""
-        raise ReplyError(ErrorCode.BAD_REQUEST, f"not supported: {', '.join(given)}{hint}")
+def _optional_payload(data: Raw, b64: str, name: str) -> Raw:
+    """`data`, or the payload given in base64 as `b64` (which wins, as in Centrifugo).
+
+    The decoded bytes must be one JSON value: every publication also goes to
+    JSON clients, which receive payloads verbatim inside their JSON frames
+    (Centrifugo sends them even when they are not JSON, breaking those frames).
+    """
+    if not b64:
+        return data
+    try:
+        decoded = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise ReplyError(ErrorCode.BAD_REQUEST, f"{name} is not valid base64") from None
+    if decoded and not is_json(decoded):
+        raise ReplyError(
+            ErrorCode.BAD_REQUEST, f"{name} must decode to JSON: JSON clients receive it verbatim"
+        )
+    return Raw(decoded)
 
 
 def _need(value: str, name: str) -> None:

@@ -25,7 +25,7 @@ class DisconnectReason(_Request):
 
 class PublishRequest(_Request):
     channel: str
-    data: Raw
+    data: Raw = Raw()
     skip_history: bool = False
     tags: dict[str, str] | None = None
     b64data: str = ""
@@ -36,7 +36,7 @@ class PublishRequest(_Request):
 
 class BroadcastRequest(_Request):
     channels: list[str]
-    data: Raw
+    data: Raw = Raw()
     skip_history: bool = False
     tags: dict[str, str] | None = None
     b64data: str = ""

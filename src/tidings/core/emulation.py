@@ -14,7 +14,20 @@ from __future__ import annotations
 import enum
 import uuid
 from abc import ABC, abstractmethod
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from tidings.core.client import Client
+
+
+def session_of(client: Client) -> str:
+    """The session id of `client`'s connection: set for emulated ones, else empty.
+
+    As in Centrifugo, it is what the server API's `session` field selects
+    (a WebSocket connection has none: select it by `client`).
+    """
+    session: str = getattr(client.transport, "emulation_session", "")
+    return session
 
 
 class EmulationTarget(Protocol):

@@ -28,6 +28,7 @@ from tidings.core.client import Client, Subscription
 from tidings.core.commands import CommandHandler
 from tidings.core.deadlines import Deadlines
 from tidings.core.delivery import MAX_CLIENTS, DeliveryLog
+from tidings.core.emulation import session_of
 from tidings.core.events import Event, EventDispatcher, EventType
 from tidings.core.flusher import Flusher
 from tidings.core.heartbeat import PingWheel
@@ -464,9 +465,14 @@ class Node:
 
     # --- server-side operations -----------------------------------------------------
 
-    def user_clients(self, user: str, client_id: str = "") -> list[Client]:
+    def user_clients(self, user: str, client_id: str = "", session: str = "") -> list[Client]:
+        """The user's connections here, or only the one with `client_id` and/or `session`."""
         clients = self.hub.user_clients(user)
-        return [c for c in clients if c.id == client_id] if client_id else clients
+        if client_id:
+            clients = [c for c in clients if c.id == client_id]
+        if session:
+            clients = [c for c in clients if session_of(c) == session]
+        return clients
 
     async def subscribe_user(
         self,
@@ -477,10 +483,11 @@ class Node:
         info: bytes = b"",
         data: bytes = b"",
         since: Position | None = None,
+        session: str = "",
     ) -> None:
         """Subscribe the user's connections server-side (recovering from `since` if given)."""
         channel = self.rules.resolve(name)
-        for client in self.user_clients(user, client_id):
+        for client in self.user_clients(user, client_id, session):
             if name in client.subscriptions:
                 continue
             result = await self.subscribe_client(
@@ -498,9 +505,11 @@ class Node:
             for pub in result.publications or ():
                 client.reply(Reply(push=Push(channel=name, pub=pub)))
 
-    async def unsubscribe_user(self, user: str, name: str, *, client_id: str = "") -> None:
+    async def unsubscribe_user(
+        self, user: str, name: str, *, client_id: str = "", session: str = ""
+    ) -> None:
         self.rules.resolve(name)
-        for client in self.user_clients(user, client_id):
+        for client in self.user_clients(user, client_id, session):
             await self.unsubscribe_client(client, name, push=True)
 
     def disconnect_user(
@@ -510,16 +519,24 @@ class Node:
         *,
         client_id: str = "",
         whitelist: frozenset[str] = frozenset(),
+        session: str = "",
     ) -> int:
-        clients = [c for c in self.user_clients(user, client_id) if c.id not in whitelist]
+        clients = self.user_clients(user, client_id, session)
+        clients = [c for c in clients if c.id not in whitelist]
         for client in clients:
             client.disconnect(disconnect)
         return len(clients)
 
     def refresh_user(
-        self, user: str, *, client_id: str = "", expired: bool = False, expire_at: int = 0
+        self,
+        user: str,
+        *,
+        client_id: str = "",
+        expired: bool = False,
+        expire_at: int = 0,
+        session: str = "",
     ) -> None:
-        for client in self.user_clients(user, client_id):
+        for client in self.user_clients(user, client_id, session):
             if expired:
                 client.disconnect(codes.EXPIRED)
                 continue
