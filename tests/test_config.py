@@ -15,6 +15,7 @@ from tidings.config import (
     merge,
     parse_duration,
     parse_scalar,
+    personal_channel_name_format,
     table_assignments,
 )
 from tidings.errors import ConfigError, TidingsError
@@ -269,3 +270,17 @@ def test_history_enabled_needs_size_and_ttl() -> None:
     assert not ChannelOptions(history_size=5).history_enabled
     assert not ChannelOptions(history_ttl=5).history_enabled
     assert ChannelOptions(history_size=5, history_ttl=5).history_enabled
+
+
+def test_personal_channel_namespace_must_exist() -> None:
+    error = config_error({"personal_channel_namespace": "inbox"})
+    assert error.key == "personal_channel_namespace"
+    settings = build({"personal_channel_namespace": "inbox", "namespaces": {"inbox": {}}})
+    assert personal_channel_name_format(settings) == "inbox:#{user}"
+
+
+def test_delta_types_are_checked() -> None:
+    error = config_error({"namespaces": {"a": {"allowed_delta_types": ["xdelta"]}}})
+    assert error.key == "namespaces.a.allowed_delta_types"
+    settings = build({"channel": {"allowed_delta_types": ["fossil"], "delta_publish": True}})
+    assert settings.channel.allowed_delta_types == ("fossil",)

@@ -96,6 +96,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     allow_anonymous: bool = False
     personal_channel: bool = True
     personal_channel_format: str = "#{user}"
+    personal_channel_namespace: str = ""
     personal_channel_history_size: int = 1000
     personal_channel_history_ttl: float = 7 * 86400.0
     personal_channel_durable: bool = True
@@ -158,6 +159,10 @@ SETTING_DOCS: dict[str, str] = {
     "allow_anonymous": "accept connections without a token (or with empty sub) as anonymous",
     "personal_channel": "subscribe every authenticated connection to its user's personal channel",
     "personal_channel_format": "name of a user's personal channel; {user} is the user id",
+    "personal_channel_namespace": (
+        "namespace whose options personal channels take (presence, join/leave, publish,"
+        " history), named '<ns>:#<user>' unless personal_channel_format says otherwise"
+    ),
     "personal_channel_history_size": "inbox size: messages kept per personal channel",
     "personal_channel_history_ttl": "inbox age limit, e.g. '7d'",
     "personal_channel_durable": "keep personal channels (offline inboxes) in the durable store",
@@ -375,7 +380,18 @@ def build(raw: Mapping[str, Any]) -> Settings:
     return settings
 
 
+def personal_channel_name_format(settings: Settings) -> str:
+    """The format of personal channel names: `personal_channel_format`, or, with a
+    `personal_channel_namespace` and the default format, `<ns>:#{user}` (as Centrifugo)."""
+    if settings.personal_channel_namespace and settings.personal_channel_format == "#{user}":
+        return settings.personal_channel_namespace + ":#{user}"
+    return settings.personal_channel_format
+
+
 def _check(settings: Settings) -> None:
+    namespace = settings.personal_channel_namespace
+    if namespace and namespace not in settings.namespaces:
+        raise ConfigError("personal_channel_namespace", f"no namespace {namespace!r}")
     for key in ("port", "api_port"):
         value = getattr(settings, key)
         if not 0 <= value <= 65535:

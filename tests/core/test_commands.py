@@ -162,6 +162,40 @@ async def test_personal_channel_subscribed_on_connect(
     assert any(r.get("push", {}).get("pub", {}).get("data") == "hi" for r in conn.transport.take())
 
 
+async def test_personal_channel_takes_its_namespace_options(
+    node_factory: Callable[..., Node], tmp_path: Path
+) -> None:
+    """With `personal_channel_namespace`, `<ns>:#<user>` is like any channel of that namespace."""
+    inbox = {
+        "presence": True,
+        "join_leave": True,
+        "force_push_join_leave": True,
+        "allow_publish_for_subscriber": True,
+        "allow_presence_for_subscriber": True,
+        "history_size": 10,
+        "history_ttl": "1m",
+    }
+    node = node_factory(
+        personal_channel=True,
+        personal_channel_namespace="inbox",
+        namespaces={"inbox": inbox},
+        data_dir=str(tmp_path),
+    )
+    personal = node.personal_channel("bob")
+    assert personal == "inbox:#bob"
+    first, second = Conn(node), Conn(node)
+    reply = await first.call({"id": 1, "connect": {"token": token("bob")}})
+    assert personal in reply["connect"]["subs"]
+    await second.call({"id": 1, "connect": {"token": token("bob")}})
+    await settle()
+    assert any("join" in r.get("push", {}) for r in first.transport.take())  # join/leave
+    reply = await first.call({"id": 2, "presence_stats": {"channel": personal}})
+    assert reply["presence_stats"] == {"num_clients": 2, "num_users": 1}
+    reply = await first.call({"id": 3, "publish": {"channel": personal, "data": {"n": 1}}})
+    assert reply == {"id": 3, "publish": {}}  # client publish, as the namespace allows
+    assert (await node.history.position(personal)).offset == 1
+
+
 # --- subscribe ------------------------------------------------------------------------
 
 

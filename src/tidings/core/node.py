@@ -19,7 +19,7 @@ from pathlib import Path
 
 from msgspec import Raw
 
-from tidings.config import Settings
+from tidings.config import Settings, personal_channel_name_format
 from tidings.core.auth import TokenVerifier
 from tidings.core.batches import EncodedOnce, PublicationBatches
 from tidings.core.broadcast import PacedBroadcasts
@@ -243,7 +243,7 @@ class Node:
         return client
 
     def personal_channel(self, user: str) -> str:
-        return self.settings.personal_channel_format.format(user=user)
+        return personal_channel_name_format(self.settings).format(user=user)
 
     def client_connected(self, client: Client) -> None:
         """Index a client whose connect succeeded; 3504 if its user has too many."""
