@@ -86,6 +86,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     api_port: int = 9000
     api_key: str = ""
     api_insecure: bool = False
+    api_on_client_port: bool = False
     api_max_body_size: int = 10 * 1024 * 1024
     api_body_timeout: float = 10.0
     token_hmac_secret: str = ""
@@ -149,6 +150,7 @@ SETTING_DOCS: dict[str, str] = {
     "api_port": "server API port: POST /api/<method>, GET /health",
     "api_key": "key the API requires in X-API-Key (random, printed at start, if empty)",
     "api_insecure": "serve the API without a key (development only)",
+    "api_on_client_port": "also serve /api on the client port (less safe; the key is still needed)",
     "api_max_body_size": "largest API request body, bytes (HTTP 413 above)",
     "api_body_timeout": "seconds an API request has to send its body (HTTP 408 after)",
     "token_hmac_secret": "HMAC secret of connection tokens (random, printed at start, if empty)",

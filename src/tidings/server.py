@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from tidings import demo
+from tidings.api.client_port import api_handler, api_paths
 from tidings.api.server import ApiServer
 from tidings.config import Settings
 from tidings.core.emulation import EmulationSessions
@@ -54,9 +55,18 @@ class Server:
         if settings.demo:
             demo_routes.install(self.router, settings)
         self.api = ApiServer(self.node, settings.api_key, settings.api_insecure)
+        if settings.api_on_client_port:
+            handler = api_handler(self._api_server)
+            for path in api_paths(self.api.api.method_names):
+                self.router.add_http(path, handler)
         self._client_server: asyncio.Server | None = None
         self._api_runner: web.AppRunner | None = None
         self.ports = Ports(0, 0)
+
+    def _api_server(self) -> web.Server | None:
+        """aiohttp's protocol factory of the API, once started (one-port mode)."""
+        runner = self._api_runner
+        return runner.server if runner is not None else None
 
     async def start(self) -> Ports:
         await self.node.start()
