@@ -145,3 +145,19 @@ async def test_server_api_session_selects_one_emulated_connection(server: Server
     # The other connection of the same user is untouched.
     assert await call(server, first.emulation({"id": 2, "subscribe": {"channel": "room"}})) == 204
     assert "subscribe" in await first.reply()
+
+
+async def test_pings_on_the_stream_pongs_through_emulation(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """The server pings on the stream; a pong sent to /emulation keeps the session."""
+    server = server_factory({"client_ping_interval": 1.0, "client_pong_timeout": 0.8})
+    stream = await open_stream(server, "pat")
+    for _ in range(3):
+        line = await asyncio.wait_for(stream.reader.readline(), TIMEOUT)
+        assert json.loads(line) == {}  # a ping
+        assert await call(server, stream.emulation({})) == 204  # the pong
+    # Still connected: a command is answered.
+    stats = {"id": 5, "presence_stats": {"channel": "x"}}
+    assert await call(server, stream.emulation(stats)) == 204
+    assert (await stream.reply())["id"] == 5
