@@ -29,15 +29,15 @@ DIGITS = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz~"
 _VALUES = {c: i for i, c in enumerate(DIGITS)}
 #: Bytes of source per indexed block, and shortest copy worth a command.
 BLOCK = 16
-#: Bytes compared at once while growing a match.
-_STRIDE = 64
+#: Bytes compared at once while growing a match, from the most.
+_STRIDES = (256, 64, 16, 4, 1)
 
 
 class DeltaError(ValueError):
     """A delta that does not apply to the source it is given."""
 
 
-def _int(n: int) -> bytes:
+def _digits(n: int) -> bytes:
     if n == 0:
         return b"0"
     out = bytearray()
@@ -46,6 +46,14 @@ def _int(n: int) -> bytes:
         n >>= 6
     out.reverse()
     return bytes(out)
+
+
+#: Every integer below 4096 (two digits), written once.
+_SMALL = tuple(_digits(n) for n in range(4096))
+
+
+def _int(n: int) -> bytes:
+    return _SMALL[n] if n < 4096 else _digits(n)
 
 
 def checksum(data: bytes) -> int:
@@ -65,15 +73,11 @@ def _is_continuation(byte: int) -> bool:
 
 def _common_forward(a: bytes, i: int, b: bytes, j: int) -> int:
     """How many bytes `a[i:]` and `b[j:]` have in common at their start."""
-    n = 0
-    while a[i + n : i + n + _STRIDE] == b[j + n : j + n + _STRIDE]:
-        step = min(_STRIDE, len(a) - i - n, len(b) - j - n)
-        if step <= 0:
-            return n
-        n += step
     limit = min(len(a) - i, len(b) - j)
-    while n < limit and a[i + n] == b[j + n]:
-        n += 1
+    n = 0
+    for stride in _STRIDES:  # long runs compared a slice at a time, then narrowed down
+        while n + stride <= limit and a[i + n : i + n + stride] == b[j + n : j + n + stride]:
+            n += stride
     return n
 
 
