@@ -27,6 +27,7 @@ from tidings.config import (
     text_value,
 )
 from tidings.errors import ConfigError
+from tidings.queue import command as queue_command
 
 _TABLES = ("channel", "namespaces")
 
@@ -249,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _token_parser(sub)
     bench_command.add_parser(sub)
+    queue_command.add_parser(sub)
     return parser
 
 
@@ -262,4 +264,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return token(args)
     if args.command == "bench":
         return bench_command.run(args)
+    if args.command == "queue":
+        return queue_command.run(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
