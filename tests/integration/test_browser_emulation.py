@@ -1,9 +1,10 @@
 """The npm SDK in headless Chromium over the emulation transports, WebSocket unavailable.
 
 The SDK is given the transports `[websocket, http_stream, sse]`, as an
-application would configure it, in a page whose browser offers no WebSocket
-(and, for SSE, no readable fetch streams): it must fall back to the one
-left, connect, subscribe, publish through the emulation endpoint, receive
+application would configure it, in a page whose browser offers all of them
+(it then takes WebSocket), or no WebSocket, or neither WebSocket nor
+readable fetch streams: it must use the first one left, connect,
+subscribe, publish (through the emulation endpoint when emulated), receive
 API publications, and recover what it missed after a server-side
 disconnect. JSON and Protobuf builds (SSE is JSON only, as in the SDK).
 Chromium is Debian's; `make test` installs it and the SDK
@@ -24,7 +25,15 @@ from tests.integration.support.api import api_body as api
 
 CHROMIUM = Path("/usr/bin/chromium")
 VENDOR = Path(__file__).resolve().parents[2] / "src/tidings/demo/static/vendor"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    # The test page is served by Playwright, not from 127.0.0.1: without this, Chromium
+    # treats it as public and blocks its WebSocket to a loopback address.
+    "--disable-features=LocalNetworkAccessChecks",
+]
 TIMEOUT_MS = 15_000
 
 pytestmark = [pytest.mark.timeout(120)]
@@ -34,14 +43,14 @@ from playwright.async_api import Browser, Page, async_playwright  # noqa: E402
 #: Runs in the page: connects with every transport configured, records what happens.
 CLIENT_JS = """
 async (args) => {
-  window.WebSocket = undefined;           // a browser (or proxy) without WebSocket
+  if (args.noWebSocket) { window.WebSocket = undefined; }  // a browser (or proxy) without it
   if (args.noStreams) { window.ReadableStream = undefined; }
   const protobuf = args.protobuf;
   const enc = (v) => protobuf ? new TextEncoder().encode(JSON.stringify(v)) : v;
   const dec = (d) => protobuf ? JSON.parse(new TextDecoder().decode(d)) : d;
   const log = window.emuLog = {connected: [], pubs: [], subscribed: [], errors: []};
   const c = new Centrifuge([
-    {transport: 'websocket', endpoint: '/connection/websocket'},
+    {transport: 'websocket', endpoint: args.wsUrl},
     {transport: 'http_stream', endpoint: '/connection/http_stream'},
     {transport: 'sse', endpoint: '/connection/sse'},
   ], {token: args.token, emulationEndpoint: '/emulation', minReconnectDelay: 1500,
@@ -112,13 +121,25 @@ async def log_of(page: Page) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("transport", "protobuf"),
-    [("http_stream", False), ("http_stream", True), ("sse", False)],
+    [
+        ("http_stream", False),
+        ("http_stream", True),
+        ("sse", False),
+        ("websocket", False),
+        ("websocket", True),
+    ],
 )
 async def test_sdk_over_emulation_subscribes_publishes_recovers(
     browser: Browser, server: ServerProcess, transport: str, protobuf: bool
 ) -> None:
     page = await open_page(browser, server, protobuf)
-    args = {"token": server.token("ana"), "protobuf": protobuf, "noStreams": transport == "sse"}
+    args = {
+        "token": server.token("ana"),
+        "wsUrl": server.ws_url,
+        "protobuf": protobuf,
+        "noWebSocket": transport != "websocket",
+        "noStreams": transport == "sse",
+    }
     await page.evaluate(CLIENT_JS, args)
     await wait_for(page, "window.emuLog.subscribed.length === 1")
     log = await log_of(page)
@@ -151,7 +172,13 @@ async def test_emulation_sessions_are_separate(browser: Browser, server: ServerP
     """Two pages over HTTP-stream: each one's commands reach its own session only."""
     pages = [await open_page(browser, server, False) for _ in range(2)]
     for i, page in enumerate(pages):
-        args = {"token": server.token(f"user{i}"), "protobuf": False, "noStreams": False}
+        args = {
+            "token": server.token(f"user{i}"),
+            "wsUrl": server.ws_url,
+            "protobuf": False,
+            "noWebSocket": True,
+            "noStreams": False,
+        }
         await page.evaluate(CLIENT_JS, args)
     for page in pages:
         await wait_for(page, "window.emuLog.subscribed.length === 1")
