@@ -12,6 +12,7 @@ import msgspec
 from tidings import __version__
 from tidings.core import deltas
 from tidings.core.auth import TokenExpired, TokenInvalid, ttl_of
+from tidings.core.emulation import session_of
 from tidings.core.outbox import REPLY_MARGIN, encoded_size
 from tidings.errors import DisconnectError, ReplyError
 from tidings.protocol.centrifuge import codes
@@ -107,7 +108,7 @@ class CommandHandler:
             pong=client.codec.expects_pong,
             node=node.uid,
             # Emulated connections (HTTP-stream, SSE) name it in their emulation requests.
-            session=getattr(client.transport, "emulation_session", ""),
+            session=session_of(client),
             time=int(time.time() * 1000),
         )
         if expire_at:

@@ -444,7 +444,7 @@ class Node:
                 return position  # the store already had this idempotency key
             self.deliveries.stored(name, position.offset)
         self.counters["publications"] += 1
-        count = self.deliver(name, pub, delta=delta or opts.delta_publish)
+        count = self.deliver(name, pub, delta=delta)
         if count and pub.offset:
             clients = [c.id for c in itertools.islice(self.hub.subscribers(name), MAX_CLIENTS)]
             self.deliveries.delivered(name, pub.offset, clients)
@@ -456,8 +456,10 @@ class Node:
         """Queue `pub` for every local subscriber at the end of this loop turn.
 
         Returns the number of subscribers it is queued for. Publications of one
-        turn are batched per channel (see `PublicationBatches`).
+        turn are batched per channel (see `PublicationBatches`). With `delta` (or
+        the namespace's `delta_publish`), delta subscribers may get it as a delta.
         """
+        delta = delta or self.rules.resolve(name).options.delta_publish
         if not self.batches.add(name, pub, delta):
             return 0
         self.flusher.schedule()
