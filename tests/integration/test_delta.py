@@ -88,8 +88,6 @@ async def start_client(
     assert SDK.exists(), "centrifuge npm SDK missing: run scripts/vendor-sdk.sh"
     proc = await asyncio.create_subprocess_exec(
         node,
-        "--experimental-websocket",
-        "--no-warnings",
         str(CLIENT),
         str(SDK),
         fmt,
