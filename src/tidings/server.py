@@ -10,7 +10,11 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from tidings import demo
+from tidings.api import request_ids
+from tidings.api.admin import AdminUi
 from tidings.api.client_port import api_handler, api_paths
+from tidings.api.debug import NodeDebugger
+from tidings.api.metrics import Metrics
 from tidings.api.server import ApiServer
 from tidings.config import Settings
 from tidings.core.emulation import EmulationSessions
@@ -55,6 +59,12 @@ class Server:
         if settings.demo:
             demo_routes.install(self.router, settings)
         self.api = ApiServer(self.node, settings.api_key, settings.api_insecure)
+        NodeDebugger().install(self.api.api)
+        self.metrics = Metrics(self.node)
+        self.metrics.install(self.api.app, self.api.api.method_names)
+        if AdminUi.enabled(settings):
+            AdminUi(self.node, self.api.api, settings).install(self.api.app)
+        request_ids.install(self.api.app)
         if settings.api_on_client_port:
             handler = api_handler(self._api_server)
             for path in api_paths(self.api.api.method_names):
@@ -121,7 +131,10 @@ def print_banner(settings: Settings, ports: Ports) -> None:
         f"  clients:  ws://{host}:{ports.client}/connection/websocket",
         f"  API:      http://{api_host}:{ports.api}/api/<method>  (header X-API-Key)",
         f"  health:   http://{api_host}:{ports.api}/health",
+        f"  metrics:  http://{api_host}:{ports.api}/metrics",
     ]
+    if AdminUi.enabled(settings):
+        lines.append(f"  admin:    http://{api_host}:{ports.api}/admin")
     if settings.demo:
         lines.append(f"  demo:     http://{host}:{ports.client}/  (chat room)")
     print("\n".join(lines), flush=True)

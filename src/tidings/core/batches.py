@@ -52,6 +52,8 @@ class PublicationBatches:
         self._batches: dict[str, _Batch] = {}
         #: Channels with delta subscribers, and what their deltas start from.
         self._bases: dict[str, ChannelBase | None] = {}
+        #: Bytes written straight to clients (queued ones are counted when flushed).
+        self.bytes_out = 0
 
     def __bool__(self) -> bool:
         return bool(self._batches)
@@ -94,26 +96,35 @@ class PublicationBatches:
             if name in self._bases:
                 run = DeltaRun(batch.replies, batch.eligible, self._bases[name])
             delta_subscribers = 0
+            json_written = other_bytes = 0
             for client in list(self._hub.subscribers(name)):
-                codec = client.codec
-                if run is not None:
-                    sub = client.subscriptions.get(name)
-                    if sub is not None and sub.delta:
-                        delta_subscribers += 1
-                        _deliver_deltas(run, batch, client, sub)
-                        continue
-                if fresh and client in fresh:
-                    sub = client.subscriptions.get(name)
-                    rest = _after(batch, codec, sub.floor if sub is not None else 0)
-                    if rest:
-                        client.enqueue(rest)
-                elif codec is json_codec:
-                    client.write_now(json_payload)
-                else:
-                    payload = shared.get(codec.name)
-                    if payload is None:
-                        payload = shared[codec.name] = codec.join(batch.encoded_for(codec))
-                    client.write_now(payload)
+                # One client whose write (or encoding) raises is dropped; the others
+                # of the channel, and the other channels, still get theirs.
+                try:
+                    codec = client.codec
+                    if run is not None:
+                        sub = client.subscriptions.get(name)
+                        if sub is not None and sub.delta:
+                            delta_subscribers += 1
+                            other_bytes += _deliver_deltas(run, batch, client, sub)
+                            continue
+                    if fresh and client in fresh:
+                        sub = client.subscriptions.get(name)
+                        rest = _after(batch, codec, sub.floor if sub is not None else 0)
+                        if rest:
+                            client.enqueue(rest)
+                    elif codec is json_codec:
+                        if client.write_now(json_payload):
+                            json_written += 1
+                    else:
+                        payload = shared.get(codec.name)
+                        if payload is None:
+                            payload = shared[codec.name] = codec.join(batch.encoded_for(codec))
+                        if client.write_now(payload):
+                            other_bytes += len(payload)
+                except Exception as exc:
+                    client.fail(f"delivery of {name!r} failed: {exc!r}")
+            self.bytes_out += json_written * len(json_payload) + other_bytes
             if run is not None:
                 if delta_subscribers:
                     self._bases[name] = run.next_base()
@@ -121,15 +132,20 @@ class PublicationBatches:
                     del self._bases[name]
 
 
-def _deliver_deltas(run: DeltaRun, batch: _Batch, client: Client, sub: Subscription) -> None:
+def _deliver_deltas(run: DeltaRun, batch: _Batch, client: Client, sub: Subscription) -> int:
+    """Queue or write the batch for a delta subscriber; the bytes written now, if any."""
+    written = 0
     if batch.fresh and client in batch.fresh:
         skip = sum(1 for offset, _ in batch.replies if offset <= sub.floor)
         items = run.items(client.codec, False, skip) if skip < len(batch.replies) else []
         if items:
             client.enqueue(client.codec.join(items))
     else:
-        client.write_now(run.payload(client.codec, run.continues(sub.delta_seq)))
+        payload = run.payload(client.codec, run.continues(sub.delta_seq))
+        if client.write_now(payload):
+            written = len(payload)
     sub.delta_seq = run.last_seq
+    return written
 
 
 def _after(batch: _Batch, codec: Codec, floor: int) -> bytes:
