@@ -86,7 +86,9 @@ class EmulationStream(asyncio.Protocol):
     def paused(self) -> bool:
         return self._paused
 
-    def start(self, connect: bytes, origin: str) -> None:
+    def start(
+        self, connect: bytes, origin: str, request_headers: dict[str, str] | None = None
+    ) -> None:
         headers = dict(_NO_CACHE)
         if origin:  # the port already checked it against allowed_origins
             headers.update({"Access-Control-Allow-Origin": origin, "Vary": "Origin"})
@@ -98,6 +100,8 @@ class EmulationStream(asyncio.Protocol):
             response_bytes(200, content_type=content_type, headers=headers, keep_open=True)
         )
         self._client = self._node.accept(self, self._codec)
+        if request_headers:  # for the connect proxy, as for other transports
+            self._node.upstream.remember_headers(self._client, request_headers)
         self._client.handle_frame(connect)
 
     def handle_commands(self, data: bytes) -> None:
@@ -201,7 +205,7 @@ def stream_handler(node: Node, sessions: EmulationSessions, sse: bool) -> HttpHa
         )
         request.slot = None  # the stream releases it when it closes
         transport.set_protocol(stream)
-        stream.start(connect, request.headers.get("origin", ""))
+        stream.start(connect, request.headers.get("origin", ""), request.headers)
 
     return handle
 
