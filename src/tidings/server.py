@@ -11,6 +11,7 @@ from aiohttp import web
 
 from tidings import demo
 from tidings.api.server import ApiServer
+from tidings.bridges.node_bridges import NodeBridges
 from tidings.config import Settings
 from tidings.core.node import Node
 from tidings.demo import routes as demo_routes
@@ -36,6 +37,7 @@ class Server:
         self.settings = settings
         demo.configure(settings)
         self.node = Node(settings)
+        self.bridges = NodeBridges(self.node)
         self.router = ClientPortRouter(self.node)
         self.router.add_http(SSE_PATH, sse_handler(self.node))
         if settings.demo:
@@ -47,6 +49,7 @@ class Server:
 
     async def start(self) -> Ports:
         await self.node.start()
+        self.bridges.start()
         self._client_server = await serve_client_port(self.node, self.router)
         self._api_runner = web.AppRunner(
             self.api.app,
@@ -72,6 +75,7 @@ class Server:
             self._client_server.close()
         if self._api_runner is not None:
             await self._api_runner.cleanup()
+        await self.bridges.stop()
         await self.node.stop()
         # Give the close frames a moment to leave the sockets.
         await asyncio.sleep(0.05)

@@ -206,6 +206,9 @@ class CommandHandler:
             # JSON subscribers get payloads verbatim: see "Encodings" in docs/concepts.md.
             raise ReplyError(ErrorCode.BAD_REQUEST, "data must be JSON")
         self.node.rules.check_publish(channel, client.user, req.channel in client.subscriptions)
+        topic = channel.options.queue_topic
+        if topic and self.node.queue_forward is not None:
+            await self.node.queue_forward(topic, channel.name, req.data, client.client_info)
         await self.node.publish(channel.name, req.data, info=client.client_info)
         return Reply(id=command.id, publish=PublishResult())
 
