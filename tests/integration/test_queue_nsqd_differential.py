@@ -81,21 +81,43 @@ async def test_recorded_session_live(
     assert from_tidings == from_nsqd
 
 
+def documented(name: str, from_nsqd: list[str]) -> list[str]:
+    """nsqd's answer changed by the differences docs/queue.md lists (none for most sessions)."""
+    if name == "garbage_binary":
+        # nsqd echoes the raw bytes of a bad command; tidings decodes them as UTF-8
+        # with replacement characters (its error texts are always valid UTF-8).
+        return [
+            line.encode(errors="surrogateescape")
+            .decode("unicode_escape")
+            .encode("latin-1")
+            .decode(errors="replace")
+            for line in from_nsqd
+        ]
+    return from_nsqd
+
+
 @pytest.mark.parametrize(("name", "data"), EXTRA_SESSIONS, ids=[s[0] for s in EXTRA_SESSIONS])
 async def test_extra_session_live(
     servers: tuple[NsqProcess, QueueProcess], name: str, data: bytes
 ) -> None:
     from_nsqd, from_tidings = await both(servers, data)
-    assert from_tidings == from_nsqd
+    assert from_tidings == documented(name, from_nsqd)
 
 
-async def first_answer(port: int, magic: bytes) -> tuple[bytes, bool]:
-    """What a server says to a wrong magic, and whether it closes the connection."""
+async def first_answer(port: int, magic: bytes) -> tuple[bytes, str]:
+    """What a server says to a wrong magic, and whether it then closes the connection."""
     client = await RawClient.connect(port, magic=magic)
     client.send(b"NOP\n")
     try:
         frame = await client.frame(within=2)
-        return frame.data, await client.closed(within=2)
+        try:
+            while await asyncio.wait_for(client.reader.read(65536), 2):
+                pass
+        except TimeoutError:
+            return frame.data, "(open)"
+        except ConnectionResetError:
+            pass  # closed with unread input: a reset instead of an orderly close
+        return frame.data, "(closed)"
     finally:
         client.close()
 
