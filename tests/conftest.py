@@ -35,11 +35,13 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def write_toml(path: Path, settings: dict[str, Any]) -> None:
-    """A TOML file from a flat dict plus `channel` / `namespaces` tables."""
+    """A TOML file from a flat dict plus `channel` / `namespaces` tables and arrays of tables."""
     lines: list[str] = []
     tables: list[str] = []
     for key, value in settings.items():
@@ -50,6 +52,10 @@ def write_toml(path: Path, settings: dict[str, Any]) -> None:
             for ns, opts in value.items():
                 tables.append(f"[namespaces.{ns}]")
                 tables += [f"{k} = {_toml_value(v)}" for k, v in opts.items()]
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for table in value:
+                tables.append(f"[[{key}]]")
+                tables += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
         else:
             lines.append(f"{key} = {_toml_value(value)}")
     path.write_text("\n".join(lines + tables) + "\n")
