@@ -30,7 +30,7 @@ from tidings.config import (
 from tidings.errors import ConfigError
 from tidings.queue import command as queue_command
 
-_TABLES = ("channel", "namespaces", "proxy", "proxies", "rpc_namespaces")
+_TABLES = ("channel", "namespaces", "proxy", "proxies", "rpc_namespaces", "queue_consume")
 
 
 def _serve_parser(sub: Any) -> None:

@@ -271,7 +271,9 @@ _DURATION_KEYS = frozenset(
     }
 )
 FSYNC_POLICIES = ("always", "batch", "never")
-_TABLE_KEYS = frozenset({"channel", "namespaces", "proxy", "proxies", "rpc_namespaces"})
+_TABLE_KEYS = frozenset(
+    {"channel", "namespaces", "proxy", "proxies", "rpc_namespaces", "queue_consume"}
+)
 _NAMESPACE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
