@@ -1,7 +1,8 @@
-"""Bridges between the push system and the NSQ-compatible queue (docs/bridges.md).
+"""Bridges: outside sources that publish into channels, and channels' data sent out.
 
-`inbound`: queue topics into channels; `upstream`: client publications into
-queue topics; `connection`, `consumer` and `producer`: tidings' own small
-asyncio NSQ client on `tidings.protocol.nsq`; `node_bridges`: what a node
-starts and stops from its settings.
+The queue bridges (docs/bridges.md): `inbound` (queue topics into channels),
+`upstream` (client publications into queue topics), on tidings' own small
+asyncio NSQ client (`connection`, `consumer`, `producer`) built on the
+sans-I/O `tidings.protocol.nsq`; `node_bridges` starts and stops them with
+the node.
 """
