@@ -191,6 +191,10 @@ def test_parse_scalar() -> None:
         ),
         ({"queue_consume": [{"topic": "t"}]}, "queue_consume.0"),
         (
+            {"queue_consume": [{"topic": "t" * 60, "nsqd_tcp_addresses": ["q:1"]}]},
+            "queue_consume.0.topic",
+        ),
+        (
             {"queue_consume": [{"topic": "t", "channel": "", "nsqd_tcp_addresses": ["q:1"]}]},
             "queue_consume.0.channel",
         ),

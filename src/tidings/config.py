@@ -531,8 +531,8 @@ def _check_queue(settings: Settings, tables: list[tuple[str, ChannelOptions]]) -
         raise ConfigError("queue_publish_max_pending", "must be greater than zero")
     for index, consume in enumerate(settings.queue_consume):
         where = f"queue_consume.{index}"
-        if not is_valid_name(consume.topic):
-            raise ConfigError(f"{where}.topic", "not a valid NSQ topic name")
+        if not is_valid_name(consume.topic + ".dead"):  # its dead-letter topic too
+            raise ConfigError(f"{where}.topic", "not a valid NSQ topic name of <= 59 characters")
         if not is_valid_name(consume.channel):
             raise ConfigError(f"{where}.channel", "not a valid NSQ channel name")
         if not consume.nsqd_tcp_addresses and not consume.lookupd_http_addresses:

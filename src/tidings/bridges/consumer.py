@@ -98,6 +98,8 @@ class QueueConsumer:
                 backoff = 0.1
             except (OSError, TimeoutError, ConnectionLost, NsqCommandError) as exc:
                 log.warning("queue consumer %s %s/%s: %s", address, self.topic, self.channel, exc)
+            except Exception:  # e.g. a daemon answering garbage: retried, never fatal
+                log.exception("queue consumer %s %s/%s", address, self.topic, self.channel)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._max_backoff)
 

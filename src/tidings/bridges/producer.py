@@ -89,6 +89,8 @@ class QueueProducer:
                 await connection.closed.wait()
             except (OSError, TimeoutError, ConnectionLost, NsqCommandError) as exc:
                 log.warning("queue producer %s: %s", self.address, exc)
+            except Exception:  # e.g. a daemon answering garbage: retried, never fatal
+                log.exception("queue producer %s", self.address)
             finally:
                 self._connected.clear()
                 await connection.close()
