@@ -185,6 +185,8 @@ def test_parse_scalar() -> None:
             "namespaces.o.queue_topic",
         ),
         ({"queue_publish_max_pending": 0}, "queue_publish_max_pending"),
+        ({"queue_rpc_topics": {"o": "t"}}, "queue_rpc_topics.o"),
+        ({"queue_publish_address": "q:1", "queue_rpc_topics": {"o": "a b"}}, "queue_rpc_topics.o"),
         (
             {"queue_consume": [{"topic": "t*", "nsqd_tcp_addresses": ["q:1"]}]},
             "queue_consume.0.topic",

@@ -30,7 +30,15 @@ from tidings.config import (
 from tidings.errors import ConfigError
 from tidings.queue import command as queue_command
 
-_TABLES = ("channel", "namespaces", "proxy", "proxies", "rpc_namespaces", "queue_consume")
+_TABLES = (
+    "channel",
+    "namespaces",
+    "proxy",
+    "proxies",
+    "rpc_namespaces",
+    "queue_consume",
+    "queue_rpc_topics",
+)
 
 
 def _serve_parser(sub: Any) -> None:

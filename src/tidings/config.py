@@ -170,6 +170,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     queue_consume: list[QueueConsumeOptions] = msgspec.field(default_factory=list)
     queue_publish_address: str = ""
     queue_publish_max_pending: int = 1000
+    queue_rpc_topics: dict[str, str] = msgspec.field(default_factory=dict)
     channel: ChannelOptions = msgspec.field(default_factory=ChannelOptions)
     namespaces: dict[str, ChannelOptions] = msgspec.field(default_factory=dict)
     proxy: ProxySettings = msgspec.field(default_factory=ProxySettings)
@@ -244,6 +245,7 @@ SETTING_DOCS: dict[str, str] = {
     "lookupd_http_addresses: queue messages {channel, data} published into channels",
     "queue_publish_address": "nsqd/tidings queue TCP address for namespaces' queue_topic",
     "queue_publish_max_pending": "publications waiting for the queue at once (more: error 100)",
+    "queue_rpc_topics": "table: RPC namespace -> queue topic; RPC '<ns>:<method>' is PUB'd there",
     "channel": "table: options of channels without a namespace",
     "namespaces": "tables: [namespaces.<name>] options of channels '<name>:...'",
     **PROXY_SETTING_DOCS,
@@ -272,7 +274,15 @@ _DURATION_KEYS = frozenset(
 )
 FSYNC_POLICIES = ("always", "batch", "never")
 _TABLE_KEYS = frozenset(
-    {"channel", "namespaces", "proxy", "proxies", "rpc_namespaces", "queue_consume"}
+    {
+        "channel",
+        "namespaces",
+        "proxy",
+        "proxies",
+        "rpc_namespaces",
+        "queue_consume",
+        "queue_rpc_topics",
+    }
 )
 _NAMESPACE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
@@ -527,6 +537,11 @@ def _check_queue(settings: Settings, tables: list[tuple[str, ChannelOptions]]) -
                 raise ConfigError(f"{prefix}.queue_topic", "not a valid NSQ topic name")
             if not settings.queue_publish_address:
                 raise ConfigError(f"{prefix}.queue_topic", "needs queue_publish_address")
+    for ns, topic in settings.queue_rpc_topics.items():
+        if not is_valid_name(topic):
+            raise ConfigError(f"queue_rpc_topics.{ns}", "not a valid NSQ topic name")
+        if not settings.queue_publish_address:
+            raise ConfigError(f"queue_rpc_topics.{ns}", "needs queue_publish_address")
     if settings.queue_publish_max_pending <= 0:
         raise ConfigError("queue_publish_max_pending", "must be greater than zero")
     for index, consume in enumerate(settings.queue_consume):

@@ -3,7 +3,8 @@
 Inbound: a message PUB'd to a queue topic reaches a centrifuge-python subscriber of
 the channel it names; bad messages go to `<topic>.dead`; a message is FIN'd only
 after it was published. Upstream: a client's publication to a namespace with
-`queue_topic` lands in that topic, where pynsq reads it; with the queue down the
+`queue_topic` lands in that topic, where pynsq reads it, and an RPC of a namespace
+in `queue_rpc_topics` in its topic; with the queue down the
 client gets error 100 "queue unavailable" at once, and both bridges resume when
 the queue is back.
 """
@@ -21,7 +22,7 @@ import pytest
 from centrifuge import ReplyError
 
 from tests.conftest import ServerProcess
-from tests.integration.support.queue import QueueProcess, start_queue
+from tests.integration.support.queue import QueueProcess, RawClient, start_queue
 from tests.integration.support.sdk import TIMEOUT, connecting
 from tests.peers.nsq_processes import ROOT, run_client, wait_for
 
@@ -49,6 +50,7 @@ def node(server_factory: Callable[..., ServerProcess], queue: QueueProcess) -> S
                 {"topic": "push", "channel": "tidings", "nsqd_tcp_addresses": [queue.tcp_address]}
             ],
             "queue_publish_address": queue.tcp_address,
+            "queue_rpc_topics": {"orders": "orders-rpc"},
             "namespaces": {
                 "news": SUBSCRIBE,
                 "inbox": {**SUBSCRIBE, "history_size": 10, "history_ttl": "5m", "durable": True},
@@ -138,6 +140,29 @@ async def test_client_publication_lands_in_topic_for_pynsq(
     assert all(m["client"] == conn.id for m in messages)
 
 
+async def test_rpc_of_a_forwarded_namespace_lands_in_its_topic(
+    node: ServerProcess, queue: QueueProcess
+) -> None:
+    async with connecting(node) as connect:
+        conn = await connect("dave")
+        result = await asyncio.wait_for(conn.client.rpc("orders:create", {"item": 7}), TIMEOUT)
+        assert result.data == {"queued": True}
+        with pytest.raises(ReplyError) as err:  # not forwarded, and no RPC proxy
+            await asyncio.wait_for(conn.client.rpc("other:create", {"item": 7}), TIMEOUT)
+        assert err.value.code == 108
+    reader = await RawClient.connect(queue.tcp_port)
+    reader.send(b"SUB orders-rpc backend\nRDY 1\n")
+    assert await reader.response() == b"OK"
+    message = json.loads((await reader.message()).body)
+    reader.close()
+    assert message == {
+        "method": "orders:create",
+        "data": {"item": 7},
+        "user": "dave",
+        "client": conn.id,
+    }
+
+
 async def test_queue_down_gives_a_clear_error_then_both_bridges_resume(
     node: ServerProcess, queue: QueueProcess
 ) -> None:
@@ -148,6 +173,9 @@ async def test_queue_down_gives_a_clear_error_then_both_bridges_resume(
         await asyncio.sleep(0.3)
         with pytest.raises(ReplyError) as err:
             await asyncio.wait_for(conn.client.publish("orders:eu", {"order": 1}), TIMEOUT)
+        assert err.value.code == 100 and "queue unavailable" in err.value.message
+        with pytest.raises(ReplyError) as err:
+            await asyncio.wait_for(conn.client.rpc("orders:create", {"order": 1}), TIMEOUT)
         assert err.value.code == 100 and "queue unavailable" in err.value.message
         queue.start()
 

@@ -18,9 +18,13 @@ class NodeBridges:
         self.upstream: QueueUpstream | None = None
         if settings.queue_publish_address:
             self.upstream = QueueUpstream(
-                settings.queue_publish_address, max_pending=settings.queue_publish_max_pending
+                settings.queue_publish_address,
+                max_pending=settings.queue_publish_max_pending,
+                rpc_topics=settings.queue_rpc_topics,
             )
             node.queue_forward = self.upstream.forward
+            if settings.queue_rpc_topics:
+                node.queue_rpc = self.upstream.forward_rpc
 
     def start(self) -> None:
         if self.upstream is not None:

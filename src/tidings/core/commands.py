@@ -317,6 +317,10 @@ class CommandHandler:
             checked_payload(req.data, "data")
         if req.method == "ack":
             return Reply(id=command.id, rpc=RPCResult(data=raw(await self._ack(client, req.data))))
+        if self.node.queue_rpc is not None:
+            queued = await self.node.queue_rpc(req.method, bytes(req.data), client.client_info)
+            if queued is not None:
+                return Reply(id=command.id, rpc=RPCResult(data=raw(queued)))
         endpoint = self.node.upstream.rpc_endpoint(req.method)
         if endpoint is not None:
             data = await self.node.upstream.rpc(client, endpoint, req)

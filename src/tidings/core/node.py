@@ -74,6 +74,8 @@ log = logging.getLogger(__name__)
 SWEEP_INTERVAL = 30.0
 #: (topic, channel, data, publisher) -> awaitable done once the queue has the message.
 QueueForward = Callable[[str, str, bytes, ClientInfo | None], Awaitable[None]]
+#: (method, data, caller) -> the RPC's answer, or None if the method is not forwarded.
+QueueRpc = Callable[[str, bytes, ClientInfo | None], Awaitable[bytes | None]]
 
 
 _LIMIT_COUNTERS = frozenset(
@@ -162,6 +164,9 @@ class Node:
         #: Set by the queue bridge (tidings.bridges): PUBs a client publication of a
         #: namespace with `queue_topic` to that topic; raises ReplyError when it cannot.
         self.queue_forward: QueueForward | None = None
+        #: Set by the queue bridge: PUBs an RPC of a namespace in `queue_rpc_topics`;
+        #: returns the RPC's answer, or None for a method it does not forward.
+        self.queue_rpc: QueueRpc | None = None
 
     def _history_store(self, settings: Settings) -> StoreRouter:
         """Memory for ordinary channels; SQLite under data_dir for durable ones."""
