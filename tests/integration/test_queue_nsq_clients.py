@@ -1,9 +1,10 @@
 """go-nsq and nsqjs against `tidings queue`: max-in-flight, REQ and FIN, watched from /stats.
 
-go-nsq connects to the queue directly, nsqjs finds it through `tidings lookup`
-(the queue registered with --lookupd-tcp-address). Each consumer is started
-first with max-in-flight 3; while it consumes, the queue's `/stats` must show
-its RDY at 3 and never more than 3 messages in flight to it; every message is
+Each client consumes from the queue directly, and through `tidings lookup` (the
+queue registered with --lookupd-tcp-address); it publishes to the queue
+directly. Each consumer is started first with max-in-flight 3; while it
+consumes, the queue's `/stats` must show its RDY at 3 and never more than 3
+messages in flight to it; every message is
 finished, the requeued ones on their second attempt.
 """
 
@@ -56,18 +57,27 @@ def consumer_stats(queue: NsqProcess, topic: str) -> list[dict[str, Any]]:
     return []
 
 
-@pytest.mark.parametrize("client", ["gonsq", "nsqjs"])
-def test_max_in_flight_req_and_fin(client: str, cluster: tuple[NsqProcess, NsqProcess]) -> None:
+@pytest.mark.parametrize(
+    ("client", "via"),
+    [("gonsq", "direct"), ("gonsq", "lookup"), ("nsqjs", "direct"), ("nsqjs", "lookup")],
+)
+def test_max_in_flight_req_and_fin(
+    client: str, via: str, cluster: tuple[NsqProcess, NsqProcess]
+) -> None:
     ensure_built()
     lookup, queue = cluster
     topic = f"mif-{client}"
     assert queue.get(f"/topic/create?topic={topic}")[0] == 200
     if client == "gonsq":
-        argv = [str(BIN / "gonsq-client"), "sub", "-nsqd", queue.tcp_address]
+        source = (
+            ["-nsqd", queue.tcp_address] if via == "direct" else ["-lookupd", lookup.http_address]
+        )
+        argv = [str(BIN / "gonsq-client"), "sub", *source]
         argv += ["-topic", topic, "-channel", "c", "-n", str(N), "-req-every", str(REQ_EVERY)]
         argv += ["-max-in-flight", str(MAX_IN_FLIGHT), "-handle-delay", f"{DELAY_MS}ms"]
     else:
-        argv = ["node", str(NSQJS / "client.js"), "sub", lookup.http_address, topic, "c"]
+        source = f"nsqd={queue.tcp_address}" if via == "direct" else lookup.http_address
+        argv = ["node", str(NSQJS / "client.js"), "sub", source, topic, "c"]
         argv += [str(N), str(REQ_EVERY), str(MAX_IN_FLIGHT), str(DELAY_MS)]
     proc = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT

@@ -2,6 +2,7 @@
 //
 //   node client.js pub <nsqd-host:port> <topic> <n> [prefix]
 //   node client.js sub <lookupd-host:port> <topic> <channel> <n> [req-every] [max-in-flight] [delay-ms]
+//   (give nsqd=<host:port> instead of the lookupd address to connect to nsqd directly)
 //
 // `pub` prints {"published": n}. `sub` discovers nsqd through lookupd, finishes n distinct
 // messages, requeues every req-every'th body once (on its first attempt) and prints
@@ -31,8 +32,11 @@ function publish (address, topic, n, prefix) {
 }
 
 function consume (lookupd, topic, channel, n, reqEvery, maxInFlight, delayMs) {
+  const source = lookupd.startsWith('nsqd=')
+    ? { nsqdTCPAddresses: lookupd.slice(5) }
+    : { lookupdHTTPAddresses: lookupd }
   const reader = new nsq.Reader(topic, channel, {
-    lookupdHTTPAddresses: lookupd,
+    ...source,
     lookupdPollInterval: 1,
     maxInFlight,
     requeueDelay: 0
