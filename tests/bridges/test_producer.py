@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,19 @@ from tests.bridges.conftest import topic_count
 from tests.conftest import free_port
 from tests.peers.nsq_processes import NsqProcess
 from tidings.bridges.producer import QueueProducer, QueueUnavailable
+
+
+def state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+async def stopped(nsqd: NsqProcess) -> None:
+    """Wait until the kernel shows nsqd stopped (a signal is not delivered synchronously)."""
+    for _ in range(200):
+        if state(nsqd.proc.pid) == "T":
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("nsqd did not stop")
 
 
 async def started(address: str, **options: int) -> QueueProducer:
@@ -40,9 +54,13 @@ async def test_publish_then_a_refused_topic_then_publish_again(nsqd: NsqProcess)
 async def test_at_most_max_pending_wait(nsqd: NsqProcess) -> None:
     producer = await started(nsqd.tcp_address, max_pending=2)
     nsqd.proc.send_signal(signal.SIGSTOP)  # nsqd answers nothing while stopped
+    await stopped(nsqd)
     try:
         waiting = [asyncio.ensure_future(producer.publish("t", b"%d" % i)) for i in range(2)]
-        await asyncio.sleep(0.1)
+        for _ in range(100):
+            if producer.pending == 2:
+                break
+            await asyncio.sleep(0.01)
         assert producer.pending == 2
         with pytest.raises(QueueUnavailable, match="2 publishes already wait"):
             await producer.publish("t", b"third")
