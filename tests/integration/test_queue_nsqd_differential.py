@@ -106,8 +106,7 @@ async def test_extra_session_live(
 
 async def first_answer(port: int, magic: bytes) -> tuple[bytes, str]:
     """What a server says to a wrong magic, and whether it then closes the connection."""
-    client = await RawClient.connect(port, magic=magic)
-    client.send(b"NOP\n")
+    client = await RawClient.connect(port, magic=magic)  # nothing more: no unread input
     try:
         frame = await client.frame(within=2)
         try:
