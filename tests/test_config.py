@@ -180,6 +180,31 @@ def test_parse_scalar() -> None:
         ({"namespaces": {"chat": {"history_ttl": "1y"}}}, "namespaces.chat.history_ttl"),
         ({"namespaces": {"chat": {"history_ttl": -1}}}, "namespaces.chat.history_ttl"),
         ({"namespaces": {"bad name": {}}}, "namespaces.bad name"),
+        ({"namespaces": {"o": {"queue_topic": "x"}}}, "namespaces.o.queue_topic"),
+        (
+            {"queue_publish_address": "q:1", "namespaces": {"o": {"queue_topic": "a b"}}},
+            "namespaces.o.queue_topic",
+        ),
+        ({"queue_publish_max_pending": 0}, "queue_publish_max_pending"),
+        ({"queue_rpc_topics": {"o": "t"}}, "queue_rpc_topics.o"),
+        ({"queue_publish_address": "q:1", "queue_rpc_topics": {"o": "a b"}}, "queue_rpc_topics.o"),
+        (
+            {"queue_consume": [{"topic": "t*", "nsqd_tcp_addresses": ["q:1"]}]},
+            "queue_consume.0.topic",
+        ),
+        ({"queue_consume": [{"topic": "t"}]}, "queue_consume.0"),
+        (
+            {"queue_consume": [{"topic": "t" * 60, "nsqd_tcp_addresses": ["q:1"]}]},
+            "queue_consume.0.topic",
+        ),
+        (
+            {"queue_consume": [{"topic": "t", "channel": "", "nsqd_tcp_addresses": ["q:1"]}]},
+            "queue_consume.0.channel",
+        ),
+        (
+            {"queue_consume": [{"topic": "t", "max_in_flight": 0, "nsqd_tcp_addresses": ["q:1"]}]},
+            "queue_consume.0.max_in_flight",
+        ),
     ],
 )
 def test_bad_values_name_their_key(raw: dict[str, Any], key: str) -> None:

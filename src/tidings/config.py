@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 
 from tidings.errors import ConfigError
+from tidings.protocol.nsq.names import is_valid_name
 from tidings.upstream import proxy_config
 from tidings.upstream.proxy_config import (
     CHANNEL_PROXY_OPTION_DOCS,
@@ -53,6 +54,7 @@ class ChannelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     allow_user_limited_channels: bool = False
     durable: bool = False
     fsync: str = "batch"
+    queue_topic: str = ""
     subscribe_proxy_enabled: bool = False
     subscribe_proxy_name: str = ""
     publish_proxy_enabled: bool = False
@@ -86,10 +88,22 @@ CHANNEL_OPTION_DOCS: dict[str, str] = {
     "allow_user_limited_channels": "channels like 'dialog#42,43' limited to the users listed",
     "durable": "keep history in the durable store (SQLite under data_dir); survives restarts",
     "fsync": "durable write policy: 'always' (fsync each), 'batch' (group commit), 'never'",
+    "queue_topic": "forward client publications to this queue topic (needs queue_publish_address)",
     **CHANNEL_PROXY_OPTION_DOCS,
     "allowed_delta_types": "delta compressions subscribers may ask for: [] or ['fossil']",
     "delta_publish": "send every publication as a delta to subscribers that negotiated one",
 }
+
+
+class QueueConsumeOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One queue topic whose messages this node publishes into channels (docs/bridges.md)."""
+
+    topic: str
+    channel: str = "tidings"
+    nsqd_tcp_addresses: list[str] = msgspec.field(default_factory=list)
+    lookupd_http_addresses: list[str] = msgspec.field(default_factory=list)
+    max_in_flight: int = 100
+    lookupd_poll_interval: float = 15.0
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -159,6 +173,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     channel_max_length: int = 255
     shutdown_timeout: float = 5.0
     demo: bool = False
+    queue_consume: list[QueueConsumeOptions] = msgspec.field(default_factory=list)
+    queue_publish_address: str = ""
+    queue_publish_max_pending: int = 1000
+    queue_rpc_topics: dict[str, str] = msgspec.field(default_factory=dict)
     channel: ChannelOptions = msgspec.field(default_factory=ChannelOptions)
     namespaces: dict[str, ChannelOptions] = msgspec.field(default_factory=dict)
     proxy: ProxySettings = msgspec.field(default_factory=ProxySettings)
@@ -234,6 +252,11 @@ SETTING_DOCS: dict[str, str] = {
     "channel_max_length": "longest channel name accepted, bytes",
     "shutdown_timeout": "seconds to wait for in-flight API calls on shutdown",
     "demo": "serve the chat room demo at / on the client port (and a 'chat' namespace)",
+    "queue_consume": "tables: [[queue_consume]] topic, channel, nsqd_tcp_addresses or "
+    "lookupd_http_addresses: queue messages {channel, data} published into channels",
+    "queue_publish_address": "nsqd/tidings queue TCP address for namespaces' queue_topic",
+    "queue_publish_max_pending": "publications waiting for the queue at once (more: error 100)",
+    "queue_rpc_topics": "table: RPC namespace -> queue topic; RPC '<ns>:<method>' is PUB'd there",
     "channel": "table: options of channels without a namespace",
     "namespaces": "tables: [namespaces.<name>] options of channels '<name>:...'",
     **PROXY_SETTING_DOCS,
@@ -261,7 +284,17 @@ _DURATION_KEYS = frozenset(
     }
 )
 FSYNC_POLICIES = ("always", "batch", "never")
-_TABLE_KEYS = frozenset({"channel", "namespaces", "proxy", "proxies", "rpc_namespaces"})
+_TABLE_KEYS = frozenset(
+    {
+        "channel",
+        "namespaces",
+        "proxy",
+        "proxies",
+        "rpc_namespaces",
+        "queue_consume",
+        "queue_rpc_topics",
+    }
+)
 _NAMESPACE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -519,6 +552,7 @@ def _check(settings: Settings) -> None:
             raise ConfigError(f"{prefix}.history_size", "must not be negative")
         if opts.history_ttl < 0:
             raise ConfigError(f"{prefix}.history_ttl", "must not be negative")
+    _check_queue(settings, tables)
     for ns in settings.namespaces:
         if not _NAMESPACE_NAME.match(ns):
             raise ConfigError(f"namespaces.{ns}", "namespace names use letters, digits, _ . -")
@@ -527,6 +561,32 @@ def _check(settings: Settings) -> None:
         raise ConfigError("admin_secret", "the admin UI needs both admin_password and admin_secret")
     if settings.admin_token_ttl <= 0:
         raise ConfigError("admin_token_ttl", "must be greater than zero")
+
+
+def _check_queue(settings: Settings, tables: list[tuple[str, ChannelOptions]]) -> None:
+    for prefix, opts in tables:
+        if opts.queue_topic:
+            if not is_valid_name(opts.queue_topic):
+                raise ConfigError(f"{prefix}.queue_topic", "not a valid NSQ topic name")
+            if not settings.queue_publish_address:
+                raise ConfigError(f"{prefix}.queue_topic", "needs queue_publish_address")
+    for ns, topic in settings.queue_rpc_topics.items():
+        if not is_valid_name(topic):
+            raise ConfigError(f"queue_rpc_topics.{ns}", "not a valid NSQ topic name")
+        if not settings.queue_publish_address:
+            raise ConfigError(f"queue_rpc_topics.{ns}", "needs queue_publish_address")
+    if settings.queue_publish_max_pending <= 0:
+        raise ConfigError("queue_publish_max_pending", "must be greater than zero")
+    for index, consume in enumerate(settings.queue_consume):
+        where = f"queue_consume.{index}"
+        if not is_valid_name(consume.topic + ".dead"):  # its dead-letter topic too
+            raise ConfigError(f"{where}.topic", "not a valid NSQ topic name of <= 59 characters")
+        if not is_valid_name(consume.channel):
+            raise ConfigError(f"{where}.channel", "not a valid NSQ channel name")
+        if not consume.nsqd_tcp_addresses and not consume.lookupd_http_addresses:
+            raise ConfigError(where, "needs nsqd_tcp_addresses or lookupd_http_addresses")
+        if consume.max_in_flight <= 0:
+            raise ConfigError(f"{where}.max_in_flight", "must be greater than zero")
 
 
 def load(

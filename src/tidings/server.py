@@ -16,6 +16,7 @@ from tidings.api.client_port import api_handler, api_paths
 from tidings.api.debug import NodeDebugger
 from tidings.api.metrics import Metrics
 from tidings.api.server import ApiServer
+from tidings.bridges.node_bridges import NodeBridges
 from tidings.config import Settings
 from tidings.core.emulation import EmulationSessions
 from tidings.core.node import Node
@@ -49,6 +50,7 @@ class Server:
         self.settings = settings
         demo.configure(settings)
         self.node = Node(settings)
+        self.bridges = NodeBridges(self.node)
         self.router = ClientPortRouter(self.node)
         self.router.add_http(SSE_PATH, sse_handler(self.node))
         #: Streams of emulated connections (HTTP-stream, SSE) by session id.
@@ -80,6 +82,7 @@ class Server:
 
     async def start(self) -> Ports:
         await self.node.start()
+        self.bridges.start()
         self._client_server = await serve_client_port(self.node, self.router)
         self._api_runner = web.AppRunner(
             self.api.app,
@@ -105,6 +108,7 @@ class Server:
             self._client_server.close()
         if self._api_runner is not None:
             await self._api_runner.cleanup()
+        await self.bridges.stop()
         await self.node.stop()
         # Give the close frames a moment to leave the sockets.
         await asyncio.sleep(0.05)

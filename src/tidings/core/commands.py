@@ -261,6 +261,9 @@ class CommandHandler:
             )
             return Reply(id=command.id, publish=PublishResult())
         self.node.rules.check_publish(channel, client.user, req.channel in client.subscriptions)
+        topic = channel.options.queue_topic
+        if topic and self.node.queue_forward is not None:
+            await self.node.queue_forward(topic, channel.name, data, client.client_info)
         await self.node.publish(channel.name, data, info=client.client_info)
         return Reply(id=command.id, publish=PublishResult())
 
@@ -325,6 +328,10 @@ class CommandHandler:
             checked_payload(req.data, "data")
         if req.method == "ack":
             return Reply(id=command.id, rpc=RPCResult(data=raw(await self._ack(client, req.data))))
+        if self.node.queue_rpc is not None:
+            queued = await self.node.queue_rpc(req.method, bytes(req.data), client.client_info)
+            if queued is not None:
+                return Reply(id=command.id, rpc=RPCResult(data=raw(queued)))
         endpoint = self.node.upstream.rpc_endpoint(req.method)
         if endpoint is not None:
             data = await self.node.upstream.rpc(client, endpoint, req)

@@ -14,7 +14,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from msgspec import Raw
@@ -73,6 +73,10 @@ from tidings.upstream.user_events import UserEventSender
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 30.0
+#: (topic, channel, data, publisher) -> awaitable done once the queue has the message.
+QueueForward = Callable[[str, str, bytes, ClientInfo | None], Awaitable[None]]
+#: (method, data, caller) -> the RPC's answer, or None if the method is not forwarded.
+QueueRpc = Callable[[str, bytes, ClientInfo | None], Awaitable[bytes | None]]
 
 
 _LIMIT_COUNTERS = frozenset(
@@ -158,6 +162,12 @@ class Node:
         self.user_events: UserEventSender | None = None
         #: Connections refused before the upgrade, filled in by the client port.
         self.access_refusals: dict[str, int] = {}
+        #: Set by the queue bridge (tidings.bridges): PUBs a client publication of a
+        #: namespace with `queue_topic` to that topic; raises ReplyError when it cannot.
+        self.queue_forward: QueueForward | None = None
+        #: Set by the queue bridge: PUBs an RPC of a namespace in `queue_rpc_topics`;
+        #: returns the RPC's answer, or None for a method it does not forward.
+        self.queue_rpc: QueueRpc | None = None
 
     def _history_store(self, settings: Settings) -> StoreRouter:
         """Memory for ordinary channels; SQLite under data_dir for durable ones."""
