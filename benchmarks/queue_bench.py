@@ -1,13 +1,17 @@
 """PUB / MPUB / SUB throughput of `tidings queue` (or any nsqd) with 200-byte messages.
 
-    python benchmarks/queue_bench.py                       # starts tidings queue, fsync never+batch
+    python benchmarks/queue_bench.py                       # tidings queue (never+batch), then nsqd
     python benchmarks/queue_bench.py --nsqd 127.0.0.1:4150 # an nsqd (or a running queue) instead
 
 One asyncio client process speaks the V2 protocol directly (the same client for
 both servers). PUB: `--connections` connections each sending PUB and waiting
 for OK; MPUB: batches of `--batch`; SUB: consume everything published with
-RDY 2500 and FIN each. Reports msgs/s and, for a server it started, the
-server's CPU seconds (msgs per CPU-second).
+RDY 2500 and FIN each; memory: resident-size growth per message while
+`--queued` messages wait in a topic with one channel. Without `--nsqd`, it
+starts `tidings queue` for each fsync policy and then real nsqd
+(`--nsqd-binary`, built by scripts/build-nsq-peers.sh) in the same run, and
+prints msgs per server CPU-second side by side with the ratios to nsqd and
+the load average (the comparable figures on a shared machine).
 """
 
 from __future__ import annotations
@@ -154,6 +158,44 @@ async def run_suite(
     return results
 
 
+async def bench_memory(host: str, port: int, pid: int, count: int) -> float:
+    """Bytes of resident memory per message queued (topic plus one channel, no consumer)."""
+    client = await Client.connect(host, port)
+    client.writer.write(b"SUB mem c\n")  # creates the channel; RDY stays 0
+    if await client.response() != b"OK":
+        raise RuntimeError("SUB failed")
+    await asyncio.sleep(0.5)
+    before = _rss_mb(pid)
+    await bench_mpub(host, port, "mem", count, 100)
+    await asyncio.sleep(0.5)
+    after = _rss_mb(pid)
+    client.writer.close()
+    return (after - before) * 1024 * 1024 / count
+
+
+def start_nsqd(binary: Path, data: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port, http = _free_port(), _free_port()
+    proc = subprocess.Popen(
+        [
+            str(binary),
+            f"-tcp-address=127.0.0.1:{port}",
+            f"-http-address=127.0.0.1:{http}",
+            f"-data-path={data}",
+            "-log-level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, port
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("nsqd did not start")
+
+
 def start_queue(fsync: str, data: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
     proc = subprocess.Popen(
@@ -190,7 +232,13 @@ async def main() -> None:
     parser.add_argument("--count", type=int, default=20_000, help="PUB messages (x5 for MPUB)")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--queued", type=int, default=10_000, help="messages for the memory figure")
+    parser.add_argument(
+        "--nsqd-binary", type=Path, default=Path(__file__).parents[1] / ".peers" / "bin" / "nsqd"
+    )
+    parser.add_argument("--no-nsqd", action="store_true", help="measure tidings queue only")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     report: dict[str, Any] = {}
     if args.nsqd:
         host, _, port = args.nsqd.rpartition(":")
@@ -201,14 +249,49 @@ async def main() -> None:
             with tempfile.TemporaryDirectory() as data:
                 proc, port = start_queue(fsync, Path(data))
                 try:
+                    # memory first, on a fresh process (no heap grown by the other phases)
+                    queued = await bench_memory("127.0.0.1", port, proc.pid, args.queued)
                     results = await run_suite("127.0.0.1", port, args, fsync, proc.pid)
                     results["server_rss_mb"] = _rss_mb(proc.pid)
+                    results["bytes_per_queued"] = queued
                     report[f"tidings fsync={fsync}"] = results
+                finally:
+                    proc.terminate()
+                    proc.wait(10)
+        if not args.no_nsqd:
+            with tempfile.TemporaryDirectory() as data:
+                proc, port = start_nsqd(args.nsqd_binary, Path(data))
+                try:
+                    queued = await bench_memory("127.0.0.1", port, proc.pid, args.queued)
+                    results = await run_suite("127.0.0.1", port, args, "nsqd", proc.pid)
+                    results["server_rss_mb"] = _rss_mb(proc.pid)
+                    results["bytes_per_queued"] = queued
+                    report["nsqd"] = results
                 finally:
                     proc.terminate()
                     proc.wait(10)
     for name, results in report.items():
         print(name, json.dumps({k: round(v, 1) for k, v in results.items()}))
+    if "nsqd" in report:
+        print_table(report)
+    load_after = os.getloadavg()
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)")
+
+
+def print_table(report: dict[str, dict[str, float]]) -> None:
+    """Markdown: msgs per server CPU-second and memory, each tidings run's ratio to nsqd."""
+    nsqd = report["nsqd"]
+    names = [n for n in report if n != "nsqd"]
+    print("| per server CPU-second | " + " | ".join(names) + " | nsqd |")
+    print("|---" * (len(names) + 2) + "|")
+    for phase in ("pub", "mpub", "sub"):
+        key = phase + "_per_cpu_s"
+        cells = [f"{report[n][key] / 1000:.0f}k ({report[n][key] / nsqd[key]:.2f}x)" for n in names]
+        print(f"| {phase.upper()} | " + " | ".join(cells) + f" | {nsqd[key] / 1000:.0f}k |")
+    cells = [f"{report[n]['bytes_per_queued']:.0f} B" for n in names]
+    print(
+        "| memory per queued msg | " + " | ".join(cells) + f" | {nsqd['bytes_per_queued']:.0f} B |"
+    )
 
 
 if __name__ == "__main__":

@@ -5,12 +5,17 @@
 set -eu
 
 VERSION="${CENTRIFUGE_JS_VERSION:-5.8.0}"
+# The `ws` package gives Node.js test clients (tests/integration/support/*.js) a
+# WebSocket on Node versions without a global one (Debian's Node 18).
+WS_VERSION="8.18.0"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VENDOR="$ROOT/src/tidings/demo/static/vendor"
 WORK="$ROOT/build/npm"
 
 if [ -f "$VENDOR/centrifuge.js" ] && [ -f "$VENDOR/centrifuge.protobuf.js" ] \
-    && [ "$(cat "$VENDOR/VERSION" 2>/dev/null)" = "$VERSION" ]; then
+    && [ "$(cat "$VENDOR/VERSION" 2>/dev/null)" = "$VERSION" ] \
+    && [ -f "$WORK/node_modules/centrifuge/build/index.js" ] \
+    && [ -f "$WORK/node_modules/ws/package.json" ]; then
     exit 0
 fi
 if ! command -v npm >/dev/null 2>&1; then
@@ -19,7 +24,8 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 mkdir -p "$WORK" "$VENDOR"
 [ -f "$WORK/package.json" ] || echo '{"private": true}' > "$WORK/package.json"
-npm install --prefix "$WORK" --no-audit --no-fund --loglevel=error "centrifuge@$VERSION"
+npm install --prefix "$WORK" --no-audit --no-fund --loglevel=error "centrifuge@$VERSION" \
+    "ws@$WS_VERSION"
 DIST="$WORK/node_modules/centrifuge/dist"
 cp "$DIST/centrifuge.js" "$DIST/centrifuge.protobuf.js" "$VENDOR/"
 cp "$WORK/node_modules/centrifuge/LICENSE" "$VENDOR/LICENSE"

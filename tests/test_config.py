@@ -15,6 +15,7 @@ from tidings.config import (
     merge,
     parse_duration,
     parse_scalar,
+    personal_channel_name_format,
     table_assignments,
 )
 from tidings.errors import ConfigError, TidingsError
@@ -179,6 +180,31 @@ def test_parse_scalar() -> None:
         ({"namespaces": {"chat": {"history_ttl": "1y"}}}, "namespaces.chat.history_ttl"),
         ({"namespaces": {"chat": {"history_ttl": -1}}}, "namespaces.chat.history_ttl"),
         ({"namespaces": {"bad name": {}}}, "namespaces.bad name"),
+        ({"namespaces": {"o": {"queue_topic": "x"}}}, "namespaces.o.queue_topic"),
+        (
+            {"queue_publish_address": "q:1", "namespaces": {"o": {"queue_topic": "a b"}}},
+            "namespaces.o.queue_topic",
+        ),
+        ({"queue_publish_max_pending": 0}, "queue_publish_max_pending"),
+        ({"queue_rpc_topics": {"o": "t"}}, "queue_rpc_topics.o"),
+        ({"queue_publish_address": "q:1", "queue_rpc_topics": {"o": "a b"}}, "queue_rpc_topics.o"),
+        (
+            {"queue_consume": [{"topic": "t*", "nsqd_tcp_addresses": ["q:1"]}]},
+            "queue_consume.0.topic",
+        ),
+        ({"queue_consume": [{"topic": "t"}]}, "queue_consume.0"),
+        (
+            {"queue_consume": [{"topic": "t" * 60, "nsqd_tcp_addresses": ["q:1"]}]},
+            "queue_consume.0.topic",
+        ),
+        (
+            {"queue_consume": [{"topic": "t", "channel": "", "nsqd_tcp_addresses": ["q:1"]}]},
+            "queue_consume.0.channel",
+        ),
+        (
+            {"queue_consume": [{"topic": "t", "max_in_flight": 0, "nsqd_tcp_addresses": ["q:1"]}]},
+            "queue_consume.0.max_in_flight",
+        ),
     ],
 )
 def test_bad_values_name_their_key(raw: dict[str, Any], key: str) -> None:
@@ -269,3 +295,17 @@ def test_history_enabled_needs_size_and_ttl() -> None:
     assert not ChannelOptions(history_size=5).history_enabled
     assert not ChannelOptions(history_ttl=5).history_enabled
     assert ChannelOptions(history_size=5, history_ttl=5).history_enabled
+
+
+def test_personal_channel_namespace_must_exist() -> None:
+    error = config_error({"personal_channel_namespace": "inbox"})
+    assert error.key == "personal_channel_namespace"
+    settings = build({"personal_channel_namespace": "inbox", "namespaces": {"inbox": {}}})
+    assert personal_channel_name_format(settings) == "inbox:#{user}"
+
+
+def test_delta_types_are_checked() -> None:
+    error = config_error({"namespaces": {"a": {"allowed_delta_types": ["xdelta"]}}})
+    assert error.key == "namespaces.a.allowed_delta_types"
+    settings = build({"channel": {"allowed_delta_types": ["fossil"], "delta_publish": True}})
+    assert settings.channel.allowed_delta_types == ("fossil",)

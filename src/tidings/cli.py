@@ -30,7 +30,15 @@ from tidings.config import (
 from tidings.errors import ConfigError
 from tidings.queue import command as queue_command
 
-_TABLES = ("channel", "namespaces", "proxy", "proxies", "rpc_namespaces")
+_TABLES = (
+    "channel",
+    "namespaces",
+    "proxy",
+    "proxies",
+    "rpc_namespaces",
+    "queue_consume",
+    "queue_rpc_topics",
+)
 
 
 def _serve_parser(sub: Any) -> None:
@@ -98,6 +106,25 @@ def _serve_parser(sub: Any) -> None:
             metavar="PATH=VALUE",
             help=f"proxy setting (see docs/proxy.md), e.g. {example} [env {env} as JSON]",
         )
+    parser.add_argument(
+        "--queue-consume",
+        dest="queue_consume_options",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="a queue topic to publish into channels (docs/bridges.md), e.g. "
+        '\'{"topic": "push", "nsqd_tcp_addresses": ["127.0.0.1:4150"]}\' (repeatable) '
+        "[env TIDINGS_QUEUE_CONSUME as a JSON list]",
+    )
+    parser.add_argument(
+        "--queue-rpc-topic",
+        dest="queue_rpc_topic_options",
+        action="append",
+        default=[],
+        metavar="NS=TOPIC",
+        help="RPCs '<NS>:...' are PUB'd to queue topic TOPIC (docs/bridges.md) "
+        "[env TIDINGS_QUEUE_RPC_TOPICS as JSON]",
+    )
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -117,7 +144,20 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     ):
         if pairs:
             flags[field] = _dotted(pairs)
+    if args.queue_consume_options:
+        flags["queue_consume"] = [
+            _json_flag("queue_consume", v) for v in args.queue_consume_options
+        ]
+    if args.queue_rpc_topic_options:
+        flags["queue_rpc_topics"] = _dotted(args.queue_rpc_topic_options)
     return flags
+
+
+def _json_flag(field: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(field, f"not JSON: {exc}") from None
 
 
 def _dotted(pairs: list[str]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import msgspec
 
 from tidings.cluster import settings as gossip_settings
 from tidings.errors import ConfigError
+from tidings.protocol.nsq.names import is_valid_name
 from tidings.upstream import proxy_config
 from tidings.upstream.proxy_config import (
     CHANNEL_PROXY_OPTION_DOCS,
@@ -54,12 +55,15 @@ class ChannelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     allow_user_limited_channels: bool = False
     durable: bool = False
     fsync: str = "batch"
+    queue_topic: str = ""
     subscribe_proxy_enabled: bool = False
     subscribe_proxy_name: str = ""
     publish_proxy_enabled: bool = False
     publish_proxy_name: str = ""
     sub_refresh_proxy_enabled: bool = False
     sub_refresh_proxy_name: str = ""
+    allowed_delta_types: tuple[str, ...] = ()
+    delta_publish: bool = False
 
     @property
     def history_enabled(self) -> bool:
@@ -85,8 +89,22 @@ CHANNEL_OPTION_DOCS: dict[str, str] = {
     "allow_user_limited_channels": "channels like 'dialog#42,43' limited to the users listed",
     "durable": "keep history in the durable store (SQLite under data_dir); survives restarts",
     "fsync": "durable write policy: 'always' (fsync each), 'batch' (group commit), 'never'",
+    "queue_topic": "forward client publications to this queue topic (needs queue_publish_address)",
     **CHANNEL_PROXY_OPTION_DOCS,
+    "allowed_delta_types": "delta compressions subscribers may ask for: [] or ['fossil']",
+    "delta_publish": "send every publication as a delta to subscribers that negotiated one",
 }
+
+
+class QueueConsumeOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One queue topic whose messages this node publishes into channels (docs/bridges.md)."""
+
+    topic: str
+    channel: str = "tidings"
+    nsqd_tcp_addresses: list[str] = msgspec.field(default_factory=list)
+    lookupd_http_addresses: list[str] = msgspec.field(default_factory=list)
+    max_in_flight: int = 100
+    lookupd_poll_interval: float = 15.0
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -98,6 +116,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     api_port: int = 9000
     api_key: str = ""
     api_insecure: bool = False
+    api_on_client_port: bool = False
     api_max_body_size: int = 10 * 1024 * 1024
     api_body_timeout: float = 10.0
     token_hmac_secret: str = ""
@@ -108,6 +127,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     allow_anonymous: bool = False
     personal_channel: bool = True
     personal_channel_format: str = "#{user}"
+    personal_channel_namespace: str = ""
     personal_channel_history_size: int = 1000
     personal_channel_history_ttl: float = 7 * 86400.0
     personal_channel_durable: bool = True
@@ -164,6 +184,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     network: str = ""
     client_urls: list[str] = msgspec.field(default_factory=list)
     cluster_events_url: str = ""
+    queue_consume: list[QueueConsumeOptions] = msgspec.field(default_factory=list)
+    queue_publish_address: str = ""
+    queue_publish_max_pending: int = 1000
+    queue_rpc_topics: dict[str, str] = msgspec.field(default_factory=dict)
     channel: ChannelOptions = msgspec.field(default_factory=ChannelOptions)
     namespaces: dict[str, ChannelOptions] = msgspec.field(default_factory=dict)
     proxy: ProxySettings = msgspec.field(default_factory=ProxySettings)
@@ -178,6 +202,7 @@ SETTING_DOCS: dict[str, str] = {
     "api_port": "server API port: POST /api/<method>, GET /health",
     "api_key": "key the API requires in X-API-Key (random, printed at start, if empty)",
     "api_insecure": "serve the API without a key (development only)",
+    "api_on_client_port": "also serve /api on the client port (less safe; the key is still needed)",
     "api_max_body_size": "largest API request body, bytes (HTTP 413 above)",
     "api_body_timeout": "seconds an API request has to send its body (HTTP 408 after)",
     "token_hmac_secret": "HMAC secret of connection tokens (random, printed at start, if empty)",
@@ -188,6 +213,10 @@ SETTING_DOCS: dict[str, str] = {
     "allow_anonymous": "accept connections without a token (or with empty sub) as anonymous",
     "personal_channel": "subscribe every authenticated connection to its user's personal channel",
     "personal_channel_format": "name of a user's personal channel; {user} is the user id",
+    "personal_channel_namespace": (
+        "namespace whose options personal channels take (presence, join/leave, publish,"
+        " history), named '<ns>:#<user>' unless personal_channel_format says otherwise"
+    ),
     "personal_channel_history_size": "inbox size: messages kept per personal channel",
     "personal_channel_history_ttl": "inbox age limit, e.g. '7d'",
     "personal_channel_durable": "keep personal channels (offline inboxes) in the durable store",
@@ -244,6 +273,11 @@ SETTING_DOCS: dict[str, str] = {
     "network": "this node's network name, published in gossip metadata",
     "client_urls": "WebSocket URLs the dispatcher gives out for this node (default: from address)",
     "cluster_events_url": "URL that receives batched gossip cluster events (POST JSON)",
+    "queue_consume": "tables: [[queue_consume]] topic, channel, nsqd_tcp_addresses or "
+    "lookupd_http_addresses: queue messages {channel, data} published into channels",
+    "queue_publish_address": "nsqd/tidings queue TCP address for namespaces' queue_topic",
+    "queue_publish_max_pending": "publications waiting for the queue at once (more: error 100)",
+    "queue_rpc_topics": "table: RPC namespace -> queue topic; RPC '<ns>:<method>' is PUB'd there",
     "channel": "table: options of channels without a namespace",
     "namespaces": "tables: [namespaces.<name>] options of channels '<name>:...'",
     **PROXY_SETTING_DOCS,
@@ -271,7 +305,17 @@ _DURATION_KEYS = frozenset(
     }
 )
 FSYNC_POLICIES = ("always", "batch", "never")
-_TABLE_KEYS = frozenset({"channel", "namespaces", "proxy", "proxies", "rpc_namespaces"})
+_TABLE_KEYS = frozenset(
+    {
+        "channel",
+        "namespaces",
+        "proxy",
+        "proxies",
+        "rpc_namespaces",
+        "queue_consume",
+        "queue_rpc_topics",
+    }
+)
 _NAMESPACE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -424,7 +468,29 @@ def build(raw: Mapping[str, Any]) -> Settings:
     return settings
 
 
+def personal_channel_name_format(settings: Settings) -> str:
+    """The format of personal channel names: `personal_channel_format`, or, with a
+    `personal_channel_namespace` and the default format, `<ns>:#{user}` (as Centrifugo)."""
+    if settings.personal_channel_namespace and settings.personal_channel_format == "#{user}":
+        return settings.personal_channel_namespace + ":#{user}"
+    return settings.personal_channel_format
+
+
+def _check_personal_and_delta(settings: Settings) -> None:
+    """The personal channel namespace exists; delta types are known."""
+    namespace = settings.personal_channel_namespace
+    if namespace and namespace not in settings.namespaces:
+        raise ConfigError("personal_channel_namespace", f"no namespace {namespace!r}")
+    delta_keys = [("channel", settings.channel)]
+    delta_keys += [(f"namespaces.{ns}", o) for ns, o in settings.namespaces.items()]
+    for prefix, options in delta_keys:
+        for kind in options.allowed_delta_types:
+            if kind != "fossil":
+                raise ConfigError(f"{prefix}.allowed_delta_types", f"unknown delta type {kind!r}")
+
+
 def _check(settings: Settings) -> None:
+    _check_personal_and_delta(settings)
     for key in ("port", "api_port"):
         value = getattr(settings, key)
         if not 0 <= value <= 65535:
@@ -507,6 +573,7 @@ def _check(settings: Settings) -> None:
             raise ConfigError(f"{prefix}.history_size", "must not be negative")
         if opts.history_ttl < 0:
             raise ConfigError(f"{prefix}.history_ttl", "must not be negative")
+    _check_queue(settings, tables)
     for ns in settings.namespaces:
         if not _NAMESPACE_NAME.match(ns):
             raise ConfigError(f"namespaces.{ns}", "namespace names use letters, digits, _ . -")
@@ -516,6 +583,32 @@ def _check(settings: Settings) -> None:
         raise ConfigError("admin_secret", "the admin UI needs both admin_password and admin_secret")
     if settings.admin_token_ttl <= 0:
         raise ConfigError("admin_token_ttl", "must be greater than zero")
+
+
+def _check_queue(settings: Settings, tables: list[tuple[str, ChannelOptions]]) -> None:
+    for prefix, opts in tables:
+        if opts.queue_topic:
+            if not is_valid_name(opts.queue_topic):
+                raise ConfigError(f"{prefix}.queue_topic", "not a valid NSQ topic name")
+            if not settings.queue_publish_address:
+                raise ConfigError(f"{prefix}.queue_topic", "needs queue_publish_address")
+    for ns, topic in settings.queue_rpc_topics.items():
+        if not is_valid_name(topic):
+            raise ConfigError(f"queue_rpc_topics.{ns}", "not a valid NSQ topic name")
+        if not settings.queue_publish_address:
+            raise ConfigError(f"queue_rpc_topics.{ns}", "needs queue_publish_address")
+    if settings.queue_publish_max_pending <= 0:
+        raise ConfigError("queue_publish_max_pending", "must be greater than zero")
+    for index, consume in enumerate(settings.queue_consume):
+        where = f"queue_consume.{index}"
+        if not is_valid_name(consume.topic + ".dead"):  # its dead-letter topic too
+            raise ConfigError(f"{where}.topic", "not a valid NSQ topic name of <= 59 characters")
+        if not is_valid_name(consume.channel):
+            raise ConfigError(f"{where}.channel", "not a valid NSQ channel name")
+        if not consume.nsqd_tcp_addresses and not consume.lookupd_http_addresses:
+            raise ConfigError(where, "needs nsqd_tcp_addresses or lookupd_http_addresses")
+        if consume.max_in_flight <= 0:
+            raise ConfigError(f"{where}.max_in_flight", "must be greater than zero")
 
 
 def load(

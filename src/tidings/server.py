@@ -12,15 +12,25 @@ from aiohttp import web
 from tidings import demo
 from tidings.api import request_ids
 from tidings.api.admin import AdminUi
+from tidings.api.client_port import api_handler, api_paths
 from tidings.api.cluster import ClusterMethods
 from tidings.api.debug import NodeDebugger
 from tidings.api.metrics import ClusterCollector, Metrics
 from tidings.api.server import ApiServer
+from tidings.bridges.node_bridges import NodeBridges
 from tidings.cluster.dispatch_route import DISPATCH_PATH, Dispatch
 from tidings.cluster.node_gossip import NodeGossip, public_urls
 from tidings.config import Settings
+from tidings.core.emulation import EmulationSessions
 from tidings.core.node import Node
 from tidings.demo import routes as demo_routes
+from tidings.transport.emulation import (
+    BIDI_SSE_PATH,
+    EMULATION_PATH,
+    HTTP_STREAM_PATH,
+    emulation_handler,
+    stream_handler,
+)
 from tidings.transport.sse import SSE_PATH, sse_handler
 from tidings.transport.websocket import ClientPortRouter, serve_client_port
 
@@ -43,12 +53,18 @@ class Server:
         self.settings = settings
         demo.configure(settings)
         self.node = Node(settings)
+        self.bridges = NodeBridges(self.node)
         self.router = ClientPortRouter(self.node)
         self.router.add_http(SSE_PATH, sse_handler(self.node))
         #: The dispatcher (GET /dispatch); its `gossip` is set once the ports are bound.
         self.dispatch = Dispatch(self.node.name, (), settings.region)
         self.router.add_http(DISPATCH_PATH, self.dispatch.handler())
         self.gossip: NodeGossip | None = None
+        #: Streams of emulated connections (HTTP-stream, SSE) by session id.
+        self.emulation = EmulationSessions(self.node.uid)
+        self.router.add_http(HTTP_STREAM_PATH, stream_handler(self.node, self.emulation, False))
+        self.router.add_http(BIDI_SSE_PATH, stream_handler(self.node, self.emulation, True))
+        self.router.add_http(EMULATION_PATH, emulation_handler(self.node, self.emulation))
         if settings.demo:
             demo_routes.install(self.router, settings)
         self.api = ApiServer(self.node, settings.api_key, settings.api_insecure)
@@ -60,12 +76,22 @@ class Server:
         if AdminUi.enabled(settings):
             AdminUi(self.node, self.api.api, settings).install(self.api.app)
         request_ids.install(self.api.app)
+        if settings.api_on_client_port:
+            handler = api_handler(self._api_server)
+            for path in api_paths(self.api.api.method_names):
+                self.router.add_http(path, handler)
         self._client_server: asyncio.Server | None = None
         self._api_runner: web.AppRunner | None = None
         self.ports = Ports(0, 0)
 
+    def _api_server(self) -> web.Server | None:
+        """aiohttp's protocol factory of the API, once started (one-port mode)."""
+        runner = self._api_runner
+        return runner.server if runner is not None else None
+
     async def start(self) -> Ports:
         await self.node.start()
+        self.bridges.start()
         self._client_server = await serve_client_port(self.node, self.router)
         self._api_runner = web.AppRunner(
             self.api.app,
@@ -110,6 +136,7 @@ class Server:
             self._client_server.close()
         if self._api_runner is not None:
             await self._api_runner.cleanup()
+        await self.bridges.stop()
         await self.node.stop()
         # Give the close frames a moment to leave the sockets.
         await asyncio.sleep(0.05)

@@ -87,7 +87,7 @@ def test_decode_errors(api: ServerApi) -> None:
     for method, body, code in [
         ("nope", b"{}", 104),
         ("publish", b"{not json", 107),
-        ("publish", b'{"channel":"c"}', 107),
+        ("publish", b'{"data":1}', 107),
         ("publish", b'{"channel":"c","data":1,"chanel":"x"}', 107),
         ("publish", b'{"channel":5,"data":1}', 107),
     ]:
@@ -128,6 +128,7 @@ async def test_publish_errors(api: ServerApi) -> None:
     assert await fails(api, "publish", {"channel": "zz:x", "data": 1}) == 102
     assert await fails(api, "publish", {"channel": "", "data": 1}) == 107
     assert await fails(api, "publish", {"channel": "c", "data": 1, "b64data": "AQ=="}) == 107
+    assert await fails(api, "publish", {"channel": "c"}) == 107  # no data at all
 
 
 async def test_broadcast(api: ServerApi, node: Node) -> None:

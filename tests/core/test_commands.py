@@ -162,6 +162,40 @@ async def test_personal_channel_subscribed_on_connect(
     assert any(r.get("push", {}).get("pub", {}).get("data") == "hi" for r in conn.transport.take())
 
 
+async def test_personal_channel_takes_its_namespace_options(
+    node_factory: Callable[..., Node], tmp_path: Path
+) -> None:
+    """With `personal_channel_namespace`, `<ns>:#<user>` is like any channel of that namespace."""
+    inbox = {
+        "presence": True,
+        "join_leave": True,
+        "force_push_join_leave": True,
+        "allow_publish_for_subscriber": True,
+        "allow_presence_for_subscriber": True,
+        "history_size": 10,
+        "history_ttl": "1m",
+    }
+    node = node_factory(
+        personal_channel=True,
+        personal_channel_namespace="inbox",
+        namespaces={"inbox": inbox},
+        data_dir=str(tmp_path),
+    )
+    personal = node.personal_channel("bob")
+    assert personal == "inbox:#bob"
+    first, second = Conn(node), Conn(node)
+    reply = await first.call({"id": 1, "connect": {"token": token("bob")}})
+    assert personal in reply["connect"]["subs"]
+    await second.call({"id": 1, "connect": {"token": token("bob")}})
+    await settle()
+    assert any("join" in r.get("push", {}) for r in first.transport.take())  # join/leave
+    reply = await first.call({"id": 2, "presence_stats": {"channel": personal}})
+    assert reply["presence_stats"] == {"num_clients": 2, "num_users": 1}
+    reply = await first.call({"id": 3, "publish": {"channel": personal, "data": {"n": 1}}})
+    assert reply == {"id": 3, "publish": {}}  # client publish, as the namespace allows
+    assert (await node.history.position(personal)).offset == 1
+
+
 # --- subscribe ------------------------------------------------------------------------
 
 
@@ -256,6 +290,20 @@ async def test_recovery_with_another_epoch_is_not_recovered(alice: Conn, node: N
     await node.publish("stream:e", Raw(b"1"))
     reply = await alice.subscribe("stream:e", recover=True, offset=0, epoch="stale-epoch")
     assert reply["subscribe"].get("recovered", False) is False
+
+
+async def test_reject_unrecovered_flag_gives_112_and_no_subscription(
+    alice: Conn, node: Node
+) -> None:
+    first = await node.publish("stream:f", Raw(b"1"))
+    for n in range(2, 6):
+        await node.publish("stream:f", Raw(str(n).encode()))
+    reply = await alice.subscribe("stream:f", recover=True, offset=1, epoch=first.epoch, flag=2)
+    assert reply["error"] == {"code": 112, "message": "unrecoverable position"}
+    assert "stream:f" not in alice.client.subscriptions
+    # Recoverable: the flag changes nothing.
+    reply = await alice.subscribe("stream:f", recover=True, offset=4, epoch=first.epoch, flag=2)
+    assert reply["subscribe"]["recovered"] is True
 
 
 # --- unsubscribe ----------------------------------------------------------------------
@@ -367,7 +415,7 @@ async def test_history(alice: Conn, node: Node) -> None:
 async def test_history_limit_0_is_position_only(alice: Conn, node: Node) -> None:
     await node.publish("stream:z", Raw(b"1"))
     reply = await alice.call({"id": 3, "history": {"channel": "stream:z"}})
-    assert "publications" not in reply["history"]
+    assert reply["history"]["publications"] == []  # written empty, as Centrifugo does
     assert reply["history"]["offset"] == 1
 
 

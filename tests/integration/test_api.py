@@ -7,6 +7,7 @@ protocol, so the pushes the API causes are checked as they are on the wire.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import time
@@ -257,19 +258,33 @@ async def test_subscribe_recovers_from_recover_since(api: AsyncClient, ws_connec
     assert subscribed and subscribed[0]["subscribe"]["offset"] == 3
 
 
-async def test_centrifugo_fields_tidings_lacks_are_refused(api: AsyncClient) -> None:
-    calls = (
-        api.subscribe(SubscribeRequest(user="u", channel="c", b64info="eyJ9")),
-        api.subscribe(SubscribeRequest(user="u", channel="c", session="s1")),
-        api.unsubscribe(UnsubscribeRequest(user="u", channel="c", session="s1")),
-        api.disconnect(DisconnectRequest(user="u", session="s1")),
-        api.refresh(RefreshRequest(user="u", session="s1")),
+async def test_session_and_base64_fields(api: AsyncClient, ws_connect: Any) -> None:
+    """`session` selects emulated connections only (a WebSocket has none, as in
+    Centrifugo); `b64info`/`b64data` are decoded and must be JSON."""
+    client = await ws_connect("sam")
+    await api.disconnect(DisconnectRequest(user="sam", session="s1"))
+    await api.refresh(RefreshRequest(user="sam", session="s1", expired=True))
+    await api.subscribe(SubscribeRequest(user="sam", channel="other", session="s1"))
+    await asyncio.sleep(0.3)
+    assert client.close_code is None and not client.pushes("subscribe")
+
+    def b64(value: Any) -> str:
+        return base64.b64encode(json.dumps(value).encode()).decode()
+
+    await api.subscribe(
+        SubscribeRequest(user="sam", channel="b64", b64info=b64({"i": 1}), b64data=b64({"d": 2}))
     )
-    for call in calls:
+    await client.wait(lambda m: m.get("push", {}).get("subscribe", {}).get("data") == {"d": 2})
+    await api.publish(PublishRequest(channel="b64", data=None, b64data=b64({"p": 3})))
+    await client.wait(lambda m: m.get("push", {}).get("pub", {}).get("data") == {"p": 3})
+    for call in (
+        api.publish(PublishRequest(channel="b64", data=None, b64data="AQ==")),
+        api.publish(PublishRequest(channel="b64", data=None, b64data="not base64!")),
+        api.subscribe(SubscribeRequest(user="sam", channel="c", b64info="eyJ9")),
+    ):
         with pytest.raises(CentApiResponseError) as err:
             await call
         assert err.value.code == 107
-        assert "not supported" in err.value.message
 
 
 async def test_disconnect_codes_and_whitelist(api: AsyncClient, ws_connect: Any) -> None:
@@ -476,7 +491,6 @@ async def test_wrong_or_missing_api_key_is_401_with_json_error(server: ServerPro
         ("/api/publish", b'{"channel": "x", "data": {}, "chanel_typo": 1}', 107, "chanel_typo"),
         ("/api/publish", b'{"data": {}}', 107, "channel"),
         ("/api/history", b'{"channel": "x", "limit": "ten"}', 107, "limit"),
-        ("/api/publish", b'{"channel": "x"}', 107, "data"),
         ("/api/frobnicate", b"{}", 104, "frobnicate"),
     ],
 )
@@ -487,6 +501,13 @@ async def test_bad_requests_get_json_errors_naming_the_problem(
     assert status in (400, 404), payload
     assert payload["error"]["code"] == code
     assert named in payload["error"]["message"].lower(), payload
+
+
+async def test_publish_without_data_is_a_107_reply(server: ServerProcess) -> None:
+    """Decoded (`b64data` may stand in for `data`), then refused by the method: HTTP 200."""
+    status, payload = await raw_post(server, "/api/publish", b'{"channel": "x"}')
+    assert status == 200
+    assert payload["error"] == {"code": 107, "message": "data required"}
 
 
 async def test_health(server: ServerProcess) -> None:

@@ -26,6 +26,8 @@ TABLE_FLAGS = {
     "proxy": "--proxy",
     "proxies": "--proxies",
     "rpc_namespaces": "--rpc-namespace",
+    "queue_consume": "--queue-consume",
+    "queue_rpc_topics": "--queue-rpc-topic",
 }
 
 

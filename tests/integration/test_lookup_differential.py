@@ -4,7 +4,7 @@ Every scripted TCP session (valid and invalid) and every HTTP call runs against
 both; the answers are compared after normalising only what must differ (the ports
 of each server, each connection's remote address, and the order of lists, which
 nsqlookupd takes from Go's randomised map iteration). Deliberate differences are
-listed in docs/queue-lookup.md and are not exercised here.
+listed in docs/queue.md and are not exercised here.
 """
 
 from __future__ import annotations

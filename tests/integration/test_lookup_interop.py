@@ -1,8 +1,9 @@
-"""Real nsqd registers with `tidings lookup`; unchanged NSQ clients find it there.
+"""Real nsqd, and `tidings queue`, register with `tidings lookup`; NSQ clients find them.
 
-pynsq (Reader through lookupd, Writer), go-nsq and nsqjs each publish to real nsqd
-and consume through `tidings lookup`, requeueing some messages once: every message
-must be finished, the requeued ones on their second attempt.
+pynsq (Reader through lookupd, Writer), go-nsq and nsqjs each publish to the queue
+node (nsqd or `tidings queue`) and consume through `tidings lookup`, requeueing
+some messages once: every message must be finished, the requeued ones on their
+second attempt.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tests.peers.nsq_processes import (
     run_client,
     start_nsqd,
     start_tidings_lookup,
+    start_tidings_queue,
     wait_for,
 )
 
@@ -40,9 +42,13 @@ def lookup(tmp_path: Path) -> Iterator[NsqProcess]:
     server.stop()
 
 
-@pytest.fixture
-def nsqd(tmp_path: Path, lookup: NsqProcess) -> Iterator[NsqProcess]:
-    server = start_nsqd(tmp_path, [lookup.tcp_address])
+@pytest.fixture(params=["nsqd", "tidings-queue"])
+def nsqd(
+    request: pytest.FixtureRequest, tmp_path: Path, lookup: NsqProcess
+) -> Iterator[NsqProcess]:
+    """Real nsqd, or `tidings queue`, registered with `tidings lookup`."""
+    start = start_nsqd if request.param == "nsqd" else start_tidings_queue
+    server = start(tmp_path, [lookup.tcp_address])
     wait_for(lambda: lookup.get("/nodes")[1]["producers"], what="nsqd to IDENTIFY")
     yield server
     server.stop()

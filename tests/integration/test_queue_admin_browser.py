@@ -1,9 +1,10 @@
-"""The queue admin UI in headless Chromium against real nsqd and `tidings lookup`.
+"""The queue admin UI in headless Chromium against `tidings lookup` and a queue node.
 
-nsqd registers with `tidings lookup`; `tidings queue-admin` finds it there and shows
-its topic and channel. The test pauses the channel, cancels then confirms its
-deletion, and checks each step in nsqd's own `/stats`. Screenshots go to
-tests/artifacts/queue-admin/ (git-ignored). Chromium is Debian's /usr/bin/chromium.
+The queue node, real nsqd or `tidings queue`, registers with `tidings lookup`;
+`tidings queue-admin` finds it there and shows its topic and channel. The test
+pauses the channel, cancels then confirms its deletion, and checks each step in
+the node's own `/stats`. Screenshots go to tests/artifacts/queue-admin/<node>/
+(git-ignored). Chromium is Debian's /usr/bin/chromium.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tests.peers.nsq_processes import (
     http_call,
     start_nsqd,
     start_tidings_lookup,
+    start_tidings_queue,
     wait_for,
 )
 
@@ -34,10 +36,13 @@ TIMEOUT_MS = 15_000
 pytestmark = [pytest.mark.timeout(120)]
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[NsqProcess, NsqProcess]]:
+@pytest.fixture(params=["nsqd", "tidings-queue"])
+def cluster(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[NsqProcess, NsqProcess]]:
     lookup = start_tidings_lookup(tmp_path)
-    nsqd = start_nsqd(tmp_path, [lookup.tcp_address])
+    start = start_nsqd if request.param == "nsqd" else start_tidings_queue
+    nsqd = start(tmp_path, [lookup.tcp_address])
     wait_for(lambda: lookup.get("/nodes")[1]["producers"], what="nsqd registered")
     yield lookup, nsqd
     nsqd.stop()
@@ -99,9 +104,10 @@ def publish(nsqd: NsqProcess, body: str) -> int:
     return http_call(nsqd.http_port, "/pub?topic=orders", method="POST", data=body.encode())[0]
 
 
-async def shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+async def shot(page: Page, node: NsqProcess, name: str) -> None:
+    folder = ARTIFACTS / node.name
+    folder.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
 async def test_pause_and_delete_with_confirmation(
@@ -118,7 +124,7 @@ async def test_pause_and_delete_with_confirmation(
     billing = page.locator('#topics tr.channel[data-topic="orders"][data-channel="billing"]')
     await expect(billing.locator("td.depth")).to_have_text("5")
     await expect(billing.locator("td.state")).to_have_text("active")
-    await shot(page, "01-overview")
+    await shot(page, nsqd, "01-overview")
 
     # Publishing shows up as a rate (two polls, at least a second apart, see the count grow).
     topic_row = page.locator('#topics tr.topic[data-topic="orders"]')
@@ -130,13 +136,13 @@ async def test_pause_and_delete_with_confirmation(
     await billing.get_by_role("button", name="Pause").click()
     await expect(billing.locator("td.state")).to_have_text("paused")
     assert channel_stats(nsqd, "orders")["billing"]["paused"] is True
-    await shot(page, "02-paused")
+    await shot(page, nsqd, "02-paused")
 
     dialog = page.locator("#confirm")
     await billing.get_by_role("button", name="Delete").click()
     await expect(dialog).to_be_visible()
     await expect(dialog).to_contain_text("Delete channel orders/billing?")
-    await shot(page, "03-confirm-delete")
+    await shot(page, nsqd, "03-confirm-delete")
     await page.click("#confirm-cancel")
     await expect(dialog).to_be_hidden()
     await page.wait_for_timeout(500)  # nothing must happen: give a wrong request time to land
@@ -147,4 +153,4 @@ async def test_pause_and_delete_with_confirmation(
     await expect(billing).to_have_count(0)
     assert "billing" not in channel_stats(nsqd, "orders")
     await expect(topic_row).to_be_visible()
-    await shot(page, "04-deleted")
+    await shot(page, nsqd, "04-deleted")

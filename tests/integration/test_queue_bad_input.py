@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,10 +93,23 @@ async def test_state_errors(queue: QueueProcess) -> None:
     assert await client.closed()
 
 
+def _open_files_limit() -> int:
+    """Raise this process's open-files limit to its hard limit (children inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+#: Connections that never IDENTIFY: the issue's 10 000, fewer only where the
+#: open-files hard limit is too low for both ends (it is 20 000 on the CI machine).
+IDLE = min(10_000, _open_files_limit() - 2000)
+
+
 async def test_many_silent_connections_cost_little_and_hurt_nobody(queue: QueueProcess) -> None:
     before = queue.rss_bytes()
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    for _ in range(1000):
+    for _ in range(IDLE):
         idle.append(await asyncio.open_connection("127.0.0.1", queue.tcp_port))
     for _, writer in idle[::2]:
         writer.write(b"  V2")  # half say the magic, none ever IDENTIFY
@@ -106,7 +120,7 @@ async def test_many_silent_connections_cost_little_and_hurt_nobody(queue: QueueP
     assert await client.response() == b"OK"
     assert (await client.message()).body == b"still served"
     grown = queue.rss_bytes() - before
-    assert grown < 40 << 20, f"1000 idle connections cost {grown} bytes"
+    assert grown < IDLE * 40 << 10, f"{IDLE} idle connections cost {grown} bytes"
     client.close()
     for _, writer in idle:
         writer.close()

@@ -199,7 +199,7 @@ async def transcript(port: int, data: bytes) -> list[str]:
                 fields.pop("version", None)
                 text = json.dumps(fields, sort_keys=True).encode()
             prefix = "E " if frame.frame_type is FrameType.ERROR else ""
-            out.append(prefix + text.decode())
+            out.append(prefix + text.decode(errors="backslashreplace"))
     except TimeoutError:
         out.append("(open)")
     except ConnectionResetError:

@@ -205,6 +205,20 @@ def start_nsqd(tmp_path: Path, lookupd_tcp: list[str] | None = None, *extra: str
     return _start_on_ports("nsqd", argv, tmp_path, None)
 
 
+def start_tidings_queue(
+    tmp_path: Path, lookupd_tcp: list[str] | None = None, *extra: str
+) -> NsqProcess:
+    """`tidings queue` (kernel-chosen ports, its own data path) as an NsqProcess."""
+    from tests.integration.support.queue import start_queue
+
+    args = [f"--lookupd-tcp-address={address}" for address in lookupd_tcp or []]
+    queue = start_queue(
+        tmp_path, "--broadcast-address=127.0.0.1", *args, *extra, name=f"tq-{free_port()}"
+    )
+    assert queue.proc is not None
+    return NsqProcess("tidings-queue", queue.proc, queue.tcp_port, queue.http_port, queue.log_path)  # type: ignore[arg-type]
+
+
 def start_nsqadmin(tmp_path: Path, lookupd_http: str) -> NsqProcess:
     """Real nsqadmin reading `lookupd_http` (its tcp_port is 0: it has no TCP side)."""
     ensure_built()

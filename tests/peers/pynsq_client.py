@@ -2,11 +2,13 @@
 
     python pynsq_client.py pub <nsqd-host:port> <topic> <n> [prefix]
     python pynsq_client.py sub <lookupd-host:port> <topic> <channel> <n> [req-every]
+    python pynsq_client.py bodies <nsqd-host:port> <topic> <channel> <n>
 
 `pub` publishes with `nsq.Writer` and prints {"published": n}. `sub` runs an
 `nsq.Reader` that finds nsqd through lookupd, requeues every req-every'th body once
 (first attempt), finishes n distinct messages and prints
-{"finished": [...sorted], "requeued": k, "max_attempts_seen": a}.
+{"finished": [...sorted], "requeued": k, "max_attempts_seen": a}. `bodies` reads
+n messages straight from nsqd, finishes them and prints {"bodies": [...]} in order.
 """
 
 from __future__ import annotations
@@ -82,14 +84,38 @@ def consume(lookupd: str, topic: str, channel: str, n: int, req_every: int) -> N
     nsq.run()
 
 
+def bodies(address: str, topic: str, channel: str, n: int) -> None:
+    seen: list[str] = []
+    loop = tornado.ioloop.IOLoop.current()
+
+    def handle(message: nsq.Message) -> bool:
+        seen.append(message.body.decode())
+        if len(seen) == n:
+            print(json.dumps({"bodies": seen}), flush=True)
+            loop.call_later(0.2, loop.stop)
+        return True
+
+    nsq.Reader(
+        topic=topic,
+        channel=channel,
+        message_handler=handle,
+        nsqd_tcp_addresses=[address],
+        max_in_flight=1,
+    )
+    loop.call_later(30, lambda: sys.exit(f"pynsq-client: timed out with {len(seen)}/{n}"))
+    nsq.run()
+
+
 def main() -> None:
     mode, *args = sys.argv[1:]
     if mode == "pub":
         publish(args[0], args[1], int(args[2]), args[3] if len(args) > 3 else "pynsq")
     elif mode == "sub":
         consume(args[0], args[1], args[2], int(args[3]), int(args[4]) if len(args) > 4 else 0)
+    elif mode == "bodies":
+        bodies(args[0], args[1], args[2], int(args[3]))
     else:
-        sys.exit("usage: pynsq_client.py pub|sub ...")
+        sys.exit("usage: pynsq_client.py pub|sub|bodies ...")
 
 
 if __name__ == "__main__":

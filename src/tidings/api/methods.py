@@ -8,6 +8,8 @@ as `ReplyError` and become `{"error": {"code", "message"}}`.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import os
 import resource
@@ -118,6 +120,7 @@ class ServerApi:
             tags=req.tags,
             skip_history=req.skip_history,
             idempotency_key=req.idempotency_key,
+            delta=req.delta,
         )
         result = _position(position)
         if cache_key:
@@ -138,6 +141,7 @@ class ServerApi:
                 skip_history=req.skip_history,
                 tags=req.tags,
                 idempotency_key=req.idempotency_key,
+                delta=req.delta,
             )
             responses.append(await self._respond(self._publish(single, data)))
         return {"responses": responses}
@@ -146,27 +150,27 @@ class ServerApi:
 
     async def subscribe(self, req: rq.SubscribeRequest) -> Result:
         _need(req.user, "user")
-        _unsupported(b64info=req.b64info, b64data=req.b64data, session=req.session)
         since = req.recover_since
         await self.node.subscribe_user(
             req.user,
             req.channel,
             client_id=req.client,
-            info=bytes(req.info),
-            data=bytes(req.data),
+            info=bytes(_optional_payload(req.info, req.b64info, "b64info")),
+            data=bytes(_optional_payload(req.data, req.b64data, "b64data")),
             since=Position(since.offset, since.epoch) if since is not None else None,
+            session=req.session,
         )
         return {}
 
     async def unsubscribe(self, req: rq.UnsubscribeRequest) -> Result:
         _need(req.user, "user")
-        _unsupported(session=req.session)
-        await self.node.unsubscribe_user(req.user, req.channel, client_id=req.client)
+        await self.node.unsubscribe_user(
+            req.user, req.channel, client_id=req.client, session=req.session
+        )
         return {}
 
     async def disconnect(self, req: rq.DisconnectRequest) -> Result:
         _need(req.user, "user")
-        _unsupported(session=req.session)
         disconnect = codes.FORCE_DISCONNECT
         if req.disconnect is not None and req.disconnect.code:
             code = req.disconnect.code
@@ -178,14 +182,18 @@ class ServerApi:
             disconnect,
             client_id=req.client,
             whitelist=frozenset(req.whitelist or ()),
+            session=req.session,
         )
         return {}
 
     async def refresh(self, req: rq.RefreshRequest) -> Result:
         _need(req.user, "user")
-        _unsupported(session=req.session)
         self.node.refresh_user(
-            req.user, client_id=req.client, expired=req.expired, expire_at=req.expire_at
+            req.user,
+            client_id=req.client,
+            expired=req.expired,
+            expire_at=req.expire_at,
+            session=req.session,
         )
         return {}
 
@@ -365,13 +373,27 @@ class ServerApi:
 
 
 def _payload(data: Raw, b64data: str) -> Raw:
-    if b64data:
-        raise ReplyError(
-            ErrorCode.BAD_REQUEST, "b64data is not supported: JSON clients need JSON data"
-        )
-    if not len(data):
+    payload = _optional_payload(data, b64data, "b64data")
+    if not len(payload):
         raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
-    return data
+    return payload
+
+
+def _optional_payload(data: Raw, b64: str, name: str) -> Raw:
+    """`data`, or the payload given in base64 as `b64` (which wins, as in Centrifugo).
+
+    The decoded bytes must be one JSON value, checked and compacted like any
+    payload: every publication also goes to JSON clients, which receive
+    payloads verbatim inside their JSON frames (Centrifugo sends them even
+    when they are not JSON, breaking those frames).
+    """
+    if not b64:
+        return data
+    try:
+        decoded = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise ReplyError(ErrorCode.BAD_REQUEST, f"{name} is not valid base64") from None
+    return checked_payload(decoded, name) if decoded else data
 
 
 def _checked_payloads(request: Any) -> Any:
@@ -393,14 +415,6 @@ _WITH_DATA = (
     rq.BroadcastAllRequest,
     rq.SubscribeRequest,
 )
-
-
-def _unsupported(**fields: str) -> None:
-    """Refuse fields Centrifugo has and tidings does not, instead of ignoring them."""
-    given = [name for name, value in fields.items() if value]
-    if given:
-        hint = " (select connections with `client`)" if "session" in given else ""
-        raise ReplyError(ErrorCode.BAD_REQUEST, f"not supported: {', '.join(given)}{hint}")
 
 
 def _need(value: str, name: str) -> None:

@@ -33,19 +33,22 @@ class DisconnectReason(_Request):
 
 class PublishRequest(_Request):
     channel: str
-    data: Raw
+    data: Raw = Raw()
     skip_history: bool = False
     tags: dict[str, str] | None = None
     b64data: str = ""
     idempotency_key: str = ""
+    #: Subscribers that negotiated deltas may get this publication as one.
+    delta: bool = False
 
 
 class BroadcastRequest(_Request):
     channels: list[str]
-    data: Raw
+    data: Raw = Raw()
     skip_history: bool = False
     tags: dict[str, str] | None = None
     b64data: str = ""
+    delta: bool = False
     idempotency_key: str = ""
 
 

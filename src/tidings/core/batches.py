@@ -8,25 +8,31 @@ each joined payload is built once per format and shared by all subscribers.
 A client that subscribed with recovery during the turn already received the
 publications up to its recovered offset; for it alone the payload is rebuilt
 without those, so recovery never duplicates what the batch delivers.
+
+In a channel with delta subscribers (see `deltas`), each publication's delta
+is also computed once per batch, and those subscribers share its encodings.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tidings.core.deltas import ChannelBase, DeltaRun
 from tidings.protocol.centrifuge.messages import Publication, Push, Reply
 
 if TYPE_CHECKING:
-    from tidings.core.client import Client
+    from tidings.core.client import Client, Subscription
     from tidings.core.hub import Hub
     from tidings.protocol.centrifuge.codec import Codec
 
 
 class _Batch:
-    __slots__ = ("encoded", "fresh", "replies")
+    __slots__ = ("eligible", "encoded", "fresh", "replies")
 
     def __init__(self) -> None:
         self.replies: list[tuple[int, Reply]] = []
+        # per publication: may it go as a delta (delta_publish or the API's flag)
+        self.eligible: list[bool] = []
         # codec name -> encoded publications, in order
         self.encoded: dict[str, list[bytes]] = {}
         # clients that subscribed to the channel after this batch began
@@ -44,14 +50,19 @@ class PublicationBatches:
         self._hub = hub
         self.json_codec = json_codec
         self._batches: dict[str, _Batch] = {}
+        #: Channels with delta subscribers, and what their deltas start from.
+        self._bases: dict[str, ChannelBase | None] = {}
         #: Bytes written straight to clients (queued ones are counted when flushed).
         self.bytes_out = 0
 
     def __bool__(self) -> bool:
         return bool(self._batches)
 
-    def add(self, name: str, pub: Publication) -> bool:
-        """Queue `pub` for the channel's subscribers; False when it has none here."""
+    def add(self, name: str, pub: Publication, delta: bool = False) -> bool:
+        """Queue `pub` for the channel's subscribers; False when it has none here.
+
+        With `delta`, subscribers that negotiated deltas may get it as one.
+        """
         if not self._hub.num_subscribers(name):
             return False
         batch = self._batches.get(name)
@@ -59,6 +70,7 @@ class PublicationBatches:
             batch = self._batches[name] = _Batch()
         reply = Reply(push=Push(channel=name, pub=pub))
         batch.replies.append((pub.offset, reply))
+        batch.eligible.append(delta)
         batch.encoded.setdefault(self.json_codec.name, []).append(self.json_codec.encode(reply))
         return True
 
@@ -68,6 +80,10 @@ class PublicationBatches:
         if batch is not None:
             batch.fresh.add(client)
 
+    def delta_subscribed(self, name: str) -> None:
+        """A subscriber of `name` negotiated deltas (its first publication goes in full)."""
+        self._bases.setdefault(name, None)
+
     def flush(self) -> None:
         """Hand every queued batch to the channel's current subscribers."""
         batches, self._batches = self._batches, {}
@@ -76,12 +92,22 @@ class PublicationBatches:
             json_payload = json_codec.join(batch.encoded[json_codec.name])
             shared: dict[str, bytes] = {}
             fresh = batch.fresh
+            run: DeltaRun | None = None
+            if name in self._bases:
+                run = DeltaRun(batch.replies, batch.eligible, self._bases[name])
+            delta_subscribers = 0
             json_written = other_bytes = 0
             for client in list(self._hub.subscribers(name)):
                 # One client whose write (or encoding) raises is dropped; the others
                 # of the channel, and the other channels, still get theirs.
                 try:
                     codec = client.codec
+                    if run is not None:
+                        sub = client.subscriptions.get(name)
+                        if sub is not None and sub.delta:
+                            delta_subscribers += 1
+                            other_bytes += _deliver_deltas(run, batch, client, sub)
+                            continue
                     if fresh and client in fresh:
                         sub = client.subscriptions.get(name)
                         rest = _after(batch, codec, sub.floor if sub is not None else 0)
@@ -99,6 +125,27 @@ class PublicationBatches:
                 except Exception as exc:
                     client.fail(f"delivery of {name!r} failed: {exc!r}")
             self.bytes_out += json_written * len(json_payload) + other_bytes
+            if run is not None:
+                if delta_subscribers:
+                    self._bases[name] = run.next_base()
+                else:
+                    del self._bases[name]
+
+
+def _deliver_deltas(run: DeltaRun, batch: _Batch, client: Client, sub: Subscription) -> int:
+    """Queue or write the batch for a delta subscriber; the bytes written now, if any."""
+    written = 0
+    if batch.fresh and client in batch.fresh:
+        skip = sum(1 for offset, _ in batch.replies if offset <= sub.floor)
+        items = run.items(client.codec, False, skip) if skip < len(batch.replies) else []
+        if items:
+            client.enqueue(client.codec.join(items))
+    else:
+        payload = run.payload(client.codec, run.continues(sub.delta_seq))
+        if client.write_now(payload):
+            written = len(payload)
+    sub.delta_seq = run.last_seq
+    return written
 
 
 def _after(batch: _Batch, codec: Codec, floor: int) -> bytes:

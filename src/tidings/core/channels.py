@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tidings.config import ChannelOptions, Settings
+import msgspec
+
+from tidings.config import ChannelOptions, Settings, personal_channel_name_format
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge.codes import ErrorCode
 
@@ -49,7 +51,7 @@ class ChannelRules:
         self._recent_personal: dict[str, Channel] = {}
         self._personal: tuple[str, str] | None = None
         if settings.personal_channel:
-            prefix, _, suffix = settings.personal_channel_format.partition("{user}")
+            prefix, _, suffix = personal_channel_name_format(settings).partition("{user}")
             self._personal = (prefix, suffix)
         #: Options of personal channels: a durable inbox with recovery.
         self.personal_options = ChannelOptions(
@@ -63,6 +65,12 @@ class ChannelRules:
             # it (a replay too large for one reply starts later, see Node.subscribe_client).
             allow_history_for_subscriber=True,
         )
+        if settings.personal_channel_namespace:
+            # Like any channel of that namespace (presence, join/leave, publish, history).
+            options = settings.namespaces[settings.personal_channel_namespace]
+            self.personal_options = msgspec.structs.replace(
+                options, allow_user_limited_channels=True
+            )
 
     def personal_user(self, name: str) -> str:
         """The user whose personal channel `name` is, or "" if it is not one."""
@@ -110,7 +118,7 @@ class ChannelRules:
         if namespace:
             options = self._namespaces.get(namespace)
             if options is None:
-                raise ReplyError(ErrorCode.UNKNOWN_CHANNEL, f"unknown namespace {namespace!r}")
+                raise ReplyError(ErrorCode.UNKNOWN_CHANNEL)  # "unknown channel", as Centrifugo
         else:
             options = self._default
         allowed: frozenset[str] | None = None

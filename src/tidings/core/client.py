@@ -47,6 +47,9 @@ class Subscription:
     info: bytes = b""
     expire_at: int = 0
     ready: bool = False
+    #: Fossil deltas negotiated; `delta_seq`: the channel's publication it has last (0: none).
+    delta: bool = False
+    delta_seq: int = 0
 
 
 class Client:

@@ -11,7 +11,9 @@ import msgspec
 from msgspec import Raw
 
 from tidings import __version__
+from tidings.core import deltas
 from tidings.core.auth import TokenExpired, TokenInvalid, ttl_of
+from tidings.core.emulation import session_of
 from tidings.core.outbox import REPLY_MARGIN, encoded_size
 from tidings.errors import DisconnectError, ReplyError
 from tidings.protocol.centrifuge import codes
@@ -42,6 +44,9 @@ if TYPE_CHECKING:
     from tidings.upstream.coordinator import ProxiedConnect, ProxiedSubscribe
 
 Handler = Callable[["Client", Command], Awaitable[Reply | None]]
+
+#: Subscribe request flag: error 112 instead of a subscription that could not recover.
+SUBSCRIBE_FLAG_REJECT_UNRECOVERED = 2
 
 #: Largest offset, limit or time a client may send: the stores keep signed 64-bit values.
 MAX_WIRE_INT = 2**63 - 1
@@ -120,6 +125,8 @@ class CommandHandler:
             ping=max(1, round(node.settings.client_ping_interval)),
             pong=client.codec.expects_pong,
             node=node.uid,
+            # Emulated connections (HTTP-stream, SSE) name it in their emulation requests.
+            session=session_of(client),
             time=int(time.time() * 1000),
         )
         if expire_at and not (proxied and proxied.server_refresh):
@@ -206,6 +213,7 @@ class CommandHandler:
         if req.recover and not client.take_history_token():
             self.node.counters["refused_history_rate"] += 1
             raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
+        deltas.check_type(req.delta)
         result = await self.node.subscribe_client(
             client,
             channel,
@@ -215,11 +223,14 @@ class CommandHandler:
             recoverable=req.recoverable,
             info=info,
             expire_at=expire_at,
+            reject_unrecovered=bool(req.flag & SUBSCRIBE_FLAG_REJECT_UNRECOVERED),
         )
         if proxied is not None:
             result.data = raw(proxied.data)
             if proxied.server_refresh:  # the node refreshes it, not the client
                 result.expires, result.ttl = False, 0
+        if deltas.negotiate(req.delta, channel.options, result):
+            deltas.subscribed(self.node, client, channel.name, result)
         return Reply(id=command.id, subscribe=result)
 
     async def unsubscribe(self, client: Client, command: Command) -> Reply:
@@ -250,6 +261,9 @@ class CommandHandler:
             )
             return Reply(id=command.id, publish=PublishResult())
         self.node.rules.check_publish(channel, client.user, req.channel in client.subscriptions)
+        topic = channel.options.queue_topic
+        if topic and self.node.queue_forward is not None:
+            await self.node.queue_forward(topic, channel.name, data, client.client_info)
         await self.node.publish(channel.name, data, info=client.client_info)
         return Reply(id=command.id, publish=PublishResult())
 
@@ -297,7 +311,7 @@ class CommandHandler:
                 f"history of {len(pubs)} publications exceeds client_queue_max_size ({limit}):"
                 " ask with a smaller limit, then page with since",
             )
-        result = HistoryResult(publications=pubs or None, epoch=top.epoch, offset=top.offset)
+        result = HistoryResult(publications=pubs, epoch=top.epoch, offset=top.offset)
         return Reply(id=command.id, history=result)
 
     async def ping(self, client: Client, command: Command) -> Reply:
@@ -314,6 +328,10 @@ class CommandHandler:
             checked_payload(req.data, "data")
         if req.method == "ack":
             return Reply(id=command.id, rpc=RPCResult(data=raw(await self._ack(client, req.data))))
+        if self.node.queue_rpc is not None:
+            queued = await self.node.queue_rpc(req.method, bytes(req.data), client.client_info)
+            if queued is not None:
+                return Reply(id=command.id, rpc=RPCResult(data=raw(queued)))
         endpoint = self.node.upstream.rpc_endpoint(req.method)
         if endpoint is not None:
             data = await self.node.upstream.rpc(client, endpoint, req)

@@ -14,12 +14,12 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from msgspec import Raw
 
-from tidings.config import Settings
+from tidings.config import Settings, personal_channel_name_format
 from tidings.core.auth import TokenVerifier, ttl_of
 from tidings.core.batches import EncodedOnce, PublicationBatches
 from tidings.core.broadcast import PacedBroadcasts
@@ -28,6 +28,7 @@ from tidings.core.client import Client, Subscription
 from tidings.core.commands import CommandHandler
 from tidings.core.deadlines import Deadlines
 from tidings.core.delivery import MAX_CLIENTS, DeliveryLog
+from tidings.core.emulation import session_of
 from tidings.core.events import Event, EventDispatcher, EventType
 from tidings.core.flusher import Flusher
 from tidings.core.heartbeat import PingWheel
@@ -72,6 +73,10 @@ from tidings.upstream.user_events import UserEventSender
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 30.0
+#: (topic, channel, data, publisher) -> awaitable done once the queue has the message.
+QueueForward = Callable[[str, str, bytes, ClientInfo | None], Awaitable[None]]
+#: (method, data, caller) -> the RPC's answer, or None if the method is not forwarded.
+QueueRpc = Callable[[str, bytes, ClientInfo | None], Awaitable[bytes | None]]
 
 
 _LIMIT_COUNTERS = frozenset(
@@ -157,6 +162,12 @@ class Node:
         self.user_events: UserEventSender | None = None
         #: Connections refused before the upgrade, filled in by the client port.
         self.access_refusals: dict[str, int] = {}
+        #: Set by the queue bridge (tidings.bridges): PUBs a client publication of a
+        #: namespace with `queue_topic` to that topic; raises ReplyError when it cannot.
+        self.queue_forward: QueueForward | None = None
+        #: Set by the queue bridge: PUBs an RPC of a namespace in `queue_rpc_topics`;
+        #: returns the RPC's answer, or None for a method it does not forward.
+        self.queue_rpc: QueueRpc | None = None
 
     def _history_store(self, settings: Settings) -> StoreRouter:
         """Memory for ordinary channels; SQLite under data_dir for durable ones."""
@@ -254,7 +265,7 @@ class Node:
         return client
 
     def personal_channel(self, user: str) -> str:
-        return self.settings.personal_channel_format.format(user=user)
+        return personal_channel_name_format(self.settings).format(user=user)
 
     def client_connected(self, client: Client) -> None:
         """Index a client whose connect succeeded; 3504 if its user has too many."""
@@ -304,6 +315,7 @@ class Node:
         server_side: bool = False,
         budget: int | None = None,
         newest_that_fit: bool = False,
+        reject_unrecovered: bool = False,
     ) -> SubscribeResult:
         """Subscribe `client` (permissions already checked) and return the result.
 
@@ -350,6 +362,12 @@ class Node:
                     budget=budget,
                     newest_that_fit=newest_that_fit,
                 )
+                if reject_unrecovered and recover and not result.recovered:
+                    # The client asked to be refused instead (subscribe flag 2): it
+                    # then gets its state afresh (error 112, as Centrifugo).
+                    if opts.presence:
+                        await self.presence.remove(name, client.id)
+                    raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
                 sub.epoch, sub.floor = result.epoch, result.offset
         except BaseException:
             client.subscriptions.pop(name, None)
@@ -424,6 +442,7 @@ class Node:
         tags: dict[str, str] | None = None,
         skip_history: bool = False,
         idempotency_key: str = "",
+        delta: bool = False,
     ) -> Position:
         """Store (if the channel keeps history) then deliver to every local subscriber.
 
@@ -449,7 +468,7 @@ class Node:
                 return position  # the store already had this idempotency key
             self.deliveries.stored(name, position.offset)
         self.counters["publications"] += 1
-        count = self.deliver(name, pub)
+        count = self.deliver(name, pub, delta=delta)
         self.traffic.deliveries += count
         if count and pub.offset:
             clients = [c.id for c in itertools.islice(self.hub.subscribers(name), MAX_CLIENTS)]
@@ -458,22 +477,29 @@ class Node:
             self.events.emit(Event(EventType.PUBLISHED, channel=name, time=time.time()))
         return position
 
-    def deliver(self, name: str, pub: Publication) -> int:
+    def deliver(self, name: str, pub: Publication, delta: bool = False) -> int:
         """Queue `pub` for every local subscriber at the end of this loop turn.
 
         Returns the number of subscribers it is queued for. Publications of one
-        turn are batched per channel (see `PublicationBatches`).
+        turn are batched per channel (see `PublicationBatches`). With `delta` (or
+        the namespace's `delta_publish`), delta subscribers may get it as a delta.
         """
-        if not self.batches.add(name, pub):
+        delta = delta or self.rules.resolve(name).options.delta_publish
+        if not self.batches.add(name, pub, delta):
             return 0
         self.flusher.schedule()
         return self.hub.num_subscribers(name)
 
     # --- server-side operations -----------------------------------------------------
 
-    def user_clients(self, user: str, client_id: str = "") -> list[Client]:
+    def user_clients(self, user: str, client_id: str = "", session: str = "") -> list[Client]:
+        """The user's connections here, or only the one with `client_id` and/or `session`."""
         clients = self.hub.user_clients(user)
-        return [c for c in clients if c.id == client_id] if client_id else clients
+        if client_id:
+            clients = [c for c in clients if c.id == client_id]
+        if session:
+            clients = [c for c in clients if session_of(c) == session]
+        return clients
 
     async def subscribe_user(
         self,
@@ -484,10 +510,11 @@ class Node:
         info: bytes = b"",
         data: bytes = b"",
         since: Position | None = None,
+        session: str = "",
     ) -> None:
         """Subscribe the user's connections server-side (recovering from `since` if given)."""
         channel = self.rules.resolve(name)
-        for client in self.user_clients(user, client_id):
+        for client in self.user_clients(user, client_id, session):
             if name in client.subscriptions:
                 continue
             result = await self.subscribe_client(
@@ -505,9 +532,11 @@ class Node:
             for pub in result.publications or ():
                 client.reply(Reply(push=Push(channel=name, pub=pub)))
 
-    async def unsubscribe_user(self, user: str, name: str, *, client_id: str = "") -> None:
+    async def unsubscribe_user(
+        self, user: str, name: str, *, client_id: str = "", session: str = ""
+    ) -> None:
         self.rules.resolve(name)
-        for client in self.user_clients(user, client_id):
+        for client in self.user_clients(user, client_id, session):
             await self.unsubscribe_client(client, name, push=True)
 
     def disconnect_user(
@@ -517,16 +546,24 @@ class Node:
         *,
         client_id: str = "",
         whitelist: frozenset[str] = frozenset(),
+        session: str = "",
     ) -> int:
-        clients = [c for c in self.user_clients(user, client_id) if c.id not in whitelist]
+        clients = self.user_clients(user, client_id, session)
+        clients = [c for c in clients if c.id not in whitelist]
         for client in clients:
             client.disconnect(disconnect)
         return len(clients)
 
     def refresh_user(
-        self, user: str, *, client_id: str = "", expired: bool = False, expire_at: int = 0
+        self,
+        user: str,
+        *,
+        client_id: str = "",
+        expired: bool = False,
+        expire_at: int = 0,
+        session: str = "",
     ) -> None:
-        for client in self.user_clients(user, client_id):
+        for client in self.user_clients(user, client_id, session):
             if expired:
                 client.disconnect(codes.EXPIRED)
                 continue

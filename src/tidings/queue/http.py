@@ -328,16 +328,24 @@ def _client_stats(consumer: Any) -> dict[str, Any]:
         "deflate": False,
         "snappy": False,
         "user_agent": client.user_agent,
+        # nsqd: only for a connection that published (omitempty)
+        **({"pub_counts": _pub_counts(consumer)} if consumer.published else {}),
         "tls": False,
+        "tls_cipher_suite": "",
+        "tls_version": "",
+        "tls_negotiated_protocol": "",
+        "tls_negotiated_protocol_is_mutual": False,
     }
 
 
-def _producer_stats(connection: Any) -> dict[str, Any]:
-    stats = _client_stats(connection)
-    stats["pub_counts"] = [
+def _pub_counts(connection: Any) -> list[dict[str, Any]]:
+    return [
         {"topic": topic, "count": count} for topic, count in sorted(connection.published.items())
     ]
-    return stats
+
+
+def _producer_stats(connection: Any) -> dict[str, Any]:
+    return _client_stats(connection)
 
 
 def _channel_stats(channel: Channel, clients: bool) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 //
 //	gonsq-client pub -nsqd 127.0.0.1:4150 -topic t -n 10
 //	gonsq-client sub -lookupd 127.0.0.1:4161 -topic t -channel c -n 10 -req-every 3
+//	  [-max-in-flight 10] [-handle-delay 20ms]
 //
 // `pub` publishes n messages ("<prefix>-<i>") and prints {"published": n}.
 // `sub` consumes until n distinct messages were finished. Every req-every'th body is
@@ -44,6 +45,7 @@ func main() {
 	prefix := flags.String("prefix", "gonsq", "body prefix (pub)")
 	reqEvery := flags.Int("req-every", 0, "requeue every k-th message once (sub)")
 	maxInFlight := flags.Int("max-in-flight", 10, "max in flight (sub)")
+	handleDelay := flags.Duration("handle-delay", 0, "time the handler takes per message (sub)")
 	timeout := flags.Duration("timeout", 30*time.Second, "give up after")
 	if err := flags.Parse(os.Args[2:]); err != nil {
 		log.Fatal(err)
@@ -54,7 +56,8 @@ func main() {
 	case "pub":
 		out, err = publish(*nsqd, *topic, *prefix, *n)
 	case "sub":
-		out, err = consume(*nsqd, *lookupd, *topic, *channel, *n, *reqEvery, *maxInFlight, *timeout)
+		out, err = consume(*nsqd, *lookupd, *topic, *channel, *n, *reqEvery, *maxInFlight,
+			*handleDelay, *timeout)
 	default:
 		err = fmt.Errorf("unknown mode %q", mode)
 	}
@@ -82,7 +85,7 @@ func publish(addr, topic, prefix string, n int) (interface{}, error) {
 }
 
 func consume(nsqdAddr, lookupdAddr, topic, channel string, n, reqEvery, maxInFlight int,
-	timeout time.Duration) (interface{}, error) {
+	handleDelay, timeout time.Duration) (interface{}, error) {
 	config := nsq.NewConfig()
 	config.MaxInFlight = maxInFlight
 	config.LookupdPollInterval = time.Second
@@ -97,6 +100,7 @@ func consume(nsqdAddr, lookupdAddr, topic, channel string, n, reqEvery, maxInFli
 	result := subResult{Finished: []string{}}
 	done := make(chan struct{})
 	consumer.AddHandler(nsq.HandlerFunc(func(m *nsq.Message) error {
+		time.Sleep(handleDelay)
 		mu.Lock()
 		defer mu.Unlock()
 		body := string(m.Body)

@@ -1,7 +1,8 @@
 // nsqjs-client: nsqjs driven by the tidings tests as an unchanged NSQ client.
 //
 //   node client.js pub <nsqd-host:port> <topic> <n> [prefix]
-//   node client.js sub <lookupd-host:port> <topic> <channel> <n> [req-every]
+//   node client.js sub <lookupd-host:port> <topic> <channel> <n> [req-every] [max-in-flight] [delay-ms]
+//   (give nsqd=<host:port> instead of the lookupd address to connect to nsqd directly)
 //
 // `pub` prints {"published": n}. `sub` discovers nsqd through lookupd, finishes n distinct
 // messages, requeues every req-every'th body once (on its first attempt) and prints
@@ -30,11 +31,14 @@ function publish (address, topic, n, prefix) {
   writer.connect()
 }
 
-function consume (lookupd, topic, channel, n, reqEvery) {
+function consume (lookupd, topic, channel, n, reqEvery, maxInFlight, delayMs) {
+  const source = lookupd.startsWith('nsqd=')
+    ? { nsqdTCPAddresses: lookupd.slice(5) }
+    : { lookupdHTTPAddresses: lookupd }
   const reader = new nsq.Reader(topic, channel, {
-    lookupdHTTPAddresses: lookupd,
+    ...source,
     lookupdPollInterval: 1,
-    maxInFlight: 10,
+    maxInFlight,
     requeueDelay: 0
   })
   const finished = new Set()
@@ -42,7 +46,8 @@ function consume (lookupd, topic, channel, n, reqEvery) {
   let maxAttempts = 0
   const timer = setTimeout(() => fail(`timed out with ${finished.size} of ${n}`), 30000)
   reader.on('error', (err) => process.stderr.write(`nsqjs-client: ${err}\n`))
-  reader.on('message', (msg) => {
+  reader.on('message', (msg) => setTimeout(() => handle(msg), delayMs))
+  function handle (msg) {
     const body = msg.body.toString()
     maxAttempts = Math.max(maxAttempts, msg.attempts)
     const index = Number(body.slice(body.lastIndexOf('-') + 1))
@@ -60,7 +65,7 @@ function consume (lookupd, topic, channel, n, reqEvery) {
       // Give the FIN a moment to leave the socket before closing.
       setTimeout(() => { reader.close(); process.exit(0) }, 200)
     }
-  })
+  }
   reader.connect()
 }
 
@@ -68,7 +73,7 @@ const [mode, ...args] = process.argv.slice(2)
 if (mode === 'pub') {
   publish(args[0], args[1], Number(args[2]), args[3] || 'nsqjs')
 } else if (mode === 'sub') {
-  consume(args[0], args[1], args[2], Number(args[3]), Number(args[4] || 0))
+  consume(args[0], args[1], args[2], Number(args[3]), Number(args[4] || 0), Number(args[5] || 10), Number(args[6] || 0))
 } else {
   fail('usage: client.js pub|sub ...')
 }

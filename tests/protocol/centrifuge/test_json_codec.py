@@ -13,6 +13,8 @@ from tidings.protocol.centrifuge.messages import (
     Error,
     HistoryResult,
     PingResult,
+    PresenceResult,
+    PresenceStatsResult,
     Publication,
     Push,
     Reply,
@@ -238,3 +240,21 @@ def test_round_trip_through_a_client_view(codec: JsonCodec) -> None:
     )
     lines = [msgspec.json.decode(line) for line in frame.split(b"\n")]
     assert lines == [{"id": 1, "ping": {}}, {"id": 2, "ping": {}}, {}]
+
+
+def test_fields_centrifugo_always_writes_are_written_at_zero() -> None:
+    """presence_stats counts, presence map, history's fields, ClientInfo user/client."""
+    codec = JsonCodec()
+    assert codec.encode(Reply(id=1, presence_stats=PresenceStatsResult())) == (
+        b'{"id":1,"presence_stats":{"num_clients":0,"num_users":0}}'
+    )
+    assert (
+        codec.encode(Reply(id=2, presence=PresenceResult()))
+        == b'{"id":2,"presence":{"presence":{}}}'
+    )
+    assert codec.encode(Reply(id=3, history=HistoryResult())) == (
+        b'{"id":3,"history":{"publications":[],"epoch":"","offset":0}}'
+    )
+    info = ClientInfo(user="", client="c1")
+    assert msgspec.json.encode(info) == b'{"user":"","client":"c1"}'
+    assert msgspec.json.encode(ClientInfo()) == b"{}"

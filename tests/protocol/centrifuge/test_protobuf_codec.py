@@ -258,7 +258,7 @@ def test_unknown_fields_are_skipped(codec: ProtobufCodec) -> None:
     (command,) = codec.decode(uvarint(len(body)) + body)
     assert command == m.Command(
         id=4,
-        subscribe=m.SubscribeRequest(channel="c"),
+        subscribe=m.SubscribeRequest(channel="c", flag=3),
         connect=m.ConnectRequest(token="t", headers={"a": "b"}),  # headers: emulation
     )
 

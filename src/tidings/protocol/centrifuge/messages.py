@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from msgspec import Meta, Raw, Struct
+from msgspec import Meta, Raw, Struct, field
 
 #: The empty payload. Always use this object (via `raw()`), never `Raw(b"")`:
 #: msgspec omits a default only when it is this very object.
@@ -25,6 +25,16 @@ def raw(data: bytes) -> Raw:
 
 class _Message(Struct, omit_defaults=True):
     pass
+
+
+class _Written(str):
+    """The type of `WRITTEN`."""
+
+
+#: The default of string fields that Centrifugo's JSON always has, even empty:
+#: msgspec omits a default only when it is this very object, so a value of ""
+#: is written (`"user":""`) while an unset field is not.
+WRITTEN = _Written()
 
 
 # --- requests (client -> server) -------------------------------------------------
@@ -46,6 +56,8 @@ class SubscribeRequest(_Message):
     recoverable: bool = False
     join_leave: bool = False
     delta: str = ""
+    #: Bits of `SUBSCRIBE_FLAG_*`.
+    flag: int = 0
 
 
 class ConnectRequest(_Message):
@@ -148,8 +160,8 @@ class Error(_Message):
 
 
 class ClientInfo(_Message):
-    user: str = ""
-    client: str = ""
+    user: str = WRITTEN
+    client: str = WRITTEN
     conn_info: Raw = EMPTY
     chan_info: Raw = EMPTY
 
@@ -160,6 +172,8 @@ class Publication(_Message):
     offset: int = 0
     tags: dict[str, str] | None = None
     time: int = 0
+    #: `data` is a fossil delta against the subscriber's previous publication.
+    delta: bool = False
 
 
 class SubscribeResult(_Message):
@@ -173,6 +187,8 @@ class SubscribeResult(_Message):
     positioned: bool = False
     data: Raw = EMPTY
     was_recovering: bool = False
+    #: Delta compression was negotiated: publications may carry deltas.
+    delta: bool = False
 
 
 class ConnectResult(_Message):
@@ -197,17 +213,20 @@ class PublishResult(_Message):
     pass
 
 
-class PresenceResult(_Message):
-    presence: dict[str, ClientInfo] | None = None
+# Results whose every field Centrifugo writes, zero or not (SDKs read them as given).
 
 
-class PresenceStatsResult(_Message):
+class PresenceResult(Struct):
+    presence: dict[str, ClientInfo] = field(default_factory=dict)
+
+
+class PresenceStatsResult(Struct):
     num_clients: int = 0
     num_users: int = 0
 
 
-class HistoryResult(_Message):
-    publications: list[Publication] | None = None
+class HistoryResult(Struct):
+    publications: list[Publication] = field(default_factory=list)
     epoch: str = ""
     offset: int = 0
 

@@ -58,6 +58,7 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
         "recoverable": (10, BOOL),
         "join_leave": (11, BOOL),
         "delta": (12, STRING),
+        "flag": (14, INT64),
     },
     m.ConnectRequest: {
         "token": (1, STRING),
@@ -110,6 +111,7 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
         "info": (5, m.ClientInfo),
         "offset": (6, UINT64),
         "tags": (7, MapOf(STRING)),
+        "delta": (8, BOOL),
         "time": (9, INT64),
     },
     m.SubscribeResult: {
@@ -123,6 +125,7 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
         "positioned": (10, BOOL),
         "data": (11, BYTES),
         "was_recovering": (12, BOOL),
+        "delta": (13, BOOL),
     },
     m.ConnectResult: {
         "client": (1, STRING),
