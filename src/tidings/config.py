@@ -116,6 +116,16 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     broadcast_all_rate: float = 1000.0
     data_dir: str = "./data"
     name: str = ""
+    engine: str = "memory"
+    redis_address: list[str] = msgspec.field(default_factory=list)
+    redis_cluster_address: list[str] = msgspec.field(default_factory=list)
+    redis_prefix: str = "tidings"
+    redis_connect_timeout: float = 1.0
+    redis_command_timeout: float = 1.0
+    durable_replicas: int = 0
+    durable_allow_volatile: bool = False
+    node_heartbeat_interval: float = 3.0
+    node_heartbeat_timeout: float = 10.0
     log_level: str = "info"
     client_ping_interval: float = 25.0
     client_pong_timeout: float = 8.0
@@ -171,6 +181,16 @@ SETTING_DOCS: dict[str, str] = {
     "broadcast_all_rate": "default messages per second of the broadcast_all API method",
     "data_dir": "directory for durable data",
     "name": "node name shown by the info API method (default: host name)",
+    "engine": "'memory' (one node) or 'redis' (nodes joined by Redis: a cluster)",
+    "redis_address": "Redis URLs (redis://, rediss://, unix://); several: channels sharded",
+    "redis_cluster_address": "seed URLs of a Redis Cluster (instead of redis_address)",
+    "redis_prefix": "prefix of every Redis key and PUB/SUB channel (no braces)",
+    "redis_connect_timeout": "seconds to wait for a Redis connection",
+    "redis_command_timeout": "seconds to wait for a Redis reply (then error 100)",
+    "durable_replicas": "Redis replicas a durable publish waits for (WAIT) before answering",
+    "durable_allow_volatile": "serve durable namespaces from a Redis without AOF fsync always",
+    "node_heartbeat_interval": "seconds between a node's heartbeats to the other nodes",
+    "node_heartbeat_timeout": "seconds of silence after which a node is gone from info",
     "log_level": "debug, info, warning or error",
     "client_ping_interval": "seconds between server pings to each client",
     "client_pong_timeout": "seconds a client has to answer a ping (3012 after)",
@@ -197,6 +217,10 @@ _DURATION_KEYS = frozenset(
         "user_events_grace",
         "personal_channel_history_ttl",
         "durable_batch_window",
+        "redis_connect_timeout",
+        "redis_command_timeout",
+        "node_heartbeat_interval",
+        "node_heartbeat_timeout",
     }
 )
 FSYNC_POLICIES = ("always", "batch", "never")
@@ -407,6 +431,7 @@ def _check(settings: Settings) -> None:
     ):
         if getattr(settings, key) < 0:
             raise ConfigError(key, "must not be negative")
+    _check_engine(settings)
     if "{user}" not in settings.personal_channel_format:
         raise ConfigError("personal_channel_format", "must contain {user}")
     for key in ("client_ip_allow", "client_ip_deny"):
@@ -429,6 +454,42 @@ def _check(settings: Settings) -> None:
     for ns in settings.namespaces:
         if not _NAMESPACE_NAME.match(ns):
             raise ConfigError(f"namespaces.{ns}", "namespace names use letters, digits, _ . -")
+
+
+ENGINES = ("memory", "redis")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _check_engine(settings: Settings) -> None:
+    if settings.engine not in ENGINES:
+        raise ConfigError("engine", f"must be one of {', '.join(ENGINES)}, not {settings.engine!r}")
+    for key in ("redis_address", "redis_cluster_address"):
+        for index, url in enumerate(getattr(settings, key)):
+            if not url.startswith(_REDIS_SCHEMES):
+                raise ConfigError(
+                    f"{key}.{index}", f"not a redis://, rediss:// or unix:// URL: {url!r}"
+                )
+    if settings.engine == "redis":
+        if bool(settings.redis_address) == bool(settings.redis_cluster_address):
+            raise ConfigError(
+                "redis_address", "engine 'redis' needs redis_address or redis_cluster_address (one)"
+            )
+        if any(u.startswith("unix://") for u in settings.redis_cluster_address):
+            raise ConfigError("redis_cluster_address", "a Redis Cluster is reached over TCP")
+    if "{" in settings.redis_prefix or "}" in settings.redis_prefix or not settings.redis_prefix:
+        raise ConfigError("redis_prefix", "must be non-empty and without braces")
+    for key in (
+        "redis_connect_timeout",
+        "redis_command_timeout",
+        "node_heartbeat_interval",
+        "node_heartbeat_timeout",
+    ):
+        if getattr(settings, key) <= 0:
+            raise ConfigError(key, "must be greater than zero")
+    if settings.durable_replicas < 0:
+        raise ConfigError("durable_replicas", "must not be negative")
+    if settings.node_heartbeat_timeout <= settings.node_heartbeat_interval:
+        raise ConfigError("node_heartbeat_timeout", "must be longer than node_heartbeat_interval")
 
 
 def load(
