@@ -19,6 +19,7 @@ from tidings.protocol.centrifuge.codes import Disconnect, ErrorCode, ReplyErrorI
 from tidings.protocol.centrifuge.json_codec import MalformedFrame
 from tidings.protocol.centrifuge.messages import ClientInfo, Command, Error, Reply, raw
 from tidings.protocol.centrifuge.session import PONG, UNKNOWN, Session, SessionViolation
+from tidings.store.base import StoreWriteError
 
 if TYPE_CHECKING:
     from tidings.core.node import Node
@@ -41,6 +42,8 @@ class Subscription:
     info: bytes = b""
     expire_at: int = 0
     ready: bool = False
+    #: Made by the server (connect token, personal channel, API): the SDK cannot resubscribe.
+    server_side: bool = False
 
 
 class Client:
@@ -338,6 +341,8 @@ class Client:
         except DisconnectError as exc:
             self.disconnect(exc.disconnect)
             return
+        except StoreWriteError as exc:  # the engine (Redis) is down: say so, stay connected
+            reply = _error_reply(command.id, ReplyErrorInfo.of(ErrorCode.INTERNAL, str(exc)))
         except Exception:
             log.exception("client %s: %s failed", self.id, method)
             reply = _error_reply(command.id, ReplyErrorInfo.of(ErrorCode.INTERNAL))

@@ -9,10 +9,15 @@ survives a Redis restart depends on Redis' own persistence: see
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
 
 from tidings.protocol.centrifuge.messages import Publication
 from tidings.store.base import Ack, HistoryStore, Position
 from tidings.store.redis_streams import RedisStreams
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,23 @@ class RedisHistoryStore(HistoryStore):
     async def acks(self, channel: str, offset: int, limit: int = 100) -> list[tuple[str, Ack]]:
         return await self.streams.acks(channel, offset, limit)
 
+    async def num_streams(self) -> int:
+        """Streams with a meta hash, counted by SCAN on every primary (an admin figure)."""
+        engine = self.streams.engine
+        escaped = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in engine.prefix)
+        pattern = f"{escaped}.stream{{*}}.m"
+        count = 0
+        for client in await engine.primaries():
+            count += await engine.call("", partial(_count_keys, client, pattern))
+        return count
+
     async def close(self) -> None:
         if self._owns_engine:
             await self.streams.engine.close()
+
+
+async def _count_keys(client: Redis, pattern: str) -> int:
+    count = 0
+    async for _ in client.scan_iter(match=pattern, count=1000):
+        count += 1
+    return count
