@@ -352,6 +352,9 @@ def _key_of(message: str) -> tuple[str, str]:
 def build(raw: Mapping[str, Any]) -> Settings:
     """Validated settings from merged raw layers."""
     normalised = _normalise_durations(raw, "")
+    for key in ("redis_address", "redis_cluster_address"):
+        if isinstance(normalised.get(key), str):  # one URL given as a string
+            normalised[key] = [normalised[key]]
     # msgspec names a dict value `[...]`: check each namespace alone to name it in the error.
     namespaces = normalised.get("namespaces")
     for ns, opts in namespaces.items() if isinstance(namespaces, Mapping) else ():
