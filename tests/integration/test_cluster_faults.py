@@ -1,0 +1,186 @@
+"""Faults in a cluster of `tidings serve` processes on one real redis-server.
+
+- Redis stopped mid-stream (AOF, fsync always) and started again: publish
+  answers error 100 while it is down, clients stay connected, and once it is
+  back every acknowledged publication reaches the subscriber (lost = 0).
+- A node killed with kill -9 during durable publishes: its client reconnects
+  to another node with its last position and recovers (lost = 0).
+- Start-up refuses durable channels on a Redis that would lose them, naming
+  the setting, and a Redis that is not there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from centrifuge import ClientState, StreamPosition
+
+from tests.conftest import ServerProcess, free_port, start_server
+from tests.integration.cluster_support import (
+    cluster_settings,
+    durable_redis,
+    start_nodes,
+    wait_for,
+)
+from tests.integration.support.api import api_raw
+from tests.integration.support.sdk import connecting
+from tidings.testing.redis import RedisServer
+
+TOTAL = 60
+HALFWAY = 20
+
+
+class Publisher:
+    """A careful back end: publishes 0..TOTAL-1 through one node, retrying with the same key."""
+
+    def __init__(self, node: ServerProcess, channel: str) -> None:
+        self.node = node
+        self.channel = channel
+        self.acknowledged: list[int] = []
+        self.errors: list[dict[str, Any]] = []
+        self.halfway = asyncio.Event()
+        self.resume = asyncio.Event()
+        self.resume.set()
+
+    async def run(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            for n in range(TOTAL):
+                await self.resume.wait()
+                payload = {"channel": self.channel, "data": {"n": n}, "idempotency_key": f"k{n}"}
+                while True:
+                    body = await api_raw(self.node, "publish", payload, http)
+                    if "error" not in body:
+                        break
+                    self.errors.append(body["error"])
+                    await asyncio.sleep(0.05)
+                self.acknowledged.append(n)
+                if len(self.acknowledged) == HALFWAY:
+                    self.halfway.set()
+                    self.resume.clear()
+
+
+def received(rec: Any) -> list[int]:
+    return [ctx.pub.data["n"] for ctx in rec.of("publication")]
+
+
+async def test_redis_restart_mid_stream_loses_nothing(
+    server_factory: Callable[..., ServerProcess],
+    redis_factory: Callable[..., RedisServer],
+) -> None:
+    redis = durable_redis(redis_factory)
+    a, b = start_nodes(server_factory, cluster_settings([redis.url]), count=2)
+    async with connecting(a) as connect:
+        alice = await connect("alice")
+        sub, rec = await alice.subscribed("d:stream")
+        publisher = Publisher(b, "d:stream")
+        stream = asyncio.create_task(publisher.run())
+        await publisher.halfway.wait()
+
+        redis.stop(signal.SIGKILL)
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            body = await api_raw(b, "publish", {"channel": "d:stream", "data": {}}, http)
+        assert body["error"]["code"] == 100, body
+        assert "unavailable" in body["error"]["message"], body
+        assert alice.client.state == ClientState.CONNECTED
+        assert not alice.rec.of("disconnected")
+
+        publisher.resume.set()  # the back end keeps trying while Redis is down
+        await wait_for(lambda: _errors(publisher, 3), "publishes refused while Redis is down")
+        await asyncio.to_thread(redis.start)
+        await asyncio.wait_for(stream, 30)
+
+        async def everything() -> bool:
+            return set(received(rec)) >= set(range(TOTAL))
+
+        await wait_for(everything, "every acknowledged publication", within=20)
+        got = received(rec)
+        lost = set(publisher.acknowledged) - set(got)
+        assert lost == set(), f"lost {sorted(lost)}"
+        assert not alice.rec.of("disconnected"), "the client was disconnected by the outage"
+        assert {e["code"] for e in publisher.errors} == {100}
+        # the subscription was made to recover (resubscribed with its position)
+        again = rec.of("subscribed")[1:]
+        assert again and all(ctx.was_recovering for ctx in again), rec.events
+        assert again[-1].recovered, again
+        print(
+            f"lost=0 duplicates={len(got) - len(set(got))} publish errors={len(publisher.errors)}"
+        )
+        await sub.unsubscribe()
+
+
+async def test_node_killed_during_durable_publishes_loses_nothing(
+    server_factory: Callable[..., ServerProcess],
+    redis_factory: Callable[..., RedisServer],
+) -> None:
+    redis = durable_redis(redis_factory)
+    a, b, c = start_nodes(server_factory, cluster_settings([redis.url]))
+    async with connecting(a) as connect:
+        alice = await connect("alice")
+        _, rec = await alice.subscribed("d:orders")
+        publisher = Publisher(b, "d:orders")
+        stream = asyncio.create_task(publisher.run())
+        await publisher.halfway.wait()
+        await wait_for(lambda: _has(rec, HALFWAY), "the first half on node A")
+        last = rec.of("publication")[-1].pub.offset
+        (subscribed,) = rec.of("subscribed")
+        epoch = subscribed.stream_position.epoch
+
+        a.stop(signal.SIGKILL)
+        publisher.resume.set()  # the second half is published while alice is away
+
+        # alice's app reconnects to another node and resumes from her last position
+        async def position(_: str) -> StreamPosition:
+            return StreamPosition(offset=last, epoch=epoch)
+
+        again = await connect("alice", srv=c)
+        _, rec_c = await again.subscribed("d:orders", get_state=position)
+        (resumed,) = rec_c.of("subscribed")
+        assert resumed.was_recovering and resumed.recovered, resumed
+        await asyncio.wait_for(stream, 30)
+
+        async def everything() -> bool:
+            got = set(received(rec)) | set(received(rec_c))
+            return got >= set(publisher.acknowledged) and len(publisher.acknowledged) == TOTAL
+
+        await wait_for(everything, "every acknowledged publication after reconnecting")
+        both = received(rec) + received(rec_c)
+        assert set(both) == set(range(TOTAL))
+        print(f"lost=0 duplicates={len(both) - len(set(both))}")
+
+
+async def _errors(publisher: Publisher, count: int) -> bool:
+    return len(publisher.errors) >= count
+
+
+async def _has(rec: Any, count: int) -> bool:
+    return len(rec.of("publication")) >= count
+
+
+def test_durable_channels_refused_on_a_redis_that_would_lose_them(
+    tmp_path: Path, redis_factory: Callable[..., RedisServer]
+) -> None:
+    redis = redis_factory(appendonly=False)
+    settings = cluster_settings([redis.url])
+    with pytest.raises(RuntimeError, match="exited 2") as failed:
+        start_server(tmp_path, settings)
+    assert "durable_allow_volatile" in str(failed.value)
+    assert "appendonly" in str(failed.value)
+    # accepted when asked for explicitly
+    server = start_server(tmp_path, {**settings, "durable_allow_volatile": True})
+    server.stop()
+
+
+def test_start_fails_fast_without_redis(tmp_path: Path) -> None:
+    settings = cluster_settings([f"redis://127.0.0.1:{free_port()}"])
+    with pytest.raises(RuntimeError, match="exited 2") as failed:
+        start_server(tmp_path, settings)
+    assert "redis_address" in str(failed.value)
+    assert "unavailable" in str(failed.value)
