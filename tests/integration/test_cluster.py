@@ -24,7 +24,7 @@ from tests.integration.cluster_support import (
 )
 from tests.integration.support.api import api_call
 from tests.integration.support.sdk import connecting
-from tidings.testing.redis import RedisServer
+from tidings.testing.redis import RedisCluster, RedisServer
 
 
 async def test_publication_through_b_reaches_clients_on_a_and_c(
@@ -120,3 +120,63 @@ async def test_info_lists_live_nodes_and_forgets_a_killed_one(
 
     await wait_for(two, "node C to disappear from info")
     assert await node_names(a) == ["node-0", "node-1"]
+
+
+async def test_on_a_redis_cluster_with_sharded_pubsub(
+    server_factory: Callable[..., ServerProcess], redis_cluster: RedisCluster
+) -> None:
+    settings = cluster_settings(redis_cluster.urls, cluster=True, durable_allow_volatile=True)
+    a, b, c = start_nodes(server_factory, settings)
+    async with connecting(a) as connect:
+        on_a = await connect("alice")
+        on_c = await connect("carol", srv=c)
+        channels = [f"room{n}" for n in range(6)]  # spread over the cluster's slots
+        recs_a = [(await on_a.subscribed(ch))[1] for ch in channels]
+        recs_c = [(await on_c.subscribed(ch))[1] for ch in channels]
+        api = AsyncClient(b.api_url, b.api_key)
+        for ch in channels:
+            await api.publish(PublishRequest(channel=ch, data={"to": ch}))
+        for ch, rec_a, rec_c in zip(channels, recs_a, recs_c, strict=True):
+            (pub_a,) = await rec_a.wait("publication")
+            (pub_c,) = await rec_c.wait("publication")
+            assert pub_a.pub.data == pub_c.pub.data == {"to": ch}
+        # sharded PUB/SUB: the nodes SSUBSCRIBE on the slot's primary, never plain SUBSCRIBE
+        shard_channels = [
+            srv.cli("PUBSUB", "SHARDCHANNELS").split() for srv in redis_cluster.servers
+        ]
+        plain_channels = [srv.cli("PUBSUB", "CHANNELS").split() for srv in redis_cluster.servers]
+        assert sum(len(found) for found in shard_channels) >= len(channels), shard_channels
+        assert plain_channels == [[], [], []], plain_channels
+        await wait_for(lambda: _three(b), "three nodes in info")
+
+
+async def _three(node: ServerProcess) -> bool:
+    return await node_names(node) == ["node-0", "node-1", "node-2"]
+
+
+async def test_broadcast_all_reaches_every_user_of_every_node_once(
+    server_factory: Callable[..., ServerProcess],
+    redis_factory: Callable[..., RedisServer],
+) -> None:
+    redis = durable_redis(redis_factory)
+    a, b, c = start_nodes(server_factory, cluster_settings([redis.url]))
+    async with connecting(a) as connect:
+        conns = {
+            "u-a": [await connect("u-a")],
+            "u-b": [await connect("u-b", srv=b)],
+            "u-c": [await connect("u-c", srv=c)],
+            # one user on two nodes: one publication in their channel, seen by both
+            "u-ac": [await connect("u-ac"), await connect("u-ac", srv=c)],
+        }
+        for user_conns in conns.values():
+            for conn in user_conns:
+                await conn.rec.wait("subscribed")
+        await wait_for(lambda: _three(b), "three nodes in info")
+        result = await api_call(b, "broadcast_all", {"data": {"hello": "all"}, "rate": 100})
+        assert result["users"] >= 4
+        for user, user_conns in conns.items():
+            for conn in user_conns:
+                (pub,) = await conn.rec.wait("publication")
+                assert pub.channel == f"#{user}" and pub.pub.data == {"hello": "all"}
+        history = await api_call(c, "history", {"channel": "#u-ac", "limit": 10})
+        assert len(history["publications"]) == 1, "a user on two nodes got it twice"
