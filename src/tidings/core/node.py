@@ -118,6 +118,7 @@ class Node:
         else:
             backends = memory_backends(self.uid, history or self._history_store(settings))
         self.broker: Broker = broker or backends.broker
+        self.uid = self.broker.node_id  # control messages and the register name nodes by it
         self.history: HistoryStore = self.broker.history
         self.presence = presence or backends.presence
         self.register = register or backends.register
