@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from cent import AsyncClient, PublishRequest
 from centrifuge import ClientState, StreamPosition
 
 from tests.conftest import ServerProcess, free_port, start_server
@@ -28,6 +29,7 @@ from tests.integration.cluster_support import (
     start_nodes,
     wait_for,
 )
+from tests.integration.durable_support import Inbox
 from tests.integration.support.api import api_raw
 from tests.integration.support.sdk import connecting
 from tidings.testing.redis import RedisServer
@@ -184,3 +186,28 @@ def test_start_fails_fast_without_redis(tmp_path: Path) -> None:
         start_server(tmp_path, settings)
     assert "redis_address" in str(failed.value)
     assert "unavailable" in str(failed.value)
+
+
+async def test_offline_inbox_and_ack_work_from_any_node(
+    server_factory: Callable[..., ServerProcess],
+    redis_factory: Callable[..., RedisServer],
+) -> None:
+    redis = durable_redis(redis_factory)
+    a, b, c = start_nodes(server_factory, cluster_settings([redis.url]))
+    api = AsyncClient(b.api_url, b.api_key)
+    for n in range(6):
+        await api.publish(PublishRequest(channel="#erin", data={"n": n}))
+    on_a = await Inbox(a, "erin").connect()
+    try:
+        await on_a.received.wait_count(6)
+        assert on_a.offsets == [1, 2, 3, 4, 5, 6]
+        assert await on_a.ack(4) == {"channel": "#erin", "offset": 4}
+    finally:
+        await on_a.close()
+    on_c = await Inbox(c, "erin").connect()  # the inbox replay starts after the ack
+    try:
+        await on_c.received.wait_count(2)
+        await asyncio.sleep(0.2)
+        assert on_c.offsets == [5, 6]
+    finally:
+        await on_c.close()
