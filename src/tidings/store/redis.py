@@ -119,7 +119,22 @@ class RedisHistoryStore(HistoryStore):
 
 
 async def _count_keys(client: Redis, pattern: str) -> int:
+    """Meta hashes with an offset: a read leaves only an epoch (expiring), not a stream."""
     count = 0
-    async for _ in client.scan_iter(match=pattern, count=1000):
-        count += 1
+    batch: list[bytes] = []
+
+    async def flush() -> int:
+        pipe = client.pipeline(transaction=False)
+        for key in batch:
+            pipe.hexists(key, "o")
+        found = sum(1 for exists in await pipe.execute() if exists)
+        batch.clear()
+        return found
+
+    async for key in client.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            count += await flush()
+    if batch:
+        count += await flush()
     return count

@@ -40,7 +40,14 @@ from redis.exceptions import NoScriptError
 from tidings.engine.redis import LuaScript, RedisEngine, channel_tag
 from tidings.engine.redis_codec import CorruptEntry, decode_publication, encode_publication
 from tidings.protocol.centrifuge.messages import Publication
-from tidings.store.base import Ack, Position, StoreWriteError, UnrecoverablePosition
+from tidings.store.base import (
+    Ack,
+    Position,
+    StoreWriteError,
+    UnrecoverablePosition,
+    check_limit,
+    check_offset,
+)
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +274,9 @@ class RedisStreams:
         """The epoch a stream gets if this call creates it: unique per call and process."""
         return f"{self._epoch_prefix}{next(self._epoch_counter):x}"
 
-    def keys(self, channel: str) -> StreamKeys:
+    def keys(self, channel: str, *texts: str) -> StreamKeys:
+        """The keys of `channel`, once it and `texts` are known to travel (before any batch)."""
+        _encodable(channel, *texts)
         return StreamKeys(self.engine.prefix, channel)
 
     def _now_ms(self) -> int:
@@ -297,7 +306,8 @@ class RedisStreams:
         publish: bool = False,
     ) -> Position:
         """Append `pub` (its offset is set here); with `publish`, PUBLISH it in the same step."""
-        keys = self.keys(channel)
+        check_offset("size", size)
+        keys = self.keys(channel, idempotency_key)
         body = encode_publication(pub)
         command = "SPUBLISH" if self.engine.sharded_pubsub else "PUBLISH"
         args: list[Any] = [
@@ -361,7 +371,10 @@ class RedisStreams:
         limit: int = -1,
         reverse: bool = False,
     ) -> tuple[list[Publication], Position]:
-        keys = self.keys(channel)
+        check_limit(limit)
+        if since is not None:
+            check_offset("since offset", since.offset)
+        keys = self.keys(channel, since.epoch if since is not None else "")
         args: list[Any] = [
             self._now_ms(),
             since.offset if since is not None else -1,
@@ -405,13 +418,14 @@ class RedisStreams:
         await self.engine.call(channel, lambda: client.delete(keys.list, keys.idem))
 
     async def find(self, channel: str, idempotency_key: str) -> int:
-        keys = self.keys(channel)
+        keys = self.keys(channel, idempotency_key)
         client = self.engine.client_for(channel)
         score = await self.engine.call(channel, lambda: client.zscore(keys.idem, idempotency_key))
         return int(score) if score is not None else 0
 
     async def ack(self, user: str, channel: str, position: Position, client_id: str) -> Ack:
-        keys = self.keys(channel)
+        check_offset("ack offset", position.offset)
+        keys = self.keys(channel, user, position.epoch, client_id)
         args: list[Any] = [
             user,
             position.offset,
@@ -426,7 +440,7 @@ class RedisStreams:
         return _ack_of(*reply)
 
     async def acked(self, user: str, channel: str) -> Ack | None:
-        keys = self.keys(channel)
+        keys = self.keys(channel, user)
         reply = await self.engine.call(
             channel,
             lambda: self.engine.run(
@@ -436,6 +450,7 @@ class RedisStreams:
         return _ack_of(*reply) if reply else None
 
     async def acks(self, channel: str, offset: int, limit: int = 100) -> list[tuple[str, Ack]]:
+        check_offset("offset", offset)
         keys = self.keys(channel)
         key_list = [keys.meta, keys.acked, keys.epochs, keys.stamps]
         reply = await self.engine.call(
@@ -445,3 +460,12 @@ class RedisStreams:
             (_text(reply[i]), _ack_of(reply[i + 1], reply[i + 2], reply[i + 3]))
             for i in range(0, len(reply), 4)
         ]
+
+
+def _encodable(*texts: str) -> None:
+    """Refuse text Redis cannot carry (lone surrogates) before it can fail a shared batch."""
+    for text in texts:
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise StoreWriteError(f"not valid UTF-8: {text!r}") from None
