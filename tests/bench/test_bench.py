@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tidings.testing.redis import RedisServer
+
 TINY = ["--conns", "20", "--settle", "0.2", "--no-plot"]
 
 
@@ -60,3 +62,30 @@ def test_api(tmp_path: Path) -> None:
         assert variant["calls"] > 0, name
         assert variant["errors"] == 0, name
         assert variant["calls_per_s"] > 0, name
+
+
+@pytest.mark.timeout(60)
+def test_fanout_through_redis(tmp_path: Path, redis_server: RedisServer) -> None:
+    out = tmp_path / "results"
+    commands_before = _redis_commands(redis_server)
+    args = ["fanout", "--rate", "10", "--seconds", "1", "--redis-address", redis_server.url]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tidings", "bench", *args, *TINY, "--out", str(out)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (path,) = out.glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["engine"] == "redis"
+    assert record["result"]["deliveries"] == record["result"]["deliveries_expected"] == 200
+    # the node really went through Redis: at least one command per publication
+    assert _redis_commands(redis_server) - commands_before >= 10
+
+
+def _redis_commands(server: RedisServer) -> int:
+    stats = server.cli("INFO", "stats")
+    (line,) = [ln for ln in stats.splitlines() if ln.startswith("total_commands_processed:")]
+    return int(line.split(":")[1])

@@ -40,6 +40,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--api-url", default="", help="http://host:port of its API (with --url)")
     parser.add_argument("--api-key", default="")
     parser.add_argument("--secret", default="", help="token HMAC secret (with --url)")
+    parser.add_argument(
+        "--redis-address",
+        default="",
+        help="start the node with engine = redis on this redis:// URL (publications through Redis)",
+    )
     parser.add_argument("--out", type=Path, default=results.RESULTS_DIR)
     parser.add_argument("--label", default="", help="suffix for the results file names")
     parser.add_argument("--no-plot", action="store_true")
@@ -61,6 +66,19 @@ def options(args: argparse.Namespace) -> Options:
     )
 
 
+def engine_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings of the started node's engine: memory unless --redis-address is given."""
+    if not args.redis_address:
+        return {}
+    return {
+        "engine": "redis",
+        "redis_address": [args.redis_address],
+        "redis_prefix": "bench",
+        # the bench measures throughput; the Redis it is given need not keep writes
+        "durable_allow_volatile": True,
+    }
+
+
 def _say(t0: float) -> Any:
     def say(message: str) -> None:
         print(f"[{time.monotonic() - t0:6.1f}s] {message}", flush=True)
@@ -69,14 +87,18 @@ def _say(t0: float) -> Any:
 
 
 async def execute(
-    scenario: str, opts: Options, tgt: target.Target | None = None, say: Any = None
+    scenario: str,
+    opts: Options,
+    tgt: target.Target | None = None,
+    say: Any = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run `scenario` against `tgt` (or a fresh `tidings serve`) and return the record."""
     say = say or _say(time.monotonic())
     own = tgt is None
     if tgt is None:
         namespaces = API_NAMESPACES if scenario == "api" else {}
-        tgt = await target.start_tidings(namespaces)
+        tgt = await target.start_tidings(namespaces, settings)
         say(f"started tidings serve (pid {tgt.pid}, client port {tgt.ws_port})")
     started = time.time()
     try:
@@ -87,6 +109,7 @@ async def execute(
     return {
         "scenario": scenario,
         "target": tgt.name,
+        "engine": (settings or {}).get("engine", "memory") if own else "external",
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "options": vars(opts),
         "machine": machine.description(),
@@ -106,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
 
     async def bounded() -> dict[str, Any]:
         return await asyncio.wait_for(
-            execute(args.scenario, options(args), tgt, say), args.max_seconds
+            execute(args.scenario, options(args), tgt, say, engine_settings(args)),
+            args.max_seconds,
         )
 
     try:
