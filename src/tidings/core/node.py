@@ -16,7 +16,6 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable
-from pathlib import Path
 
 from msgspec import Raw
 
@@ -33,7 +32,7 @@ from tidings.core.cluster import Cluster
 from tidings.core.commands import CommandHandler
 from tidings.core.deadlines import Deadlines
 from tidings.core.delivery import DeliveryLog
-from tidings.core.engines import memory_backends, redis_backends
+from tidings.core.engines import durable_wanted, local_history, memory_backends, redis_backends
 from tidings.core.events import Event, EventDispatcher, EventType
 from tidings.core.flusher import Flusher
 from tidings.core.heartbeat import PingWheel
@@ -66,9 +65,6 @@ from tidings.store.base import (
     StoreWriteError,
     StreamLimitReached,
 )
-from tidings.store.memory import MemoryHistoryStore
-from tidings.store.router import StoreRouter
-from tidings.store.sqlite import SqliteHistoryStore
 from tidings.transport.base import Transport
 from tidings.upstream.user_events import UserEventSender
 
@@ -116,7 +112,7 @@ class Node:
             backends = redis_backends(self.uid, settings)
             self.engine = backends.engine
         else:
-            backends = memory_backends(self.uid, history or self._history_store(settings))
+            backends = memory_backends(self.uid, history or local_history(settings, self.rules))
         self.broker: Broker = broker or backends.broker
         self.uid = self.broker.node_id  # control messages and the register name nodes by it
         self.history: HistoryStore = self.broker.history
@@ -173,37 +169,6 @@ class Node:
         self.access_refusals: dict[str, int] = {}
 
     @property
-    def durable_wanted(self) -> bool:
-        """Whether some channels are durable (personal channels or a namespace)."""
-        settings = self.settings
-        return (settings.personal_channel and settings.personal_channel_durable) or any(
-            o.durable for o in (settings.channel, *settings.namespaces.values())
-        )
-
-    def _history_store(self, settings: Settings) -> StoreRouter:
-        """Memory for ordinary channels; SQLite under data_dir for durable ones."""
-        durable: HistoryStore | None = None
-        if self.durable_wanted:
-            path = Path(settings.data_dir) / "streams.sqlite3"
-            try:
-                durable = SqliteHistoryStore(
-                    path,
-                    policy_of=lambda name: self.rules.resolve(name).options.fsync,
-                    batch_window=settings.durable_batch_window,
-                    max_bytes=settings.durable_max_bytes,
-                )
-            except (StoreWriteError, OSError) as exc:
-                raise ConfigError("data_dir", str(exc)) from None
-        memory = MemoryHistoryStore(max_streams=settings.history_max_streams)
-        return StoreRouter(memory, durable, self._is_durable)
-
-    def _is_durable(self, name: str) -> bool:
-        try:
-            return self.rules.resolve(name).options.durable
-        except ReplyError:
-            return False
-
-    @property
     def codec(self) -> Codec:
         """The default (JSON) codec; publications are always encoded for it first."""
         return self._codec
@@ -241,7 +206,7 @@ class Node:
         """Connect the broker (fail fast); refuse durable channels on a Redis that loses writes."""
         try:
             await self.broker.start(self.port)
-            if self.engine is None or not self.durable_wanted:
+            if self.engine is None or not durable_wanted(self.settings):
                 return
             durability = await self.broker.history.durability()  # type: ignore[attr-defined]
         except EngineUnavailable as exc:
