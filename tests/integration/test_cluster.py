@@ -172,8 +172,14 @@ async def test_broadcast_all_reaches_every_user_of_every_node_once(
             for conn in user_conns:
                 await conn.rec.wait("subscribed")
         await wait_for(lambda: _three(b), "three nodes in info")
+
+        async def heard_of_all_users() -> bool:
+            info = await api_call(b, "info", {})
+            return sum(node["num_users"] for node in info["nodes"]) == 5  # u-ac on two nodes
+
+        await wait_for(heard_of_all_users, "heartbeats with every node's users")
         result = await api_call(b, "broadcast_all", {"data": {"hello": "all"}, "rate": 100})
-        assert result["users"] >= 4
+        assert result["users"] == 5
         for user, user_conns in conns.items():
             for conn in user_conns:
                 (pub,) = await conn.rec.wait("publication")
