@@ -30,8 +30,8 @@ from tests.integration.cluster_support import (
     wait_for,
 )
 from tests.integration.durable_support import Inbox
-from tests.integration.support.api import api_raw
-from tests.integration.support.sdk import connecting
+from tests.integration.support.api import api_call, api_raw
+from tests.integration.support.sdk import Sdk, connecting
 from tidings.testing.redis import RedisServer
 
 TOTAL = 60
@@ -94,9 +94,20 @@ async def test_redis_restart_mid_stream_loses_nothing(
         assert alice.client.state == ClientState.CONNECTED
         assert not alice.rec.of("disconnected")
 
+        # a user connecting now cannot get their inbox: told to come back (3004), not refused
+        connects = await _connects(a)
+        late = Sdk(a.ws_url, a.token("late"), max_reconnect_delay=0.5)
+        await late.client.connect()
+        await wait_for(
+            lambda: _connects_since(a, connects, 2), "the late client to come back (3004)"
+        )
+        assert late.client.state == ClientState.CONNECTING and not late.rec.of("disconnected")
+
         publisher.resume.set()  # the back end keeps trying while Redis is down
         await wait_for(lambda: _errors(publisher, 3), "publishes refused while Redis is down")
         await asyncio.to_thread(redis.start)
+        await late.rec.wait("subscribed", lambda ctx: ctx.channel == "#late")
+        await late.close()
         await asyncio.wait_for(stream, 30)
 
         async def everything() -> bool:
@@ -156,6 +167,15 @@ async def test_node_killed_during_durable_publishes_loses_nothing(
         both = received(rec) + received(rec_c)
         assert set(both) == set(range(TOTAL))
         print(f"lost=0 duplicates={len(both) - len(set(both))}")
+
+
+async def _connects(node: ServerProcess) -> int:
+    info = await api_call(node, "info", {})
+    return int(info["nodes"][0]["metrics"]["items"]["counter.connects"])
+
+
+async def _connects_since(node: ServerProcess, before: int, more: int) -> bool:
+    return await _connects(node) >= before + more
 
 
 async def _errors(publisher: Publisher, count: int) -> bool:

@@ -14,7 +14,7 @@ from tidings.core.auth import TokenExpired, TokenInvalid, ttl_of
 from tidings.core.outbox import REPLY_MARGIN, encoded_size
 from tidings.errors import DisconnectError, ReplyError
 from tidings.protocol.centrifuge import codes
-from tidings.protocol.centrifuge.codes import ErrorCode
+from tidings.protocol.centrifuge.codes import Disconnect, ErrorCode
 from tidings.protocol.centrifuge.messages import (
     Command,
     ConnectRequest,
@@ -33,7 +33,7 @@ from tidings.protocol.centrifuge.messages import (
     raw,
 )
 from tidings.protocol.centrifuge.protobuf_codec import is_json
-from tidings.store.base import OutOfRange, Position, UnrecoverablePosition
+from tidings.store.base import OutOfRange, Position, StoreWriteError, UnrecoverablePosition
 
 if TYPE_CHECKING:
     from tidings.core.client import Client
@@ -131,13 +131,10 @@ class CommandHandler:
                         newest_that_fit=name == personal,
                     )
                     budget -= encoded_size(sub.publications or [])
-            except ReplyError as exc:
+            except (ReplyError, StoreWriteError) as exc:
                 # The client is already connected and indexed: an error reply would leave a
                 # half-connected ghost (counted in user_status and the connection limit).
-                limit = exc.code == ErrorCode.LIMIT_EXCEEDED
-                raise DisconnectError(
-                    codes.CHANNEL_LIMIT if limit else codes.INVALID_TOKEN
-                ) from None
+                raise DisconnectError(_server_side_failure(exc)) from None
             except OutOfRange:
                 raise DisconnectError(codes.BAD_REQUEST) from None  # a hint beyond 64 bits
         return Reply(id=command.id, connect=result)
@@ -333,3 +330,10 @@ _ACK_DECODER = msgspec.json.Decoder(AckRequest)
 
 def _position(req: SubscribeRequest) -> Position | None:
     return Position(req.offset, req.epoch) if req.recover else None
+
+
+def _server_side_failure(exc: ReplyError | StoreWriteError) -> Disconnect:
+    """How a connect whose server-side subscriptions failed ends."""
+    if isinstance(exc, StoreWriteError) or exc.code == ErrorCode.INTERNAL:
+        return codes.SERVER_ERROR  # the engine (Redis) is down: the SDK reconnects later
+    return codes.CHANNEL_LIMIT if exc.code == ErrorCode.LIMIT_EXCEEDED else codes.INVALID_TOKEN
