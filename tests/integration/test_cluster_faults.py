@@ -91,6 +91,9 @@ async def test_redis_restart_mid_stream_loses_nothing(
             body = await api_raw(b, "publish", {"channel": "d:stream", "data": {}}, http)
         assert body["error"]["code"] == 100, body
         assert "unavailable" in body["error"]["message"], body
+        for method in ("history", "presence"):  # other calls that need Redis fail fast too
+            answer = await api_raw(b, method, {"channel": "d:stream"})
+            assert answer["error"]["code"] == 100, (method, answer)
         assert alice.client.state == ClientState.CONNECTED
         assert not alice.rec.of("disconnected")
 
@@ -231,3 +234,26 @@ async def test_offline_inbox_and_ack_work_from_any_node(
         assert on_c.offsets == [5, 6]
     finally:
         await on_c.close()
+
+
+async def test_durable_replicas_make_a_publish_wait_for_a_replica(
+    server_factory: Callable[..., ServerProcess],
+    redis_factory: Callable[..., RedisServer],
+) -> None:
+    primary = durable_redis(redis_factory)
+    settings = cluster_settings([primary.url], durable_replicas=1)
+    node = server_factory(settings)
+    publish = {"channel": "d:replicated", "data": {"n": 1}}
+    # no replica yet: refused with 100, naming what is missing (never a silent success)
+    refused = await api_raw(node, "publish", publish)
+    assert refused["error"]["code"] == 100, refused
+    assert "replica" in refused["error"]["message"], refused
+    replica = redis_factory(appendonly=True, appendfsync="always", replica_of=primary)
+
+    async def replicated() -> bool:
+        body = await api_raw(node, "publish", publish)
+        return "error" not in body
+
+    await wait_for(replicated, "a publish acknowledged by the replica")
+    stream = f"{settings['redis_prefix']}.stream{{d:replicated}}.l"
+    assert int(replica.cli("LLEN", stream)) >= 1, "the replica does not have it"
