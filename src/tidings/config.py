@@ -187,7 +187,7 @@ SETTING_DOCS: dict[str, str] = {
     "redis_prefix": "prefix of every Redis key and PUB/SUB channel (no braces)",
     "redis_connect_timeout": "seconds to wait for a Redis connection",
     "redis_command_timeout": "seconds to wait for a Redis reply (then error 100)",
-    "durable_replicas": "Redis replicas a durable publish waits for (WAIT) before answering",
+    "durable_replicas": "Redis replicas a publish with history waits for (WAIT) before answering",
     "durable_allow_volatile": "serve durable namespaces from a Redis without AOF fsync always",
     "node_heartbeat_interval": "seconds between a node's heartbeats to the other nodes",
     "node_heartbeat_timeout": "seconds of silence after which a node is gone from info",
