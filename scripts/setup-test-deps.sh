@@ -27,7 +27,11 @@ if [ -n "$missing" ]; then
 fi
 
 sh "$ROOT/scripts/vendor-sdk.sh"
+sh "$ROOT/scripts/build-centrifugo.sh"
 [ -f "$ROOT/src/tidings/demo/static/vendor/centrifuge.js" ] || {
     echo "setup-test-deps: the centrifuge SDK could not be installed" >&2
     exit 1
 }
+
+# nsqd, nsqlookupd, a go-nsq program and nsqjs for the queue and lookup tests.
+sh "$ROOT/scripts/build-nsq-peers.sh"

@@ -22,6 +22,14 @@ from typing import Any
 import msgspec
 
 from tidings.errors import ConfigError
+from tidings.upstream import proxy_config
+from tidings.upstream.proxy_config import (
+    CHANNEL_PROXY_OPTION_DOCS,
+    PROXY_SETTING_DOCS,
+    ProxyEndpoint,
+    ProxySettings,
+    RpcNamespace,
+)
 
 
 class ChannelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -45,6 +53,12 @@ class ChannelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     allow_user_limited_channels: bool = False
     durable: bool = False
     fsync: str = "batch"
+    subscribe_proxy_enabled: bool = False
+    subscribe_proxy_name: str = ""
+    publish_proxy_enabled: bool = False
+    publish_proxy_name: str = ""
+    sub_refresh_proxy_enabled: bool = False
+    sub_refresh_proxy_name: str = ""
 
     @property
     def history_enabled(self) -> bool:
@@ -70,6 +84,7 @@ CHANNEL_OPTION_DOCS: dict[str, str] = {
     "allow_user_limited_channels": "channels like 'dialog#42,43' limited to the users listed",
     "durable": "keep history in the durable store (SQLite under data_dir); survives restarts",
     "fsync": "durable write policy: 'always' (fsync each), 'batch' (group commit), 'never'",
+    **CHANNEL_PROXY_OPTION_DOCS,
 }
 
 
@@ -82,6 +97,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     api_port: int = 9000
     api_key: str = ""
     api_insecure: bool = False
+    api_max_body_size: int = 10 * 1024 * 1024
+    api_body_timeout: float = 10.0
     token_hmac_secret: str = ""
     token_rsa_public_key: str = ""
     token_ecdsa_public_key: str = ""
@@ -106,6 +123,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     client_command_abuse_limit: int = 100
     connection_rate_per_ip: float = 50.0
     connection_burst_per_ip: int = 200
+    client_connections_per_ip: int = 1000
+    client_connections_max: int = 0
     allowed_origins: list[str] = msgspec.field(default_factory=list)
     client_ip_allow: list[str] = msgspec.field(default_factory=list)
     client_ip_deny: list[str] = msgspec.field(default_factory=list)
@@ -114,6 +133,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     user_events_batch_size: int = 100
     user_events_queue_size: int = 100_000
     broadcast_all_rate: float = 1000.0
+    api_batch_max_commands: int = 1000
     data_dir: str = "./data"
     name: str = ""
     engine: str = "memory"
@@ -127,17 +147,27 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     node_heartbeat_interval: float = 3.0
     node_heartbeat_timeout: float = 10.0
     log_level: str = "info"
+    log_format: str = "text"
+    admin_password: str = ""
+    admin_secret: str = ""
+    admin_token_ttl: float = 600.0
     client_ping_interval: float = 25.0
     client_pong_timeout: float = 8.0
     client_stale_close_delay: float = 10.0
     client_queue_max_size: int = 1_048_576
     client_max_message_size: int = 65_536
     client_read_buffer_size: int = 1024
+    client_head_timeout: float = 10.0
+    client_message_timeout: float = 10.0
+    client_close_timeout: float = 5.0
     channel_max_length: int = 255
     shutdown_timeout: float = 5.0
     demo: bool = False
     channel: ChannelOptions = msgspec.field(default_factory=ChannelOptions)
     namespaces: dict[str, ChannelOptions] = msgspec.field(default_factory=dict)
+    proxy: ProxySettings = msgspec.field(default_factory=ProxySettings)
+    proxies: dict[str, ProxyEndpoint] = msgspec.field(default_factory=dict)
+    rpc_namespaces: dict[str, RpcNamespace] = msgspec.field(default_factory=dict)
 
 
 SETTING_DOCS: dict[str, str] = {
@@ -147,6 +177,8 @@ SETTING_DOCS: dict[str, str] = {
     "api_port": "server API port: POST /api/<method>, GET /health",
     "api_key": "key the API requires in X-API-Key (random, printed at start, if empty)",
     "api_insecure": "serve the API without a key (development only)",
+    "api_max_body_size": "largest API request body, bytes (HTTP 413 above)",
+    "api_body_timeout": "seconds an API request has to send its body (HTTP 408 after)",
     "token_hmac_secret": "HMAC secret of connection tokens (random, printed at start, if empty)",
     "token_rsa_public_key": "RSA public key (PEM value or file) for RS256/384/512 tokens",
     "token_ecdsa_public_key": "ECDSA public key (PEM value or file) for ES256/384/512 tokens",
@@ -171,14 +203,17 @@ SETTING_DOCS: dict[str, str] = {
     "client_command_abuse_limit": "commands refused with 111 before the client is cut off (3013)",
     "connection_rate_per_ip": "new connections per second per IP (HTTP 429 above; 0: no limit)",
     "connection_burst_per_ip": "connections one IP may open at once before the rate applies",
+    "client_connections_per_ip": "sockets one IP may hold open on the client port (429; 0: none)",
+    "client_connections_max": "sockets open on the client port in all (503; 0: fd limit - 1000)",
     "allowed_origins": "browser origins besides the port's own that may connect ('*': any)",
     "client_ip_allow": "if not empty, only these CIDR ranges may connect (HTTP 403 otherwise)",
-    "client_ip_deny": "CIDR ranges refused before the WebSocket upgrade (HTTP 403)",
+    "client_ip_deny": "CIDR ranges refused when a socket is accepted (HTTP 403)",
     "user_events_url": "URL that receives batched online/offline user events (POST JSON)",
     "user_events_grace": "seconds a user must stay away before 'offline' is reported",
     "user_events_batch_size": "most user events sent in one POST",
     "user_events_queue_size": "user events kept while the URL is unreachable (newer dropped)",
     "broadcast_all_rate": "default messages per second of the broadcast_all API method",
+    "api_batch_max_commands": "most commands in one batch API call (error 107 above)",
     "data_dir": "directory for durable data",
     "name": "node name shown by the info API method (default: host name)",
     "engine": "'memory' (one node) or 'redis' (nodes joined by Redis: a cluster)",
@@ -192,17 +227,25 @@ SETTING_DOCS: dict[str, str] = {
     "node_heartbeat_interval": "seconds between a node's heartbeats to the other nodes",
     "node_heartbeat_timeout": "seconds of silence after which a node is gone from info",
     "log_level": "debug, info, warning or error",
+    "log_format": "text (one line per record) or json (one JSON object per line)",
+    "admin_password": "password of the admin web UI at /admin on the API port (off if empty)",
+    "admin_secret": "secret signing admin UI session tokens (the UI is off if empty)",
+    "admin_token_ttl": "seconds an admin UI login lasts",
     "client_ping_interval": "seconds between server pings to each client",
     "client_pong_timeout": "seconds a client has to answer a ping (3012 after)",
     "client_stale_close_delay": "seconds a new connection has to send connect (3502 after)",
     "client_queue_max_size": "bytes queued for one client before it is disconnected as slow (3008)",
     "client_max_message_size": "largest frame a client may send, bytes (close 1009 above)",
     "client_read_buffer_size": "initial read buffer per connection, bytes",
+    "client_head_timeout": "seconds a new socket has to send its request head and body (408)",
+    "client_message_timeout": "seconds a fragmented WebSocket message has to complete (1008)",
+    "client_close_timeout": "seconds a closed connection has to take its last bytes (then dropped)",
     "channel_max_length": "longest channel name accepted, bytes",
     "shutdown_timeout": "seconds to wait for in-flight API calls on shutdown",
     "demo": "serve the chat room demo at / on the client port (and a 'chat' namespace)",
     "channel": "table: options of channels without a namespace",
     "namespaces": "tables: [namespaces.<name>] options of channels '<name>:...'",
+    **PROXY_SETTING_DOCS,
 }
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -221,10 +264,17 @@ _DURATION_KEYS = frozenset(
         "redis_command_timeout",
         "node_heartbeat_interval",
         "node_heartbeat_timeout",
+        "api_body_timeout",
+        "client_head_timeout",
+        "client_message_timeout",
+        "client_close_timeout",
+        "timeout",
+        "refresh_retry",
+        "admin_token_ttl",
     }
 )
 FSYNC_POLICIES = ("always", "batch", "never")
-_TABLE_KEYS = frozenset({"channel", "namespaces"})
+_TABLE_KEYS = frozenset({"channel", "namespaces", "proxy", "proxies", "rpc_namespaces"})
 _NAMESPACE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -389,6 +439,8 @@ def _check(settings: Settings) -> None:
         raise ConfigError("api_port", "the API must have its own port, not the client port")
     if settings.log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError("log_level", f"unknown level {settings.log_level!r}")
+    if settings.log_format not in {"text", "json"}:
+        raise ConfigError("log_format", f"must be text or json, not {settings.log_format!r}")
     positive = (
         "client_ping_interval",
         "client_pong_timeout",
@@ -397,6 +449,12 @@ def _check(settings: Settings) -> None:
         "client_max_message_size",
         "client_read_buffer_size",
         "channel_max_length",
+        "api_max_body_size",
+        "api_body_timeout",
+        "client_head_timeout",
+        "client_message_timeout",
+        "client_close_timeout",
+        "api_batch_max_commands",
     )
     for key in positive:
         if getattr(settings, key) <= 0:
@@ -411,6 +469,8 @@ def _check(settings: Settings) -> None:
         "client_command_abuse_limit",
         "connection_rate_per_ip",
         "connection_burst_per_ip",
+        "client_connections_per_ip",
+        "client_connections_max",
         "user_events_grace",
         "broadcast_all_rate",
     )
@@ -457,6 +517,11 @@ def _check(settings: Settings) -> None:
     for ns in settings.namespaces:
         if not _NAMESPACE_NAME.match(ns):
             raise ConfigError(f"namespaces.{ns}", "namespace names use letters, digits, _ . -")
+    proxy_config.check(settings)
+    if bool(settings.admin_password) != bool(settings.admin_secret):
+        raise ConfigError("admin_secret", "the admin UI needs both admin_password and admin_secret")
+    if settings.admin_token_ttl <= 0:
+        raise ConfigError("admin_token_ttl", "must be greater than zero")
 
 
 ENGINES = ("memory", "redis")

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from tests.core.conftest import OPEN, Conn, make_settings, settle, token
-from tidings.core.client import MAX_PENDING_COMMANDS
+from tidings.core.client import MAX_PENDING_BYTES, MAX_PENDING_COMMANDS
 from tidings.core.node import Node
 from tidings.protocol.centrifuge import codes
 from tidings.protocol.centrifuge.messages import Publication
@@ -197,6 +197,19 @@ async def test_too_many_pending_commands_closes_3013(node: Node) -> None:
     frame = b"\n".join([b'{"id":9,"ping":{}}'] * 128)
     for _ in range(MAX_PENDING_COMMANDS // 128 + 1):
         conn.client.handle_frame(frame)  # no await: the worker never gets to run
+    assert conn.closed_with == 3013
+
+
+async def test_too_many_pending_bytes_closes_3013(node: Node) -> None:
+    """Few commands, but big: what waits for processing is bounded in bytes too."""
+    conn = Conn(node)
+    await conn.connect()
+    pad = "x" * 60_000
+    frame = ('{"id":9,"publish":{"channel":"c","data":"' + pad + '"}}').encode()
+    for _ in range(MAX_PENDING_BYTES // len(frame)):
+        conn.client.handle_frame(frame)  # no await: the worker never gets to run
+    assert conn.closed_with is None
+    conn.client.handle_frame(frame)
     assert conn.closed_with == 3013
 
 

@@ -1,7 +1,14 @@
-"""The API port: `POST /api/<method>` with an API key, and `GET /health`."""
+"""The API port: `POST /api/<method>` with an API key, and `GET /health`.
+
+The key is checked from the headers before a byte of the body is read (401
+at once), and a body must arrive within `api_body_timeout` (408, and the
+connection is closed) and within `api_max_body_size` bytes (413): a caller
+without the key, or a slow one, holds next to nothing.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from typing import Any
@@ -17,7 +24,16 @@ from tidings.protocol.centrifuge.codes import ErrorCode
 log = logging.getLogger(__name__)
 
 _encoder = msgspec.json.Encoder()
-MAX_BODY = 10 * 1024 * 1024
+
+
+class _LegacyEnvelope(msgspec.Struct):
+    """`POST /api` body: `{"method": ..., "params": {...}}`."""
+
+    method: str = ""
+    params: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
+
+
+_LEGACY_DECODER = msgspec.json.Decoder(_LegacyEnvelope)
 
 
 def _json(payload: object, status: int = 200) -> web.Response:
@@ -28,6 +44,13 @@ def _json(payload: object, status: int = 200) -> web.Response:
 
 def _error(code: ErrorCode, message: str, status: int) -> web.Response:
     return _json({"error": {"code": int(code), "message": message}}, status)
+
+
+def _unauthorised() -> web.Response:
+    response = _error(ErrorCode.UNAUTHORIZED, "missing or wrong API key", 401)
+    # The body was not read: the connection cannot carry another request.
+    response.force_close()
+    return response
 
 
 @web.middleware
@@ -50,7 +73,10 @@ class ApiServer:
         self.api = ServerApi(node)
         self._key = api_key.encode()
         self._insecure = insecure
-        self.app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors])
+        self._body_timeout = node.settings.api_body_timeout
+        self.app = web.Application(
+            client_max_size=node.settings.api_max_body_size, middlewares=[_json_errors]
+        )
         self.app.router.add_post("/api/{method}", self._handle)
         self.app.router.add_post("/api", self._handle_legacy)
         self.app.router.add_get("/health", self._health)
@@ -64,25 +90,37 @@ class ApiServer:
             given = value.strip() if scheme.lower() == "apikey" else ""
         return bool(given) and hmac.compare_digest(given.encode(), self._key)
 
+    async def _read_body(self, request: web.Request) -> bytes | web.Response:
+        """The body, or the response refusing the request: 401 before reading, 408 when slow."""
+        if not self._authorised(request):
+            return _unauthorised()
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                return await request.read()
+        except TimeoutError:
+            response = _error(ErrorCode.BAD_REQUEST, "request body not received in time", 408)
+            response.force_close()
+            return response
+
     async def _handle(self, request: web.Request) -> web.Response:
-        return await self._dispatch(request, request.match_info["method"], await request.read())
+        body = await self._read_body(request)
+        if isinstance(body, web.Response):
+            return body
+        return await self._dispatch(request, request.match_info["method"], body)
 
     async def _handle_legacy(self, request: web.Request) -> web.Response:
         """`POST /api` with `{"method": ..., "params": {...}}` (older Centrifugo clients)."""
-        body = await request.read()
+        body = await self._read_body(request)
+        if isinstance(body, web.Response):
+            return body
         try:
-            envelope = msgspec.json.decode(body, type=dict[str, msgspec.Raw])
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            if not self._authorised(request):
-                return _error(ErrorCode.UNAUTHORIZED, "missing or wrong API key", 401)
-            return _error(ErrorCode.BAD_REQUEST, f"body is not a JSON object: {exc}", 400)
-        method = msgspec.json.decode(envelope.get("method", b'""'))
-        params = bytes(envelope.get("params", b"{}"))
-        return await self._dispatch(request, str(method), params)
+            envelope = _LEGACY_DECODER.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+            problem = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+            return _error(ErrorCode.BAD_REQUEST, f"body is not a JSON object: {problem}", 400)
+        return await self._dispatch(request, envelope.method, bytes(envelope.params))
 
     async def _dispatch(self, request: web.Request, method: str, body: bytes) -> web.Response:
-        if not self._authorised(request):
-            return _error(ErrorCode.UNAUTHORIZED, "missing or wrong API key", 401)
         try:
             decoded = self.api.decode(method, body)
         except ReplyError as exc:

@@ -83,6 +83,7 @@ def bench_config(
         "api_key": api_key,
         "token_hmac_secret": secret,
         "connection_rate_per_ip": 0,
+        "client_connections_per_ip": 0,
         "user_connection_limit": 0,
         "client_command_rate": 0,
         "data_dir": str(data_dir),

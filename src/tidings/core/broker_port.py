@@ -64,6 +64,7 @@ class NodeBrokerPort:
                     self.resync(channel)
                     return
         count = node.deliver(channel, pub)
+        node.traffic.deliveries += count
         if count and pub.offset:
             clients = [c.id for c in itertools.islice(node.hub.subscribers(channel), MAX_CLIENTS)]
             node.deliveries.delivered(channel, pub.offset, clients)

@@ -22,7 +22,7 @@ from msgspec import Raw
 from tidings.broker.base import Broker
 from tidings.broker.memory import MemoryBroker
 from tidings.config import Settings
-from tidings.core.auth import TokenVerifier
+from tidings.core.auth import TokenVerifier, ttl_of
 from tidings.core.batches import PublicationBatches
 from tidings.core.broadcast import PacedBroadcasts
 from tidings.core.broker_port import NodeBrokerPort
@@ -39,6 +39,7 @@ from tidings.core.heartbeat import PingWheel
 from tidings.core.hub import Hub
 from tidings.core.outbox import REPLY_MARGIN
 from tidings.core.recovery import Recovery
+from tidings.core.traffic import Traffic, time_store
 from tidings.core.users import UserDirectory
 from tidings.engine.redis import EngineUnavailable, RedisEngine
 from tidings.errors import ConfigError, DisconnectError, ReplyError
@@ -66,6 +67,7 @@ from tidings.store.base import (
     StreamLimitReached,
 )
 from tidings.transport.base import Transport
+from tidings.upstream.coordinator import Coordinator
 from tidings.upstream.user_events import UserEventSender
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,8 @@ class Node:
         if isinstance(self.broker, MemoryBroker):
             # In-process delivery works before start() (tests drive nodes without it).
             self.broker.attach(self.port)
+        self.traffic = Traffic()
+        time_store(self.history, self.traffic.store_latency)
         self.verifier = TokenVerifier(
             settings.token_hmac_secret,
             rsa_public_key=settings.token_rsa_public_key,
@@ -140,6 +144,8 @@ class Node:
                 raise ConfigError("personal_channel_format", exc.info.message) from None
         self._codec: Codec = JsonCodec()
         self.commands = CommandHandler(self)
+        #: Proxies to the application back end (connect, subscribe, publish, RPC, ...).
+        self.upstream = Coordinator(settings)
         self.pings = PingWheel(settings.client_ping_interval, settings.client_pong_timeout)
         #: Connection token expiry: one timer per second of expiry, not per connection.
         self.expiries: Deadlines[Client] = Deadlines(Client.check_expired)
@@ -157,6 +163,7 @@ class Node:
             "refused_reply_size": 0,
             "refused_stream_limit": 0,
             "unrecovered_reply_size": 0,
+            "disconnected_write_error": 0,
         }
         self.recovery = Recovery(self.history, self.counters)
         self.broadcasts = PacedBroadcasts()
@@ -241,6 +248,7 @@ class Node:
         if self.user_events is not None:
             await self.user_events.stop()
         await self.events.stop()
+        await self.upstream.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -259,6 +267,10 @@ class Node:
         """A new transport connection; it has `client_stale_close_delay` to connect."""
         client = Client(self, transport, codec or self.codec)
         self._pending.add(client)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "client %s accepted from %s (%s)", client.id, transport.remote_addr, transport.name
+            )
         client.start_stale_timer(self.settings.client_stale_close_delay)
         return client
 
@@ -278,6 +290,8 @@ class Node:
         self.users.connected(client.user, client.id)
         self.cluster.connected(client)
         self._emit(EventType.CONNECTED, client)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("client %s connected: user %r, %s", client.id, client.user, client.name)
 
     def client_closed(self, client: Client) -> None:
         """Forget a closed client: its subscriptions, presence, and indexes."""
@@ -339,7 +353,7 @@ class Node:
         client.subscriptions[name] = sub
         result = SubscribeResult()
         if expire_at:
-            result.expires, result.ttl = True, max(0, expire_at - int(time.time()))
+            result.expires, result.ttl = True, ttl_of(expire_at)
         held = False
         try:
             chan_info = ClientInfo(
@@ -558,7 +572,7 @@ class Node:
                 client.disconnect(codes.EXPIRED)
                 continue
             client.set_expiry(expire_at)
-            ttl = max(0, expire_at - int(time.time())) if expire_at else 0
+            ttl = ttl_of(expire_at)
             client.reply(Reply(push=Push(refresh=Refresh(expires=bool(expire_at), ttl=ttl))))
 
     def broadcast_all(

@@ -9,15 +9,10 @@ survives a Redis restart depends on Redis' own persistence: see
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
-from typing import TYPE_CHECKING
 
 from tidings.protocol.centrifuge.messages import Publication
 from tidings.store.base import Ack, HistoryStore, Position
 from tidings.store.redis_streams import RedisStreams
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +89,9 @@ class RedisHistoryStore(HistoryStore):
     async def find(self, channel: str, idempotency_key: str) -> int:
         return await self.streams.find(channel, idempotency_key)
 
+    async def num_streams(self) -> int:
+        return await self.streams.num_streams()
+
     async def ack(self, user: str, channel: str, position: Position, client: str) -> Ack:
         return await self.streams.ack(user, channel, position, client)
 
@@ -103,38 +101,6 @@ class RedisHistoryStore(HistoryStore):
     async def acks(self, channel: str, offset: int, limit: int = 100) -> list[tuple[str, Ack]]:
         return await self.streams.acks(channel, offset, limit)
 
-    async def num_streams(self) -> int:
-        """Streams with a meta hash, counted by SCAN on every primary (an admin figure)."""
-        engine = self.streams.engine
-        escaped = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in engine.prefix)
-        pattern = f"{escaped}.stream{{*}}.m"
-        count = 0
-        for client in await engine.primaries():
-            count += await engine.call("", partial(_count_keys, client, pattern))
-        return count
-
     async def close(self) -> None:
         if self._owns_engine:
             await self.streams.engine.close()
-
-
-async def _count_keys(client: Redis, pattern: str) -> int:
-    """Meta hashes with an offset: a read leaves only an epoch (expiring), not a stream."""
-    count = 0
-    batch: list[bytes] = []
-
-    async def flush() -> int:
-        pipe = client.pipeline(transaction=False)
-        for key in batch:
-            pipe.hexists(key, "o")
-        found = sum(1 for exists in await pipe.execute() if exists)
-        batch.clear()
-        return found
-
-    async for key in client.scan_iter(match=pattern, count=1000):
-        batch.append(key)
-        if len(batch) >= 1000:
-            count += await flush()
-    if batch:
-        count += await flush()
-    return count

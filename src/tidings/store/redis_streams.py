@@ -27,14 +27,14 @@ written by the script in ASCII so that Lua never has to encode msgspec data.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from tidings.engine.redis import LuaScript, RedisEngine, channel_tag
@@ -42,6 +42,7 @@ from tidings.engine.redis_codec import CorruptEntry, decode_publication, encode_
 from tidings.protocol.centrifuge.messages import Publication
 from tidings.store.base import (
     Ack,
+    OutOfRange,
     Position,
     StoreWriteError,
     UnrecoverablePosition,
@@ -76,10 +77,17 @@ local function trim(list, now, ttl)
     redis.call('rpop', list)
   end
 end
-local function epoch_of(meta, candidate, keep)
+-- A stream without meta has the epoch it will get when an append creates it:
+-- derived from this server's run id (new after a restart or a lost data set), the
+-- era (meta ttl long, so a stream forgotten after its meta expired comes back in a
+-- later era with another epoch) and the stream's key. Reads then create nothing.
+local function epoch_of(meta, now, keep, create)
   local epoch = redis.call('hget', meta, 'e')
-  if not epoch then
-    epoch = candidate
+  if epoch then return epoch end
+  local run_id = string.match(redis.call('info', 'server'), 'run_id:(%x+)') or ''
+  local era = math.floor(now / keep)
+  epoch = string.sub(redis.sha1hex(run_id .. ':' .. era .. ':' .. meta), 1, 8)
+  if create then
     redis.call('hset', meta, 'e', epoch)
     redis.call('pexpire', meta, keep)
   end
@@ -87,16 +95,16 @@ local function epoch_of(meta, candidate, keep)
 end
 """
 
-# KEYS: meta, list, idem. ARGV: body, size, ttl ms, now ms, idempotency key, epoch
-# candidate, meta ttl ms, pub/sub channel ('' = none), PUBLISH or SPUBLISH, message head.
+# KEYS: meta, list, idem. ARGV: body, size, ttl ms, now ms, idempotency key, meta ttl
+# ms, pub/sub channel ('' = none), PUBLISH or SPUBLISH, message head.
 # Returns {offset, epoch, 1 if appended / 0 if the key was already there}.
 APPEND = (
     _TRIM
     + """
 local meta, list, idem = KEYS[1], KEYS[2], KEYS[3]
 local size, ttl, now = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local keep = math.max(tonumber(ARGV[7]), ttl)
-local epoch = epoch_of(meta, ARGV[6], keep)
+local keep = math.max(tonumber(ARGV[6]), ttl)
+local epoch = epoch_of(meta, now, tonumber(ARGV[6]), true)
 if ARGV[5] ~= '' then
   local seen = redis.call('zscore', idem, ARGV[5])
   if seen then return {tonumber(seen), epoch, 0} end
@@ -113,15 +121,15 @@ if ARGV[5] ~= '' then
   redis.call('zremrangebyrank', idem, 0, -math.max(size, 1) - 1)
   redis.call('pexpire', idem, keep)
 end
-if ARGV[8] ~= '' then
-  redis.call(ARGV[9], ARGV[8], ARGV[10] .. offset .. ':' .. epoch .. ':' .. ARGV[1])
+if ARGV[7] ~= '' then
+  redis.call(ARGV[8], ARGV[7], ARGV[9] .. offset .. ':' .. epoch .. ':' .. ARGV[1])
 end
 return {offset, epoch, 1}
 """
 )
 
 # KEYS: meta, list. ARGV: now ms, since offset (-1 = from the start), since epoch,
-# limit (-1 = all), reverse (0/1), epoch candidate, meta ttl ms.
+# limit (-1 = all), reverse (0/1), meta ttl ms.
 # Returns {offset, epoch, status, index of the first entry, entries newest first...};
 # status '' or why `since` cannot be served.
 READ = (
@@ -129,7 +137,7 @@ READ = (
     + """
 local meta, list = KEYS[1], KEYS[2]
 local now, since, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
-local epoch = epoch_of(meta, ARGV[6], tonumber(ARGV[7]))
+local epoch = epoch_of(meta, now, tonumber(ARGV[6]), false)
 local offset = tonumber(redis.call('hget', meta, 'o') or '0')
 trim(list, now, tonumber(redis.call('hget', meta, 't') or '0'))
 local count = redis.call('llen', list)
@@ -267,16 +275,10 @@ class RedisStreams:
                 f" timeout ({engine.settings.command_timeout}s)"
             )
         self._tops: OrderedDict[str, Position] = OrderedDict()
-        self._epoch_prefix = secrets.token_hex(3)
-        self._epoch_counter = itertools.count()
 
-    def _epoch_candidate(self) -> str:
-        """The epoch a stream gets if this call creates it: unique per call and process."""
-        return f"{self._epoch_prefix}{next(self._epoch_counter):x}"
-
-    def keys(self, channel: str, *texts: str) -> StreamKeys:
-        """The keys of `channel`, once it and `texts` are known to travel (before any batch)."""
-        _encodable(channel, *texts)
+    def keys(self, channel: str) -> StreamKeys:
+        """The channel's keys; `OutOfRange` for a name Redis cannot hold (not UTF-8)."""
+        _check_utf8("channel name", channel)
         return StreamKeys(self.engine.prefix, channel)
 
     def _now_ms(self) -> int:
@@ -306,8 +308,8 @@ class RedisStreams:
         publish: bool = False,
     ) -> Position:
         """Append `pub` (its offset is set here); with `publish`, PUBLISH it in the same step."""
-        check_offset("size", size)
-        keys = self.keys(channel, idempotency_key)
+        check_offset("history size", size)
+        keys = self.keys(channel)
         body = encode_publication(pub)
         command = "SPUBLISH" if self.engine.sharded_pubsub else "PUBLISH"
         args: list[Any] = [
@@ -316,7 +318,6 @@ class RedisStreams:
             int(ttl * 1000),
             self._now_ms(),
             idempotency_key,
-            self._epoch_candidate(),
             int(META_TTL * 1000),
             keys.pubsub if publish else "",
             command,
@@ -371,17 +372,16 @@ class RedisStreams:
         limit: int = -1,
         reverse: bool = False,
     ) -> tuple[list[Publication], Position]:
-        check_limit(limit)
         if since is not None:
             check_offset("since offset", since.offset)
-        keys = self.keys(channel, since.epoch if since is not None else "")
+        check_limit(limit)
+        keys = self.keys(channel)
         args: list[Any] = [
             self._now_ms(),
             since.offset if since is not None else -1,
             since.epoch if since is not None else "",
             limit,
             1 if reverse else 0,
-            self._epoch_candidate(),
             int(META_TTL * 1000),
         ]
         script = _SCRIPTS["read"]
@@ -417,15 +417,24 @@ class RedisStreams:
         client = self.engine.client_for(channel)
         await self.engine.call(channel, lambda: client.delete(keys.list, keys.idem))
 
+    async def num_streams(self) -> int:
+        """Streams with a stored position, counted by a SCAN of every primary."""
+        pattern = _glob_escape(f"{self.engine.prefix}.stream") + "{*}.m"
+        count = 0
+        for client in await self.engine.primaries():
+            count += await self.engine.call("", partial(_scan_count, client, pattern))
+        return count
+
     async def find(self, channel: str, idempotency_key: str) -> int:
-        keys = self.keys(channel, idempotency_key)
+        keys = self.keys(channel)
         client = self.engine.client_for(channel)
         score = await self.engine.call(channel, lambda: client.zscore(keys.idem, idempotency_key))
         return int(score) if score is not None else 0
 
     async def ack(self, user: str, channel: str, position: Position, client_id: str) -> Ack:
         check_offset("ack offset", position.offset)
-        keys = self.keys(channel, user, position.epoch, client_id)
+        _check_utf8("user", user)
+        keys = self.keys(channel)
         args: list[Any] = [
             user,
             position.offset,
@@ -440,7 +449,7 @@ class RedisStreams:
         return _ack_of(*reply)
 
     async def acked(self, user: str, channel: str) -> Ack | None:
-        keys = self.keys(channel, user)
+        keys = self.keys(channel)
         reply = await self.engine.call(
             channel,
             lambda: self.engine.run(
@@ -462,10 +471,18 @@ class RedisStreams:
         ]
 
 
-def _encodable(*texts: str) -> None:
-    """Refuse text Redis cannot carry (lone surrogates) before it can fail a shared batch."""
-    for text in texts:
-        try:
-            text.encode()
-        except UnicodeEncodeError:
-            raise StoreWriteError(f"not valid UTF-8: {text!r}") from None
+def _check_utf8(what: str, text: str) -> None:
+    """Refuse (before it joins a shared pipeline) text that cannot be sent as UTF-8."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise OutOfRange(f"{what} is not valid UTF-8: {text!r}") from None
+
+
+async def _scan_count(client: Redis, pattern: str) -> int:
+    return sum([1 async for _ in client.scan_iter(match=pattern, count=1000)])
+
+
+def _glob_escape(text: str) -> str:
+    """`text` matched literally in a Redis glob pattern."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)

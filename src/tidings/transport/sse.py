@@ -8,6 +8,12 @@ in its connect request; for `EventSource`, which cannot change its URL, the
 server also accepts the standard `Last-Event-ID` header: every publication
 event carries `id: <offset>:<epoch>` of the last publication of the channel
 named in the `cf_channel` parameter, and that id resumes it.
+
+A client that does not read is bounded like a WebSocket one: pushes wait
+in its outbox (3008 above `client_queue_max_size`) while the socket is
+backed up, and once closed it has `client_close_timeout` to take the last
+bytes before the socket is dropped. The stream keeps its connection's slot
+among the open connections (`client_connections_per_ip`) until it closes.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import msgspec
 
 from tidings.protocol.centrifuge.uni_codec import UniJsonCodec, connect_frame
 from tidings.transport.http import HttpRequest, respond, response_bytes
-from tidings.transport.port import HttpHandler
+from tidings.transport.port import HttpHandler, drop_later
 
 if TYPE_CHECKING:
+    from tidings.core.access import ConnectionSlot
     from tidings.core.client import Client
     from tidings.core.node import Node
 
@@ -38,8 +45,16 @@ class SseSession(asyncio.Protocol):
 
     name = "uni_sse"
 
-    def __init__(self, node: Node, transport: asyncio.Transport, peer_ip: str, track: str) -> None:
+    def __init__(
+        self,
+        node: Node,
+        transport: asyncio.Transport,
+        peer_ip: str,
+        track: str,
+        slot: ConnectionSlot | None = None,
+    ) -> None:
         self._node = node
+        self._slot = slot
         self._transport = transport
         self._paused = False
         self._track = track  # channel whose position goes into event ids
@@ -50,7 +65,9 @@ class SseSession(asyncio.Protocol):
     def paused(self) -> bool:
         return self._paused
 
-    def start(self, frame: bytes, origin: str = "") -> None:
+    def start(
+        self, frame: bytes, origin: str = "", request_headers: dict[str, str] | None = None
+    ) -> None:
         headers = dict(_HEADERS)
         if origin:  # the port already checked it against allowed_origins
             headers.update({"Access-Control-Allow-Origin": origin, "Vary": "Origin"})
@@ -58,6 +75,8 @@ class SseSession(asyncio.Protocol):
             response_bytes(200, content_type="text/event-stream", headers=headers, keep_open=True)
         )
         self._client = self._node.accept(self, UNI_CODEC)
+        if request_headers:
+            self._node.upstream.remember_headers(self._client, request_headers)
         self._client.handle_frame(frame)
 
     def write(self, data: bytes) -> None:
@@ -74,6 +93,12 @@ class SseSession(asyncio.Protocol):
     def _event_id(self, line: bytes) -> bytes:
         if not self._track:
             return b""
+        try:
+            return self._position_of(line)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return b""  # not a push of ours: no id (payloads are compact, so never expected)
+
+    def _position_of(self, line: bytes) -> bytes:
         if line.startswith(b'{"connect":'):
             # The connect event carries the recovered publications: its id is the
             # position they reach, so a second drop resumes after them.
@@ -97,6 +122,7 @@ class SseSession(asyncio.Protocol):
         push = msgspec.json.encode({"disconnect": {"code": code, "reason": reason}})
         self._transport.write(b"data: " + push + b"\n\n")
         self._transport.close()
+        drop_later(self._transport, self._node.settings.client_close_timeout)
 
     # asyncio.Protocol: the stream only writes; whatever the client sends is ignored.
     def data_received(self, data: bytes) -> None:
@@ -111,6 +137,9 @@ class SseSession(asyncio.Protocol):
             self._client.resume()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
         if self._client is not None:
             self._client.transport_closed()
 
@@ -176,9 +205,10 @@ def sse_handler(node: Node) -> HttpHandler:
         except ValueError as exc:
             respond(transport, 400, f"{exc}\n".encode())
             return
-        session = SseSession(node, transport, request.peer_ip, track)
+        session = SseSession(node, transport, request.peer_ip, track, request.slot)
+        request.slot = None  # the session releases it when the stream closes
         transport.set_protocol(session)
-        session.start(frame, request.headers.get("origin", ""))
+        session.start(frame, request.headers.get("origin", ""), request.headers)
 
     return handle
 
@@ -188,12 +218,14 @@ def _with_last_event(raw: bytes, track: str, last_event: str) -> bytes:
     if not track or not last_event:
         return raw
     offset, sep, epoch = last_event.partition(":")
-    if not sep or not offset.isdigit():
+    if not sep or not (offset.isascii() and offset.isdigit()) or len(offset) > 18:
         raise ValueError("Last-Event-ID must be <offset>:<epoch>")
     try:
         request = msgspec.json.decode(raw or b"{}")
     except msgspec.DecodeError as exc:
         raise ValueError(f"connect request is not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("connect request is nested too deep") from None
     if not isinstance(request, dict):
         raise ValueError("connect request must be a JSON object")
     subs = request.setdefault("subs", {})

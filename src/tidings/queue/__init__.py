@@ -1,0 +1,1 @@
+"""The NSQ-compatible queue (`tidings queue`): nsqd's protocols over a durable log."""
