@@ -309,3 +309,49 @@ def test_delta_types_are_checked() -> None:
     assert error.key == "namespaces.a.allowed_delta_types"
     settings = build({"channel": {"allowed_delta_types": ["fossil"], "delta_publish": True}})
     assert settings.channel.allowed_delta_types == ("fossil",)
+
+
+# --- the engine ---------------------------------------------------------------------------
+
+
+def test_redis_engine_from_file_environment_and_flags(tmp_path: Path) -> None:
+    path = write(tmp_path, 'engine = "redis"\nredis_address = "redis://127.0.0.1:6379"\n')
+    settings = load(path, {}, {})
+    assert settings.redis_address == ["redis://127.0.0.1:6379"]
+    env = {
+        "TIDINGS_ENGINE": "redis",
+        "TIDINGS_REDIS_ADDRESS": "redis://a:1,unix:///tmp/r.sock",
+        "TIDINGS_NODE_HEARTBEAT_TIMEOUT": "30s",
+    }
+    settings = load(None, env, {"durable_replicas": "1", "redis_command_timeout": "250ms"})
+    assert settings.engine == "redis"
+    assert settings.redis_address == ["redis://a:1", "unix:///tmp/r.sock"]
+    assert settings.node_heartbeat_timeout == 30.0
+    assert settings.durable_replicas == 1 and settings.redis_command_timeout == 0.25
+    assert Settings().engine == "memory"  # `make serve` needs nothing else
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"engine": "nats"}, "engine"),
+        ({"engine": "redis"}, "redis_address"),
+        (
+            {
+                "engine": "redis",
+                "redis_address": ["redis://a"],
+                "redis_cluster_address": ["redis://b"],
+            },
+            "redis_address",
+        ),
+        ({"redis_address": ["http://a"]}, "redis_address.0"),
+        ({"redis_prefix": "a{b}"}, "redis_prefix"),
+        ({"redis_command_timeout": 0}, "redis_command_timeout"),
+        ({"durable_replicas": -1}, "durable_replicas"),
+        ({"node_heartbeat_interval": 5, "node_heartbeat_timeout": 5}, "node_heartbeat_timeout"),
+    ],
+)
+def test_bad_engine_settings_name_their_key(raw: dict[str, Any], key: str) -> None:
+    error = config_error(raw)
+    assert error.key == key, error
+    assert "\n" not in str(error)

@@ -157,6 +157,16 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     api_batch_max_commands: int = 1000
     data_dir: str = "./data"
     name: str = ""
+    engine: str = "memory"
+    redis_address: list[str] = msgspec.field(default_factory=list)
+    redis_cluster_address: list[str] = msgspec.field(default_factory=list)
+    redis_prefix: str = "tidings"
+    redis_connect_timeout: float = 1.0
+    redis_command_timeout: float = 1.0
+    durable_replicas: int = 0
+    durable_allow_volatile: bool = False
+    node_heartbeat_interval: float = 3.0
+    node_heartbeat_timeout: float = 10.0
     log_level: str = "info"
     log_format: str = "text"
     admin_password: str = ""
@@ -246,6 +256,16 @@ SETTING_DOCS: dict[str, str] = {
     "api_batch_max_commands": "most commands in one batch API call (error 107 above)",
     "data_dir": "directory for durable data",
     "name": "node name shown by the info API method (default: host name)",
+    "engine": "'memory' (one node) or 'redis' (nodes joined by Redis: a cluster)",
+    "redis_address": "Redis URLs (redis://, rediss://, unix://); several: channels sharded",
+    "redis_cluster_address": "seed URLs of a Redis Cluster (instead of redis_address)",
+    "redis_prefix": "prefix of every Redis key and PUB/SUB channel (no braces)",
+    "redis_connect_timeout": "seconds to wait for a Redis connection",
+    "redis_command_timeout": "seconds to wait for a Redis reply (then error 100)",
+    "durable_replicas": "Redis replicas a publish with history waits for (WAIT) before answering",
+    "durable_allow_volatile": "serve durable namespaces from a Redis without AOF fsync always",
+    "node_heartbeat_interval": "seconds between a node's heartbeats to the other nodes",
+    "node_heartbeat_timeout": "seconds of silence after which a node is gone from info",
     "log_level": "debug, info, warning or error",
     "log_format": "text (one line per record) or json (one JSON object per line)",
     "admin_password": "password of the admin web UI at /admin on the API port (off if empty)",
@@ -295,6 +315,10 @@ _DURATION_KEYS = frozenset(
         "user_events_grace",
         "personal_channel_history_ttl",
         "durable_batch_window",
+        "redis_connect_timeout",
+        "redis_command_timeout",
+        "node_heartbeat_interval",
+        "node_heartbeat_timeout",
         "api_body_timeout",
         "client_head_timeout",
         "client_message_timeout",
@@ -443,6 +467,9 @@ def _key_of(message: str) -> tuple[str, str]:
 def build(raw: Mapping[str, Any]) -> Settings:
     """Validated settings from merged raw layers."""
     normalised = _normalise_durations(raw, "")
+    for key in ("redis_address", "redis_cluster_address"):
+        if isinstance(normalised.get(key), str):  # one URL given as a string
+            normalised[key] = [normalised[key]]
     # msgspec names a dict value `[...]`: check each namespace alone to name it in the error.
     namespaces = normalised.get("namespaces")
     for ns, opts in namespaces.items() if isinstance(namespaces, Mapping) else ():
@@ -489,14 +516,18 @@ def _check_personal_and_delta(settings: Settings) -> None:
                 raise ConfigError(f"{prefix}.allowed_delta_types", f"unknown delta type {kind!r}")
 
 
-def _check(settings: Settings) -> None:
-    _check_personal_and_delta(settings)
+def _check_ports(settings: Settings) -> None:
     for key in ("port", "api_port"):
         value = getattr(settings, key)
         if not 0 <= value <= 65535:
             raise ConfigError(key, f"not a port number: {value}")
     if settings.port == settings.api_port and settings.port != 0:
         raise ConfigError("api_port", "the API must have its own port, not the client port")
+
+
+def _check(settings: Settings) -> None:
+    _check_personal_and_delta(settings)
+    _check_ports(settings)
     if settings.log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError("log_level", f"unknown level {settings.log_level!r}")
     if settings.log_format not in {"text", "json"}:
@@ -554,6 +585,7 @@ def _check(settings: Settings) -> None:
     ):
         if getattr(settings, key) < 0:
             raise ConfigError(key, "must not be negative")
+    _check_engine(settings)
     if "{user}" not in settings.personal_channel_format:
         raise ConfigError("personal_channel_format", "must contain {user}")
     for key in ("client_ip_allow", "client_ip_deny"):
@@ -609,6 +641,42 @@ def _check_queue(settings: Settings, tables: list[tuple[str, ChannelOptions]]) -
             raise ConfigError(where, "needs nsqd_tcp_addresses or lookupd_http_addresses")
         if consume.max_in_flight <= 0:
             raise ConfigError(f"{where}.max_in_flight", "must be greater than zero")
+
+
+ENGINES = ("memory", "redis")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _check_engine(settings: Settings) -> None:
+    if settings.engine not in ENGINES:
+        raise ConfigError("engine", f"must be one of {', '.join(ENGINES)}, not {settings.engine!r}")
+    for key in ("redis_address", "redis_cluster_address"):
+        for index, url in enumerate(getattr(settings, key)):
+            if not url.startswith(_REDIS_SCHEMES):
+                raise ConfigError(
+                    f"{key}.{index}", f"not a redis://, rediss:// or unix:// URL: {url!r}"
+                )
+    if settings.engine == "redis":
+        if bool(settings.redis_address) == bool(settings.redis_cluster_address):
+            raise ConfigError(
+                "redis_address", "engine 'redis' needs redis_address or redis_cluster_address (one)"
+            )
+        if any(u.startswith("unix://") for u in settings.redis_cluster_address):
+            raise ConfigError("redis_cluster_address", "a Redis Cluster is reached over TCP")
+    if "{" in settings.redis_prefix or "}" in settings.redis_prefix or not settings.redis_prefix:
+        raise ConfigError("redis_prefix", "must be non-empty and without braces")
+    for key in (
+        "redis_connect_timeout",
+        "redis_command_timeout",
+        "node_heartbeat_interval",
+        "node_heartbeat_timeout",
+    ):
+        if getattr(settings, key) <= 0:
+            raise ConfigError(key, "must be greater than zero")
+    if settings.durable_replicas < 0:
+        raise ConfigError("durable_replicas", "must not be negative")
+    if settings.node_heartbeat_timeout <= settings.node_heartbeat_interval:
+        raise ConfigError("node_heartbeat_timeout", "must be longer than node_heartbeat_interval")
 
 
 def load(

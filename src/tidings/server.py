@@ -106,6 +106,10 @@ class Server:
         client_port = self._client_server.sockets[0].getsockname()[1]
         api_port = self._api_runner.addresses[0][1]
         self.ports = Ports(client_port, api_port)
+        self.node.cluster.addresses = [
+            f"{self.settings.address}:{client_port}",
+            f"{self.settings.api_address}:{api_port}",
+        ]
         self.dispatch.client_urls, _ = public_urls(self.settings, client_port, api_port)
         if self.settings.gossip_bind:
             await self._start_gossip()

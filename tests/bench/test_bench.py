@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tidings.testing.redis import RedisServer
+
 GOLOAD = Path(__file__).resolve().parents[2] / "src" / "tidings" / "bench" / "goload"
 TINY = ["--conns", "20", "--settle", "0.2", "--no-plot"]
 
@@ -146,3 +148,20 @@ def test_goload_unit_tests() -> None:
         timeout=110,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.timeout(90)
+def test_fanout_through_redis(tmp_path: Path, redis_server: RedisServer) -> None:
+    commands_before = _redis_commands(redis_server)
+    args = ["fanout", "--rate", "10", "--seconds", "1", "--redis-address", redis_server.url]
+    record = _record(tmp_path, *args)
+    assert record["engine"] == "redis"
+    assert record["result"]["deliveries"] == record["result"]["deliveries_expected"] == 200
+    # the node really went through Redis: at least one command per publication
+    assert _redis_commands(redis_server) - commands_before >= 10
+
+
+def _redis_commands(server: RedisServer) -> int:
+    stats = server.cli("INFO", "stats")
+    (line,) = [ln for ln in stats.splitlines() if ln.startswith("total_commands_processed:")]
+    return int(line.split(":")[1])

@@ -27,7 +27,7 @@ from tidings.core.node import Node
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge import codes
 from tidings.protocol.centrifuge.codes import Disconnect, ErrorCode
-from tidings.store.base import OutOfRange, Position, UnrecoverablePosition
+from tidings.store.base import OutOfRange, Position, StoreWriteError, UnrecoverablePosition
 
 Result = dict[str, Any]
 MAX_USERS_PER_STATUS = 1000
@@ -97,6 +97,9 @@ class ServerApi:
         except OutOfRange as exc:
             # A number beyond 64 bits that got past the decoder: refused before any I/O.
             raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        except StoreWriteError as exc:
+            # The engine (Redis) is down or slow: say so, never a silent success.
+            raise ReplyError(ErrorCode.INTERNAL, str(exc)) from None
 
     # --- publications -----------------------------------------------------------------
 
@@ -151,7 +154,7 @@ class ServerApi:
     async def subscribe(self, req: rq.SubscribeRequest) -> Result:
         _need(req.user, "user")
         since = req.recover_since
-        await self.node.subscribe_user(
+        await self.node.cluster.subscribe_user(
             req.user,
             req.channel,
             client_id=req.client,
@@ -164,7 +167,7 @@ class ServerApi:
 
     async def unsubscribe(self, req: rq.UnsubscribeRequest) -> Result:
         _need(req.user, "user")
-        await self.node.unsubscribe_user(
+        await self.node.cluster.unsubscribe_user(
             req.user, req.channel, client_id=req.client, session=req.session
         )
         return {}
@@ -177,7 +180,7 @@ class ServerApi:
             if not (3000 <= code <= 4999):
                 raise ReplyError(ErrorCode.BAD_REQUEST, "disconnect code must be 3000-4999")
             disconnect = Disconnect(code, req.disconnect.reason)
-        self.node.disconnect_user(
+        await self.node.cluster.disconnect_user(
             req.user,
             disconnect,
             client_id=req.client,
@@ -188,7 +191,7 @@ class ServerApi:
 
     async def refresh(self, req: rq.RefreshRequest) -> Result:
         _need(req.user, "user")
-        self.node.refresh_user(
+        await self.node.cluster.refresh_user(
             req.user,
             client_id=req.client,
             expired=req.expired,
@@ -203,11 +206,12 @@ class ServerApi:
         statuses = []
         for user in req.users:
             status = self.node.users.status(user)
+            elsewhere = len(await self.node.cluster.connections(user))
             statuses.append(
                 {
                     "user": user,
-                    "online": status.online,
-                    "connections": status.connections,
+                    "online": status.online or elsewhere > 0,
+                    "connections": status.connections + elsewhere,
                     "last_seen": int(status.last_seen),
                 }
             )
@@ -227,6 +231,13 @@ class ServerApi:
                 "version": client.version,
                 "channels": sorted(client.subscriptions),
             }
+        for remote in await self.node.cluster.connections(req.user):
+            connections[remote.client] = {
+                "client": remote.client,
+                "user": remote.user,
+                "node": remote.node,
+                "info": Raw(remote.info) if remote.info else None,
+            }
         return {"connections": connections}
 
     async def broadcast_all(self, req: rq.BroadcastAllRequest) -> Result:
@@ -235,7 +246,9 @@ class ServerApi:
         rate = req.rate or self.node.settings.broadcast_all_rate
         if rate <= 0:
             raise ReplyError(ErrorCode.BAD_REQUEST, "rate must be positive")
-        task_id, users = self.node.broadcast_all(_payload(req.data, ""), rate, tags=req.tags)
+        task_id, users = await self.node.cluster.broadcast_all(
+            _payload(req.data, ""), rate, tags=req.tags
+        )
         return {"task": task_id, "users": users, "rate": rate, "seconds": users / rate}
 
     async def delivery_status(self, req: rq.DeliveryStatusRequest) -> Result:
@@ -330,7 +343,8 @@ class ServerApi:
                         "cpu": usage.ru_utime + usage.ru_stime,
                         "rss": _rss_bytes(),
                     },
-                }
+                },
+                *node.cluster.info(),
             ]
         }
 

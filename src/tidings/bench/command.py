@@ -63,6 +63,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--api-url", default="", help="http://host:port of its API (with --url)")
     parser.add_argument("--api-key", default="")
     parser.add_argument("--secret", default="", help="token HMAC secret (with --url)")
+    parser.add_argument(
+        "--redis-address",
+        default="",
+        help="start the node with engine = redis on this redis:// URL (publications through Redis)",
+    )
     parser.add_argument("--out", type=Path, default=results.RESULTS_DIR)
     parser.add_argument("--label", default="", help="suffix for the results file names")
     parser.add_argument("--no-plot", action="store_true")
@@ -87,6 +92,19 @@ def options(args: argparse.Namespace) -> Options:
     )
 
 
+def engine_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings of the started node's engine: memory unless --redis-address is given."""
+    if not args.redis_address:
+        return {}
+    return {
+        "engine": "redis",
+        "redis_address": [args.redis_address],
+        "redis_prefix": "bench",
+        # the bench measures throughput; the Redis it is given need not keep writes
+        "durable_allow_volatile": True,
+    }
+
+
 def _say(t0: float) -> Any:
     def say(message: str) -> None:
         print(f"[{time.monotonic() - t0:6.1f}s] {message}", flush=True)
@@ -94,14 +112,20 @@ def _say(t0: float) -> Any:
     return say
 
 
-async def start_target(name: str, scenario: str, opts: Options) -> target.Target:
-    """Start the server `name` (one of TARGETS) on free ports, pinned to --server-cpus."""
+async def start_target(
+    name: str, scenario: str, opts: Options, settings: dict[str, Any] | None = None
+) -> target.Target:
+    """Start the server `name` (one of TARGETS) on free ports, pinned to --server-cpus.
+
+    `settings` are added to a tidings node's config (e.g. its Redis engine).
+    """
     cpus = machine.parse_cpus(opts.server_cpus)
     if name in centrifugo.TARGETS:
         return await centrifugo.start(centrifugo.TARGETS[name], API_NAMESPACES, cpus)
     if name != "tidings":
         raise ValueError(f"unknown target {name!r}")
-    return await target.start_tidings(API_NAMESPACES if scenario == "api" else {}, cpus)
+    namespaces = API_NAMESPACES if scenario == "api" else {}
+    return await target.start_tidings(namespaces, cpus, settings)
 
 
 async def execute(
@@ -110,6 +134,8 @@ async def execute(
     tgt: target.Target | None = None,
     say: Any = None,
     target_name: str = "tidings",
+    *,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run `scenario` against `tgt` (or a fresh `target_name` server); return the record.
 
@@ -120,7 +146,7 @@ async def execute(
     machine.pin(machine.parse_cpus(opts.client_cpus))
     own = tgt is None
     if tgt is None:
-        tgt = await start_target(target_name, scenario, opts)
+        tgt = await start_target(target_name, scenario, opts, settings)
         say(f"started {tgt.name} (pid {tgt.pid}, client port {tgt.ws_port})")
     started = time.time()
     # Where each side may run, as the kernel has it (not as asked).
@@ -135,6 +161,8 @@ async def execute(
     return {
         "scenario": scenario,
         "target": tgt.name,
+        # the tidings node's engine (memory or redis); other targets name theirs in `target`
+        "engine": (settings or {}).get("engine", "memory") if target_name == "tidings" else "",
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "options": vars(opts),
         "machine": machine.description(),
@@ -155,7 +183,15 @@ def run(args: argparse.Namespace) -> int:
 
     async def bounded() -> dict[str, Any]:
         return await asyncio.wait_for(
-            execute(args.scenario, options(args), tgt, say, args.target), args.max_seconds
+            execute(
+                args.scenario,
+                options(args),
+                tgt,
+                say,
+                args.target,
+                settings=engine_settings(args),
+            ),
+            args.max_seconds,
         )
 
     try:

@@ -75,6 +75,8 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return str(value)
 
 
@@ -86,8 +88,9 @@ def bench_config(
     secret: str,
     data_dir: Path,
     namespaces: dict[str, dict[str, Any]],
+    extra: dict[str, Any] | None = None,
 ) -> str:
-    """A config for load: no per-IP, per-user or per-command limits."""
+    """A config for load: no per-IP, per-user or per-command limits (plus `extra` settings)."""
     top: dict[str, Any] = {
         "address": HOST,
         "port": port,
@@ -101,6 +104,7 @@ def bench_config(
         "client_command_rate": 0,
         "data_dir": str(data_dir),
         "log_level": "warning",
+        **(extra or {}),
     }
     lines = [f"{k} = {_toml_value(v)}" for k, v in top.items()]
     lines += ["", "[channel]", "allow_subscribe_for_client = true"]
@@ -260,7 +264,9 @@ class TidingsConfig:
 
 
 def write_tidings_config(
-    workdir: Path, namespaces: dict[str, dict[str, Any]] | None = None
+    workdir: Path,
+    namespaces: dict[str, dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> TidingsConfig:
     """`workdir`/tidings.toml on free loopback ports, a fresh secret, data in `workdir`/data."""
     config = TidingsConfig(
@@ -274,17 +280,20 @@ def write_tidings_config(
             secret=config.secret,
             data_dir=workdir / "data",
             namespaces=namespaces or {},
+            extra=extra,
         )
     )
     return config
 
 
 async def start_tidings(
-    namespaces: dict[str, dict[str, Any]] | None = None, cpus: frozenset[int] = frozenset()
+    namespaces: dict[str, dict[str, Any]] | None = None,
+    cpus: frozenset[int] = frozenset(),
+    extra: dict[str, Any] | None = None,
 ) -> Target:
     """`tidings serve` on free loopback ports with a temporary config and data dir."""
     workdir = Path(tempfile.mkdtemp(prefix="tidings-bench-"))
-    config = write_tidings_config(workdir, namespaces)
+    config = write_tidings_config(workdir, namespaces, extra)
     argv = [sys.executable, "-m", "tidings", "serve", "--config", str(config.path)]
     return await launch(
         "tidings",

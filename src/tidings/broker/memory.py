@@ -79,6 +79,10 @@ class MemoryBroker(Broker):
         self._refs: dict[str, int] = {}
 
     async def start(self, port: BrokerPort) -> None:
+        self.attach(port)
+
+    def attach(self, port: BrokerPort) -> None:
+        """`start` without awaiting (nothing to connect to in-process)."""
         self.port = port
         if self not in self.hub.brokers:
             self.hub.brokers.append(self)
@@ -120,6 +124,10 @@ class MemoryBroker(Broker):
         self._refs[channel] = self._refs.get(channel, 0) + 1
 
     async def unsubscribe(self, channel: str) -> None:
+        self.release(channel)
+
+    def release(self, channel: str) -> None:
+        """`unsubscribe` without awaiting."""
         count = self._refs.get(channel, 0)
         if count <= 1:
             self._refs.pop(channel, None)

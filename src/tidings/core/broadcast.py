@@ -28,9 +28,9 @@ class PacedBroadcasts:
         self.progress: dict[str, dict[str, float]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self, users: list[str], send: SendTo, rate: float) -> str:
+    def start(self, users: list[str], send: SendTo, rate: float, task_id: str = "") -> str:
         """Call `send(user)` for each user, `rate` a second; returns the task id."""
-        task_id = uuid.uuid4().hex[:12]
+        task_id = task_id or uuid.uuid4().hex[:12]
         progress = {"users": float(len(users)), "sent": 0.0, "failed": 0.0, "rate": rate}
         self.progress[task_id] = progress
         task = asyncio.get_running_loop().create_task(

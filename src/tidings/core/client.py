@@ -20,6 +20,7 @@ from tidings.protocol.centrifuge.codes import Disconnect, ErrorCode, ReplyErrorI
 from tidings.protocol.centrifuge.json_codec import MalformedFrame
 from tidings.protocol.centrifuge.messages import ClientInfo, Command, Error, Reply, raw
 from tidings.protocol.centrifuge.session import PONG, UNKNOWN, Session, SessionViolation
+from tidings.store.base import StoreWriteError
 
 if TYPE_CHECKING:
     from tidings.core.node import Node
@@ -50,6 +51,8 @@ class Subscription:
     #: Fossil deltas negotiated; `delta_seq`: the channel's publication it has last (0: none).
     delta: bool = False
     delta_seq: int = 0
+    #: Made by the server (connect token, personal channel, API): the SDK cannot resubscribe.
+    server_side: bool = False
 
 
 class Client:
@@ -393,6 +396,8 @@ class Client:
         except DisconnectError as exc:
             self.disconnect(exc.disconnect)
             return
+        except StoreWriteError as exc:  # the engine (Redis) is down: say so, stay connected
+            reply = _error_reply(command.id, ReplyErrorInfo.of(ErrorCode.INTERNAL, str(exc)))
         except Exception:
             log.exception("client %s: %s failed", self.id, method)
             reply = _error_reply(command.id, ReplyErrorInfo.of(ErrorCode.INTERNAL))

@@ -17,7 +17,7 @@ from tidings.core.emulation import session_of
 from tidings.core.outbox import REPLY_MARGIN, encoded_size
 from tidings.errors import DisconnectError, ReplyError
 from tidings.protocol.centrifuge import codes
-from tidings.protocol.centrifuge.codes import ErrorCode
+from tidings.protocol.centrifuge.codes import Disconnect, ErrorCode
 from tidings.protocol.centrifuge.messages import (
     Command,
     ConnectRequest,
@@ -36,7 +36,7 @@ from tidings.protocol.centrifuge.messages import (
     raw,
 )
 from tidings.protocol.centrifuge.payload import InvalidPayload, compact_json
-from tidings.store.base import OutOfRange, Position, UnrecoverablePosition
+from tidings.store.base import OutOfRange, Position, StoreWriteError, UnrecoverablePosition
 
 if TYPE_CHECKING:
     from tidings.core.client import Client
@@ -161,13 +161,10 @@ class CommandHandler:
                     )
                     sub.data = raw(data)
                     budget -= encoded_size(sub.publications or [])
-            except ReplyError as exc:
+            except (ReplyError, StoreWriteError) as exc:
                 # The client is already connected and indexed: an error reply would leave a
                 # half-connected ghost (counted in user_status and the connection limit).
-                limit = exc.code == ErrorCode.LIMIT_EXCEEDED
-                raise DisconnectError(
-                    codes.CHANNEL_LIMIT if limit else codes.INVALID_TOKEN
-                ) from None
+                raise DisconnectError(_server_side_failure(exc)) from None
             except OutOfRange:
                 raise DisconnectError(codes.BAD_REQUEST) from None  # a hint beyond 64 bits
         return Reply(id=command.id, connect=result)
@@ -427,3 +424,10 @@ def _position(req: SubscribeRequest) -> Position | None:
     if not req.recover:
         return None
     return Position(_wire_int(req.offset, "offset"), req.epoch)
+
+
+def _server_side_failure(exc: ReplyError | StoreWriteError) -> Disconnect:
+    """How a connect whose server-side subscriptions failed ends."""
+    if isinstance(exc, StoreWriteError) or exc.code == ErrorCode.INTERNAL:
+        return codes.SERVER_ERROR  # the engine (Redis) is down: the SDK reconnects later
+    return codes.CHANNEL_LIMIT if exc.code == ErrorCode.LIMIT_EXCEEDED else codes.INVALID_TOKEN

@@ -27,15 +27,20 @@ class DeliveryLog:
         self._capacity = capacity
         self._records: OrderedDict[tuple[str, int], DeliveryRecord] = OrderedDict()
 
-    def stored(self, channel: str, offset: int) -> None:
-        self._records[(channel, offset)] = DeliveryRecord(time.time())
-        while len(self._records) > self._capacity:
-            self._records.popitem(last=False)
+    def stored(self, channel: str, offset: int) -> DeliveryRecord:
+        """The record of a stored publication (kept if delivery already made it)."""
+        record = self._records.get((channel, offset))
+        if record is None:
+            record = self._records[(channel, offset)] = DeliveryRecord(time.time())
+            while len(self._records) > self._capacity:
+                self._records.popitem(last=False)
+        return record
 
     def delivered(self, channel: str, offset: int, clients: list[str]) -> None:
-        record = self._records.get((channel, offset))
-        if record is None or not clients:
+        """Delivered here: the broker may hand a publication over before `publish` returns."""
+        if not clients:
             return
+        record = self.stored(channel, offset)
         if not record.delivered_at:
             record.delivered_at = time.time()
         room = MAX_CLIENTS - len(record.delivered_to)

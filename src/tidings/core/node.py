@@ -1,34 +1,39 @@
 """The node: owns the parts, their lifecycle, and the operations on channels.
 
-Data path of one publication: `publish()` -> history append (offset) -> the
-hub's local subscribers -> encoded once -> each client's outbox -> one frame
-per loop turn.
+Data path of one publication: `publish()` -> the broker (history append with
+its offset, then every subscribed node, this one included) -> the broker port
+-> the hub's local subscribers -> encoded once -> each client's outbox -> one
+frame per loop turn. With `engine = "redis"` the broker, history, presence
+and user register live in Redis, shared by every node of the cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from msgspec import Raw
 
+from tidings.broker.base import Broker
+from tidings.broker.memory import MemoryBroker
 from tidings.config import Settings, personal_channel_name_format
 from tidings.core.auth import TokenVerifier, ttl_of
-from tidings.core.batches import EncodedOnce, PublicationBatches
+from tidings.core.batches import PublicationBatches
 from tidings.core.broadcast import PacedBroadcasts
+from tidings.core.broker_port import NodeBrokerPort
 from tidings.core.channels import Channel, ChannelRules
 from tidings.core.client import Client, Subscription
+from tidings.core.cluster import Cluster
 from tidings.core.commands import CommandHandler
 from tidings.core.deadlines import Deadlines
-from tidings.core.delivery import MAX_CLIENTS, DeliveryLog
+from tidings.core.delivery import DeliveryLog
 from tidings.core.emulation import session_of
+from tidings.core.engines import durable_wanted, local_history, memory_backends, redis_backends
 from tidings.core.events import Event, EventDispatcher, EventType
 from tidings.core.flusher import Flusher
 from tidings.core.heartbeat import PingWheel
@@ -37,17 +42,15 @@ from tidings.core.outbox import REPLY_MARGIN
 from tidings.core.recovery import Recovery
 from tidings.core.traffic import Traffic, time_store
 from tidings.core.users import UserDirectory
+from tidings.engine.redis import EngineUnavailable, RedisEngine
 from tidings.errors import ConfigError, DisconnectError, ReplyError
 from tidings.presence.base import PresenceStore
-from tidings.presence.memory import MemoryPresenceStore
 from tidings.protocol.centrifuge import codes
 from tidings.protocol.centrifuge.codec import Codec
 from tidings.protocol.centrifuge.codes import Disconnect, ErrorCode
 from tidings.protocol.centrifuge.json_codec import JsonCodec
 from tidings.protocol.centrifuge.messages import (
     ClientInfo,
-    Join,
-    Leave,
     Publication,
     Push,
     Refresh,
@@ -57,15 +60,13 @@ from tidings.protocol.centrifuge.messages import (
     Unsubscribe,
     raw,
 )
+from tidings.register.base import UserRegister
 from tidings.store.base import (
     HistoryStore,
     Position,
     StoreWriteError,
     StreamLimitReached,
 )
-from tidings.store.memory import MemoryHistoryStore
-from tidings.store.router import StoreRouter
-from tidings.store.sqlite import SqliteHistoryStore
 from tidings.transport.base import Transport
 from tidings.upstream.coordinator import Coordinator
 from tidings.upstream.user_events import UserEventSender
@@ -103,6 +104,8 @@ class Node:
         *,
         history: HistoryStore | None = None,
         presence: PresenceStore | None = None,
+        broker: Broker | None = None,
+        register: UserRegister | None = None,
     ) -> None:
         self.settings = settings
         self.uid = str(uuid.uuid4())
@@ -111,8 +114,22 @@ class Node:
         self.hub = Hub()
         self.events = EventDispatcher()
         self.deliveries = DeliveryLog()
-        self.history = history or self._history_store(settings)
-        self.presence = presence or MemoryPresenceStore()
+        self.engine: RedisEngine | None = None
+        if broker is None and settings.engine == "redis":
+            backends = redis_backends(self.uid, settings)
+            self.engine = backends.engine
+        else:
+            backends = memory_backends(self.uid, history or local_history(settings, self.rules))
+        self.broker: Broker = broker or backends.broker
+        self.uid = self.broker.node_id  # control messages and the register name nodes by it
+        self.history: HistoryStore = self.broker.history
+        self.presence = presence or backends.presence
+        self.register = register or backends.register
+        self.cluster = Cluster(self)
+        self.port = NodeBrokerPort(self)
+        if isinstance(self.broker, MemoryBroker):
+            # In-process delivery works before start() (tests drive nodes without it).
+            self.broker.attach(self.port)
         self.traffic = Traffic()
         time_store(self.history, self.traffic.store_latency)
         self.verifier = TokenVerifier(
@@ -168,32 +185,9 @@ class Node:
         #: Set by the queue bridge: PUBs an RPC of a namespace in `queue_rpc_topics`;
         #: returns the RPC's answer, or None for a method it does not forward.
         self.queue_rpc: QueueRpc | None = None
-
-    def _history_store(self, settings: Settings) -> StoreRouter:
-        """Memory for ordinary channels; SQLite under data_dir for durable ones."""
-        durable_wanted = (settings.personal_channel and settings.personal_channel_durable) or any(
-            o.durable for o in (settings.channel, *settings.namespaces.values())
-        )
-        durable: HistoryStore | None = None
-        if durable_wanted:
-            path = Path(settings.data_dir) / "streams.sqlite3"
-            try:
-                durable = SqliteHistoryStore(
-                    path,
-                    policy_of=lambda name: self.rules.resolve(name).options.fsync,
-                    batch_window=settings.durable_batch_window,
-                    max_bytes=settings.durable_max_bytes,
-                )
-            except (StoreWriteError, OSError) as exc:
-                raise ConfigError("data_dir", str(exc)) from None
-        memory = MemoryHistoryStore(max_streams=settings.history_max_streams)
-        return StoreRouter(memory, durable, self._is_durable)
-
-    def _is_durable(self, name: str) -> bool:
-        try:
-            return self.rules.resolve(name).options.durable
-        except ReplyError:
-            return False
+        #: Publications being published with the API's `delta` flag (by id, while
+        #: `publish` runs): the per-call flag is not carried between nodes.
+        self.delta_publications: set[int] = set()
 
     @property
     def codec(self) -> Codec:
@@ -215,6 +209,7 @@ class Node:
 
     async def start(self) -> None:
         self.started_at = time.time()
+        await self._start_broker()
         if self.settings.user_events_url and self.user_events is None:
             self.user_events = UserEventSender(
                 self.events,
@@ -226,6 +221,34 @@ class Node:
         self.events.start()
         self.pings.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="sweep")
+        self.cluster.start()
+
+    async def _start_broker(self) -> None:
+        """Connect the broker (fail fast); refuse durable channels on a Redis that loses writes."""
+        try:
+            await self.broker.start(self.port)
+            if self.engine is None or not durable_wanted(self.settings):
+                return
+            durability = await self.broker.history.durability()  # type: ignore[attr-defined]
+        except EngineUnavailable as exc:
+            await self._close_backends()
+            raise ConfigError("redis_address", str(exc)) from None
+        if durability.problem and not self.settings.durable_allow_volatile:
+            await self._close_backends()
+            raise ConfigError(
+                "durable_allow_volatile",
+                f"{durability.problem}; durable channels are configured (personal_channel_durable"
+                " or a durable namespace): set appendonly yes and appendfsync always in Redis,"
+                " or durable_allow_volatile = true to accept the loss",
+            )
+
+    async def _close_backends(self) -> None:
+        await self.broker.close()
+        await self.presence.close()
+        await self.register.close()
+        await self.history.close()
+        if self.engine is not None:
+            await self.engine.close()
 
     async def stop(self, disconnect: Disconnect = codes.SHUTDOWN) -> None:
         """Disconnect every client with `disconnect` (3001) and stop background work."""
@@ -244,7 +267,8 @@ class Node:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        await self.history.close()
+        await self.cluster.stop()
+        await self._close_backends()
 
     async def _sweep(self) -> None:
         while True:
@@ -278,6 +302,7 @@ class Node:
         self.pings.add(client)
         self.counters["connects"] += 1
         self.users.connected(client.user, client.id)
+        self.cluster.connected(client)
         self._emit(EventType.CONNECTED, client)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("client %s connected: user %r, %s", client.id, client.user, client.name)
@@ -293,6 +318,7 @@ class Node:
         for name in list(client.subscriptions):
             self._drop_subscription(client, name)
         self.users.disconnected(client.user, client.id)
+        self.cluster.disconnected(client)
         self._emit(EventType.DISCONNECTED, client)
 
     def _emit(self, event_type: EventType, client: Client, channel: str = "") -> None:
@@ -301,7 +327,7 @@ class Node:
 
     # --- subscriptions --------------------------------------------------------------
 
-    async def subscribe_client(
+    async def subscribe_client(  # noqa: PLR0915 - one sequence, kept together for the race
         self,
         client: Client,
         channel: Channel,
@@ -338,11 +364,12 @@ class Node:
         sub = Subscription(
             join_leave=opts.force_push_join_leave or (join_leave and opts.join_leave)
         )
-        sub.info, sub.expire_at = info, expire_at
+        sub.info, sub.expire_at, sub.server_side = info, expire_at, server_side
         client.subscriptions[name] = sub
         result = SubscribeResult()
         if expire_at:
             result.expires, result.ttl = True, ttl_of(expire_at)
+        held = False
         try:
             chan_info = ClientInfo(
                 user=client.user,
@@ -350,6 +377,9 @@ class Node:
                 conn_info=raw(client.info),
                 chan_info=raw(info),
             )
+            # Subscribed in the engine before the history read: no publication falls between.
+            await self.broker.subscribe(name)
+            held = True
             if opts.presence:
                 await self.presence.add(name, chan_info)
             if opts.history_enabled and (opts.force_recovery or recoverable or server_side):
@@ -369,10 +399,15 @@ class Node:
                         await self.presence.remove(name, client.id)
                     raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
                 sub.epoch, sub.floor = result.epoch, result.offset
-        except BaseException:
+        except BaseException as exc:
             client.subscriptions.pop(name, None)
+            if held:
+                self._release(name)
+            if isinstance(exc, StoreWriteError):
+                raise ReplyError(ErrorCode.INTERNAL, str(exc)) from None
             raise
         if client.closed or client.subscriptions.get(name) is not sub:
+            self._release(name)
             if opts.presence:
                 await self.presence.remove(name, client.id)
             raise ReplyError(ErrorCode.INTERNAL, "client went away while subscribing")
@@ -386,7 +421,7 @@ class Node:
         if expire_at:
             client.watch_subscription_expiry(name, expire_at)
         if opts.join_leave or opts.force_push_join_leave:
-            self._push_to_channel(name, Push(channel=name, join=Join(info=chan_info)), client)
+            self.cluster.spawn(self.broker.publish_join(name, chan_info), "join")
         self._emit(EventType.SUBSCRIBED, client, name)
         return result
 
@@ -407,6 +442,7 @@ class Node:
         if sub is None or not sub.ready:
             return
         self.hub.unsubscribe(name, client)
+        self._release(name)
         try:
             channel = self.rules.resolve(name)
         except ReplyError:
@@ -423,13 +459,21 @@ class Node:
                 conn_info=raw(client.info),
                 chan_info=raw(sub.info),
             )
-            self._push_to_channel(name, Push(channel=name, leave=Leave(info=info)))
+            self.cluster.spawn(self.broker.publish_leave(name, info), "leave")
 
-    def _push_to_channel(self, name: str, push: Push, skip: Client | None = None) -> None:
-        encoded = EncodedOnce(Reply(push=push))
-        for sub_client in list(self.hub.subscribers(name)):
-            if sub_client is not skip and sub_client.subscriptions[name].join_leave:
-                sub_client.enqueue(encoded.get(sub_client.codec))
+    def _release(self, name: str) -> None:
+        """One local subscriber of `name` fewer in the broker (in the background)."""
+        if isinstance(self.broker, MemoryBroker):
+            self.broker.release(name)
+            if not self.broker.subscribers(name):
+                self.port.forget(name)
+            return
+        self.cluster.spawn(self._unsubscribe_broker(name), "broker unsubscribe")
+
+    async def _unsubscribe_broker(self, name: str) -> None:
+        await self.broker.unsubscribe(name)
+        if not self.broker.subscribers(name):
+            self.port.forget(name)
 
     # --- publications ---------------------------------------------------------------
 
@@ -444,35 +488,40 @@ class Node:
         idempotency_key: str = "",
         delta: bool = False,
     ) -> Position:
-        """Store (if the channel keeps history) then deliver to every local subscriber.
+        """Store (if the channel keeps history) and deliver to every subscribed node.
 
+        The broker appends and hands the publication to every node subscribed
+        to the channel (this one too, through `NodeBrokerPort`) in one step.
         For a durable channel this returns only once the store has the
-        publication under the channel's fsync policy; a store failure raises
-        ReplyError 100 and nothing is delivered. A repeated `idempotency_key`
-        returns the first publication's position and delivers nothing.
+        publication under the channel's fsync policy; a store (or engine)
+        failure raises ReplyError 100 and nothing is delivered. A repeated
+        `idempotency_key` returns the first publication's position and
+        delivers nothing.
         """
         opts = self.rules.resolve(name).options
         pub = Publication(data=data, info=info, tags=tags or None)
-        position = Position(0, "")
+        size, ttl = 0, 0.0
         if opts.history_enabled and not skip_history:
-            try:
-                position = await self.history.append(
-                    name, pub, opts.history_size, opts.history_ttl, idempotency_key
-                )
-            except StreamLimitReached as exc:
-                self.counters["refused_stream_limit"] += 1
-                raise ReplyError(ErrorCode.LIMIT_EXCEEDED, str(exc)) from None
-            except StoreWriteError as exc:
-                raise ReplyError(ErrorCode.INTERNAL, str(exc)) from None
-            if pub.offset != position.offset:
-                return position  # the store already had this idempotency key
+            size, ttl = opts.history_size, opts.history_ttl
+        if delta:
+            # This node's delivery (synchronous with the memory broker) reads the flag.
+            self.delta_publications.add(id(pub))
+        try:
+            position = await self.broker.publish(
+                name, pub, size=size, ttl=ttl, idempotency_key=idempotency_key if size else ""
+            )
+        except StreamLimitReached as exc:
+            self.counters["refused_stream_limit"] += 1
+            raise ReplyError(ErrorCode.LIMIT_EXCEEDED, str(exc)) from None
+        except StoreWriteError as exc:
+            raise ReplyError(ErrorCode.INTERNAL, str(exc)) from None
+        finally:
+            self.delta_publications.discard(id(pub))
+        if pub.offset != position.offset:
+            return position  # the store already had this idempotency key
+        if position.offset:
             self.deliveries.stored(name, position.offset)
         self.counters["publications"] += 1
-        count = self.deliver(name, pub, delta=delta)
-        self.traffic.deliveries += count
-        if count and pub.offset:
-            clients = [c.id for c in itertools.islice(self.hub.subscribers(name), MAX_CLIENTS)]
-            self.deliveries.delivered(name, pub.offset, clients)
         if self.events.wants(EventType.PUBLISHED):
             self.events.emit(Event(EventType.PUBLISHED, channel=name, time=time.time()))
         return position

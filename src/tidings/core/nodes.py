@@ -1,0 +1,43 @@
+"""The live nodes of a cluster, as their heartbeats describe them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from tidings.core.control import Heartbeat
+
+#: Most nodes remembered: a flood of forged heartbeats cannot grow memory without bound.
+MAX_NODES = 10_000
+
+
+class NodeTable:
+    """Heartbeats of the other nodes; a node silent for `timeout` seconds is gone."""
+
+    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = timeout
+        self._clock = clock
+        self._seen: dict[str, tuple[float, Heartbeat]] = {}
+
+    def update(self, heartbeat: Heartbeat) -> None:
+        if heartbeat.uid not in self._seen and len(self._seen) >= MAX_NODES:
+            self.expire()
+            if len(self._seen) >= MAX_NODES:
+                return
+        self._seen[heartbeat.uid] = (self._clock(), heartbeat)
+
+    def expire(self) -> list[str]:
+        """Forget nodes silent for longer than the timeout; returns their uids."""
+        deadline = self._clock() - self.timeout
+        gone = [uid for uid, (seen, _) in self._seen.items() if seen < deadline]
+        for uid in gone:
+            del self._seen[uid]
+        return gone
+
+    def live(self) -> list[Heartbeat]:
+        """The other live nodes, by name."""
+        self.expire()
+        return sorted((hb for _, hb in self._seen.values()), key=lambda hb: (hb.name, hb.uid))
+
+    def __len__(self) -> int:
+        return len(self._seen)
