@@ -45,6 +45,11 @@ class ChannelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     allow_user_limited_channels: bool = False
     durable: bool = False
     fsync: str = "batch"
+    #: "stream" (publications) or "map" (keyed state: map subscriptions only).
+    subscription_type: str = "stream"
+    map_key_ttl: float = 0.0
+    map_stream_size: int = 0
+    map_stream_ttl: float = 0.0
 
     @property
     def history_enabled(self) -> bool:
@@ -69,6 +74,10 @@ CHANNEL_OPTION_DOCS: dict[str, str] = {
     "allow_history_for_subscriber": "subscribers may ask for history",
     "allow_user_limited_channels": "channels like 'dialog#42,43' limited to the users listed",
     "durable": "keep history in the durable store (SQLite under data_dir); survives restarts",
+    "subscription_type": "'stream' (default) or 'map' (keyed state, Centrifugo v6 map subscriptions)",
+    "map_key_ttl": "map channels: how long a key lives after its last update (0: until removed)",
+    "map_stream_size": "map channels: changes kept for recovery (0: no recovery, fresh snapshot)",
+    "map_stream_ttl": "map channels: how long changes (and removal tombstones) are kept",
     "fsync": "durable write policy: 'always' (fsync each), 'batch' (group commit), 'never'",
 }
 
@@ -204,6 +213,8 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_KEYS = frozenset(
     {
         "history_ttl",
+        "map_key_ttl",
+        "map_stream_ttl",
         "client_ping_interval",
         "client_pong_timeout",
         "client_stale_close_delay",
@@ -451,6 +462,11 @@ def _check(settings: Settings) -> None:
             raise ConfigError(f"{prefix}.history_size", "must not be negative")
         if opts.history_ttl < 0:
             raise ConfigError(f"{prefix}.history_ttl", "must not be negative")
+        if opts.subscription_type not in ("stream", "map"):
+            raise ConfigError(f"{prefix}.subscription_type", "must be 'stream' or 'map'")
+        for key in ("map_key_ttl", "map_stream_size", "map_stream_ttl"):
+            if not 0 <= getattr(opts, key) <= 2**53:
+                raise ConfigError(f"{prefix}.{key}", "must be between 0 and 2**53")
     for ns in settings.namespaces:
         if not _NAMESPACE_NAME.match(ns):
             raise ConfigError(f"namespaces.{ns}", "namespace names use letters, digits, _ . -")

@@ -46,6 +46,14 @@ class SubscribeRequest(_Message):
     recoverable: bool = False
     join_leave: bool = False
     delta: str = ""
+    flag: int = 0
+    #: 0 stream (the default), 1 map, 2 map clients, 3 map users (client.proto).
+    type: int = 0
+    #: Map subscriptions: 0 live, 1 stream catch-up, 2 state pages.
+    phase: int = 0
+    cursor: str = ""
+    limit: int = 0
+    asc: bool = False
 
 
 class ConnectRequest(_Message):
@@ -63,6 +71,10 @@ class UnsubscribeRequest(_Message):
 class PublishRequest(_Message):
     channel: str = ""
     data: Raw = EMPTY
+    #: 0 an ordinary publication, 1 a map change of `key` (`removed`: its removal).
+    type: int = 0
+    key: str = ""
+    removed: bool = False
 
 
 class PresenceRequest(_Message):
@@ -158,6 +170,9 @@ class Publication(_Message):
     offset: int = 0
     tags: dict[str, str] | None = None
     time: int = 0
+    #: Map channels: the key this publication sets (or removes).
+    key: str = ""
+    removed: bool = False
 
 
 class SubscribeResult(_Message):
@@ -171,6 +186,11 @@ class SubscribeResult(_Message):
     positioned: bool = False
     data: Raw = EMPTY
     was_recovering: bool = False
+    #: Map subscriptions: the type echoed, the phase answered, the next state page.
+    type: int = 0
+    phase: int = 0
+    cursor: str = ""
+    state: list[Publication] | None = None
 
 
 class ConnectResult(_Message):

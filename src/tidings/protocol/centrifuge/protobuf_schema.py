@@ -58,6 +58,12 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
         "recoverable": (10, BOOL),
         "join_leave": (11, BOOL),
         "delta": (12, STRING),
+        "flag": (14, INT64),
+        "type": (15, INT32),
+        "phase": (16, INT32),
+        "cursor": (17, STRING),
+        "limit": (18, INT32),
+        "asc": (19, BOOL),
     },
     m.ConnectRequest: {
         "token": (1, STRING),
@@ -67,7 +73,13 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
         "version": (5, STRING),
     },
     m.UnsubscribeRequest: {"channel": (1, STRING)},
-    m.PublishRequest: {"channel": (1, STRING), "data": (2, BYTES)},
+    m.PublishRequest: {
+        "channel": (1, STRING),
+        "data": (2, BYTES),
+        "type": (3, INT32),
+        "key": (4, STRING),
+        "removed": (5, BOOL),
+    },
     m.PresenceRequest: {"channel": (1, STRING)},
     m.PresenceStatsRequest: {"channel": (1, STRING)},
     m.HistoryRequest: {
@@ -110,6 +122,8 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
         "offset": (6, UINT64),
         "tags": (7, MapOf(STRING)),
         "time": (9, INT64),
+        "key": (11, STRING),
+        "removed": (12, BOOL),
     },
     m.SubscribeResult: {
         "expires": (1, BOOL),
@@ -122,6 +136,10 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
         "positioned": (10, BOOL),
         "data": (11, BYTES),
         "was_recovering": (12, BOOL),
+        "type": (15, INT32),
+        "phase": (16, INT32),
+        "cursor": (17, STRING),
+        "state": (18, Repeated(m.Publication)),
     },
     m.ConnectResult: {
         "client": (1, STRING),
