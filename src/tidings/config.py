@@ -74,7 +74,7 @@ CHANNEL_OPTION_DOCS: dict[str, str] = {
     "allow_history_for_subscriber": "subscribers may ask for history",
     "allow_user_limited_channels": "channels like 'dialog#42,43' limited to the users listed",
     "durable": "keep history in the durable store (SQLite under data_dir); survives restarts",
-    "subscription_type": "'stream' (default) or 'map' (keyed state, Centrifugo v6 map subscriptions)",
+    "subscription_type": "'stream' (default) or 'map' (keyed state, map subscriptions)",
     "map_key_ttl": "map channels: how long a key lives after its last update (0: until removed)",
     "map_stream_size": "map channels: changes kept for recovery (0: no recovery, fresh snapshot)",
     "map_stream_ttl": "map channels: how long changes (and removal tombstones) are kept",
