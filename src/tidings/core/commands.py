@@ -177,6 +177,10 @@ class CommandHandler:
         if req.recover and not client.take_history_token():
             self.node.counters["refused_history_rate"] += 1
             raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
+        if req.type or channel.options.subscription_type == "map":
+            return Reply(
+                id=command.id, subscribe=await self.node.maps.subscribe(client, channel, req)
+            )
         result = await self.node.subscribe_client(
             client,
             channel,
@@ -206,6 +210,9 @@ class CommandHandler:
             # JSON subscribers get payloads verbatim: see "Encodings" in docs/concepts.md.
             raise ReplyError(ErrorCode.BAD_REQUEST, "data must be JSON")
         self.node.rules.check_publish(channel, client.user, req.channel in client.subscriptions)
+        if req.type or channel.options.subscription_type == "map":
+            await self.node.maps.client_publish(client, channel, req)
+            return Reply(id=command.id, publish=PublishResult())
         await self.node.publish(channel.name, req.data, info=client.client_info)
         return Reply(id=command.id, publish=PublishResult())
 

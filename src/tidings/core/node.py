@@ -32,6 +32,7 @@ from tidings.core.events import Event, EventDispatcher, EventType
 from tidings.core.flusher import Flusher
 from tidings.core.heartbeat import PingWheel
 from tidings.core.hub import Hub
+from tidings.core.maps import MapChannels
 from tidings.core.outbox import REPLY_MARGIN
 from tidings.core.recovery import Recovery
 from tidings.core.users import UserDirectory
@@ -61,6 +62,7 @@ from tidings.store.base import (
     StoreWriteError,
     StreamLimitReached,
 )
+from tidings.store.keyed_memory import MemoryKeyedStateStore
 from tidings.store.memory import MemoryHistoryStore
 from tidings.store.router import StoreRouter
 from tidings.store.sqlite import SqliteHistoryStore
@@ -145,6 +147,7 @@ class Node:
         self.broadcasts = PacedBroadcasts()
         self._flusher: Flusher | None = None
         self.batches = PublicationBatches(self.hub, self._codec)
+        self.maps = MapChannels(self, MemoryKeyedStateStore())
         self._pending: set[Client] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self.user_events: UserEventSender | None = None
@@ -225,6 +228,7 @@ class Node:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        await self.maps.close()
         await self.history.close()
 
     async def _sweep(self) -> None:
