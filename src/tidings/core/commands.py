@@ -204,7 +204,7 @@ class CommandHandler:
         req = command.publish
         assert req is not None
         channel = self.node.rules.resolve(req.channel)
-        if not len(req.data):
+        if not len(req.data) and not (req.removed and req.type):
             raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
         if client.codec.binary and not is_json(req.data):
             # JSON subscribers get payloads verbatim: see "Encodings" in docs/concepts.md.
