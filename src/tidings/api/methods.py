@@ -20,6 +20,7 @@ from msgspec import Raw
 from tidings import __version__
 from tidings.api import requests as rq
 from tidings.api.idempotency import IdempotencyCache
+from tidings.api.map_methods import MapApi
 from tidings.core.node import Node
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge import codes
@@ -55,6 +56,7 @@ class ServerApi:
             "user_connections": (rq.UserConnectionsRequest, self.user_connections),
             "broadcast_all": (rq.BroadcastAllRequest, self.broadcast_all),
             "delivery_status": (rq.DeliveryStatusRequest, self.delivery_status),
+            **MapApi(node.maps).methods(),
         }
 
     @property
