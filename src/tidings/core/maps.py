@@ -41,7 +41,7 @@ from tidings.protocol.centrifuge.messages import (
     SubscribeResult,
     raw,
 )
-from tidings.store.base import OutOfRange, Position, UnrecoverablePosition
+from tidings.store.base import OutOfRange, Position, StoreWriteError, UnrecoverablePosition
 from tidings.store.keyed import (
     InvalidKey,
     KeyedEntry,
@@ -51,6 +51,7 @@ from tidings.store.keyed import (
 )
 
 if TYPE_CHECKING:
+    from tidings.broker.base import Broker
     from tidings.core.channels import Channel
     from tidings.core.client import Client
     from tidings.core.node import Node
@@ -89,10 +90,23 @@ def publication_of(entry: KeyedEntry, info: ClientInfo | None = None) -> Publica
 class MapChannels:
     """The map channels of one node (see the module docstring)."""
 
-    def __init__(self, node: Node, store: KeyedStateStore) -> None:
+    def __init__(self, node: Node, store: KeyedStateStore, broker: Broker | None = None) -> None:
         self.node = node
         self.store = store
+        #: On a cluster: changes go to every node through it (the node delivers what
+        #: its broker hands it, as for any publication). Alone: delivered here.
+        self.broker = broker
         self._sweeper: asyncio.Task[None] | None = None
+
+    async def _deliver(self, name: str, pub: Publication) -> None:
+        if self.broker is None:
+            self.node.deliver(name, pub)
+            return
+        try:
+            await self.broker.publish(name, pub)
+        except StoreWriteError as exc:
+            # The change is stored (offset taken): subscribers recover it from the stream.
+            log.warning("map change of %r not broadcast: %s", name, exc)
 
     def channel(self, name: str) -> Channel:
         """The map channel `name`; 107 when its namespace does not keep keyed state."""
@@ -112,7 +126,7 @@ class MapChannels:
             entry, position = await self.store.publish(name, key, data, limits_of(channel))
         except (InvalidKey, OutOfRange) as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
-        self.node.deliver(name, publication_of(entry, info))
+        await self._deliver(name, publication_of(entry, info))
         return position
 
     async def remove(self, name: str, key: str) -> tuple[bool, Position]:
@@ -124,7 +138,7 @@ class MapChannels:
             raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
         if entry is None:
             return False, position
-        self.node.deliver(name, publication_of(entry))
+        await self._deliver(name, publication_of(entry))
         return True, position
 
     async def client_publish(self, client: Client, channel: Channel, req: PublishRequest) -> None:
@@ -269,7 +283,7 @@ class MapChannels:
                 if channel.options.subscription_type != "map" or not channel.options.map_key_ttl:
                     continue
                 for entry in await self.store.expire(name, limits_of(channel)):
-                    self.node.deliver(name, publication_of(entry))
+                    await self._deliver(name, publication_of(entry))
             except Exception:  # one channel's failure never stops the sweep of others
                 log.exception("expiring keys of map channel %r failed", name)
 
