@@ -9,7 +9,6 @@ port delivers what the broker hands it.
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
