@@ -109,9 +109,27 @@ class RefreshRequest(_Message):
     token: str = ""
 
 
+class KeyedItem(_Message):
+    """A shared poll key and the version of it the client has."""
+
+    key: str = ""
+    version: int = 0
+
+
+class TrackBatch(_Message):
+    """Keys to track, with the signature the application's back end gave for them."""
+
+    signature: str = ""
+    items: list[KeyedItem] | None = None
+
+
 class SubRefreshRequest(_Message):
     channel: str = ""
     token: str = ""
+    #: 0 token refresh, 1 track keys, 2 untrack keys (shared poll subscriptions).
+    type: int = 0
+    track: list[TrackBatch] | None = None
+    untrack: list[str] | None = None
 
 
 class Command(_Message):
@@ -173,6 +191,8 @@ class Publication(_Message):
     #: Map channels: the key this publication sets (or removes).
     key: str = ""
     removed: bool = False
+    #: Shared poll: the version of the key's data.
+    version: int = 0
 
 
 class SubscribeResult(_Message):
@@ -248,6 +268,8 @@ class RefreshResult(_Message):
 class SubRefreshResult(_Message):
     expires: bool = False
     ttl: int = 0
+    #: Track replies: the current data of keys the client has an older version of.
+    items: list[Publication] | None = None
 
 
 class Join(_Message):

@@ -29,9 +29,9 @@ BYTES = "bytes"
 
 @dataclass(frozen=True, slots=True)
 class Repeated:
-    """`repeated T` of an embedded message: a list attribute."""
+    """`repeated T` of an embedded message (or of STRING): a list attribute."""
 
-    item: type[Struct]
+    item: type[Struct] | str
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +92,15 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
     m.SendRequest: {"data": (1, BYTES)},
     m.RPCRequest: {"data": (1, BYTES), "method": (2, STRING)},
     m.RefreshRequest: {"token": (1, STRING)},
-    m.SubRefreshRequest: {"channel": (1, STRING), "token": (2, STRING)},
+    m.KeyedItem: {"key": (1, STRING), "version": (2, UINT64)},
+    m.TrackBatch: {"signature": (1, STRING), "items": (2, Repeated(m.KeyedItem))},
+    m.SubRefreshRequest: {
+        "channel": (1, STRING),
+        "token": (2, STRING),
+        "type": (3, INT32),
+        "track": (4, Repeated(m.TrackBatch)),
+        "untrack": (5, Repeated(STRING)),
+    },
     m.Command: {
         "id": (1, UINT32),
         "connect": (4, m.ConnectRequest),
@@ -124,6 +132,7 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
         "time": (9, INT64),
         "key": (11, STRING),
         "removed": (12, BOOL),
+        "version": (16, UINT64),
     },
     m.SubscribeResult: {
         "expires": (1, BOOL),
@@ -171,7 +180,11 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
         "expires": (3, BOOL),
         "ttl": (4, UINT32),
     },
-    m.SubRefreshResult: {"expires": (1, BOOL), "ttl": (2, UINT32)},
+    m.SubRefreshResult: {
+        "expires": (1, BOOL),
+        "ttl": (2, UINT32),
+        "items": (3, Repeated(m.Publication)),
+    },
     m.Join: {"info": (1, m.ClientInfo)},
     m.Leave: {"info": (1, m.ClientInfo)},
     m.Unsubscribe: {"code": (2, UINT32), "reason": (3, STRING)},
