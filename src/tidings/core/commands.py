@@ -177,10 +177,13 @@ class CommandHandler:
         if req.recover and not client.take_history_token():
             self.node.counters["refused_history_rate"] += 1
             raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
-        if req.type or channel.options.subscription_type == "map":
-            return Reply(
-                id=command.id, subscribe=await self.node.maps.subscribe(client, channel, req)
-            )
+        kind = channel.options.subscription_type
+        if kind == "shared_poll":
+            polled = await self.node.shared_polls.subscribe(client, channel, req)
+            return Reply(id=command.id, subscribe=polled)
+        if req.type or kind == "map":
+            map_result = await self.node.maps.subscribe(client, channel, req)
+            return Reply(id=command.id, subscribe=map_result)
         result = await self.node.subscribe_client(
             client,
             channel,
@@ -314,6 +317,9 @@ class CommandHandler:
     async def sub_refresh(self, client: Client, command: Command) -> Reply:
         req = command.sub_refresh
         assert req is not None
+        if req.type:
+            shared = await self.node.shared_polls.refresh(client, req)
+            return Reply(id=command.id, sub_refresh=shared)
         sub = client.subscriptions.get(req.channel)
         if sub is None:
             raise ReplyError(ErrorCode.PERMISSION_DENIED, "not subscribed")

@@ -35,6 +35,7 @@ from tidings.core.hub import Hub
 from tidings.core.maps import MapChannels
 from tidings.core.outbox import REPLY_MARGIN
 from tidings.core.recovery import Recovery
+from tidings.core.shared_poll import SharedPolls
 from tidings.core.users import UserDirectory
 from tidings.errors import ConfigError, DisconnectError, ReplyError
 from tidings.presence.base import PresenceStore
@@ -148,6 +149,7 @@ class Node:
         self._flusher: Flusher | None = None
         self.batches = PublicationBatches(self.hub, self._codec)
         self.maps = MapChannels(self, MemoryKeyedStateStore())
+        self.shared_polls = SharedPolls(self)
         self._pending: set[Client] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self.user_events: UserEventSender | None = None
@@ -229,6 +231,7 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         await self.maps.close()
+        await self.shared_polls.close()
         await self.history.close()
 
     async def _sweep(self) -> None:
