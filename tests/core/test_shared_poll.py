@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,8 +65,9 @@ class Backend:
         return web.json_response({"result": {"items": items}})
 
 
-@pytest.fixture
-async def backend() -> AsyncIterator[Backend]:
+@asynccontextmanager
+async def running_backend() -> AsyncIterator[Backend]:
+    """A `Backend` served by aiohttp on a free loopback port."""
     state = Backend()
     app = web.Application()
     app.router.add_post("/poll", state.handle)
@@ -75,8 +77,16 @@ async def backend() -> AsyncIterator[Backend]:
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     state.url = f"http://127.0.0.1:{port}/poll"
-    yield state
-    await runner.cleanup()
+    try:
+        yield state
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[Backend]:
+    async with running_backend() as state:
+        yield state
 
 
 @pytest.fixture

@@ -17,12 +17,18 @@ from typing import Any
 import pytest
 
 from tests.conftest import ServerProcess
-from tests.core.test_shared_poll import Backend, backend  # noqa: F401 - the fixture
+from tests.core.test_shared_poll import Backend, running_backend
 from tests.integration.test_map_sdk import SDK, SdkClient
 from tidings.core.shared_poll import sign
 
 SECRET = "sdk-shared-poll-secret"
 SCRIPT = Path(__file__).parent / "support" / "shared_poll_client.cjs"
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[Backend]:
+    async with running_backend() as state:
+        yield state
 
 
 @pytest.fixture
