@@ -268,3 +268,53 @@ async def test_expired_keys_are_pushed_as_removals(
     await settle()
     pubs = [p["push"]["pub"] for p in c.transport.take() if "push" in p]
     assert [(p["key"], p.get("removed")) for p in pubs] == [("gone", True)]
+
+
+async def test_thousands_of_odd_keys_through_the_protocol(
+    node: Node, conn: Callable[[], Conn]
+) -> None:
+    keys = [f"ключ {i} {{x}}\t\u2603/{i}" for i in range(3000)]
+    for i, key in enumerate(keys):
+        await node.maps.publish("m:many", key, b"%d" % i)
+    c = conn()
+    await c.connect()
+    live = await subscribe_map(c, "m:many", limit=1000)
+    assert as_map(live["_state"], live["_stream"]) == {k: i for i, k in enumerate(keys)}
+
+
+@pytest.mark.parametrize(
+    ("extra", "outcome"),
+    [
+        ({"phase": 1, "offset": 2**64, "epoch": "x"}, 107),
+        ({"phase": 1, "offset": -1}, 107),
+        ({"phase": 2, "limit": -5}, 107),
+        ({"phase": 2, "limit": 2**40}, 0),  # capped at the largest page
+        ({"phase": 2, "cursor": "\\udcff"}, 3501),  # not UTF-8: the frame is refused
+        ({"phase": 2**40}, 107),
+    ],
+)
+async def test_hostile_subscribe_fields(
+    node: Node, conn: Callable[[], Conn], extra: dict[str, Any], outcome: int
+) -> None:
+    await node.maps.publish("m:h", "a", b"1")
+    c = conn()
+    await c.connect()
+    frame = (
+        b'{"id": 3, "subscribe": {"channel": "m:h", "type": 1, %s}}'
+        % ", ".join(
+            f'"{k}": {v if isinstance(v, int) else chr(34) + v + chr(34)}' for k, v in extra.items()
+        ).encode()
+    )
+    replies = await c.send(frame)
+    reply = next((r for r in replies if r.get("id") == 3), None)
+    if outcome == 0:
+        assert reply is not None and "subscribe" in reply
+    elif outcome < 1000:
+        assert reply is not None and reply["error"]["code"] == outcome
+    else:
+        assert c.closed_with == outcome
+    # Either way the node and other clients go on.
+    other = conn()
+    await other.connect("o")
+    live = await subscribe_map(other, "m:h")
+    assert as_map(live["_state"], []) == {"a": 1}
