@@ -27,6 +27,7 @@ if [ -n "$missing" ]; then
 fi
 
 sh "$ROOT/scripts/vendor-sdk.sh"
+sh "$ROOT/scripts/build-centrifugo.sh"
 [ -f "$ROOT/src/tidings/demo/static/vendor/centrifuge.js" ] || {
     echo "setup-test-deps: the centrifuge SDK could not be installed" >&2
     exit 1

@@ -35,21 +35,38 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+
+
+def _toml_table(name: str, table: dict[str, Any], out: list[str]) -> None:
+    """`[name]` with its scalars, then its sub-tables as `[name.sub]` (recursively)."""
+    out.append(f"[{name}]")
+    out += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if not _is_table(v)]
+    for key, value in table.items():
+        if _is_table(value):
+            _toml_table(f"{name}.{_toml_key(key)}", value, out)
+
+
+def _is_table(value: Any) -> bool:
+    # Dicts of plain strings (e.g. static_headers) stay inline values.
+    return isinstance(value, dict) and not all(isinstance(v, str) for v in value.values())
+
+
 def write_toml(path: Path, settings: dict[str, Any]) -> None:
-    """A TOML file from a flat dict plus `channel` / `namespaces` tables."""
+    """A TOML file from a flat dict plus tables (`channel`, `namespaces`, `proxy`, ...)."""
     lines: list[str] = []
     tables: list[str] = []
     for key, value in settings.items():
-        if key == "channel":
-            tables.append("[channel]")
-            tables += [f"{k} = {_toml_value(v)}" for k, v in value.items()]
-        elif key == "namespaces":
-            for ns, opts in value.items():
-                tables.append(f"[namespaces.{ns}]")
-                tables += [f"{k} = {_toml_value(v)}" for k, v in opts.items()]
+        if _is_table(value) or (isinstance(value, dict) and not value):
+            _toml_table(key, value, tables)
         else:
             lines.append(f"{key} = {_toml_value(value)}")
     path.write_text("\n".join(lines + tables) + "\n")
@@ -127,16 +144,29 @@ def server_config(
 def start_server(
     tmp_path: Path, settings: dict[str, Any] | None = None, args: list[str] | None = None
 ) -> ServerProcess:
-    """Start `tidings serve` with `settings` in a TOML file; wait until it is ready."""
-    port, api_port = free_port(), free_port()
-    config_path = tmp_path / f"tidings-{port}.toml"
-    write_toml(config_path, server_config(tmp_path, port, api_port, settings))
-    log_path = tmp_path / f"tidings-{port}.log"
-    log_path.write_text("")
-    proc = _spawn(config_path, log_path, args)
-    server = ServerProcess(proc, port, api_port, log_path, config_path=config_path)
-    _wait_ready(server)
-    return server
+    """Start `tidings serve` with `settings` in a TOML file; wait until it is ready.
+
+    A free port can be taken by another process between `free_port()` and the
+    server's bind (other test runs share the machine): then it starts again
+    on new ports, a few times. Settings that name their own ports are not retried.
+    """
+    for attempt in range(4):
+        port, api_port = free_port(), free_port()
+        config_path = tmp_path / f"tidings-{port}.toml"
+        write_toml(config_path, server_config(tmp_path, port, api_port, settings))
+        log_path = tmp_path / f"tidings-{port}.log"
+        log_path.write_text("")
+        proc = _spawn(config_path, log_path, args)
+        server = ServerProcess(proc, port, api_port, log_path, config_path=config_path)
+        try:
+            _wait_ready(server)
+        except RuntimeError as exc:
+            fixed_ports = settings is not None and ("port" in settings or "api_port" in settings)
+            if "address already in use" not in str(exc) or fixed_ports or attempt == 3:
+                raise
+            continue
+        return server
+    raise AssertionError("unreachable")
 
 
 def _spawn(config_path: Path, log_path: Path, args: list[str] | None = None) -> Any:

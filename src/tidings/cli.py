@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import secrets
 import sys
@@ -16,19 +15,22 @@ from typing import Any
 
 import jwt
 
-from tidings import __version__
+from tidings import __version__, logs
+from tidings.api import debug_command
 from tidings.bench import command as bench_command
 from tidings.config import (
     CHANNEL_OPTION_DOCS,
     SETTING_DOCS,
     Settings,
     load,
+    parse_scalar,
     table_assignments,
     text_value,
 )
 from tidings.errors import ConfigError
+from tidings.queue import command as queue_command
 
-_TABLES = ("channel", "namespaces")
+_TABLES = ("channel", "namespaces", "proxy", "proxies", "rpc_namespaces")
 
 
 def _serve_parser(sub: Any) -> None:
@@ -78,6 +80,24 @@ def _serve_parser(sub: Any) -> None:
         metavar="NS.OPTION=VALUE",
         help="option of namespace NS, e.g. chat.history_size=100 [env TIDINGS_NAMESPACES as JSON]",
     )
+    for flag, dest, example, env in (
+        ("--proxy", "proxy_options", "connect.endpoint=http://app/connect", "TIDINGS_PROXY"),
+        ("--proxies", "proxies_options", "billing.endpoint=http://billing/rpc", "TIDINGS_PROXIES"),
+        (
+            "--rpc-namespace",
+            "rpc_namespace_options",
+            "billing.proxy_name=billing",
+            "TIDINGS_RPC_NAMESPACES",
+        ),
+    ):
+        parser.add_argument(
+            flag,
+            dest=dest,
+            action="append",
+            default=[],
+            metavar="PATH=VALUE",
+            help=f"proxy setting (see docs/proxy.md), e.g. {example} [env {env} as JSON]",
+        )
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -90,7 +110,29 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         flags["channel"] = table_assignments(args.channel_options, with_namespace=False)
     if args.namespace_options:
         flags["namespaces"] = table_assignments(args.namespace_options, with_namespace=True)
+    for field, pairs in (
+        ("proxy", args.proxy_options),
+        ("proxies", args.proxies_options),
+        ("rpc_namespaces", args.rpc_namespace_options),
+    ):
+        if pairs:
+            flags[field] = _dotted(pairs)
     return flags
+
+
+def _dotted(pairs: list[str]) -> dict[str, Any]:
+    """`['connect.timeout=2s']` as nested tables `{'connect': {'timeout': '2s'}}`."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key or "" in key.split("."):
+            raise ConfigError(key or pair, f"expected PATH=VALUE, got {pair!r}")
+        *parents, leaf = key.split(".")
+        table = out
+        for part in parents:
+            table = table.setdefault(part, {})
+        table[leaf] = parse_scalar(text)
+    return out
 
 
 def _complete_secrets(settings: Settings) -> list[str]:
@@ -118,10 +160,7 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"tidings: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.log_level, settings.log_format)
     notes = _complete_secrets(settings)
     from tidings.server import Server, run
 
@@ -249,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _token_parser(sub)
     bench_command.add_parser(sub)
+    queue_command.add_parser(sub)
+    debug_command.add_parser(sub)
     return parser
 
 
@@ -262,4 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return token(args)
     if args.command == "bench":
         return bench_command.run(args)
+    if args.command == "queue":
+        return queue_command.run(args)
+    if args.command == "debug":
+        return debug_command.run(args)
     return 2  # pragma: no cover - argparse rejects unknown commands

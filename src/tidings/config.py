@@ -22,6 +22,14 @@ from typing import Any
 import msgspec
 
 from tidings.errors import ConfigError
+from tidings.upstream import proxy_config
+from tidings.upstream.proxy_config import (
+    CHANNEL_PROXY_OPTION_DOCS,
+    PROXY_SETTING_DOCS,
+    ProxyEndpoint,
+    ProxySettings,
+    RpcNamespace,
+)
 
 
 class ChannelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -57,6 +65,12 @@ class ChannelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     shared_poll_max_keys_per_connection: int = 1000
     shared_poll_channel_shutdown_delay: float = 0.0
     shared_poll_timeout: float = 5.0
+    subscribe_proxy_enabled: bool = False
+    subscribe_proxy_name: str = ""
+    publish_proxy_enabled: bool = False
+    publish_proxy_name: str = ""
+    sub_refresh_proxy_enabled: bool = False
+    sub_refresh_proxy_name: str = ""
 
     @property
     def history_enabled(self) -> bool:
@@ -93,6 +107,7 @@ CHANNEL_OPTION_DOCS: dict[str, str] = {
     "the last subscriber left",
     "shared_poll_timeout": "shared_poll channels: how long one back end request may take",
     "fsync": "durable write policy: 'always' (fsync each), 'batch' (group commit), 'never'",
+    **CHANNEL_PROXY_OPTION_DOCS,
 }
 
 
@@ -143,9 +158,14 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     user_events_batch_size: int = 100
     user_events_queue_size: int = 100_000
     broadcast_all_rate: float = 1000.0
+    api_batch_max_commands: int = 1000
     data_dir: str = "./data"
     name: str = ""
     log_level: str = "info"
+    log_format: str = "text"
+    admin_password: str = ""
+    admin_secret: str = ""
+    admin_token_ttl: float = 600.0
     client_ping_interval: float = 25.0
     client_pong_timeout: float = 8.0
     client_stale_close_delay: float = 10.0
@@ -160,6 +180,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     demo: bool = False
     channel: ChannelOptions = msgspec.field(default_factory=ChannelOptions)
     namespaces: dict[str, ChannelOptions] = msgspec.field(default_factory=dict)
+    proxy: ProxySettings = msgspec.field(default_factory=ProxySettings)
+    proxies: dict[str, ProxyEndpoint] = msgspec.field(default_factory=dict)
+    rpc_namespaces: dict[str, RpcNamespace] = msgspec.field(default_factory=dict)
 
 
 SETTING_DOCS: dict[str, str] = {
@@ -206,9 +229,14 @@ SETTING_DOCS: dict[str, str] = {
     "user_events_batch_size": "most user events sent in one POST",
     "user_events_queue_size": "user events kept while the URL is unreachable (newer dropped)",
     "broadcast_all_rate": "default messages per second of the broadcast_all API method",
+    "api_batch_max_commands": "most commands in one batch API call (error 107 above)",
     "data_dir": "directory for durable data",
     "name": "node name shown by the info API method (default: host name)",
     "log_level": "debug, info, warning or error",
+    "log_format": "text (one line per record) or json (one JSON object per line)",
+    "admin_password": "password of the admin web UI at /admin on the API port (off if empty)",
+    "admin_secret": "secret signing admin UI session tokens (the UI is off if empty)",
+    "admin_token_ttl": "seconds an admin UI login lasts",
     "client_ping_interval": "seconds between server pings to each client",
     "client_pong_timeout": "seconds a client has to answer a ping (3012 after)",
     "client_stale_close_delay": "seconds a new connection has to send connect (3502 after)",
@@ -223,6 +251,7 @@ SETTING_DOCS: dict[str, str] = {
     "demo": "serve the chat room demo at / on the client port (and a 'chat' namespace)",
     "channel": "table: options of channels without a namespace",
     "namespaces": "tables: [namespaces.<name>] options of channels '<name>:...'",
+    **PROXY_SETTING_DOCS,
 }
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -246,10 +275,13 @@ _DURATION_KEYS = frozenset(
         "client_head_timeout",
         "client_message_timeout",
         "client_close_timeout",
+        "timeout",
+        "refresh_retry",
+        "admin_token_ttl",
     }
 )
 FSYNC_POLICIES = ("always", "batch", "never")
-_TABLE_KEYS = frozenset({"channel", "namespaces"})
+_TABLE_KEYS = frozenset({"channel", "namespaces", "proxy", "proxies", "rpc_namespaces"})
 _NAMESPACE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -411,6 +443,8 @@ def _check(settings: Settings) -> None:
         raise ConfigError("api_port", "the API must have its own port, not the client port")
     if settings.log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError("log_level", f"unknown level {settings.log_level!r}")
+    if settings.log_format not in {"text", "json"}:
+        raise ConfigError("log_format", f"must be text or json, not {settings.log_format!r}")
     positive = (
         "client_ping_interval",
         "client_pong_timeout",
@@ -424,6 +458,7 @@ def _check(settings: Settings) -> None:
         "client_head_timeout",
         "client_message_timeout",
         "client_close_timeout",
+        "api_batch_max_commands",
     )
     for key in positive:
         if getattr(settings, key) <= 0:
@@ -489,6 +524,11 @@ def _check(settings: Settings) -> None:
     for ns in settings.namespaces:
         if not _NAMESPACE_NAME.match(ns):
             raise ConfigError(f"namespaces.{ns}", "namespace names use letters, digits, _ . -")
+    proxy_config.check(settings)
+    if bool(settings.admin_password) != bool(settings.admin_secret):
+        raise ConfigError("admin_secret", "the admin UI needs both admin_password and admin_secret")
+    if settings.admin_token_ttl <= 0:
+        raise ConfigError("admin_token_ttl", "must be greater than zero")
 
 
 def _check_subscription_type(settings: Settings, prefix: str, opts: ChannelOptions) -> None:

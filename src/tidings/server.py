@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from tidings import demo
+from tidings.api import request_ids
+from tidings.api.admin import AdminUi
+from tidings.api.debug import NodeDebugger
+from tidings.api.metrics import Metrics
 from tidings.api.server import ApiServer
 from tidings.config import Settings
 from tidings.core.node import Node
@@ -41,6 +45,12 @@ class Server:
         if settings.demo:
             demo_routes.install(self.router, settings)
         self.api = ApiServer(self.node, settings.api_key, settings.api_insecure)
+        NodeDebugger().install(self.api.api)
+        self.metrics = Metrics(self.node)
+        self.metrics.install(self.api.app, self.api.api.method_names)
+        if AdminUi.enabled(settings):
+            AdminUi(self.node, self.api.api, settings).install(self.api.app)
+        request_ids.install(self.api.app)
         self._client_server: asyncio.Server | None = None
         self._api_runner: web.AppRunner | None = None
         self.ports = Ports(0, 0)
@@ -98,7 +108,10 @@ def print_banner(settings: Settings, ports: Ports) -> None:
         f"  clients:  ws://{host}:{ports.client}/connection/websocket",
         f"  API:      http://{api_host}:{ports.api}/api/<method>  (header X-API-Key)",
         f"  health:   http://{api_host}:{ports.api}/health",
+        f"  metrics:  http://{api_host}:{ports.api}/metrics",
     ]
+    if AdminUi.enabled(settings):
+        lines.append(f"  admin:    http://{api_host}:{ports.api}/admin")
     if settings.demo:
         lines.append(f"  demo:     http://{host}:{ports.client}/  (chat room)")
     print("\n".join(lines), flush=True)

@@ -102,3 +102,8 @@ async def test_invalid_utf8_key_is_refused(api: ServerApi, body: bytes) -> None:
         await api.call("map_publish", api.decode("map_publish", body))
     assert info.value.code == 107
     assert await run(api, "map_stats", {"channel": "m:x"}) == {"num_keys": 0}
+
+
+async def test_plain_publish_to_a_map_channel_is_refused(api: ServerApi) -> None:
+    assert await fails(api, "publish", {"channel": "m:a", "data": {"x": 1}}) == 107
+    assert await run(api, "map_stats", {"channel": "m:a"}) == {"num_keys": 0}

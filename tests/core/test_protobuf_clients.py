@@ -141,7 +141,8 @@ async def test_protobuf_publish_of_non_json_data_is_refused_with_107(node: Node)
     for data in (b"\x00\x01binary", b'"\xff"', b"{not json}"):
         publish = m.PublishRequest(channel="chat", data=m.raw(data))
         (reply,) = await alice.send(m.Command(id=5, publish=publish))
-        assert reply.error == m.Error(code=107, message="data must be JSON")
+        assert reply.error is not None and reply.error.code == 107
+        assert reply.error.message.startswith("data: not valid"), reply.error.message
     await settle()
     assert json_pubs(json_conn.transport.take()) == []
     assert not alice.transport.closed

@@ -20,7 +20,13 @@ from tests.conftest import SECRET, free_port, write_toml
 from tidings.config import Settings
 
 TIMEOUT = 30.0
-TABLE_FLAGS = {"channel": "--channel", "namespaces": "--namespace"}
+TABLE_FLAGS = {
+    "channel": "--channel",
+    "namespaces": "--namespace",
+    "proxy": "--proxy",
+    "proxies": "--proxies",
+    "rpc_namespaces": "--rpc-namespace",
+}
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from msgspec import Raw, Struct
 
+from tidings.core.commands import checked_payload
 from tidings.core.maps import MAX_PAGE, MapChannels
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge.codes import ErrorCode
@@ -122,7 +123,8 @@ class MapApi:
         )
         if not len(req.data):
             raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
-        position = await self.maps.publish(req.channel, req.key, bytes(req.data))
+        data = checked_payload(req.data, "data")
+        position = await self.maps.publish(req.channel, req.key, bytes(data))
         return {"offset": position.offset, "epoch": position.epoch}
 
     async def map_remove(self, req: MapRemoveRequest) -> Result:

@@ -21,6 +21,7 @@ from tidings import __version__
 from tidings.api import requests as rq
 from tidings.api.idempotency import IdempotencyCache
 from tidings.api.map_methods import MapApi
+from tidings.core.commands import checked_payload
 from tidings.core.node import Node
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge import codes
@@ -29,6 +30,8 @@ from tidings.store.base import OutOfRange, Position, UnrecoverablePosition
 
 Result = dict[str, Any]
 MAX_USERS_PER_STATUS = 1000
+#: Calls of a batch (or channels of a broadcast) run between two yields to the event loop.
+YIELD_EVERY = 32
 Method = Callable[[Any], Awaitable[Result]]
 
 
@@ -59,6 +62,10 @@ class ServerApi:
             **MapApi(node.maps).methods(),
         }
 
+    def register(self, name: str, request_type: type[Any], method: Method) -> None:
+        """Add a method (e.g. the debug methods) served like the built-in ones."""
+        self._methods[name] = (request_type, method)
+
     @property
     def method_names(self) -> list[str]:
         return sorted(self._methods)
@@ -69,11 +76,20 @@ class ServerApi:
         if entry is None:
             raise ReplyError(ErrorCode.METHOD_NOT_FOUND, f"unknown API method {method!r}")
         try:
-            return msgspec.json.decode(body or b"{}", type=entry[0])
+            request = msgspec.json.decode(body or b"{}", type=entry[0])
         except msgspec.ValidationError as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, f"invalid {method} request: {exc}") from None
         except msgspec.DecodeError as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ReplyError(ErrorCode.BAD_REQUEST, "body is nested too deep") from None
+        limit = self.node.settings.api_batch_max_commands
+        if isinstance(request, rq.BatchRequest) and len(request.commands) > limit:
+            count = len(request.commands)
+            raise ReplyError(
+                ErrorCode.BAD_REQUEST, f"batch of {count}: at most {limit} (api_batch_max_commands)"
+            )
+        return _checked_payloads(request)
 
     async def call(self, method: str, request: Any) -> Result:
         try:
@@ -85,8 +101,14 @@ class ServerApi:
     # --- publications -----------------------------------------------------------------
 
     async def publish(self, req: rq.PublishRequest) -> Result:
-        data = _payload(req.data, req.b64data)
+        return await self._publish(req, _payload(req.data, req.b64data))
+
+    async def _publish(self, req: rq.PublishRequest, data: Raw) -> Result:
+        """Publish `data`, already checked and compacted, as `req` says."""
         options = self.node.rules.resolve(req.channel).options
+        if options.subscription_type != "stream":
+            kind = options.subscription_type
+            raise ReplyError(ErrorCode.BAD_REQUEST, f"{kind} channel: publish with map_publish")
         # Channels with history keep idempotency keys in their stream (durable ones
         # across restarts); the others in a short-lived cache here.
         cache_key = ""
@@ -110,17 +132,19 @@ class ServerApi:
     async def broadcast(self, req: rq.BroadcastRequest) -> Result:
         if not req.channels:
             raise ReplyError(ErrorCode.BAD_REQUEST, "channels required")
+        data = _payload(req.data, req.b64data)  # compacted once (in decode) for every channel
         responses: list[Result] = []
-        for channel in req.channels:
+        for index, channel in enumerate(req.channels):
+            if index and not index % YIELD_EVERY:
+                await asyncio.sleep(0)  # a long broadcast must not hold the event loop
             single = rq.PublishRequest(
                 channel=channel,
-                data=req.data,
+                data=data,
                 skip_history=req.skip_history,
                 tags=req.tags,
-                b64data=req.b64data,
                 idempotency_key=req.idempotency_key,
             )
-            responses.append(await self._respond(self.publish(single)))
+            responses.append(await self._respond(self._publish(single, data)))
         return {"responses": responses}
 
     # --- users and connections ---------------------------------------------------------
@@ -308,23 +332,28 @@ class ServerApi:
         }
 
     async def batch(self, req: rq.BatchRequest) -> Result:
-        calls: list[Awaitable[Result]] = []
-        names: list[str] = []
+        calls: list[tuple[str, bytes]] = []
         for command in req.commands:
             if len(command) != 1:
                 raise ReplyError(ErrorCode.BAD_REQUEST, "each batch command has one method")
             ((method, body),) = command.items()
             if method == "batch":
                 raise ReplyError(ErrorCode.BAD_REQUEST, "batch inside batch")
-            names.append(method)
-            calls.append(self._run(method, bytes(body)))
-        if req.parallel:
-            results = await asyncio.gather(*(self._respond(c) for c in calls))
-        else:
-            results = [await self._respond(c) for c in calls]
+            calls.append((method, bytes(body)))
+        results: list[Result] = []
+        # Run YIELD_EVERY calls at a time (concurrently when `parallel`), yielding to the
+        # event loop between groups: a large batch must not stall every other client.
+        for start in range(0, len(calls), YIELD_EVERY):
+            if start:
+                await asyncio.sleep(0)
+            group = [self._run(method, body) for method, body in calls[start : start + YIELD_EVERY]]
+            if req.parallel:
+                results += await asyncio.gather(*(self._respond(c) for c in group))
+            else:
+                results += [await self._respond(c) for c in group]
         replies = [
             {name: r["result"]} if "result" in r else r
-            for name, r in zip(names, results, strict=True)
+            for (name, _), r in zip(calls, results, strict=True)
         ]
         return {"replies": replies}
 
@@ -348,6 +377,27 @@ def _payload(data: Raw, b64data: str) -> Raw:
     if not len(data):
         raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
     return data
+
+
+def _checked_payloads(request: Any) -> Any:
+    """`request` with its payloads checked and compacted (error 107, HTTP 400, if invalid).
+
+    This is where API payloads enter: once checked here they are stored and
+    relayed as they are, to every channel of a broadcast too.
+    """
+    if isinstance(request, rq.SubscribeRequest) and len(request.info):
+        request.info = checked_payload(request.info, "info")
+    if isinstance(request, _WITH_DATA) and len(request.data):
+        request.data = checked_payload(request.data, "data")
+    return request
+
+
+_WITH_DATA = (
+    rq.PublishRequest,
+    rq.BroadcastRequest,
+    rq.BroadcastAllRequest,
+    rq.SubscribeRequest,
+)
 
 
 def _unsupported(**fields: str) -> None:

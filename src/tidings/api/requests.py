@@ -6,7 +6,15 @@ request is an error instead of a silently ignored option.
 
 from __future__ import annotations
 
-from msgspec import Raw, Struct
+from typing import Annotated
+
+from msgspec import Meta, Raw, Struct
+
+#: An offset, count or time from the wire: a signed 64-bit value that is not negative
+#: (what the stores can hold; anything else is error 107 naming the field).
+Uint63 = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+#: A history limit: as Uint63, or -1 for every publication kept.
+Limit = Annotated[int, Meta(ge=-1, le=2**63 - 1)]
 
 
 class _Request(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -14,7 +22,7 @@ class _Request(Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 class StreamPosition(_Request):
-    offset: int = 0
+    offset: Uint63 = 0
     epoch: str = ""
 
 
@@ -73,7 +81,7 @@ class RefreshRequest(_Request):
     client: str = ""
     session: str = ""
     expired: bool = False
-    expire_at: int = 0
+    expire_at: Uint63 = 0
 
 
 class ChannelRequest(_Request):
@@ -84,7 +92,7 @@ class ChannelRequest(_Request):
 
 class HistoryRequest(_Request):
     channel: str
-    limit: int = 0
+    limit: Limit = 0
     since: StreamPosition | None = None
     reverse: bool = False
 
@@ -107,13 +115,13 @@ class UserConnectionsRequest(_Request):
 
 class BroadcastAllRequest(_Request):
     data: Raw
-    rate: float = 0.0
+    rate: Annotated[float, Meta(ge=0.0, le=1e9)] = 0.0
     tags: dict[str, str] | None = None
 
 
 class DeliveryStatusRequest(_Request):
     channel: str
-    offset: int = 0
+    offset: Uint63 = 0
     idempotency_key: str = ""
 
 

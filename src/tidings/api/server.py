@@ -26,6 +26,16 @@ log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
 
 
+class _LegacyEnvelope(msgspec.Struct):
+    """`POST /api` body: `{"method": ..., "params": {...}}`."""
+
+    method: str = ""
+    params: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
+
+
+_LEGACY_DECODER = msgspec.json.Decoder(_LegacyEnvelope)
+
+
 def _json(payload: object, status: int = 200) -> web.Response:
     return web.Response(
         body=_encoder.encode(payload), status=status, content_type="application/json"
@@ -104,12 +114,11 @@ class ApiServer:
         if isinstance(body, web.Response):
             return body
         try:
-            envelope = msgspec.json.decode(body, type=dict[str, msgspec.Raw])
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return _error(ErrorCode.BAD_REQUEST, f"body is not a JSON object: {exc}", 400)
-        method = msgspec.json.decode(envelope.get("method", b'""'))
-        params = bytes(envelope.get("params", b"{}"))
-        return await self._dispatch(request, str(method), params)
+            envelope = _LEGACY_DECODER.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+            problem = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+            return _error(ErrorCode.BAD_REQUEST, f"body is not a JSON object: {problem}", 400)
+        return await self._dispatch(request, envelope.method, bytes(envelope.params))
 
     async def _dispatch(self, request: web.Request, method: str, body: bytes) -> web.Response:
         try:

@@ -8,6 +8,7 @@ any signature check.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from tidings.errors import ConfigError, ReplyError
 from tidings.protocol.centrifuge.codes import ErrorCode
+from tidings.protocol.centrifuge.payload import InvalidPayload, compact_json
 
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 RSA_ALGORITHMS = ("RS256", "RS384", "RS512")
@@ -122,15 +124,22 @@ class TokenVerifier:
             raise TokenExpired("token expired") from None
         except jwt.PyJWTError as exc:
             raise TokenInvalid(str(exc)) from None
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            # Whatever a hostile payload makes the JSON decoder or a claim check raise.
+            raise TokenInvalid(f"malformed token: {type(exc).__name__}") from None
         return claims
 
     def connection(self, token: str) -> ConnectionClaims:
         claims = self._decode(token)
+        if "channel" in claims:
+            # A subscription token names a channel; accepting it here would let its
+            # holder connect as the user it was issued to (Centrifugo refuses it too).
+            raise TokenInvalid("a subscription token cannot be used to connect")
         user = claims.get("sub", "")
-        if not isinstance(user, str):
+        if not _is_text(user):
             raise TokenInvalid("sub must be a string")
         channels = claims.get("channels", [])
-        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        if not isinstance(channels, list) or not all(_is_text(c) for c in channels):
             raise TokenInvalid("channels must be a list of strings")
         return ConnectionClaims(
             user=user,
@@ -151,24 +160,57 @@ class TokenVerifier:
             raise ReplyError(ErrorCode.PERMISSION_DENIED, "token is for another channel")
         if claims.get("sub", "") != user:
             raise ReplyError(ErrorCode.PERMISSION_DENIED, "token is for another user")
-        return SubscriptionClaims(user, channel, _expire_at(claims), _info(claims))
+        try:
+            return SubscriptionClaims(user, channel, _expire_at(claims), _info(claims))
+        except TokenInvalid as exc:
+            raise ReplyError(ErrorCode.PERMISSION_DENIED, f"invalid token: {exc}") from None
+
+
+def _is_text(value: object) -> bool:
+    """A string that can be sent: JSON escapes let a token carry lone surrogates."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+#: Latest expiry a token may name (the stores and timers keep signed 64-bit seconds).
+MAX_EXPIRE_AT = 2**63 - 1
 
 
 def _expire_at(claims: dict[str, Any]) -> int:
-    value = claims.get("expire_at", claims.get("exp", 0))
-    if not isinstance(value, int | float):
-        raise TokenInvalid("exp must be a number")
+    """`expire_at` (else `exp`) as whole seconds; TokenInvalid unless a finite number >= 0."""
+    name = "expire_at" if "expire_at" in claims else "exp"
+    value = claims.get(name, 0)
+    # bool is an int to Python, not a time to anyone; inf and nan are floats.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TokenInvalid(f"{name} must be a number of seconds")
+    if not 0 <= value <= MAX_EXPIRE_AT:
+        raise TokenInvalid(f"{name} must be 0 to {MAX_EXPIRE_AT}")
     return int(value)
 
 
 def _info(claims: dict[str, Any]) -> bytes:
+    """The `info` claim as compact JSON, checked like any payload (depth, UTF-8)."""
     info = claims.get("info")
-    return b"" if info is None else msgspec.json.encode(info)
+    if info is None:
+        return b""
+    try:
+        return compact_json(msgspec.json.encode(info))
+    except (InvalidPayload, UnicodeEncodeError, RecursionError, ValueError) as exc:
+        raise TokenInvalid(f"info: {exc}") from None
+
+
+#: Largest `ttl` in a reply: the protocol's field is a uint32.
+MAX_TTL = 0xFFFFFFFF
 
 
 def ttl_of(expire_at: int) -> int:
-    """Seconds until `expire_at` (0 when it does not expire)."""
-    return max(0, expire_at - int(time.time())) if expire_at else 0
+    """Seconds until `expire_at` (0 when it does not expire), at most MAX_TTL."""
+    return min(MAX_TTL, max(0, expire_at - int(time.time()))) if expire_at else 0
 
 
 def _public_key(value: str, algorithm: Any, setting: str) -> Any:

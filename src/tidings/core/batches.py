@@ -44,6 +44,8 @@ class PublicationBatches:
         self._hub = hub
         self.json_codec = json_codec
         self._batches: dict[str, _Batch] = {}
+        #: Bytes written straight to clients (queued ones are counted when flushed).
+        self.bytes_out = 0
 
     def __bool__(self) -> bool:
         return bool(self._batches)
@@ -74,20 +76,29 @@ class PublicationBatches:
             json_payload = json_codec.join(batch.encoded[json_codec.name])
             shared: dict[str, bytes] = {}
             fresh = batch.fresh
+            json_written = other_bytes = 0
             for client in list(self._hub.subscribers(name)):
-                codec = client.codec
-                if fresh and client in fresh:
-                    sub = client.subscriptions.get(name)
-                    rest = _after(batch, codec, sub.floor if sub is not None else 0)
-                    if rest:
-                        client.enqueue(rest)
-                elif codec is json_codec:
-                    client.write_now(json_payload)
-                else:
-                    payload = shared.get(codec.name)
-                    if payload is None:
-                        payload = shared[codec.name] = codec.join(batch.encoded_for(codec))
-                    client.write_now(payload)
+                # One client whose write (or encoding) raises is dropped; the others
+                # of the channel, and the other channels, still get theirs.
+                try:
+                    codec = client.codec
+                    if fresh and client in fresh:
+                        sub = client.subscriptions.get(name)
+                        rest = _after(batch, codec, sub.floor if sub is not None else 0)
+                        if rest:
+                            client.enqueue(rest)
+                    elif codec is json_codec:
+                        if client.write_now(json_payload):
+                            json_written += 1
+                    else:
+                        payload = shared.get(codec.name)
+                        if payload is None:
+                            payload = shared[codec.name] = codec.join(batch.encoded_for(codec))
+                        if client.write_now(payload):
+                            other_bytes += len(payload)
+                except Exception as exc:
+                    client.fail(f"delivery of {name!r} failed: {exc!r}")
+            self.bytes_out += json_written * len(json_payload) + other_bytes
 
 
 def _after(batch: _Batch, codec: Codec, floor: int) -> bytes:

@@ -61,6 +61,10 @@ class PacedBroadcasts:
                 except ReplyError as exc:
                     progress["failed"] += 1
                     log.warning("broadcast_all %s: %s: %s", task_id, user, exc.info.message)
+                except Exception:
+                    # One user's failure must not end the broadcast for everyone after them.
+                    progress["failed"] += 1
+                    log.exception("broadcast_all %s: %s", task_id, user)
                 progress["sent"] = index + 1.0
         finally:
             self.progress.pop(task_id, None)

@@ -10,6 +10,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tidings.core.deadlines import MAX_DELAY
 from tidings.core.outbox import Outbox
 from tidings.core.ratelimit import TokenBucket
 from tidings.errors import DisconnectError, ReplyError
@@ -23,6 +24,7 @@ from tidings.protocol.centrifuge.session import PONG, UNKNOWN, Session, SessionV
 if TYPE_CHECKING:
     from tidings.core.node import Node
     from tidings.transport.base import Transport
+    from tidings.upstream.coordinator import ConnectionUpstream
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,7 @@ class Client:
         "session",
         "subscriptions",
         "transport",
+        "upstream",
         "user",
         "version",
     )
@@ -109,6 +112,8 @@ class Client:
         self._history: TokenBucket | None = None
         self._held: list[bytes] | None = None
         self._abuse = 0
+        #: Proxy state (allow-listed headers, meta), only for connections that need it.
+        self.upstream: ConnectionUpstream | None = None
 
     def __repr__(self) -> str:
         return f"<Client {self.id} user={self.user!r}>"
@@ -165,17 +170,19 @@ class Client:
             )
         self.enqueue(data)
 
-    def write_now(self, data: bytes) -> None:
+    def write_now(self, data: bytes) -> bool:
         """Write `data` as its own frame at once if nothing is queued before it.
 
         Used at the end of a loop turn (publication batches): a client with an
         empty outbox skips the outbox and the second pass of the flusher.
         Otherwise `data` is queued behind what is there, keeping the order.
+        Returns whether it was written now (the caller counts those bytes).
         """
         if self._dirty or self._held is not None or self.closed or self.transport.paused:
             self.enqueue(data)
-        else:
-            self.transport.write(data)
+            return False
+        self.transport.write(data)
+        return True
 
     def flush(self) -> None:
         """Write everything queued as one frame (unless the socket is backed up)."""
@@ -183,7 +190,9 @@ class Client:
         # `size` (an attribute) rather than len(): this runs once per delivery.
         if self.closed or not self.outbox.size or self.transport.paused:
             return
-        self.transport.write(self.codec.join(self.outbox.drain()))
+        data = self.codec.join(self.outbox.drain())
+        self.node.traffic.bytes_out += len(data)
+        self.transport.write(data)
 
     def resume(self) -> None:
         """The transport can take writes again."""
@@ -222,13 +231,14 @@ class Client:
         if self.closed or not self.expire_at:
             return
         if self.expire_at <= time.time():
-            self.disconnect(codes.EXPIRED)
+            if not self.node.upstream.connection_expired(self):
+                self.disconnect(codes.EXPIRED)
         else:
             self.set_expiry(self.expire_at)
 
     def watch_subscription_expiry(self, channel: str, expire_at: int) -> None:
         """Disconnect with 3006 if the subscription's token is not refreshed by `expire_at`."""
-        delay = max(0.0, expire_at - time.time())
+        delay = min(MAX_DELAY, max(0.0, expire_at - time.time()))  # far future: look again
         asyncio.get_running_loop().call_later(delay, self._check_subscription, channel)
 
     def _check_subscription(self, channel: str) -> None:
@@ -236,7 +246,8 @@ class Client:
         if sub is None or self.closed or not sub.expire_at:
             return
         if sub.expire_at <= time.time():
-            self.disconnect(codes.SUBSCRIPTION_EXPIRED)
+            if not self.node.upstream.subscription_expired(self, channel):
+                self.disconnect(codes.SUBSCRIPTION_EXPIRED)
         else:
             self.watch_subscription_expiry(channel, sub.expire_at)
 
@@ -251,15 +262,38 @@ class Client:
         """Flush what is queued, close with `disconnect`, and leave the node."""
         if self.closed:
             return
-        if not self.transport.paused and len(self.outbox):
-            self.transport.write(self.codec.join(self.outbox.drain()))
+        self.node.traffic.disconnects[disconnect.code] += 1
+        if log.isEnabledFor(logging.DEBUG):
+            code, reason = disconnect.code, disconnect.reason
+            log.debug("client %s disconnected: user %r, %d %s", self.id, self.user, code, reason)
         self.closed = True
-        self.transport.close(disconnect.code, disconnect.reason)
-        self._cleanup()
+        try:
+            if not self.transport.paused and len(self.outbox):
+                self.transport.write(self.codec.join(self.outbox.drain()))
+            self.transport.close(disconnect.code, disconnect.reason)
+        except Exception as exc:
+            log.warning("client %s: closing with %d failed: %r", self.id, disconnect.code, exc)
+        finally:
+            self._cleanup()
+
+    def fail(self, reason: str) -> None:
+        """Writing to this client raised: drop it with 3009 and say why in the log.
+
+        Called by the shared machinery (flusher, batches) for the one client that
+        failed, so that the exception never reaches the other clients.
+        """
+        if self.closed:
+            return
+        log.warning("client %s: %s; disconnecting", self.id, reason)
+        self.node.counters["disconnected_write_error"] += 1
+        self.outbox.drain()  # the transport just failed: do not write to it again
+        self.disconnect(codes.WRITE_ERROR)
 
     def transport_closed(self) -> None:
         """The peer went away (or the transport closed after `disconnect`)."""
         if not self.closed:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("client %s went away: user %r", self.id, self.user)
             self.closed = True
             self._cleanup()
 
@@ -280,6 +314,7 @@ class Client:
         """Decode one frame and queue its commands for processing in order."""
         if self.closed:
             return
+        self.node.traffic.bytes_in += len(frame)
         try:
             commands = self.codec.decode(frame)
         except MalformedFrame as exc:
@@ -322,7 +357,10 @@ class Client:
     async def _work(self) -> None:
         try:
             while (pending := self._pending) and not self.closed:
-                await self._handle(pending.popleft())
+                try:
+                    await self._handle(pending.popleft())
+                except Exception as exc:  # a reply that cannot be encoded or written
+                    self.fail(f"handling a command failed: {exc!r}")
         finally:
             self._worker = None
             if not self._pending:
@@ -398,6 +436,8 @@ _EMPTY_COMMAND = Command()
 def _uni_disconnect(code: int) -> Disconnect:
     if code in (ErrorCode.TOKEN_EXPIRED, ErrorCode.UNAUTHORIZED):
         return Disconnect(codes.INVALID_TOKEN.code, "invalid token: expired or unauthorized")
+    if code == ErrorCode.INTERNAL:
+        return codes.SERVER_ERROR  # e.g. the connect proxy failed: try again later (3004)
     return Disconnect(codes.BAD_REQUEST.code, f"connect refused: error {code}")
 
 

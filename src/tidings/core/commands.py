@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
+from msgspec import Raw
 
 from tidings import __version__
 from tidings.core.auth import TokenExpired, TokenInvalid, ttl_of
@@ -32,14 +33,18 @@ from tidings.protocol.centrifuge.messages import (
     UnsubscribeResult,
     raw,
 )
-from tidings.protocol.centrifuge.protobuf_codec import is_json
+from tidings.protocol.centrifuge.payload import InvalidPayload, compact_json
 from tidings.store.base import OutOfRange, Position, UnrecoverablePosition
 
 if TYPE_CHECKING:
     from tidings.core.client import Client
     from tidings.core.node import Node
+    from tidings.upstream.coordinator import ProxiedConnect, ProxiedSubscribe
 
 Handler = Callable[["Client", Command], Awaitable[Reply | None]]
+
+#: Largest offset, limit or time a client may send: the stores keep signed 64-bit values.
+MAX_WIRE_INT = 2**63 - 1
 
 
 class CommandHandler:
@@ -63,16 +68,23 @@ class CommandHandler:
         }
 
     async def handle(self, client: Client, method: str, command: Command) -> Reply | None:
+        traffic = self.node.traffic
+        traffic.commands[method] += 1
         try:
             return await self._handlers[method](client, command)
         except OutOfRange as exc:
             # An offset or limit beyond 64 bits that got past the decoder: the store
             # refused it before any I/O.
+            traffic.errors[ErrorCode.BAD_REQUEST] += 1
             raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        except ReplyError as exc:
+            traffic.errors[exc.code] += 1
+            raise
 
-    async def connect(self, client: Client, command: Command) -> Reply:
+    async def connect(self, client: Client, command: Command) -> Reply:  # noqa: PLR0915
         req = command.connect or ConnectRequest()
         node = self.node
+        proxied: ProxiedConnect | None = None
         if req.token:
             try:
                 claims = node.verifier.connection(req.token)
@@ -87,10 +99,16 @@ class CommandHandler:
             client.user, client.info = claims.user, claims.info
             server_channels = claims.channels
             expire_at = claims.expire_at
+        elif node.upstream.connect_enabled:
+            proxied = await node.upstream.connect(client, req)
+            client.user, client.info = proxied.user, proxied.info
+            server_channels, expire_at = proxied.channels, proxied.expire_at
         elif node.settings.allow_anonymous:
             server_channels, expire_at = (), 0
         else:
             raise DisconnectError(codes.INVALID_TOKEN)
+        for hint in (req.subs or {}).values():
+            _position(hint)  # error 107 now, before the client is connected and indexed
         # Interned: SDK names and versions repeat across connections (a str each, else).
         client.name, client.version = sys.intern(req.name), sys.intern(req.version)
         client.connected()
@@ -104,8 +122,10 @@ class CommandHandler:
             node=node.uid,
             time=int(time.time() * 1000),
         )
-        if expire_at:
+        if expire_at and not (proxied and proxied.server_refresh):
             result.expires, result.ttl = True, ttl_of(expire_at)
+        if proxied is not None:
+            result.data = raw(proxied.data)
         personal = ""
         if client.user and node.settings.personal_channel:
             personal = node.personal_channel(client.user)
@@ -121,7 +141,8 @@ class CommandHandler:
                     since = _position(hint)
                     if name == personal and channel.options.history_enabled:
                         since = await self._inbox_position(client.user, name, since)
-                    sub = result.subs[name] = await node.subscribe_client(
+                    info, data = proxied.sub_options(name) if proxied else (b"", b"")
+                    result.subs[name] = sub = await node.subscribe_client(
                         client,
                         channel,
                         recover=since is not None,
@@ -129,7 +150,9 @@ class CommandHandler:
                         server_side=True,
                         budget=budget,
                         newest_that_fit=name == personal,
+                        info=info,
                     )
+                    sub.data = raw(data)
                     budget -= encoded_size(sub.publications or [])
             except ReplyError as exc:
                 # The client is already connected and indexed: an error reply would leave a
@@ -164,16 +187,22 @@ class CommandHandler:
 
     async def subscribe(self, client: Client, command: Command) -> Reply:
         req = command.subscribe or SubscribeRequest()
+        since = _position(req)
         channel = self.node.rules.resolve(req.channel)
         if req.channel in client.subscriptions:
             raise ReplyError(ErrorCode.ALREADY_SUBSCRIBED)
         info, expire_at = b"", 0
+        proxied: ProxiedSubscribe | None = None
         if req.token:
             claims = self.node.verifier.subscription(req.token, channel.name, client.user)
             if claims.expire_at and claims.expire_at <= time.time():
                 raise ReplyError(ErrorCode.TOKEN_EXPIRED)
             info, expire_at = claims.info, claims.expire_at
-        self.node.rules.check_subscribe(channel, client.user, bool(req.token))
+        elif (endpoint := self.node.upstream.subscribe_endpoint(channel)) is not None:
+            proxied = await self.node.upstream.subscribe(client, channel, endpoint, req)
+            info, expire_at = proxied.info, proxied.expire_at
+        if proxied is None:
+            self.node.rules.check_subscribe(channel, client.user, bool(req.token))
         if req.recover and not client.take_history_token():
             self.node.counters["refused_history_rate"] += 1
             raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
@@ -188,12 +217,16 @@ class CommandHandler:
             client,
             channel,
             recover=req.recover,
-            since=_position(req),
+            since=since,
             join_leave=req.join_leave,
             recoverable=req.recoverable,
             info=info,
             expire_at=expire_at,
         )
+        if proxied is not None:
+            result.data = raw(proxied.data)
+            if proxied.server_refresh:  # the node refreshes it, not the client
+                result.expires, result.ttl = False, 0
         return Reply(id=command.id, subscribe=result)
 
     async def unsubscribe(self, client: Client, command: Command) -> Reply:
@@ -209,14 +242,26 @@ class CommandHandler:
         channel = self.node.rules.resolve(req.channel)
         if not len(req.data) and not (req.removed and req.type):
             raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
-        if client.codec.binary and not is_json(req.data):
-            # JSON subscribers get payloads verbatim: see "Encodings" in docs/concepts.md.
-            raise ReplyError(ErrorCode.BAD_REQUEST, "data must be JSON")
-        self.node.rules.check_publish(channel, client.user, req.channel in client.subscriptions)
         if req.type or channel.options.subscription_type == "map":
+            self.node.rules.check_publish(channel, client.user, req.channel in client.subscriptions)
             await self.node.maps.client_publish(client, channel, req)
             return Reply(id=command.id, publish=PublishResult())
-        await self.node.publish(channel.name, req.data, info=client.client_info)
+        # Subscribers get payloads verbatim: see "Encodings" in docs/concepts.md.
+        data = checked_payload(req.data, "data")
+        endpoint = self.node.upstream.publish_endpoint(channel)
+        if endpoint is not None:
+            proxied = await self.node.upstream.publish(client, channel, endpoint, data)
+            await self.node.publish(
+                channel.name,
+                proxied.data,
+                info=client.client_info,
+                tags=proxied.tags,
+                skip_history=proxied.skip_history,
+                idempotency_key=proxied.idempotency_key,
+            )
+            return Reply(id=command.id, publish=PublishResult())
+        self.node.rules.check_publish(channel, client.user, req.channel in client.subscriptions)
+        await self.node.publish(channel.name, data, info=client.client_info)
         return Reply(id=command.id, publish=PublishResult())
 
     async def presence(self, client: Client, command: Command) -> Reply:
@@ -239,14 +284,19 @@ class CommandHandler:
     async def history(self, client: Client, command: Command) -> Reply:
         req = command.history
         assert req is not None
+        limit = _wire_int(req.limit, "limit", low=-1)
+        since = (
+            Position(_wire_int(req.since.offset, "since.offset"), req.since.epoch)
+            if req.since
+            else None
+        )
         channel = self.node.rules.resolve(req.channel)
         self.node.rules.check_history(channel, req.channel in client.subscriptions)
         if not client.take_history_token():
             self.node.counters["refused_history_rate"] += 1
             raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
-        since = Position(req.since.offset, req.since.epoch) if req.since else None
         try:
-            pubs, top = await self.node.history.read(req.channel, since, req.limit, req.reverse)
+            pubs, top = await self.node.history.read(req.channel, since, limit, req.reverse)
         except UnrecoverablePosition as exc:
             raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION, str(exc)) from None
         limit = client.outbox.limit
@@ -271,8 +321,14 @@ class CommandHandler:
     async def rpc(self, client: Client, command: Command) -> Reply:
         req = command.rpc
         assert req is not None
+        if len(req.data):
+            checked_payload(req.data, "data")
         if req.method == "ack":
             return Reply(id=command.id, rpc=RPCResult(data=raw(await self._ack(client, req.data))))
+        endpoint = self.node.upstream.rpc_endpoint(req.method)
+        if endpoint is not None:
+            data = await self.node.upstream.rpc(client, endpoint, req)
+            return Reply(id=command.id, rpc=RPCResult(data=raw(data)))
         raise ReplyError(ErrorCode.NOT_AVAILABLE, f"no RPC handler for {req.method!r}")
 
     async def _ack(self, client: Client, data: bytes) -> bytes:
@@ -338,11 +394,32 @@ class CommandHandler:
 
 class AckRequest(msgspec.Struct, forbid_unknown_fields=True):
     channel: str
-    offset: int
+    offset: Annotated[int, msgspec.Meta(ge=0, le=MAX_WIRE_INT)]
 
 
 _ACK_DECODER = msgspec.json.Decoder(AckRequest)
 
 
+def checked_payload(data: bytes, field: str) -> Raw:
+    """`data` (a payload from a client or the API) as compact JSON; error 107 if invalid.
+
+    Every payload is checked here, once, where it enters: it is then stored
+    and relayed as these bytes (see `tidings.protocol.centrifuge.payload`).
+    """
+    try:
+        return Raw(compact_json(data))
+    except InvalidPayload as exc:
+        raise ReplyError(ErrorCode.BAD_REQUEST, f"{field}: {exc}") from None
+
+
+def _wire_int(value: int, field: str, low: int = 0) -> int:
+    """An integer from a client, within what the stores hold; error 107 naming it if not."""
+    if not low <= value <= MAX_WIRE_INT:
+        raise ReplyError(ErrorCode.BAD_REQUEST, f"{field} must be {low} to {MAX_WIRE_INT}")
+    return value
+
+
 def _position(req: SubscribeRequest) -> Position | None:
-    return Position(req.offset, req.epoch) if req.recover else None
+    if not req.recover:
+        return None
+    return Position(_wire_int(req.offset, "offset"), req.epoch)

@@ -10,11 +10,18 @@ its second is kept without a set.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 T = TypeVar("T", bound=Hashable)
+log = logging.getLogger(__name__)
+
+#: Longest a timer is set for: far-future expiries (a token's `exp` in the year
+#: 3000) would overflow the loop's timers; the item is simply looked at early,
+#: and its owner adds it again.
+MAX_DELAY = 86400.0
 
 
 class Deadlines(Generic[T]):
@@ -35,7 +42,7 @@ class Deadlines(Generic[T]):
         due = self._due.get(at)
         if due is None:
             self._due[at] = item
-            delay = max(0.0, at - time.time())
+            delay = min(MAX_DELAY, max(0.0, at - time.time()))
             self._timers[at] = asyncio.get_running_loop().call_later(delay, self._expire, at)
         elif isinstance(due, set):
             due.add(item)
@@ -72,4 +79,8 @@ class Deadlines(Generic[T]):
         if due is None:
             return
         for item in due if isinstance(due, set) else (due,):
-            self._fire(item)
+            try:
+                self._fire(item)
+            except Exception:
+                # The items due at the same second must all be looked at.
+                log.exception("deadline of %r", item)

@@ -92,7 +92,10 @@ class EventDispatcher:
     async def _loop(self) -> None:
         while True:
             event = await self._inbound.get()
-            self._deliver(event)
+            try:
+                self._deliver(event)
+            except Exception:
+                log.exception("dispatching %s", event.type)  # the loop serves every event
 
     def _deliver(self, event: Event) -> None:
         for queue in self._subscribers.get(event.type, ()):

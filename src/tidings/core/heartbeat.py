@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,8 @@ from tidings.protocol.centrifuge import codes
 
 if TYPE_CHECKING:
     from tidings.core.client import Client
+
+log = logging.getLogger(__name__)
 
 
 class PingWheel:
@@ -43,8 +46,12 @@ class PingWheel:
         for client in list(self._slots[(self._pos - self.pong_lag) % self.size]):
             if client.session.awaiting_pong:
                 client.disconnect(codes.NO_PONG)
-        for client in self._slots[self._pos]:
-            client.send_ping()
+        # A copy: a failing client leaves its slot while the slot is walked.
+        for client in list(self._slots[self._pos]):
+            try:
+                client.send_ping()
+            except Exception as exc:
+                client.fail(f"ping failed: {exc!r}")
 
     def start(self) -> None:
         if self._task is None:
@@ -63,4 +70,8 @@ class PingWheel:
         while True:
             next_at += self.tick
             await asyncio.sleep(max(0.0, next_at - loop.time()))
-            self.advance()
+            try:
+                self.advance()
+            except Exception:
+                # The wheel serves every connection of the node: it must keep turning.
+                log.exception("ping wheel")

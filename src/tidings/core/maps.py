@@ -41,6 +41,7 @@ from tidings.protocol.centrifuge.messages import (
     SubscribeResult,
     raw,
 )
+from tidings.protocol.centrifuge.payload import InvalidPayload, compact_json
 from tidings.store.base import OutOfRange, Position, StoreWriteError, UnrecoverablePosition
 from tidings.store.keyed import (
     InvalidKey,
@@ -147,8 +148,12 @@ class MapChannels:
             raise ReplyError(ErrorCode.BAD_REQUEST, "map channels take map publications")
         if req.removed:
             await self.remove(channel.name, req.key)
-        else:
-            await self.publish(channel.name, req.key, bytes(req.data), client.client_info)
+            return
+        try:
+            data = compact_json(req.data)
+        except InvalidPayload as exc:
+            raise ReplyError(ErrorCode.BAD_REQUEST, f"data: {exc}") from None
+        await self.publish(channel.name, req.key, data, client.client_info)
 
     # --- subscribing --------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from msgspec import Raw
 
 from tidings.config import Settings
-from tidings.core.auth import TokenVerifier
+from tidings.core.auth import TokenVerifier, ttl_of
 from tidings.core.batches import EncodedOnce, PublicationBatches
 from tidings.core.broadcast import PacedBroadcasts
 from tidings.core.channels import Channel, ChannelRules
@@ -36,6 +36,7 @@ from tidings.core.maps import MapChannels
 from tidings.core.outbox import REPLY_MARGIN
 from tidings.core.recovery import Recovery
 from tidings.core.shared_poll import SharedPolls
+from tidings.core.traffic import Traffic, time_store
 from tidings.core.users import UserDirectory
 from tidings.errors import ConfigError, DisconnectError, ReplyError
 from tidings.presence.base import PresenceStore
@@ -68,6 +69,7 @@ from tidings.store.memory import MemoryHistoryStore
 from tidings.store.router import StoreRouter
 from tidings.store.sqlite import SqliteHistoryStore
 from tidings.transport.base import Transport
+from tidings.upstream.coordinator import Coordinator
 from tidings.upstream.user_events import UserEventSender
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,8 @@ class Node:
         self.deliveries = DeliveryLog()
         self.history = history or self._history_store(settings)
         self.presence = presence or MemoryPresenceStore()
+        self.traffic = Traffic()
+        time_store(self.history, self.traffic.store_latency)
         self.verifier = TokenVerifier(
             settings.token_hmac_secret,
             rsa_public_key=settings.token_rsa_public_key,
@@ -126,6 +130,8 @@ class Node:
                 raise ConfigError("personal_channel_format", exc.info.message) from None
         self._codec: Codec = JsonCodec()
         self.commands = CommandHandler(self)
+        #: Proxies to the application back end (connect, subscribe, publish, RPC, ...).
+        self.upstream = Coordinator(settings)
         self.pings = PingWheel(settings.client_ping_interval, settings.client_pong_timeout)
         #: Connection token expiry: one timer per second of expiry, not per connection.
         self.expiries: Deadlines[Client] = Deadlines(Client.check_expired)
@@ -143,6 +149,7 @@ class Node:
             "refused_reply_size": 0,
             "refused_stream_limit": 0,
             "unrecovered_reply_size": 0,
+            "disconnected_write_error": 0,
         }
         self.recovery = Recovery(self.history, self.counters)
         self.broadcasts = PacedBroadcasts()
@@ -226,6 +233,7 @@ class Node:
         if self.user_events is not None:
             await self.user_events.stop()
         await self.events.stop()
+        await self.upstream.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -245,6 +253,10 @@ class Node:
         """A new transport connection; it has `client_stale_close_delay` to connect."""
         client = Client(self, transport, codec or self.codec)
         self._pending.add(client)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "client %s accepted from %s (%s)", client.id, transport.remote_addr, transport.name
+            )
         client.start_stale_timer(self.settings.client_stale_close_delay)
         return client
 
@@ -263,6 +275,8 @@ class Node:
         self.counters["connects"] += 1
         self.users.connected(client.user, client.id)
         self._emit(EventType.CONNECTED, client)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("client %s connected: user %r, %s", client.id, client.user, client.name)
 
     def client_closed(self, client: Client) -> None:
         """Forget a closed client: its subscriptions, presence, and indexes."""
@@ -323,7 +337,7 @@ class Node:
         client.subscriptions[name] = sub
         result = SubscribeResult()
         if expire_at:
-            result.expires, result.ttl = True, max(0, expire_at - int(time.time()))
+            result.expires, result.ttl = True, ttl_of(expire_at)
         try:
             chan_info = ClientInfo(
                 user=client.user,
@@ -443,6 +457,7 @@ class Node:
             self.deliveries.stored(name, position.offset)
         self.counters["publications"] += 1
         count = self.deliver(name, pub)
+        self.traffic.deliveries += count
         if count and pub.offset:
             clients = [c.id for c in itertools.islice(self.hub.subscribers(name), MAX_CLIENTS)]
             self.deliveries.delivered(name, pub.offset, clients)
@@ -523,7 +538,7 @@ class Node:
                 client.disconnect(codes.EXPIRED)
                 continue
             client.set_expiry(expire_at)
-            ttl = max(0, expire_at - int(time.time())) if expire_at else 0
+            ttl = ttl_of(expire_at)
             client.reply(Reply(push=Push(refresh=Refresh(expires=bool(expire_at), ttl=ttl))))
 
     def broadcast_all(

@@ -29,8 +29,11 @@ VENDOR_DIR = STATIC_DIR / "vendor"
 TOKEN_PATH = "/demo/token"
 #: Seconds a demo token lives; the page asks for a new one when it expires.
 TOKEN_TTL = 3600
-#: Names people may pick: what shows in the room, kept short and plain.
-USER_NAME = re.compile(r"^[\w .\-]{1,32}$")
+#: Names people may pick: what shows in the room, kept short and plain. A name is
+#: also the user id and part of its personal channel (`#name`), whose grammar has
+#: no room for spaces, commas or `#`: such a name could never connect (3500).
+USER_NAME = re.compile(r"^[\w.\-]{1,32}$")
+NAME_RULE = "user: 1-32 letters, digits, '.', '_' or '-' (no spaces)"
 
 _TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -82,8 +85,8 @@ def token_handler(settings: Settings) -> HttpHandler:
             respond(transport, 405, b"GET only\n", headers={"Allow": "GET"})
             return
         user = request.query.get("user", "").strip()
-        if not USER_NAME.match(user):
-            _json(transport, 400, {"error": "user: 1-32 letters, digits, spaces, '.', '_', '-'"})
+        if not USER_NAME.fullmatch(user):
+            _json(transport, 400, {"error": NAME_RULE})
             return
         secret = settings.token_hmac_secret
         if not secret:

@@ -65,7 +65,9 @@ class SseSession(asyncio.Protocol):
     def paused(self) -> bool:
         return self._paused
 
-    def start(self, frame: bytes, origin: str = "") -> None:
+    def start(
+        self, frame: bytes, origin: str = "", request_headers: dict[str, str] | None = None
+    ) -> None:
         headers = dict(_HEADERS)
         if origin:  # the port already checked it against allowed_origins
             headers.update({"Access-Control-Allow-Origin": origin, "Vary": "Origin"})
@@ -73,6 +75,8 @@ class SseSession(asyncio.Protocol):
             response_bytes(200, content_type="text/event-stream", headers=headers, keep_open=True)
         )
         self._client = self._node.accept(self, UNI_CODEC)
+        if request_headers:
+            self._node.upstream.remember_headers(self._client, request_headers)
         self._client.handle_frame(frame)
 
     def write(self, data: bytes) -> None:
@@ -89,6 +93,12 @@ class SseSession(asyncio.Protocol):
     def _event_id(self, line: bytes) -> bytes:
         if not self._track:
             return b""
+        try:
+            return self._position_of(line)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return b""  # not a push of ours: no id (payloads are compact, so never expected)
+
+    def _position_of(self, line: bytes) -> bytes:
         if line.startswith(b'{"connect":'):
             # The connect event carries the recovered publications: its id is the
             # position they reach, so a second drop resumes after them.
@@ -198,7 +208,7 @@ def sse_handler(node: Node) -> HttpHandler:
         session = SseSession(node, transport, request.peer_ip, track, request.slot)
         request.slot = None  # the session releases it when the stream closes
         transport.set_protocol(session)
-        session.start(frame, request.headers.get("origin", ""))
+        session.start(frame, request.headers.get("origin", ""), request.headers)
 
     return handle
 
@@ -214,6 +224,8 @@ def _with_last_event(raw: bytes, track: str, last_event: str) -> bytes:
         request = msgspec.json.decode(raw or b"{}")
     except msgspec.DecodeError as exc:
         raise ValueError(f"connect request is not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("connect request is nested too deep") from None
     if not isinstance(request, dict):
         raise ValueError("connect request must be a JSON object")
     subs = request.setdefault("subs", {})

@@ -135,8 +135,11 @@ class WebSocketSession(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._ws = transport
+        request_headers = transport.request.headers if transport.request is not None else None
+        client = self._client = self._node.accept(self, self._codec)
+        if request_headers is not None:
+            self._node.upstream.remember_headers(client, request_headers)
         _forget_upgrade(transport)
-        self._client = self._node.accept(self, self._codec)
         if self._uni_connect:
             self._uni_start(self._client, self._uni_connect)
 
@@ -394,6 +397,13 @@ class ClientPortRouter:
     def _uni_websocket(self, request: WSUpgradeRequest) -> Any:
         query = parse_qs(urlsplit(request.path.decode("latin-1")).query)
         connect = query.get("cf_connect", [""])[-1].encode()
+        if connect:
+            try:
+                connect_frame(connect)  # checked before the upgrade, as SSE does
+            except ValueError as exc:
+                return WSUpgradeResponseWithListener(
+                    WSUpgradeResponse.create_error_response(400, f"{exc}\n".encode()), None
+                )
         return WebSocketSession(
             self._node,
             self._node.settings.client_max_message_size,

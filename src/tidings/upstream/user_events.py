@@ -64,7 +64,11 @@ class UserEventSender:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 batch = await self._next_batch()
-                await self._deliver(session, batch)
+                try:
+                    await self._deliver(session, batch)
+                except Exception:
+                    # One batch that cannot be sent must not end every later report.
+                    log.exception("user events: dropping a batch of %d", len(batch))
 
     async def _next_batch(self) -> list[Event]:
         batch = [await self._queue.get()]

@@ -37,6 +37,8 @@ class JsonCodec:
             commands = self._decoder.decode_lines(frame)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise MalformedFrame(str(exc)) from None
+        except RecursionError:
+            raise MalformedFrame("JSON nested too deep") from None
         if len(commands) > self._max_commands:
             raise MalformedFrame(f"more than {self._max_commands} commands in one frame")
         return commands

@@ -62,6 +62,8 @@ class ConnectRequest(_Message):
     subs: dict[str, SubscribeRequest] | None = None
     name: str = ""
     version: str = ""
+    #: Emulated HTTP headers (SDK option `headers`), passed on by proxies that list them.
+    headers: dict[str, str] | None = None
 
 
 class UnsubscribeRequest(_Message):

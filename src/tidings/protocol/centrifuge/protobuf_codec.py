@@ -23,8 +23,7 @@ from itertools import compress
 from operator import itemgetter
 from typing import Any
 
-import msgspec
-from msgspec import Raw, Struct
+from msgspec import Struct
 from msgspec.structs import astuple
 
 from tidings.protocol.centrifuge import protobuf_schema as schema
@@ -347,21 +346,6 @@ def decode_message(data: bytes, cls: type[Struct]) -> Any:
     return _decode_fields(data, 0, len(data), _PLANS[cls])
 
 
-def is_json(data: Raw | bytes) -> bool:
-    """Whether a payload from a protobuf client is one JSON value (in valid UTF-8).
-
-    JSON clients receive payloads verbatim inside their JSON replies, so a
-    publication that is not JSON would break every JSON subscriber of the
-    channel; the server refuses it (error 107) instead.
-    """
-    try:
-        str(memoryview(data), "utf-8")  # msgspec does not check UTF-8 inside a skipped string
-        msgspec.json.decode(data, type=Raw)
-    except (UnicodeDecodeError, msgspec.DecodeError):
-        return False
-    return True
-
-
 # --- the codec -------------------------------------------------------------------
 
 
@@ -413,4 +397,4 @@ class ProtobufCodec:
         return b"".join(messages)
 
 
-__all__ = ["MalformedFrame", "ProtobufCodec", "decode_message", "encode_message", "is_json"]
+__all__ = ["MalformedFrame", "ProtobufCodec", "decode_message", "encode_message"]

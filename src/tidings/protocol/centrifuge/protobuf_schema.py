@@ -71,6 +71,7 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
         "subs": (3, MapOf(m.SubscribeRequest)),
         "name": (4, STRING),
         "version": (5, STRING),
+        "headers": (6, MapOf(STRING)),
     },
     m.UnsubscribeRequest: {"channel": (1, STRING)},
     m.PublishRequest: {

@@ -8,10 +8,9 @@ commands have no place in this encoding and encode to nothing.
 
 from __future__ import annotations
 
-import msgspec
-
 from tidings.protocol.centrifuge.json_codec import JsonCodec
 from tidings.protocol.centrifuge.messages import Connect, Push, Reply
+from tidings.protocol.centrifuge.payload import InvalidPayload, compact_json
 
 
 class UniJsonCodec(JsonCodec):
@@ -50,12 +49,13 @@ _EMPTY_REPLY = Reply()
 def connect_frame(connect_request: bytes) -> bytes:
     """Wrap a bare ConnectRequest JSON object (URL parameter or body) as command 1.
 
-    Raises `ValueError` if it is not a JSON object.
+    Raises `ValueError` if it is not a JSON object. The request is compacted:
+    the frame is decoded as one JSON line.
     """
     try:
-        value = msgspec.json.decode(connect_request or b"{}")
-    except msgspec.DecodeError as exc:
-        raise ValueError(f"connect request is not JSON: {exc}") from None
-    if not isinstance(value, dict):
+        compact = compact_json(connect_request or b"{}")
+    except InvalidPayload as exc:
+        raise ValueError(f"connect request: {exc}") from None
+    if not compact.startswith(b"{"):
         raise ValueError("connect request must be a JSON object")
-    return b'{"id":1,"connect":' + (connect_request or b"{}") + b"}"
+    return b'{"id":1,"connect":' + compact + b"}"

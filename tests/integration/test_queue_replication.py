@@ -1,0 +1,137 @@
+"""Replication: PUB is answered once the replica has it; kill the primary, lose nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+from tests.integration.support.queue import RawClient, body, start_queue
+from tests.integration.test_queue_durability import consumer, drain, producer
+
+
+async def test_kill_primary_replica_has_every_answered_message(tmp_path: Path) -> None:
+    replica = start_queue(tmp_path, "--fsync", "batch", name="replica", replication=True)
+    primary = start_queue(
+        tmp_path,
+        "--fsync",
+        "batch",
+        "--replica",
+        f"127.0.0.1:{replica.replication_port}",
+        "--checkpoint-interval",
+        "200ms",
+        name="primary",
+    )
+    try:
+        answered: set[bytes] = set()
+        seen_before: list[bytes] = []
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(producer(primary.tcp_port, "rep", answered, stop, f"p{i}"))
+            for i in range(2)
+        ]
+        tasks.append(asyncio.create_task(consumer(primary.tcp_port, "rep", "c", seen_before, stop)))
+        await asyncio.sleep(1.5)
+        # While the primary is connected, the replica refuses its own clients' publishes.
+        refused = await RawClient.connect(replica.tcp_port)
+        refused.send(b"PUB rep\n" + body(b"split brain"))
+        assert (await refused.response()).startswith(b"ERR E_PUB_FAILED")
+        primary.kill(signal.SIGKILL)
+        stop.set()
+        await asyncio.gather(*tasks)
+        assert len(answered) > 50, "the load did not run"
+        seen_after = await drain(replica.tcp_port, "rep", "c")
+        consumed = set(seen_before) | set(seen_after)
+        lost = answered - consumed
+        duplicates = len(seen_before) + len(seen_after) - len(consumed)
+        print(json.dumps({"answered": len(answered), "lost": len(lost), "dups": duplicates}))
+        assert lost == set()
+        # The replica only resumes the channel near where the primary left it.
+        assert len(seen_after) < len(answered)
+        # Producers moving to the replica publish there.
+        client = await RawClient.connect(replica.tcp_port)
+        client.send(b"PUB rep\n" + body(b"after failover"))
+        assert await client.response() == b"OK"
+        client.close()
+    finally:
+        primary.kill()
+        replica.kill()
+
+
+async def test_publish_fails_while_the_replica_is_down(tmp_path: Path) -> None:
+    replica = start_queue(tmp_path, name="replica", replication=True)
+    primary = start_queue(
+        tmp_path,
+        "--replica",
+        f"127.0.0.1:{replica.replication_port}",
+        "--replica-timeout",
+        "1s",
+        name="primary",
+    )
+    try:
+        client = await RawClient.connect(primary.tcp_port)
+        for _ in range(50):  # the link connects in the background
+            client.send(b"PUB t\n" + body(b"first"))
+            answer = await client.response()
+            if answer == b"OK":
+                break
+            client = await RawClient.connect(primary.tcp_port)
+            await asyncio.sleep(0.1)
+        assert answer == b"OK"
+        replica.kill(signal.SIGKILL)
+        await asyncio.sleep(0.3)
+        client.send(b"PUB t\n" + body(b"second"))
+        answer = await client.response()
+        assert answer.startswith(b"ERR E_PUB_FAILED PUB failed replica")
+        client.close()
+        # Back again: the link catches up and publishes are answered.
+        replica.start()
+        for _ in range(100):
+            client = await RawClient.connect(primary.tcp_port)
+            client.send(b"PUB t\n" + body(b"third"))
+            answer = await client.response()
+            client.close()
+            if answer == b"OK":
+                break
+            await asyncio.sleep(0.1)
+        assert answer == b"OK"
+        got = await drain(replica.tcp_port, "t", "c")
+        assert set(got) >= {b"first", b"third"}
+    finally:
+        primary.kill()
+        replica.kill()
+
+
+async def test_replica_drops_what_the_primary_finished(tmp_path: Path) -> None:
+    replica = start_queue(tmp_path, name="replica", replication=True)
+    primary = start_queue(
+        tmp_path,
+        "--replica",
+        f"127.0.0.1:{replica.replication_port}",
+        "--checkpoint-interval",
+        "100ms",
+        name="primary",
+    )
+    try:
+        for _ in range(100):
+            if primary.http("POST", "/pub?topic=fin", b"warm-up")[0] == 200:
+                break
+            await asyncio.sleep(0.1)
+        for n in range(20):
+            assert primary.http("POST", "/pub?topic=fin", b"m%d" % n)[0] == 200
+        replica_topic = next(t for t in replica.stats()["topics"] or [] if t["topic_name"] == "fin")
+        assert replica_topic["depth"] == 21  # held for the primary's consumers
+        assert await drain(primary.tcp_port, "fin", "c", idle=0.5)
+        for _ in range(100):
+            topics = replica.stats()["topics"] or []
+            if topics and topics[0]["depth"] == 0:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"the replica still holds finished messages: {topics}")
+        # A channel the primary had resumes on the replica where it stood: nothing again.
+        assert await drain(replica.tcp_port, "fin", "c", idle=0.5) == []
+    finally:
+        primary.kill()
+        replica.kill()
