@@ -17,7 +17,7 @@ import pytest
 from tidings.core.node import Node
 from tidings.protocol.centrifuge import codes
 
-from .conftest import OPEN, Conn, settle
+from .conftest import OPEN, Conn, settle, token
 
 MAP_NS: dict[str, Any] = {
     **OPEN,
@@ -318,3 +318,12 @@ async def test_hostile_subscribe_fields(
     await other.connect("o")
     live = await subscribe_map(other, "m:h")
     assert as_map(live["_state"], []) == {"a": 1}
+
+
+async def test_subscription_token_expiry_applies_to_map_subscriptions(
+    node: Node, conn: Callable[[], Conn]
+) -> None:
+    c = conn()
+    await c.connect("u1")
+    live = await subscribe_map(c, "m:tok", token=token("u1", ttl=100, channel="m:tok"))
+    assert live["expires"] is True and 0 < live["ttl"] <= 100

@@ -208,10 +208,14 @@ class CommandHandler:
             raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
         kind = channel.options.subscription_type
         if kind == "shared_poll":
-            polled = await self.node.shared_polls.subscribe(client, channel, req)
+            polled = await self.node.shared_polls.subscribe(
+                client, channel, req, info=info, expire_at=expire_at
+            )
             return Reply(id=command.id, subscribe=polled)
         if req.type or kind == "map":
-            map_result = await self.node.maps.subscribe(client, channel, req)
+            map_result = await self.node.maps.subscribe(
+                client, channel, req, info=info, expire_at=expire_at
+            )
             return Reply(id=command.id, subscribe=map_result)
         result = await self.node.subscribe_client(
             client,

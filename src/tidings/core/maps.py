@@ -158,9 +158,19 @@ class MapChannels:
     # --- subscribing --------------------------------------------------------------
 
     async def subscribe(
-        self, client: Client, channel: Channel, req: SubscribeRequest
+        self,
+        client: Client,
+        channel: Channel,
+        req: SubscribeRequest,
+        *,
+        info: bytes = b"",
+        expire_at: int = 0,
     ) -> SubscribeResult:
-        """Answer one phase of a map subscription (permissions already checked)."""
+        """Answer one phase of a map subscription (permissions already checked).
+
+        `info` and `expire_at` (from a subscription token) apply once the
+        subscription goes live.
+        """
         if channel.options.subscription_type != "map" or req.type != TYPE_MAP:
             raise ReplyError(ErrorCode.BAD_REQUEST, "map channels need a map subscription")
         if req.limit < 0 or req.offset < 0:
@@ -168,10 +178,11 @@ class MapChannels:
         limit = min(req.limit or DEFAULT_PAGE, MAX_PAGE)
         try:
             if req.phase == PHASE_STATE:
-                return await self._state_phase(client, channel, req, limit)
+                return await self._state_phase(client, channel, req, limit, (info, expire_at))
             if req.phase in (PHASE_STREAM, PHASE_LIVE):
                 since = Position(req.offset, req.epoch)
-                return await self._stream_phase(client, channel, req, since, limit)
+                grant = (info, expire_at)
+                return await self._stream_phase(client, channel, req, since, limit, grant=grant)
         except UnrecoverablePosition:
             raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION) from None
         except (InvalidKey, OutOfRange) as exc:
@@ -182,7 +193,12 @@ class MapChannels:
         return max(0, client.outbox.limit - client.outbox.size - REPLY_MARGIN)
 
     async def _state_phase(
-        self, client: Client, channel: Channel, req: SubscribeRequest, limit: int
+        self,
+        client: Client,
+        channel: Channel,
+        req: SubscribeRequest,
+        limit: int,
+        grant: tuple[bytes, int],
     ) -> SubscribeResult:
         page = await self.store.read_state(channel.name, req.cursor, limit)
         state, cursor = self._fit(page, self._budget(client))
@@ -204,7 +220,7 @@ class MapChannels:
                 cursor=cursor,
             )
         # Last page: go live from the snapshot position.
-        result = await self._stream_phase(client, channel, req, snapshot, limit)
+        result = await self._stream_phase(client, channel, req, snapshot, limit, grant=grant)
         if result.phase == PHASE_LIVE:
             result.state = state or None
             return result
@@ -230,6 +246,8 @@ class MapChannels:
         req: SubscribeRequest,
         since: Position,
         limit: int,
+        *,
+        grant: tuple[bytes, int],
     ) -> SubscribeResult:
         changes, top = await self.store.read_stream(channel.name, since, limit)
         pubs = [publication_of(c) for c in changes]
@@ -248,7 +266,8 @@ class MapChannels:
                 recoverable=recoverable,
             )
         last = Position(changes[-1].offset, top.epoch) if changes else since
-        result = await self.node.subscribe_client(client, channel)
+        info, expire_at = grant
+        result = await self.node.subscribe_client(client, channel, info=info, expire_at=expire_at)
         try:
             # Changes made while the client was being added: read after it was.
             more, top = await self.store.read_stream(channel.name, last, MAX_PAGE)

@@ -120,11 +120,17 @@ class SharedPolls:
         return state is not None and state.task is not None and not state.task.done()
 
     async def subscribe(
-        self, client: Client, channel: Channel, req: SubscribeRequest
+        self,
+        client: Client,
+        channel: Channel,
+        req: SubscribeRequest,
+        *,
+        info: bytes = b"",
+        expire_at: int = 0,
     ) -> SubscribeResult:
         if channel.options.subscription_type != "shared_poll" or req.type != TYPE_SHARED_POLL:
             raise ReplyError(ErrorCode.BAD_REQUEST, "shared poll channels need type 4")
-        result = await self.node.subscribe_client(client, channel)
+        result = await self.node.subscribe_client(client, channel, info=info, expire_at=expire_at)
         state = self._state(channel)
         result.type, result.epoch = TYPE_SHARED_POLL, state.epoch
         return result
