@@ -1,7 +1,8 @@
 #!/bin/sh
 # What the tests need beyond the Python packages: Debian's chromium, Node.js and npm
-# (for the centrifuge SDK), the SDK copied into the demo, and redis-server/redis-tools
-# (Redis engine tests start their own servers). Idempotent: when
+# (for the centrifuge SDK), the SDK copied into the demo, redis-server/redis-tools
+# (Redis engine tests start their own servers), serf and the Go memberlist peer (gossip
+# interop), nftables (fault tests), the NSQ peers and Centrifugo. Idempotent: when
 # everything is present it only checks. `apt-get update` runs only when installing.
 set -eu
 
@@ -12,6 +13,8 @@ command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v redis-cli >/dev/null 2>&1 || missing="$missing redis-tools"
+command -v serf >/dev/null 2>&1 || missing="$missing serf"
+command -v nft >/dev/null 2>&1 || missing="$missing nftables"
 
 if [ -n "$missing" ]; then
     if [ "$(id -u)" -ne 0 ]; then
@@ -35,3 +38,5 @@ sh "$ROOT/scripts/build-centrifugo.sh"
 
 # nsqd, nsqlookupd, a go-nsq program and nsqjs for the queue and lookup tests.
 sh "$ROOT/scripts/build-nsq-peers.sh"
+# The Go memberlist peer for the gossip interop tests and vectors.
+sh "$ROOT/scripts/build-gossip-peers.sh"

@@ -94,6 +94,7 @@ def test_importing_protocol_loads_no_asyncio_and_no_other_tidings_module() -> No
         "import tidings.protocol.centrifuge\n"
         "import tidings.protocol.centrifuge.messages, tidings.protocol.centrifuge.session\n"
         "import tidings.protocol.nsq, tidings.protocol.nsq.parser\n"
+        "import tidings.protocol.memberlist.membership, tidings.protocol.memberlist.stream\n"
         "bad = sorted(m for m in sys.modules if m == 'asyncio' or m.startswith('asyncio.'))\n"
         "other = sorted(m for m in sys.modules if m.startswith('tidings.')"
         " and not m.startswith('tidings.protocol'))\n"

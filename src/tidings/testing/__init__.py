@@ -2,6 +2,8 @@
 
 - `FakeClock`: a clock that only moves when told to, for stores that take one.
 - `MemoryTransport`: an in-memory `Transport` that records frames and closes.
+- `GossipSimulation`: N memberlist members on a fake network (loss, delay,
+  partitions) driven by simulated time.
 - `check_history_store` / `check_presence_store` / `check_register` /
   `check_broker`: the checks every `HistoryStore` / `PresenceStore` /
   `UserRegister` / `Broker` implementation must pass (`check_presence_expiry`,
@@ -15,6 +17,7 @@ those of third-party backends) exercise the real code without sockets.
 
 from tidings.testing.broker import BROKER_CHECKS, check_broker
 from tidings.testing.clock import FakeClock
+from tidings.testing.gossip import GossipSimulation
 from tidings.testing.keyed import KEYED_STATE_STORE_CHECKS, check_keyed_state_store
 from tidings.testing.presence import (
     PRESENCE_STORE_CHECKS,
@@ -38,6 +41,7 @@ __all__ = [
     "PRESENCE_STORE_CHECKS",
     "REGISTER_CHECKS",
     "FakeClock",
+    "GossipSimulation",
     "MemoryTransport",
     "check_broker",
     "check_durable_store",

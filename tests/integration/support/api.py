@@ -15,18 +15,20 @@ async def api_raw(
     method: str,
     payload: dict[str, Any],
     http: aiohttp.ClientSession | None = None,
+    statuses: tuple[int, ...] = (200,),
 ) -> dict[str, Any]:
     """POST one API call (on `http`, else a session of its own); the whole JSON answer.
 
-    The answer must be HTTP 200; it holds `result` or `error`.
+    The answer must have one of `statuses` (HTTP 200 by default); it holds
+    `result` or `error`.
     """
     if http is None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=STEP)) as own:
-            return await api_raw(server, method, payload, own)
+            return await api_raw(server, method, payload, own, statuses)
     async with http.post(
         f"{server.api_url}/{method}", json=payload, headers={"X-API-Key": server.api_key}
     ) as resp:
-        assert resp.status == 200, await resp.text()
+        assert resp.status in statuses, await resp.text()
         body: dict[str, Any] = await resp.json()
     return body
 

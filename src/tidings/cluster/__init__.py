@@ -1,0 +1,1 @@
+"""Cluster membership (memberlist gossip) and, later, the gateway dispatcher."""
