@@ -233,13 +233,13 @@ class Node:
         if self.user_events is not None:
             await self.user_events.stop()
         await self.events.stop()
+        await self.shared_polls.close()  # its polls use the upstream HTTP client
         await self.upstream.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         await self.maps.close()
-        await self.shared_polls.close()
         await self.history.close()
 
     async def _sweep(self) -> None:

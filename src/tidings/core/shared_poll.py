@@ -281,7 +281,7 @@ class SharedPolls:
         backend = self._backends.get((endpoint, timeout))
         if backend is None:
             backend = self._backends[(endpoint, timeout)] = SharedPollBackend(
-                endpoint, timeout=timeout
+                self.node.upstream.http, endpoint, timeout=timeout
             )
         return backend
 
@@ -292,8 +292,6 @@ class SharedPolls:
                 with contextlib.suppress(asyncio.CancelledError):
                     await state.task
         self._channels.clear()
-        for backend in self._backends.values():
-            await backend.close()
 
 
 def _publication(key: str, entry: _Key) -> Publication:

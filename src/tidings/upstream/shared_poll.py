@@ -9,35 +9,26 @@ The request and response are Centrifugo v6's shared poll refresh proxy
                    "epoch": "..."}}
     <- {"error": {"code": 1000, "message": "..."}}
 
-A response is read up to `max_bytes` and decoded into typed structs: a back
-end that is down, slow, answers garbage or too much raises `BackendError`
-with a message saying which, and nothing else.
+Calls go through the node's proxy HTTP client (`tidings.upstream.proxy`):
+its call slots, timeout and response bound (`MAX_RESPONSE_SIZE`) apply. A
+back end that is down, slow, answers garbage, an error or too much raises
+`BackendError` saying which, and nothing else.
 """
 
 from __future__ import annotations
 
-import asyncio
-
-import aiohttp
-import msgspec
 from msgspec import Raw, Struct
 
-#: The largest back end response read, in bytes (more is refused, not buffered).
-MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+from tidings.upstream.proxy import ProxyClient, ProxyUnavailable
+from tidings.upstream.proxy_config import ProxyEndpoint
+from tidings.upstream.proxy_messages import SharedPollRefreshItem as PollItem
+from tidings.upstream.proxy_messages import SharedPollRefreshRequest
+
+__all__ = ["BackendError", "PollItem", "PollResult", "PolledItem", "SharedPollBackend"]
 
 
 class BackendError(Exception):
     """The back end gave no usable answer (the message says why)."""
-
-
-class PollItem(Struct, omit_defaults=True):
-    key: str
-    version: int = 0
-
-
-class PollRequest(Struct, omit_defaults=True):
-    channel: str
-    items: list[PollItem]
 
 
 class PolledItem(Struct):
@@ -62,57 +53,24 @@ class PollResponse(Struct):
     error: PollError | None = None
 
 
-_decode = msgspec.json.Decoder(PollResponse).decode
-_encode = msgspec.json.Encoder().encode
-
-
 class SharedPollBackend:
-    """POSTs refresh requests to one endpoint (one aiohttp session, made on first use)."""
+    """Refresh requests to one endpoint, through the node's proxy client."""
 
-    def __init__(
-        self, endpoint: str, *, timeout: float = 5.0, max_bytes: int = MAX_RESPONSE_BYTES
-    ) -> None:
-        self.endpoint = endpoint
-        self.timeout = timeout
-        self.max_bytes = max_bytes
-        self._session: aiohttp.ClientSession | None = None
+    def __init__(self, http: ProxyClient, endpoint: str, *, timeout: float = 5.0) -> None:
+        self.http = http
+        self.endpoint = ProxyEndpoint(endpoint=endpoint, timeout=timeout)
 
     async def refresh(self, channel: str, items: list[PollItem]) -> PollResult:
         """The back end's answer for `items` of `channel`; `BackendError` if there is none."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-        body = _encode(PollRequest(channel=channel, items=items))
-        headers = {"Content-Type": "application/json"}
+        request = SharedPollRefreshRequest(channel=channel, items=items)
+        url = self.endpoint.endpoint
         try:
-            async with self._session.post(self.endpoint, data=body, headers=headers) as resp:
-                if resp.status != 200:
-                    raise BackendError(f"{self.endpoint} answered HTTP {resp.status}")
-                chunks: list[bytes] = []
-                size = 0
-                while chunk := await resp.content.read(65536):
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise BackendError(
-                            f"{self.endpoint} answered more than {self.max_bytes} bytes"
-                        )
-                    chunks.append(chunk)
-                data = b"".join(chunks)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            what = "timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc)
-            raise BackendError(
-                f"{self.endpoint} unreachable: {what or type(exc).__name__}"
-            ) from None
-        try:
-            response = _decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise BackendError(f"{self.endpoint} answered an invalid response: {exc}") from None
-        if response.error is not None:
-            raise BackendError(
-                f"{self.endpoint} answered error {response.error.code}: {response.error.message}"
+            response = await self.http.call(
+                "shared_poll_refresh", self.endpoint, request, PollResponse
             )
+        except ProxyUnavailable as exc:
+            raise BackendError(f"{url}: {exc}") from None
+        if response.error is not None:
+            error = response.error
+            raise BackendError(f"{url} answered error {error.code}: {error.message}")
         return response.result or PollResult()
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
