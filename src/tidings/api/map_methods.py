@@ -14,10 +14,11 @@ from typing import Any
 from msgspec import Raw, Struct
 
 from tidings.core.commands import checked_payload
-from tidings.core.maps import MAX_PAGE, MapChannels
+from tidings.core.maps import MapChannels
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge.codes import ErrorCode
 from tidings.store.base import OutOfRange, Position, UnrecoverablePosition
+from tidings.store.keyed import MAX_PAGE as MAX_STORE_PAGE
 from tidings.store.keyed import InvalidKey, KeyedEntry
 
 Result = dict[str, Any]
@@ -87,9 +88,22 @@ def _entry(entry: KeyedEntry) -> Result:
 
 
 def _page_limit(limit: int) -> int:
+    """A read's limit (0: only the position, as in Centrifugo), at most the store's page."""
     if limit < 0:
         raise ReplyError(ErrorCode.BAD_REQUEST, "limit must not be negative")
-    return min(limit or 100, MAX_PAGE)
+    return min(limit, MAX_STORE_PAGE)
+
+
+def _read(entries: list[KeyedEntry], position: Position) -> Result:
+    """A read's result as Centrifugo writes it: empty entries, offset 0, epoch "" omitted."""
+    result: Result = {}
+    if entries:
+        result["entries"] = [_entry(e) for e in entries]
+    if position.offset:
+        result["offset"] = position.offset
+    if position.epoch:
+        result["epoch"] = position.epoch
+    return result
 
 
 class MapApi:
@@ -132,7 +146,7 @@ class MapApi:
         removed, position = await self.maps.remove(req.channel, req.key)
         result: Result = {"offset": position.offset, "epoch": position.epoch}
         if not removed:
-            result |= {"suppressed": True, "suppress_reason": "key not found"}
+            result |= {"suppressed": True, "suppress_reason": "key_not_found"}
         return result
 
     async def map_read_state(self, req: MapReadStateRequest) -> Result:
@@ -143,15 +157,14 @@ class MapApi:
             revision_epoch=req.revision_epoch,
         )
         self.maps.channel(req.channel)
+        limit = _page_limit(req.limit)
         try:
-            page = await self.maps.store.read_state(req.channel, req.cursor, _page_limit(req.limit))
+            if not limit:
+                return _read([], await self.maps.store.position(req.channel))
+            page = await self.maps.store.read_state(req.channel, req.cursor, limit)
         except (InvalidKey, OutOfRange) as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
-        result: Result = {
-            "entries": [_entry(e) for e in page.entries],
-            "offset": page.position.offset,
-            "epoch": page.position.epoch,
-        }
+        result = _read(page.entries, page.position)
         if page.cursor:
             result["cursor"] = page.cursor
         return result
@@ -161,19 +174,16 @@ class MapApi:
         self.maps.channel(req.channel)
         since = Position(req.since_offset, req.since_epoch)
         from_start = not req.since_offset and not req.since_epoch
+        limit = _page_limit(req.limit)
         try:
             changes, top = await self.maps.store.read_stream(
-                req.channel, None if from_start else since, _page_limit(req.limit)
+                req.channel, None if from_start else since, max(limit, 1)
             )
         except UnrecoverablePosition:
             raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION) from None
         except OutOfRange as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
-        return {
-            "entries": [_entry(c) for c in changes],
-            "offset": top.offset,
-            "epoch": top.epoch,
-        }
+        return _read(changes if limit else [], top)
 
     async def map_stats(self, req: MapChannelRequest) -> Result:
         self.maps.channel(req.channel)
