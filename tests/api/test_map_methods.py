@@ -59,7 +59,7 @@ async def test_publish_read_remove_stats_clear(api: ServerApi) -> None:
     ]
     assert await run(api, "map_stats", {"channel": "m:a"}) == {"num_keys": 1}
     assert await run(api, "map_clear", {"channel": "m:a"}) == {}
-    assert await run(api, "map_stats", {"channel": "m:a"}) == {"num_keys": 0}
+    assert await run(api, "map_stats", {"channel": "m:a"}) == {}
     gone = {"channel": "m:a", "since_offset": 1, "since_epoch": first["epoch"]}
     assert await fails(api, "map_read_stream", gone) == 112
 
@@ -104,9 +104,9 @@ async def test_invalid_utf8_key_is_refused(api: ServerApi, body: bytes) -> None:
     with pytest.raises(ReplyError) as info:
         await api.call("map_publish", api.decode("map_publish", body))
     assert info.value.code == 107
-    assert await run(api, "map_stats", {"channel": "m:x"}) == {"num_keys": 0}
+    assert await run(api, "map_stats", {"channel": "m:x"}) == {}
 
 
 async def test_plain_publish_to_a_map_channel_is_refused(api: ServerApi) -> None:
     assert await fails(api, "publish", {"channel": "m:a", "data": {"x": 1}}) == 107
-    assert await run(api, "map_stats", {"channel": "m:a"}) == {"num_keys": 0}
+    assert await run(api, "map_stats", {"channel": "m:a"}) == {}

@@ -187,7 +187,8 @@ class MapApi:
 
     async def map_stats(self, req: MapChannelRequest) -> Result:
         self.maps.channel(req.channel)
-        return {"num_keys": await self.maps.store.stats(req.channel)}
+        num_keys = await self.maps.store.stats(req.channel)
+        return {"num_keys": num_keys} if num_keys else {}  # zero omitted, as Centrifugo does
 
     async def map_clear(self, req: MapChannelRequest) -> Result:
         self.maps.channel(req.channel)
