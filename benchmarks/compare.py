@@ -3,14 +3,21 @@
 Usage::
 
     python benchmarks/compare.py [--quick] [--peers websockets,aiohttp,gohub]
+    python benchmarks/compare.py --peers centrifugo,centrifugo-redis --client go \
+        --server-cpus 0 --client-cpus 1 --block go
 
 Every case runs against each server in turn with the `tidings.bench` load
-generator: tidings via `tidings serve`, the peers from benchmarks/peers/
-(README.md there describes them and their protocol subset). Each run's
+generator (`--client python` worker processes or the compiled `--client go`),
+optionally with the server and the load generator pinned to different CPUs:
+tidings via `tidings serve`, the peers from benchmarks/peers/ (README.md there
+describes them and their protocol subset), and Centrifugo v6 with the memory
+or the Redis engine (`tidings.bench.centrifugo`; built by
+scripts/build-bench-peers.sh). Each run's
 JSON and PNG land in benchmarks/results/; the table, as ratios, and the
 targets go to BENCHMARKS.md at the repository root, between the
-`<!-- compare:begin -->` / `<!-- compare:end -->` markers (the prose around
-them is kept).
+`<!-- compare:begin -->` / `<!-- compare:end -->` markers, or
+`<!-- compare:<block>:begin -->` / `... :end -->` with `--block` (the prose
+around them is kept).
 """
 
 from __future__ import annotations
@@ -28,9 +35,10 @@ from typing import Any
 
 import uvloop
 
-from tidings.bench import machine, results
+from tidings.bench import centrifugo, machine, results
 from tidings.bench.command import execute
-from tidings.bench.scenarios import Options
+from tidings.bench.fleet import CLIENTS
+from tidings.bench.scenarios import API_NAMESPACES, Options
 from tidings.bench.target import Target, free_port, spawn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,10 +65,22 @@ CASES: dict[str, tuple[str, Options, str, bool]] = {
         "deliveries_per_cpu_s",
         True,
     ),
+    "fan-out, single messages, 19,900 subs, wall clock": (
+        "fanout",
+        Options(conns=19_900, rate=5, seconds=8, sample_every=50),
+        "deliveries_per_s",
+        True,
+    ),
     "fan-out, coalescing (batches of 25), 19,900 subs": (
         "fanout",
         Options(conns=19_900, rate=4, batch=25, seconds=4, sample_every=50),
         "deliveries_per_cpu_s",
+        True,
+    ),
+    "fan-out, coalescing (batches of 25), 19,900 subs, wall clock": (
+        "fanout",
+        Options(conns=19_900, rate=4, batch=25, seconds=4, sample_every=50),
+        "deliveries_per_s",
         True,
     ),
     "p99 latency at 100k deliveries/s (1,000 subs x 100/s)": (
@@ -84,7 +104,25 @@ TARGETS: dict[str, tuple[float, str, str]] = {
 BEGIN, END = "<!-- compare:begin -->", "<!-- compare:end -->"
 
 #: Cases sharing one run (same scenario and options): run once, read twice.
-SHARED = {"connect rate": "idle connections (K=2)"}
+SHARED = {
+    "connect rate": "idle connections (K=2)",
+    "fan-out, single messages, 19,900 subs, wall clock": "fan-out, single messages, 19,900 subs",
+    "fan-out, coalescing (batches of 25), 19,900 subs, wall clock": (
+        "fan-out, coalescing (batches of 25), 19,900 subs"
+    ),
+}
+#: Why a peer cannot be run at some size on this machine (printed under the table).
+LIMITS = {
+    "centrifugo": (
+        "Centrifugo is one process: like one tidings process it holds at most ~19,990 "
+        "sockets under the 20,000-descriptor hard limit, so 100k connections need several "
+        "nodes (Redis engine) behind a balancer, which it does not provide on one port."
+    ),
+    "centrifugo-redis": (
+        "The Redis variant's figures include the private redis-server's RSS and CPU; "
+        "one Centrifugo process, same 20,000-descriptor limit as above."
+    ),
+}
 
 
 def build_gohub() -> None:
@@ -94,34 +132,39 @@ def build_gohub() -> None:
     subprocess.run(["go", "build", "-o", "gohub", "."], cwd=GOHUB, env=env, check=True)
 
 
-async def start_peer(name: str) -> Target:
+async def start_peer(name: str, cpus: frozenset[int] = frozenset()) -> Target:
+    if name in centrifugo.TARGETS:
+        return await centrifugo.start(centrifugo.TARGETS[name], API_NAMESPACES, cpus)
     port, api_port = free_port(), free_port()
     common = ["--port", str(port), "--api-port", str(api_port), "--max-seconds", "900"]
     if name == "gohub":
         build_gohub()
-        os.environ["GOMAXPROCS"] = "1"
-        return await spawn(name, [str(GOHUB / "gohub"), *common], port, api_port)
-    return await spawn(
-        name, [sys.executable, str(PEERS / "pypeers.py"), name, *common], port, api_port
-    )
+        argv = [str(GOHUB / "gohub"), *common]
+        return await spawn(name, argv, port, api_port, cpus=cpus, env={"GOMAXPROCS": "1"})
+    argv = [sys.executable, str(PEERS / "pypeers.py"), name, *common]
+    return await spawn(name, argv, port, api_port, cpus=cpus)
 
 
 async def run_case(server: str, scenario: str, opts: Options, say: Any) -> dict[str, Any]:
-    tgt = None if server == "tidings" else await start_peer(server)
+    cpus = machine.parse_cpus(opts.server_cpus)
+    tgt = None if server == "tidings" else await start_peer(server, cpus)
     try:
         record = await asyncio.wait_for(execute(scenario, opts, tgt, say), 600)
     finally:
         if tgt is not None:
             await tgt.stop()
     record["target"] = server
-    record["label"] = server
+    record["label"] = f"{server}-{opts.client}"
+    record["result"]["load_average_1m"] = record["machine"]["load_average_1m"]
     json_path, _png = results.save(scenario, record, ROOT / "benchmarks" / "results")
     say(f"wrote {json_path.relative_to(ROOT)}")
     await asyncio.sleep(1.0)  # let TIME_WAIT and CPU settle between runs
     return record
 
 
-async def compare(servers: list[str], quick: bool) -> dict[str, dict[str, dict[str, Any]]]:
+async def compare(
+    servers: list[str], quick: bool, common: dict[str, Any] | None = None
+) -> dict[str, dict[str, dict[str, Any]]]:
     t0 = time.monotonic()
 
     def say(message: str) -> None:
@@ -132,7 +175,7 @@ async def compare(servers: list[str], quick: bool) -> dict[str, dict[str, dict[s
         if case in SHARED:
             table[case] = table[SHARED[case]]
             continue
-        opts = case_opts
+        opts = replace(case_opts, **(common or {}))
         if quick:
             opts = replace(opts, conns=min(opts.conns, 2000), seconds=min(opts.seconds, 3))
         table[case] = {}
@@ -154,7 +197,27 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}"
 
 
-def render(table: dict[str, dict[str, dict[str, Any]]], servers: list[str], argv: str) -> str:
+def _load_row(table: dict[str, dict[str, dict[str, Any]]], servers: list[str]) -> str:
+    """The 1-minute load average at the start of each server's runs (lowest-highest)."""
+    cells = ["load average (1 min) at the start of its runs", "-"]
+    for server in servers:
+        loads = [
+            row[server]["load_average_1m"]
+            for row in table.values()
+            if isinstance(row.get(server, {}).get("load_average_1m"), int | float)
+        ]
+        cells.append(f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-")
+        if server != "tidings":
+            cells.append("-")
+    return "| " + " | ".join(cells) + " |"
+
+
+def render(
+    table: dict[str, dict[str, dict[str, Any]]],
+    servers: list[str],
+    argv: str,
+    setup: str = "",
+) -> str:
     info = machine.description()
     peers = [s for s in servers if s != "tidings"]
     head = "| case | figure | tidings | " + " | ".join(f"{p} | tidings ÷ {p}" for p in peers)
@@ -179,6 +242,8 @@ def render(table: dict[str, dict[str, dict[str, Any]]], servers: list[str], argv
             else:
                 cells.append("-")
         lines.append("| " + " | ".join(cells) + " |")
+    lines.append(_load_row(table, servers))
+    limits = [f"* {peer}: {LIMITS[peer]}" for peer in peers if peer in LIMITS]
     targets = [
         "| target | measured (tidings) | met? |",
         "|---|---|---|",
@@ -204,9 +269,11 @@ def render(table: dict[str, dict[str, dict[str, Any]]], servers: list[str], argv
             f"Machine: {info['nproc']} CPUs ({info['cpu_model']}), Linux {info['kernel']}, "
             f"Python {info['python']}, load average at the end {info['load_average_1m']}  ",
             "Versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
+            *([f"Load generator and pinning: {setup}  "] if setup else []),
             "",
             *lines,
             "",
+            *([*limits, ""] if limits else []),
             "Targets (single process, one core):",
             "",
             *targets,
@@ -215,36 +282,62 @@ def render(table: dict[str, dict[str, dict[str, Any]]], servers: list[str], argv
     )
 
 
-def write_benchmarks_md(text: str, path: Path) -> None:
-    """Replace the generated block of `path`, keeping the prose around it."""
-    block = f"{BEGIN}\n{text}\n{END}"
-    if path.exists() and BEGIN in (old := path.read_text()) and END in old:
-        head, _, rest = old.partition(BEGIN)
-        _, _, tail = rest.partition(END)
+def markers(block: str = "") -> tuple[str, str]:
+    """The begin and end markers of a generated block (the default one without a name)."""
+    if not block:
+        return BEGIN, END
+    return f"<!-- compare:{block}:begin -->", f"<!-- compare:{block}:end -->"
+
+
+def write_benchmarks_md(text: str, path: Path, block_name: str = "") -> None:
+    """Replace the generated block of `path`, keeping the prose around it (or append it)."""
+    begin, end = markers(block_name)
+    block = f"{begin}\n{text}\n{end}"
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    if begin in old and end in old:
+        head, _, rest = old.partition(begin)
+        _, _, tail = rest.partition(end)
         path.write_text(head + block + tail)
     else:
-        path.write_text("# Benchmarks\n\n" + block + "\n")
+        path.write_text(old.rstrip("\n") + "\n\n" + block + "\n")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--peers", default="websockets,aiohttp,gohub")
     p.add_argument("--quick", action="store_true", help="2,000 connections, 3 s loads")
     p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     p.add_argument("--from-json", type=Path, help="re-render a saved compare-summary.json")
-    args = p.parse_args()
+    p.add_argument("--client", choices=CLIENTS, default="python", help="load generator")
+    p.add_argument("--server-cpus", default="", help="pin every server (taskset -c list)")
+    p.add_argument("--client-cpus", default="", help="pin the load generator")
+    p.add_argument("--block", default="", help="name of the generated block to replace")
+    args = p.parse_args(argv)
     machine.raise_nofile_limit()
     servers = ["tidings", *[s for s in args.peers.split(",") if s]]
-    raw = ROOT / "benchmarks" / "results" / "compare-summary.json"
+    common = {
+        "client": args.client,
+        "server_cpus": args.server_cpus,
+        "client_cpus": args.client_cpus,
+    }
+    for cpus in (args.server_cpus, args.client_cpus):
+        machine.parse_cpus(cpus)  # a bad list fails here, not after the first run
+    suffix = f"-{args.block}" if args.block else ""
+    raw = ROOT / "benchmarks" / "results" / f"compare-summary{suffix}.json"
     if args.from_json:
         table = json.loads(args.from_json.read_text())
     else:
-        table = uvloop.run(compare(servers, args.quick))
+        table = uvloop.run(compare(servers, args.quick, common))
         raw.parent.mkdir(parents=True, exist_ok=True)
         raw.write_text(json.dumps(results.summarised(table), indent=2, default=float) + "\n")
-    argv = "python benchmarks/compare.py" + (" --quick" if args.quick else "")
-    text = render(table, servers, argv)
-    write_benchmarks_md(text, args.output)
+    command = ["python benchmarks/compare.py", *(argv if argv is not None else sys.argv[1:])]
+    setup = f"--client {args.client}" + (
+        f", server on CPUs {args.server_cpus}, load generator on CPUs {args.client_cpus}"
+        if args.server_cpus or args.client_cpus
+        else ", not pinned"
+    )
+    text = render(table, servers, " ".join(command), setup)
+    write_benchmarks_md(text, args.output, args.block)
     print(text)
     print(f"\nwrote {args.output}")
     return 0

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+GOLOAD = Path(__file__).resolve().parents[2] / "src" / "tidings" / "bench" / "goload"
 TINY = ["--conns", "20", "--settle", "0.2", "--no-plot"]
 
 
@@ -60,3 +63,86 @@ def test_api(tmp_path: Path) -> None:
         assert variant["calls"] > 0, name
         assert variant["errors"] == 0, name
         assert variant["calls_per_s"] > 0, name
+
+
+def _record(tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tidings", "bench", *args, *TINY, "--out", str(out)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=80,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (path,) = out.glob("*.json")
+    return json.loads(path.read_text())
+
+
+def _cpus() -> tuple[str, str]:
+    """A CPU for the server and one for the clients (the same one on a 1-CPU machine)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return str(cpus[0]), str(cpus[-1])
+
+
+@pytest.mark.timeout(90)
+def test_connections_go_client(tmp_path: Path) -> None:
+    server, client = _cpus()
+    record = _record(
+        tmp_path,
+        "connections",
+        "--client", "go",
+        "--channels", "2",
+        "--server-cpus", server,
+        "--client-cpus", client,
+    )  # fmt: skip
+    result = record["result"]
+    assert result["client"] == "go"
+    assert result["conns"] == 20 and result["failed"] == 0 and result["lost"] == 0
+    assert result["kb_per_conn"] > 0
+    assert record["pinning"] == {"client_cpus": [int(client)], "server_cpus": [int(server)]}
+
+
+@pytest.mark.timeout(90)
+def test_fanout_go_client(tmp_path: Path) -> None:
+    args = ["--rate", "10", "--seconds", "1", "--sample-every", "2", "--client", "go"]
+    result = _record(tmp_path, "fanout", *args)["result"]
+    assert result["client"] == "go"
+    assert result["publications"] == 10
+    assert result["deliveries"] == result["deliveries_expected"] == 200
+    assert result["exact"] is True
+    # Every other connection reads the send stamps: 10 connections x 10 publications.
+    assert result["latency_samples"] == 100
+    assert 0 < result["latency_ms_p50"] <= result["latency_ms_p99"] <= result["latency_ms_max"]
+
+
+@pytest.mark.timeout(90)
+def test_fanout_go_client_batches(tmp_path: Path) -> None:
+    args = ["--rate", "4", "--batch", "25", "--seconds", "1", "--client", "go"]
+    result = _record(tmp_path, "fanout", *args)["result"]
+    assert result["deliveries"] == result["deliveries_expected"] == 4 * 25 * 20
+    assert result["exact"] is True
+
+
+@pytest.mark.timeout(90)
+def test_churn_go_client(tmp_path: Path) -> None:
+    args = ["--churn-rate", "20", "--seconds", "1", "--client", "go"]
+    result = _record(tmp_path, "churn", *args)["result"]
+    assert result["opened"] == 20 and result["failed"] == 0
+    assert result["closed"] == 20 and result["open_at_end"] == 20
+    assert result["lost"] == 0
+
+
+@pytest.mark.timeout(120)
+def test_goload_unit_tests() -> None:
+    """The Go client's own tests: token counting across reads, frames, tokens."""
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    proc = subprocess.run(
+        [go, "test", "."],
+        cwd=GOLOAD,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from tidings.bench import machine, results, target
+from tidings.bench import centrifugo, machine, results, target
+from tidings.bench.fleet import CLIENTS
 from tidings.bench.scenarios import API_NAMESPACES, SCENARIOS, Options
+
+#: The servers `--target` starts: tidings, or a Centrifugo v6 peer.
+TARGETS = ("tidings", *centrifugo.TARGETS)
 
 
 def add_parser(sub: Any) -> None:
@@ -36,6 +41,24 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency)
     parser.add_argument("--sample-every", type=int, default=defaults.sample_every)
     parser.add_argument("--settle", type=float, default=defaults.settle)
+    parser.add_argument(
+        "--client",
+        choices=CLIENTS,
+        default=defaults.client,
+        help="client processes: python (tidings.bench.worker) or go (goload, compiled here)",
+    )
+    parser.add_argument(
+        "--server-cpus", default="", help="pin the server to these CPUs (taskset -c list)"
+    )
+    parser.add_argument(
+        "--client-cpus", default="", help="pin the load generator to these CPUs (taskset -c list)"
+    )
+    parser.add_argument(
+        "--target",
+        choices=TARGETS,
+        default="tidings",
+        help="the server started for the run (Centrifugo is built by build-bench-peers.sh)",
+    )
     parser.add_argument("--url", default="", help="ws://host:port/path of a running server")
     parser.add_argument("--api-url", default="", help="http://host:port of its API (with --url)")
     parser.add_argument("--api-key", default="")
@@ -58,6 +81,9 @@ def options(args: argparse.Namespace) -> Options:
         concurrency=args.concurrency,
         sample_every=args.sample_every,
         settle=args.settle,
+        client=args.client,
+        server_cpus=args.server_cpus,
+        client_cpus=args.client_cpus,
     )
 
 
@@ -68,17 +94,39 @@ def _say(t0: float) -> Any:
     return say
 
 
+async def start_target(name: str, scenario: str, opts: Options) -> target.Target:
+    """Start the server `name` (one of TARGETS) on free ports, pinned to --server-cpus."""
+    cpus = machine.parse_cpus(opts.server_cpus)
+    if name in centrifugo.TARGETS:
+        return await centrifugo.start(centrifugo.TARGETS[name], API_NAMESPACES, cpus)
+    if name != "tidings":
+        raise ValueError(f"unknown target {name!r}")
+    return await target.start_tidings(API_NAMESPACES if scenario == "api" else {}, cpus)
+
+
 async def execute(
-    scenario: str, opts: Options, tgt: target.Target | None = None, say: Any = None
+    scenario: str,
+    opts: Options,
+    tgt: target.Target | None = None,
+    say: Any = None,
+    target_name: str = "tidings",
 ) -> dict[str, Any]:
-    """Run `scenario` against `tgt` (or a fresh `tidings serve`) and return the record."""
+    """Run `scenario` against `tgt` (or a fresh `target_name` server); return the record.
+
+    With --client-cpus this process (the publisher) and its client processes run on
+    those CPUs; the server runs on --server-cpus, or on every CPU it may use.
+    """
     say = say or _say(time.monotonic())
+    machine.pin(machine.parse_cpus(opts.client_cpus))
     own = tgt is None
     if tgt is None:
-        namespaces = API_NAMESPACES if scenario == "api" else {}
-        tgt = await target.start_tidings(namespaces)
-        say(f"started tidings serve (pid {tgt.pid}, client port {tgt.ws_port})")
+        tgt = await start_target(target_name, scenario, opts)
+        say(f"started {tgt.name} (pid {tgt.pid}, client port {tgt.ws_port})")
     started = time.time()
+    # Where each side may run, as the kernel has it (not as asked).
+    pinning = {"client_cpus": sorted(os.sched_getaffinity(0))}
+    if tgt.pid is not None:
+        pinning["server_cpus"] = sorted(os.sched_getaffinity(tgt.pid))
     try:
         result = await SCENARIOS[scenario](tgt, opts, say)
     finally:
@@ -90,6 +138,7 @@ async def execute(
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "options": vars(opts),
         "machine": machine.description(),
+        "pinning": pinning,
         "result": result,
     }
 
@@ -106,12 +155,12 @@ def run(args: argparse.Namespace) -> int:
 
     async def bounded() -> dict[str, Any]:
         return await asyncio.wait_for(
-            execute(args.scenario, options(args), tgt, say), args.max_seconds
+            execute(args.scenario, options(args), tgt, say, args.target), args.max_seconds
         )
 
     try:
         record = uvloop.run(bounded())
-    except (TimeoutError, RuntimeError, OSError) as exc:
+    except (TimeoutError, RuntimeError, OSError, ValueError) as exc:
         print(f"tidings bench: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     if args.label:

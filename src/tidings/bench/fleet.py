@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import sys
@@ -10,10 +11,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tidings.bench.target import stop_process
+from tidings.bench import programs
+from tidings.bench.machine import sample
+from tidings.bench.target import child_setup, stop_process
 
 #: Sockets per worker process: under the 20,000 descriptor limit with room to spare.
 PER_WORKER = 7000
+#: The same for the Go client process (`--client go`), which needs less CPU per socket.
+PER_GO_WORKER = 15000
+#: Above this many connections to a loopback server, each client process connects from
+#: its own 127.0.0.x: one source address has ~28k ephemeral ports per destination.
+SOURCE_SPREAD_ABOVE = 25_000
+#: The client processes `--client` chooses from.
+CLIENTS = ("python", "go")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +79,10 @@ class Fleet:
         channels: str = "",
         spread: int = 0,
         sample_every: int = 0,
-        per_worker: int = PER_WORKER,
+        per_worker: int = 0,
         concurrency: int = 64,
+        client: str = "python",
+        cpus: frozenset[int] = frozenset(),
         max_seconds: float = 600.0,
         name: str = "w",
         progress: Callable[[str], None] | None = None,
@@ -81,7 +93,11 @@ class Fleet:
         self.channels = channels
         self.spread = spread
         self.sample_every = sample_every
-        self.per_worker = per_worker
+        if client not in CLIENTS:
+            raise ValueError(f"unknown client {client!r} (one of {', '.join(CLIENTS)})")
+        self.client = client
+        self.cpus = cpus
+        self.per_worker = per_worker or (PER_GO_WORKER if client == "go" else PER_WORKER)
         self.concurrency = concurrency
         self.max_seconds = max_seconds
         self.name = name
@@ -104,12 +120,15 @@ class Fleet:
         shares = [self.conns // nworkers] * nworkers
         for i in range(self.conns % nworkers):
             shares[i] += 1
+        program = (
+            [str(programs.program("goload"))]
+            if self.client == "go"
+            else [sys.executable, "-m", "tidings.bench.worker"]
+        )
         t0 = time.monotonic()
         for i, share in enumerate(shares):
             cmd = [
-                sys.executable,
-                "-m",
-                "tidings.bench.worker",
+                *program,
                 "--host",
                 self.host,
                 "--port",
@@ -118,11 +137,12 @@ class Fleet:
                 self.path,
                 "--conns",
                 str(share),
-                "--channels",
-                self.channels,
+                # "=" keeps a value that starts with "-" (token_urlsafe secrets
+                # may) from being read as an option.
+                f"--channels={self.channels}",
                 "--spread",
                 str(self.spread),
-                f"--secret={self.secret}",  # a secret may start with "-"
+                f"--secret={self.secret}",
                 "--name",
                 f"{self.name}{i}",
                 "--sample-every",
@@ -132,11 +152,14 @@ class Fleet:
                 "--max-seconds",
                 str(self.max_seconds),
             ]
+            if self.conns > SOURCE_SPREAD_ABOVE and self.host.startswith("127."):
+                cmd += ["--source-ip", f"127.0.{1 + i // 250}.{1 + i % 250}"]
             proc = await asyncio.create_subprocess_exec(
                 *cmd,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 limit=64 << 20,
+                preexec_fn=child_setup(self.cpus),
             )
             self.workers.append(_WorkerProcess(f"worker{i}", proc))
         opened = failed = 0
@@ -171,6 +194,15 @@ class Fleet:
         for reply in await self._ask("latencies", "latencies", 60.0):
             out.extend(json.loads(reply))
         return out
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds (user + system) the client processes have used so far."""
+        total = 0.0
+        for w in self.workers:
+            if w.proc.returncode is None:
+                with contextlib.suppress(OSError):
+                    total += sample(w.proc.pid).cpu
+        return total
 
     async def reset(self) -> None:
         await self._ask("reset", "reset", 30.0)

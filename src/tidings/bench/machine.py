@@ -13,6 +13,8 @@ from typing import Any
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+#: The CPUs this process could use when it started (before `pin`).
+START_AFFINITY = frozenset(os.sched_getaffinity(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,34 @@ def socket_memory() -> int:
     return 0
 
 
+def parse_cpus(text: str) -> frozenset[int]:
+    """CPU numbers from a `taskset -c` style list ("1", "0,2", "0-3"); "" means no pinning.
+
+    Raises ValueError for a malformed list or a CPU this process may not use.
+    """
+    cpus: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        first, dash, last = part.partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()):
+            raise ValueError(f"bad CPU list {text!r}")
+        low, high = int(first), int(last) if dash else int(first)
+        if high < low:
+            raise ValueError(f"bad CPU range {part!r}")
+        cpus.update(range(low, high + 1))
+    unknown = cpus - START_AFFINITY
+    if unknown:
+        raise ValueError(f"CPUs {sorted(unknown)} are not available here")
+    return frozenset(cpus)
+
+
+def pin(cpus: frozenset[int]) -> None:
+    """Pin the calling process (and the children it starts later) to `cpus`, if any."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+
+
 def load_average() -> float:
     return os.getloadavg()[0]
 
@@ -88,7 +118,7 @@ def description(packages: Iterable[str] = PACKAGES, *, with_load: bool = True) -
                 cpu_model = line.split(":", 1)[1].strip()
                 break
     info: dict[str, Any] = {
-        "nproc": len(os.sched_getaffinity(0)),
+        "nproc": len(START_AFFINITY),
         "cpu_model": cpu_model,
         "kernel": platform.release(),
         "python": platform.python_version(),

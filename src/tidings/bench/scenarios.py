@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tidings.bench.fleet import Fleet
-from tidings.bench.machine import ProcessSample, sample, socket_memory
+from tidings.bench.machine import ProcessSample, parse_cpus, sample, socket_memory
 from tidings.bench.publisher import Publisher, PublishRun
 from tidings.bench.target import Target
 
@@ -36,6 +36,11 @@ class Options:
     concurrency: int = 8
     sample_every: int = 20
     settle: float = 2.0
+    #: The client processes: "python" (tidings.bench.worker) or "go" (goload).
+    client: str = "python"
+    #: `taskset -c` style CPU lists for the server and for the load generator ("" = any).
+    server_cpus: str = ""
+    client_cpus: str = ""
 
 
 #: Namespaces the `api` scenario publishes into (the server is started with them).
@@ -57,7 +62,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def _sample(target: Target) -> ProcessSample | None:
-    return sample(target.pid) if target.pid is not None else None
+    """The server's processes (with a companion redis-server) added up; None if not ours."""
+    readings = [sample(pid) for pid in target.pids]
+    if not readings:
+        return None
+    return ProcessSample(
+        rss=sum(r.rss for r in readings),
+        cpu=sum(r.cpu for r in readings),
+        user=sum(r.user for r in readings),
+        system=sum(r.system for r in readings),
+    )
 
 
 def _cpu(before: ProcessSample | None, after: ProcessSample | None) -> float:
@@ -72,6 +86,8 @@ def _fleet(target: Target, opts: Options, say: Say, **kwargs: Any) -> Fleet:
         path=target.ws_path,
         secret=target.secret,
         progress=say,
+        client=opts.client,
+        cpus=parse_cpus(opts.client_cpus),
         **kwargs,
     )
 
@@ -103,6 +119,7 @@ async def connections(target: Target, opts: Options, say: Say) -> Result:
     try:
         opened, failed, wall = await fleet.start()
         after_connect = _sample(target)
+        client_cpu = fleet.cpu_seconds()
         say(f"{opened} open ({failed} failed) in {wall:.1f}s; settling {opts.settle}s")
         await asyncio.sleep(opts.settle)
         after = _sample(target)
@@ -120,6 +137,8 @@ async def connections(target: Target, opts: Options, say: Say) -> Result:
         "channels_per_conn": opts.channels,
         "connect_wall_s": wall,
         "connects_per_s": opened / wall if wall else 0.0,
+        "client": opts.client,
+        "client_cpu_us_per_connect": client_cpu / per_conn * 1e6,
     }
     if before is not None and after is not None and after_connect is not None:
         result.update(
@@ -128,6 +147,9 @@ async def connections(target: Target, opts: Options, say: Say) -> Result:
             kb_per_conn=(after.rss - before.rss) / per_conn / 1024,
             server_cpu_us_per_connect=_cpu(before, after_connect) / per_conn * 1e6,
         )
+        connect_cpu = _cpu(before, after_connect)
+        if connect_cpu > 0:
+            result["connects_per_server_cpu_s"] = opened / connect_cpu
     # Both ends of every loopback connection are counted by the kernel.
     result["kernel_kb_per_conn_both_ends"] = (sock1 - sock0) / per_conn / 1024
     result["series"] = {
@@ -157,6 +179,7 @@ async def fanout(target: Target, opts: Options, say: Say) -> Result:
             return time.monotonic() - t0, float((await fleet.stats()).publications)
 
         before = _sample(target)
+        client_cpu0 = fleet.cpu_seconds()
         async with Publisher(target.api_url, target.api_key, "fan", opts.size) as pub:
             watcher = asyncio.ensure_future(_watch(0.5, probe, points))
             try:
@@ -166,6 +189,7 @@ async def fanout(target: Target, opts: Options, say: Say) -> Result:
             finally:
                 watcher.cancel()
         after = _sample(target)
+        client_cpu = fleet.cpu_seconds() - client_cpu0
         stats = await fleet.stats()
         latencies = [us / 1000 for us in await fleet.latencies_us()]
     finally:
@@ -197,6 +221,9 @@ async def fanout(target: Target, opts: Options, say: Say) -> Result:
         "latency_ms_p90": percentile(latencies, 0.90),
         "latency_ms_p99": percentile(latencies, 0.99),
         "latency_ms_max": max(latencies, default=0.0),
+        "client": opts.client,
+        "client_cpu_s": client_cpu,
+        "client_cpu_us_per_delivery": client_cpu / max(deliveries, 1) * 1e6,
     }
     if cpu > 0:
         result.update(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import os
 import secrets
 import shutil
 import signal
@@ -12,12 +13,15 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+
+from tidings.bench.machine import START_AFFINITY
 
 HOST = "127.0.0.1"
 WS_PATH = "/connection/websocket"
@@ -35,6 +39,18 @@ def _die_with_parent() -> None:
     """In the child: get SIGTERM when the bench process dies, so no server outlives it."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def child_setup(cpus: frozenset[int] = frozenset()) -> Callable[[], None]:
+    """A `preexec_fn`: die with the bench process, and run on `cpus` (all if empty)."""
+
+    def setup() -> None:
+        _die_with_parent()
+        # Without a choice, the CPUs the bench started with: not the client CPUs it
+        # may have pinned itself to since.
+        os.sched_setaffinity(0, cpus or START_AFFINITY)
+
+    return setup
 
 
 async def stop_process(
@@ -109,10 +125,19 @@ class Target:
     workdir: Path | None = None
     log_path: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Processes the server needs (a redis-server), measured with it and stopped after it.
+    companions: list[asyncio.subprocess.Process] = field(default_factory=list)
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
+
+    @property
+    def pids(self) -> list[int]:
+        """The server's process and its companions: what memory and CPU are read from."""
+        if self.proc is None:
+            return []
+        return [self.proc.pid, *(c.pid for c in self.companions)]
 
     async def wait_ready(self, limit_s: float = 30.0) -> None:
         deadline = time.monotonic() + limit_s
@@ -149,11 +174,13 @@ class Target:
     async def stop(self) -> None:
         if self.proc is not None:
             await stop_process(self.proc, 15)
+        for companion in self.companions:
+            await stop_process(companion, 10)
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-async def _launch(
+async def launch(
     name: str,
     argv: list[str],
     workdir: Path,
@@ -162,6 +189,9 @@ async def _launch(
     api_port: int,
     secret: str,
     ws_path: str = WS_PATH,
+    cpus: frozenset[int] = frozenset(),
+    companions: list[asyncio.subprocess.Process] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Target:
     """Start `argv` (logging to `workdir`/server.log) and wait until it answers."""
     log_path = workdir / "server.log"
@@ -171,7 +201,8 @@ async def _launch(
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log,
             stderr=log,
-            preexec_fn=_die_with_parent,
+            preexec_fn=child_setup(cpus),
+            env=None if env is None else {**os.environ, **env},
         )
     target = Target(
         name=name,
@@ -183,6 +214,7 @@ async def _launch(
         proc=proc,
         workdir=workdir,
         log_path=log_path,
+        companions=companions or [],
     )
     try:
         await target.wait_ready()
@@ -193,11 +225,18 @@ async def _launch(
 
 
 async def spawn(
-    name: str, argv: list[str], ws_port: int, api_port: int, *, ws_path: str = WS_PATH
+    name: str,
+    argv: list[str],
+    ws_port: int,
+    api_port: int,
+    *,
+    ws_path: str = WS_PATH,
+    cpus: frozenset[int] = frozenset(),
+    env: dict[str, str] | None = None,
 ) -> Target:
     """Start `argv` (a server listening on the two ports) and wait until it answers."""
     workdir = Path(tempfile.mkdtemp(prefix=f"tidings-bench-{name}-"))
-    return await _launch(
+    return await launch(
         name,
         argv,
         workdir,
@@ -205,6 +244,8 @@ async def spawn(
         api_port=api_port,
         secret="bench-peers-do-not-verify-tokens-anyway",
         ws_path=ws_path,
+        cpus=cpus,
+        env=env,
     )
 
 
@@ -238,18 +279,21 @@ def write_tidings_config(
     return config
 
 
-async def start_tidings(namespaces: dict[str, dict[str, Any]] | None = None) -> Target:
+async def start_tidings(
+    namespaces: dict[str, dict[str, Any]] | None = None, cpus: frozenset[int] = frozenset()
+) -> Target:
     """`tidings serve` on free loopback ports with a temporary config and data dir."""
     workdir = Path(tempfile.mkdtemp(prefix="tidings-bench-"))
     config = write_tidings_config(workdir, namespaces)
     argv = [sys.executable, "-m", "tidings", "serve", "--config", str(config.path)]
-    return await _launch(
+    return await launch(
         "tidings",
         argv,
         workdir,
         ws_port=config.port,
         api_port=config.api_port,
         secret=config.secret,
+        cpus=cpus,
     )
 
 

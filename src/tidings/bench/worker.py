@@ -64,6 +64,7 @@ class Worker:
                     channels,
                     self.tally,
                     sampled=sampled,
+                    source_ip=self.args.source_ip,
                 )
             except (OSError, ConnectionError, TimeoutError):
                 await asyncio.sleep(0.05)
@@ -163,6 +164,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sample-every", type=int, default=0, help="every Nth conn reads stamps")
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--max-seconds", type=float, default=300.0)
+    p.add_argument("--source-ip", default="", help="local address to connect from")
     return p.parse_args(argv)
 
 

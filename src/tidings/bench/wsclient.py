@@ -243,13 +243,17 @@ async def open_client(  # noqa: PLR0917 - the worker's one call site names them 
     *,
     sampled: bool = False,
     limit_s: float = 20.0,
+    source_ip: str = "",
 ) -> BenchClient:
     """Connect, authenticate and subscribe; raises ConnectionError/OSError/TimeoutError."""
     loop = asyncio.get_running_loop()
 
     async def _open() -> BenchClient:
         _transport, proto = await loop.create_connection(
-            lambda: BenchClient(request, token, channels, tally, sampled), host, port
+            lambda: BenchClient(request, token, channels, tally, sampled),
+            host,
+            port,
+            local_addr=(source_ip, 0) if source_ip else None,
         )
         try:
             await proto.ready

@@ -1,0 +1,3 @@
+module tidings/bench/goload
+
+go 1.19
