@@ -205,6 +205,34 @@ def test_parse_scalar() -> None:
             {"queue_consume": [{"topic": "t", "max_in_flight": 0, "nsqd_tcp_addresses": ["q:1"]}]},
             "queue_consume.0.max_in_flight",
         ),
+        ({"channel": {"subscription_type": "keyed"}}, "channel.subscription_type"),
+        ({"namespaces": {"m": {"map_key_ttl": 2**70}}}, "namespaces.m.map_key_ttl"),
+        ({"namespaces": {"m": {"map_stream_size": -1}}}, "namespaces.m.map_stream_size"),
+        (
+            {"namespaces": {"p": {"subscription_type": "shared_poll"}}},
+            "namespaces.p.shared_poll_endpoint",
+        ),
+        (
+            {
+                "namespaces": {
+                    "p": {"subscription_type": "shared_poll", "shared_poll_endpoint": "http://x/"}
+                }
+            },
+            "shared_poll_hmac_secret_key",
+        ),
+        (
+            {
+                "shared_poll_hmac_secret_key": "k",
+                "namespaces": {
+                    "p": {
+                        "subscription_type": "shared_poll",
+                        "shared_poll_endpoint": "http://x/",
+                        "shared_poll_refresh_interval": "0ms",
+                    }
+                },
+            },
+            "namespaces.p.shared_poll_refresh_interval",
+        ),
     ],
 )
 def test_bad_values_name_their_key(raw: dict[str, Any], key: str) -> None:

@@ -56,6 +56,18 @@ class ChannelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     durable: bool = False
     fsync: str = "batch"
     queue_topic: str = ""
+    #: "stream" (publications) or "map" (keyed state: map subscriptions only).
+    subscription_type: str = "stream"
+    map_key_ttl: float = 0.0
+    map_stream_size: int = 0
+    map_stream_ttl: float = 0.0
+    #: subscription_type "shared_poll": the back end polled once per channel for all.
+    shared_poll_endpoint: str = ""
+    shared_poll_refresh_interval: float = 5.0
+    shared_poll_refresh_batch_size: int = 1000
+    shared_poll_max_keys_per_connection: int = 1000
+    shared_poll_channel_shutdown_delay: float = 0.0
+    shared_poll_timeout: float = 5.0
     subscribe_proxy_enabled: bool = False
     subscribe_proxy_name: str = ""
     publish_proxy_enabled: bool = False
@@ -88,6 +100,17 @@ CHANNEL_OPTION_DOCS: dict[str, str] = {
     "allow_history_for_subscriber": "subscribers may ask for history",
     "allow_user_limited_channels": "channels like 'dialog#42,43' limited to the users listed",
     "durable": "keep history in the durable store (SQLite under data_dir); survives restarts",
+    "subscription_type": "'stream' (default) or 'map' (keyed state, map subscriptions)",
+    "map_key_ttl": "map channels: how long a key lives after its last update (0: until removed)",
+    "map_stream_size": "map channels: changes kept for recovery (0: no recovery, fresh snapshot)",
+    "map_stream_ttl": "map channels: how long changes (and removal tombstones) are kept",
+    "shared_poll_endpoint": "shared_poll channels: the back end URL polled (POST JSON)",
+    "shared_poll_refresh_interval": "shared_poll channels: time between polls of a channel",
+    "shared_poll_refresh_batch_size": "shared_poll channels: keys per back end request",
+    "shared_poll_max_keys_per_connection": "shared_poll channels: keys one connection may track",
+    "shared_poll_channel_shutdown_delay": "shared_poll channels: polling goes on this long after "
+    "the last subscriber left",
+    "shared_poll_timeout": "shared_poll channels: how long one back end request may take",
     "fsync": "durable write policy: 'always' (fsync each), 'batch' (group commit), 'never'",
     "queue_topic": "forward client publications to this queue topic (needs queue_publish_address)",
     **CHANNEL_PROXY_OPTION_DOCS,
@@ -150,6 +173,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     client_ip_allow: list[str] = msgspec.field(default_factory=list)
     client_ip_deny: list[str] = msgspec.field(default_factory=list)
     user_events_url: str = ""
+    #: HMAC-SHA256 key of shared poll track signatures (Centrifugo's shared_poll.hmac_secret_key).
+    shared_poll_hmac_secret_key: str = ""
     user_events_grace: float = 5.0
     user_events_batch_size: int = 100
     user_events_queue_size: int = 100_000
@@ -249,6 +274,7 @@ SETTING_DOCS: dict[str, str] = {
     "client_ip_allow": "if not empty, only these CIDR ranges may connect (HTTP 403 otherwise)",
     "client_ip_deny": "CIDR ranges refused when a socket is accepted (HTTP 403)",
     "user_events_url": "URL that receives batched online/offline user events (POST JSON)",
+    "shared_poll_hmac_secret_key": "key of the HMAC signatures of tracked shared poll keys",
     "user_events_grace": "seconds a user must stay away before 'offline' is reported",
     "user_events_batch_size": "most user events sent in one POST",
     "user_events_queue_size": "user events kept while the URL is unreachable (newer dropped)",
@@ -308,6 +334,11 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_KEYS = frozenset(
     {
         "history_ttl",
+        "map_key_ttl",
+        "map_stream_ttl",
+        "shared_poll_refresh_interval",
+        "shared_poll_channel_shutdown_delay",
+        "shared_poll_timeout",
         "client_ping_interval",
         "client_pong_timeout",
         "client_stale_close_delay",
@@ -605,6 +636,10 @@ def _check(settings: Settings) -> None:
             raise ConfigError(f"{prefix}.history_size", "must not be negative")
         if opts.history_ttl < 0:
             raise ConfigError(f"{prefix}.history_ttl", "must not be negative")
+        _check_subscription_type(settings, prefix, opts)
+        for key in ("map_key_ttl", "map_stream_size", "map_stream_ttl"):
+            if not 0 <= getattr(opts, key) <= 2**53:
+                raise ConfigError(f"{prefix}.{key}", "must be between 0 and 2**53")
     _check_queue(settings, tables)
     for ns in settings.namespaces:
         if not _NAMESPACE_NAME.match(ns):
@@ -677,6 +712,22 @@ def _check_engine(settings: Settings) -> None:
         raise ConfigError("durable_replicas", "must not be negative")
     if settings.node_heartbeat_timeout <= settings.node_heartbeat_interval:
         raise ConfigError("node_heartbeat_timeout", "must be longer than node_heartbeat_interval")
+
+
+def _check_subscription_type(settings: Settings, prefix: str, opts: ChannelOptions) -> None:
+    if opts.subscription_type not in ("stream", "map", "shared_poll"):
+        raise ConfigError(f"{prefix}.subscription_type", "must be 'stream', 'map' or 'shared_poll'")
+    if opts.subscription_type == "shared_poll":
+        if not opts.shared_poll_endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"{prefix}.shared_poll_endpoint", "must be an http(s):// URL")
+        if not 0.01 <= opts.shared_poll_refresh_interval <= 86400:
+            raise ConfigError(f"{prefix}.shared_poll_refresh_interval", "0.01s to 1d")
+        if not 1 <= opts.shared_poll_refresh_batch_size <= 100_000:
+            raise ConfigError(f"{prefix}.shared_poll_refresh_batch_size", "1 to 100000")
+        if not 0 < opts.shared_poll_timeout <= 600:
+            raise ConfigError(f"{prefix}.shared_poll_timeout", "above 0, at most 600s")
+        if not settings.shared_poll_hmac_secret_key:
+            raise ConfigError("shared_poll_hmac_secret_key", "required by shared_poll channels")
 
 
 def load(

@@ -22,6 +22,7 @@ from msgspec import Raw
 from tidings import __version__
 from tidings.api import requests as rq
 from tidings.api.idempotency import IdempotencyCache
+from tidings.api.map_methods import MapApi
 from tidings.core.commands import checked_payload
 from tidings.core.node import Node
 from tidings.errors import ReplyError
@@ -60,6 +61,7 @@ class ServerApi:
             "user_connections": (rq.UserConnectionsRequest, self.user_connections),
             "broadcast_all": (rq.BroadcastAllRequest, self.broadcast_all),
             "delivery_status": (rq.DeliveryStatusRequest, self.delivery_status),
+            **MapApi(node.maps).methods(),
         }
 
     def register(self, name: str, request_type: type[Any], method: Method) -> None:
@@ -109,6 +111,9 @@ class ServerApi:
     async def _publish(self, req: rq.PublishRequest, data: Raw) -> Result:
         """Publish `data`, already checked and compacted, as `req` says."""
         options = self.node.rules.resolve(req.channel).options
+        if options.subscription_type != "stream":
+            kind = options.subscription_type
+            raise ReplyError(ErrorCode.BAD_REQUEST, f"{kind} channel: publish with map_publish")
         # Channels with history keep idempotency keys in their stream (durable ones
         # across restarts); the others in a short-lived cache here.
         cache_key = ""

@@ -211,6 +211,17 @@ class CommandHandler:
             self.node.counters["refused_history_rate"] += 1
             raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
         deltas.check_type(req.delta)
+        kind = channel.options.subscription_type
+        if kind == "shared_poll":
+            polled = await self.node.shared_polls.subscribe(
+                client, channel, req, info=info, expire_at=expire_at
+            )
+            return Reply(id=command.id, subscribe=polled)
+        if req.type or kind == "map":
+            map_result = await self.node.maps.subscribe(
+                client, channel, req, info=info, expire_at=expire_at
+            )
+            return Reply(id=command.id, subscribe=map_result)
         result = await self.node.subscribe_client(
             client,
             channel,
@@ -241,8 +252,12 @@ class CommandHandler:
         req = command.publish
         assert req is not None
         channel = self.node.rules.resolve(req.channel)
-        if not len(req.data):
+        if not len(req.data) and not (req.removed and req.type):
             raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
+        if req.type or channel.options.subscription_type == "map":
+            self.node.rules.check_publish(channel, client.user, req.channel in client.subscriptions)
+            await self.node.maps.client_publish(client, channel, req)
+            return Reply(id=command.id, publish=PublishResult())
         # Subscribers get payloads verbatim: see "Encodings" in docs/concepts.md.
         data = checked_payload(req.data, "data")
         endpoint = self.node.upstream.publish_endpoint(channel)
@@ -377,6 +392,9 @@ class CommandHandler:
     async def sub_refresh(self, client: Client, command: Command) -> Reply:
         req = command.sub_refresh
         assert req is not None
+        if req.type:
+            shared = await self.node.shared_polls.refresh(client, req)
+            return Reply(id=command.id, sub_refresh=shared)
         sub = client.subscriptions.get(req.channel)
         if sub is None:
             raise ReplyError(ErrorCode.PERMISSION_DENIED, "not subscribed")

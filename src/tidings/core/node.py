@@ -38,8 +38,10 @@ from tidings.core.events import Event, EventDispatcher, EventType
 from tidings.core.flusher import Flusher
 from tidings.core.heartbeat import PingWheel
 from tidings.core.hub import Hub
+from tidings.core.maps import MapChannels
 from tidings.core.outbox import REPLY_MARGIN
 from tidings.core.recovery import Recovery
+from tidings.core.shared_poll import SharedPolls
 from tidings.core.traffic import Traffic, time_store
 from tidings.core.users import UserDirectory
 from tidings.engine.redis import EngineUnavailable, RedisEngine
@@ -67,6 +69,8 @@ from tidings.store.base import (
     StoreWriteError,
     StreamLimitReached,
 )
+from tidings.store.keyed_memory import MemoryKeyedStateStore
+from tidings.store.keyed_redis import RedisKeyedStateStore
 from tidings.transport.base import Transport
 from tidings.upstream.coordinator import Coordinator
 from tidings.upstream.user_events import UserEventSender
@@ -174,6 +178,12 @@ class Node:
         self.broadcasts = PacedBroadcasts()
         self._flusher: Flusher | None = None
         self.batches = PublicationBatches(self.hub, self._codec)
+        self.maps = (
+            MapChannels(self, MemoryKeyedStateStore())
+            if self.engine is None
+            else MapChannels(self, RedisKeyedStateStore(self.engine), self.broker)
+        )
+        self.shared_polls = SharedPolls(self)
         self._pending: set[Client] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self.user_events: UserEventSender | None = None
@@ -262,12 +272,14 @@ class Node:
         if self.user_events is not None:
             await self.user_events.stop()
         await self.events.stop()
+        await self.shared_polls.close()  # its polls use the upstream HTTP client
         await self.upstream.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         await self.cluster.stop()
+        await self.maps.close()
         await self._close_backends()
 
     async def _sweep(self) -> None:

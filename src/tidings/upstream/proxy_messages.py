@@ -72,6 +72,18 @@ class RPCRequest(_Request):
     meta: Raw = EMPTY
 
 
+class SharedPollRefreshItem(Struct, omit_defaults=True):
+    key: str
+    version: int = 0
+
+
+class SharedPollRefreshRequest(Struct, omit_defaults=True):
+    """Not about one client: no `client`/`transport` fields (proxyproto)."""
+
+    channel: str
+    items: list[SharedPollRefreshItem]
+
+
 ProxyRequest = (
     ConnectRequest
     | RefreshRequest
@@ -79,6 +91,7 @@ ProxyRequest = (
     | PublishRequest
     | SubRefreshRequest
     | RPCRequest
+    | SharedPollRefreshRequest
 )
 
 

@@ -58,6 +58,13 @@ class SubscribeRequest(_Message):
     delta: str = ""
     #: Bits of `SUBSCRIBE_FLAG_*`.
     flag: int = 0
+    #: 0 stream (the default), 1 map, 2 map clients, 3 map users (client.proto).
+    type: int = 0
+    #: Map subscriptions: 0 live, 1 stream catch-up, 2 state pages.
+    phase: int = 0
+    cursor: str = ""
+    limit: int = 0
+    asc: bool = False
 
 
 class ConnectRequest(_Message):
@@ -77,6 +84,10 @@ class UnsubscribeRequest(_Message):
 class PublishRequest(_Message):
     channel: str = ""
     data: Raw = EMPTY
+    #: 0 an ordinary publication, 1 a map change of `key` (`removed`: its removal).
+    type: int = 0
+    key: str = ""
+    removed: bool = False
 
 
 class PresenceRequest(_Message):
@@ -111,9 +122,27 @@ class RefreshRequest(_Message):
     token: str = ""
 
 
+class KeyedItem(_Message):
+    """A shared poll key and the version of it the client has."""
+
+    key: str = ""
+    version: int = 0
+
+
+class TrackBatch(_Message):
+    """Keys to track, with the signature the application's back end gave for them."""
+
+    signature: str = ""
+    items: list[KeyedItem] | None = None
+
+
 class SubRefreshRequest(_Message):
     channel: str = ""
     token: str = ""
+    #: 0 token refresh, 1 track keys, 2 untrack keys (shared poll subscriptions).
+    type: int = 0
+    track: list[TrackBatch] | None = None
+    untrack: list[str] | None = None
 
 
 class Command(_Message):
@@ -174,6 +203,11 @@ class Publication(_Message):
     time: int = 0
     #: `data` is a fossil delta against the subscriber's previous publication.
     delta: bool = False
+    #: Map channels: the key this publication sets (or removes).
+    key: str = ""
+    removed: bool = False
+    #: Shared poll: the version of the key's data.
+    version: int = 0
 
 
 class SubscribeResult(_Message):
@@ -189,6 +223,11 @@ class SubscribeResult(_Message):
     was_recovering: bool = False
     #: Delta compression was negotiated: publications may carry deltas.
     delta: bool = False
+    #: Map subscriptions: the type echoed, the phase answered, the next state page.
+    type: int = 0
+    phase: int = 0
+    cursor: str = ""
+    state: list[Publication] | None = None
 
 
 class ConnectResult(_Message):
@@ -249,6 +288,8 @@ class RefreshResult(_Message):
 class SubRefreshResult(_Message):
     expires: bool = False
     ttl: int = 0
+    #: Track replies: the current data of keys the client has an older version of.
+    items: list[Publication] | None = None
 
 
 class Join(_Message):

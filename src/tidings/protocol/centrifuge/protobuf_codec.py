@@ -120,7 +120,9 @@ def _compile(table: dict[type[Struct], dict[str, tuple[int, schema.Kind]]]) -> d
         for attr, (number, kind) in sorted(fields.items(), key=lambda f: f[1][0]):
             sub: Any = None
             if isinstance(kind, schema.Repeated):
-                op, sub = _OP_REPEATED, message(kind.item)
+                # sub None: `repeated string`.
+                item = kind.item
+                op, sub = _OP_REPEATED, (None if isinstance(item, str) else message(item))
             elif isinstance(kind, schema.MapOf):
                 value = kind.value
                 op, sub = _OP_MAP, (value if isinstance(value, str) else message(value))
@@ -190,6 +192,12 @@ def _encode_fields(obj: Any, plan: _Plan, out: list[Any]) -> int:
             size += len(tag) + len(length) + len(data)
         elif op == _OP_MESSAGE:
             size += _encode_message(value, tag, sub, out)
+        elif op == _OP_REPEATED and sub is None:
+            for item in value:
+                data = item.encode()
+                length = uvarint(len(data))
+                out += (tag, length, data)
+                size += len(tag) + len(length) + len(data)
         elif op == _OP_REPEATED:
             for item in value:
                 size += _encode_message(item, tag, sub, out)
@@ -295,7 +303,8 @@ def _decode_fields(buf: bytes, pos: int, end: int, plan: _Plan) -> Any:
         elif op == _OP_MESSAGE:
             values[attr] = _decode_fields(buf, pos, stop, sub)
         elif op == _OP_REPEATED:
-            values.setdefault(attr, []).append(_decode_fields(buf, pos, stop, sub))
+            item = _text(buf[pos:stop]) if sub is None else _decode_fields(buf, pos, stop, sub)
+            values.setdefault(attr, []).append(item)
         else:
             entry_key, entry_value = _decode_map_entry(buf, pos, stop, sub)
             values.setdefault(attr, {})[entry_key] = entry_value

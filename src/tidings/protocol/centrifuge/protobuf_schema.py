@@ -29,9 +29,9 @@ BYTES = "bytes"
 
 @dataclass(frozen=True, slots=True)
 class Repeated:
-    """`repeated T` of an embedded message: a list attribute."""
+    """`repeated T` of an embedded message (or of STRING): a list attribute."""
 
-    item: type[Struct]
+    item: type[Struct] | str
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,11 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
         "join_leave": (11, BOOL),
         "delta": (12, STRING),
         "flag": (14, INT64),
+        "type": (15, INT32),
+        "phase": (16, INT32),
+        "cursor": (17, STRING),
+        "limit": (18, INT32),
+        "asc": (19, BOOL),
     },
     m.ConnectRequest: {
         "token": (1, STRING),
@@ -69,7 +74,13 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
         "headers": (6, MapOf(STRING)),
     },
     m.UnsubscribeRequest: {"channel": (1, STRING)},
-    m.PublishRequest: {"channel": (1, STRING), "data": (2, BYTES)},
+    m.PublishRequest: {
+        "channel": (1, STRING),
+        "data": (2, BYTES),
+        "type": (3, INT32),
+        "key": (4, STRING),
+        "removed": (5, BOOL),
+    },
     m.PresenceRequest: {"channel": (1, STRING)},
     m.PresenceStatsRequest: {"channel": (1, STRING)},
     m.HistoryRequest: {
@@ -82,7 +93,15 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
     m.SendRequest: {"data": (1, BYTES)},
     m.RPCRequest: {"data": (1, BYTES), "method": (2, STRING)},
     m.RefreshRequest: {"token": (1, STRING)},
-    m.SubRefreshRequest: {"channel": (1, STRING), "token": (2, STRING)},
+    m.KeyedItem: {"key": (1, STRING), "version": (2, UINT64)},
+    m.TrackBatch: {"signature": (1, STRING), "items": (2, Repeated(m.KeyedItem))},
+    m.SubRefreshRequest: {
+        "channel": (1, STRING),
+        "token": (2, STRING),
+        "type": (3, INT32),
+        "track": (4, Repeated(m.TrackBatch)),
+        "untrack": (5, Repeated(STRING)),
+    },
     m.Command: {
         "id": (1, UINT32),
         "connect": (4, m.ConnectRequest),
@@ -113,6 +132,9 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
         "tags": (7, MapOf(STRING)),
         "delta": (8, BOOL),
         "time": (9, INT64),
+        "key": (11, STRING),
+        "removed": (12, BOOL),
+        "version": (16, UINT64),
     },
     m.SubscribeResult: {
         "expires": (1, BOOL),
@@ -126,6 +148,10 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
         "data": (11, BYTES),
         "was_recovering": (12, BOOL),
         "delta": (13, BOOL),
+        "type": (15, INT32),
+        "phase": (16, INT32),
+        "cursor": (17, STRING),
+        "state": (18, Repeated(m.Publication)),
     },
     m.ConnectResult: {
         "client": (1, STRING),
@@ -157,7 +183,11 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
         "expires": (3, BOOL),
         "ttl": (4, UINT32),
     },
-    m.SubRefreshResult: {"expires": (1, BOOL), "ttl": (2, UINT32)},
+    m.SubRefreshResult: {
+        "expires": (1, BOOL),
+        "ttl": (2, UINT32),
+        "items": (3, Repeated(m.Publication)),
+    },
     m.Join: {"info": (1, m.ClientInfo)},
     m.Leave: {"info": (1, m.ClientInfo)},
     m.Unsubscribe: {"code": (2, UINT32), "reason": (3, STRING)},

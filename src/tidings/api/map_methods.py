@@ -1,0 +1,196 @@
+"""The server API methods of map channels, named and shaped as Centrifugo v6 names them.
+
+`map_publish`, `map_remove`, `map_read_state`, `map_read_stream`,
+`map_stats` and `map_clear` (Centrifugo's `internal/apiproto/api.proto`).
+Fields Centrifugo has and tidings does not model (`stream_data`, `tags`,
+`delta`, `version`, `score`, `key_mode`, ...) are refused, not ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from msgspec import Raw, Struct
+
+from tidings.core.commands import checked_payload
+from tidings.core.maps import MapChannels
+from tidings.errors import ReplyError
+from tidings.protocol.centrifuge.codes import ErrorCode
+from tidings.store.base import OutOfRange, Position, UnrecoverablePosition
+from tidings.store.keyed import MAX_PAGE as MAX_STORE_PAGE
+from tidings.store.keyed import InvalidKey, KeyedEntry
+
+Result = dict[str, Any]
+
+
+class _Request(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class MapPublishRequest(_Request):
+    channel: str
+    key: str
+    data: Raw = Raw()
+    b64data: str = ""
+    stream_data: Raw = Raw()
+    b64stream_data: str = ""
+    tags: dict[str, str] | None = None
+    idempotency_key: str = ""
+    delta: bool = False
+    version: int = 0
+    version_epoch: str = ""
+    score: int = 0
+    key_mode: str = ""
+
+
+class MapRemoveRequest(_Request):
+    channel: str
+    key: str
+    idempotency_key: str = ""
+
+
+class MapReadStateRequest(_Request):
+    channel: str
+    cursor: str = ""
+    limit: int = 0
+    key: str = ""
+    asc: bool = False
+    revision_offset: int = 0
+    revision_epoch: str = ""
+
+
+class MapReadStreamRequest(_Request):
+    channel: str
+    since_offset: int = 0
+    since_epoch: str = ""
+    limit: int = 0
+    reverse: bool = False
+
+
+class MapChannelRequest(_Request):
+    channel: str
+
+
+def _refuse(**given: object) -> None:
+    names = [name for name, value in given.items() if value]
+    if names:
+        raise ReplyError(ErrorCode.BAD_REQUEST, f"not supported: {', '.join(names)}")
+
+
+def _entry(entry: KeyedEntry) -> Result:
+    result: Result = {"key": entry.key, "offset": entry.offset, "time": entry.time}
+    if entry.removed:
+        result["removed"] = True
+    elif entry.data:
+        result["data"] = Raw(entry.data)
+    return result
+
+
+def _page_limit(limit: int) -> int:
+    """A read's limit (0: only the position, as in Centrifugo), at most the store's page."""
+    if limit < 0:
+        raise ReplyError(ErrorCode.BAD_REQUEST, "limit must not be negative")
+    return min(limit, MAX_STORE_PAGE)
+
+
+def _read(entries: list[KeyedEntry], position: Position) -> Result:
+    """A read's result as Centrifugo writes it: empty entries, offset 0, epoch "" omitted."""
+    result: Result = {}
+    if entries:
+        result["entries"] = [_entry(e) for e in entries]
+    if position.offset:
+        result["offset"] = position.offset
+    if position.epoch:
+        result["epoch"] = position.epoch
+    return result
+
+
+class MapApi:
+    """The map methods against a node's `MapChannels`."""
+
+    def __init__(self, maps: MapChannels) -> None:
+        self.maps = maps
+
+    def methods(self) -> dict[str, tuple[type[Any], Callable[[Any], Awaitable[Result]]]]:
+        return {
+            "map_publish": (MapPublishRequest, self.map_publish),
+            "map_remove": (MapRemoveRequest, self.map_remove),
+            "map_read_state": (MapReadStateRequest, self.map_read_state),
+            "map_read_stream": (MapReadStreamRequest, self.map_read_stream),
+            "map_stats": (MapChannelRequest, self.map_stats),
+            "map_clear": (MapChannelRequest, self.map_clear),
+        }
+
+    async def map_publish(self, req: MapPublishRequest) -> Result:
+        _refuse(
+            b64data=req.b64data,
+            stream_data=len(req.stream_data),
+            b64stream_data=req.b64stream_data,
+            tags=req.tags,
+            idempotency_key=req.idempotency_key,
+            delta=req.delta,
+            version=req.version,
+            version_epoch=req.version_epoch,
+            score=req.score,
+            key_mode=req.key_mode,
+        )
+        if not len(req.data):
+            raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
+        data = checked_payload(req.data, "data")
+        position = await self.maps.publish(req.channel, req.key, bytes(data))
+        return {"offset": position.offset, "epoch": position.epoch}
+
+    async def map_remove(self, req: MapRemoveRequest) -> Result:
+        _refuse(idempotency_key=req.idempotency_key)
+        removed, position = await self.maps.remove(req.channel, req.key)
+        result: Result = {"offset": position.offset, "epoch": position.epoch}
+        if not removed:
+            result |= {"suppressed": True, "suppress_reason": "key_not_found"}
+        return result
+
+    async def map_read_state(self, req: MapReadStateRequest) -> Result:
+        _refuse(
+            key=req.key,
+            asc=req.asc,
+            revision_offset=req.revision_offset,
+            revision_epoch=req.revision_epoch,
+        )
+        self.maps.channel(req.channel)
+        limit = _page_limit(req.limit)
+        try:
+            if not limit:
+                return _read([], await self.maps.store.position(req.channel))
+            page = await self.maps.store.read_state(req.channel, req.cursor, limit)
+        except (InvalidKey, OutOfRange) as exc:
+            raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        result = _read(page.entries, page.position)
+        if page.cursor:
+            result["cursor"] = page.cursor
+        return result
+
+    async def map_read_stream(self, req: MapReadStreamRequest) -> Result:
+        _refuse(reverse=req.reverse)
+        self.maps.channel(req.channel)
+        since = Position(req.since_offset, req.since_epoch)
+        from_start = not req.since_offset and not req.since_epoch
+        limit = _page_limit(req.limit)
+        try:
+            changes, top = await self.maps.store.read_stream(
+                req.channel, None if from_start else since, max(limit, 1)
+            )
+        except UnrecoverablePosition:
+            raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION) from None
+        except OutOfRange as exc:
+            raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        return _read(changes if limit else [], top)
+
+    async def map_stats(self, req: MapChannelRequest) -> Result:
+        self.maps.channel(req.channel)
+        num_keys = await self.maps.store.stats(req.channel)
+        return {"num_keys": num_keys} if num_keys else {}  # zero omitted, as Centrifugo does
+
+    async def map_clear(self, req: MapChannelRequest) -> Result:
+        self.maps.channel(req.channel)
+        await self.maps.store.clear(req.channel)
+        return {}

@@ -1,0 +1,298 @@
+"""Shared poll channels (Centrifugo v6 `shared_poll`): one back end poll per channel for all.
+
+A subscriber (`SubscribeRequest.type == 4`) tracks keys with `sub_refresh`
+(`type: 1`, batches of keys each signed by the application's back end) and
+untracks them (`type: 2`). Every `shared_poll_refresh_interval` the node
+asks the back end once per channel for the data of every key tracked there
+(in batches of `shared_poll_refresh_batch_size`), whatever the number of
+subscribers; keys whose version went up (or whose data changed, for a back
+end without versions) are pushed to the connections tracking them, and
+removed keys are pushed as removals. When the last tracker leaves, polling
+stops (after `shared_poll_channel_shutdown_delay`).
+
+Track signatures are Centrifugo's: `"<iat>:<expiry>:<hex>"` where hex is
+HMAC-SHA256 with `shared_poll_hmac_secret_key` over
+`iat \\0 expiry \\0 user \\0 channel \\0 hex(sha256(keys joined by \\0))`.
+
+A back end that is down, slow or answers garbage costs subscribers only the
+updates of that poll: the failure is logged once per channel until it
+recovers, and the next poll tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from tidings.core.batches import EncodedOnce
+from tidings.errors import ReplyError
+from tidings.protocol.centrifuge.codes import ErrorCode
+from tidings.protocol.centrifuge.messages import (
+    Publication,
+    Push,
+    Reply,
+    SubRefreshRequest,
+    SubRefreshResult,
+    SubscribeRequest,
+    SubscribeResult,
+    raw,
+)
+from tidings.store.keyed import InvalidKey, check_key
+from tidings.upstream.shared_poll import BackendError, PolledItem, PollItem, SharedPollBackend
+
+if TYPE_CHECKING:
+    from tidings.core.channels import Channel
+    from tidings.core.client import Client
+    from tidings.core.node import Node
+
+log = logging.getLogger(__name__)
+
+#: SubscribeRequest.type of a shared poll subscription.
+TYPE_SHARED_POLL = 4
+TRACK, UNTRACK = 1, 2
+#: Seconds a signature is still accepted after its expiry (clock skew).
+GRACE = 5
+
+
+def sign(secret: str, user: str, channel: str, keys: list[str], *, iat: int, expiry: int) -> str:
+    """A track signature, as the application's back end makes it."""
+    keys_hash = hashlib.sha256("\x00".join(keys).encode()).hexdigest()
+    payload = f"{iat}\x00{expiry}\x00{user}\x00{channel}\x00{keys_hash}".encode()
+    mac = hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
+    return f"{iat}:{expiry}:{mac}"
+
+
+def signature_valid(
+    secret: str, user: str, channel: str, keys: list[str], *, signature: str, now: float
+) -> bool:
+    parts = signature.split(":")
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts[:2]):
+        return False
+    iat, expiry = int(parts[0]), int(parts[1])
+    if expiry and expiry + GRACE < now:
+        return False
+    if expiry > 2**63 or iat > 2**63:
+        return False
+    expected = sign(secret, user, channel, keys, iat=iat, expiry=expiry)
+    return hmac.compare_digest(expected.encode(), signature.encode())
+
+
+@dataclass(slots=True)
+class _Key:
+    version: int = 0
+    data: bytes = b""
+    trackers: set[Client] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _PolledChannel:
+    channel: Channel
+    epoch: str
+    keys: dict[str, _Key] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+    idle_since: float = 0.0
+    failing: bool = False
+    polls: int = 0
+
+
+class SharedPolls:
+    """The shared poll channels of one node (see the module docstring)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._channels: dict[str, _PolledChannel] = {}
+        self._backends: dict[tuple[str, float], SharedPollBackend] = {}
+
+    def polls(self, name: str) -> int:
+        """How many polls of channel `name` were made (for tests and stats)."""
+        state = self._channels.get(name)
+        return state.polls if state is not None else 0
+
+    def polling(self, name: str) -> bool:
+        state = self._channels.get(name)
+        return state is not None and state.task is not None and not state.task.done()
+
+    async def subscribe(
+        self,
+        client: Client,
+        channel: Channel,
+        req: SubscribeRequest,
+        *,
+        info: bytes = b"",
+        expire_at: int = 0,
+    ) -> SubscribeResult:
+        if channel.options.subscription_type != "shared_poll" or req.type != TYPE_SHARED_POLL:
+            raise ReplyError(ErrorCode.BAD_REQUEST, "shared poll channels need type 4")
+        result = await self.node.subscribe_client(client, channel, info=info, expire_at=expire_at)
+        state = self._state(channel)
+        result.type, result.epoch = TYPE_SHARED_POLL, state.epoch
+        return result
+
+    def _state(self, channel: Channel) -> _PolledChannel:
+        state = self._channels.get(channel.name)
+        if state is None:
+            state = _PolledChannel(channel, secrets.token_hex(4))
+            self._channels[channel.name] = state
+        return state
+
+    async def refresh(self, client: Client, req: SubRefreshRequest) -> SubRefreshResult:
+        """A track (1) or untrack (2) request of a subscriber."""
+        state = self._channels.get(req.channel)
+        if state is None or req.channel not in client.subscriptions:
+            raise ReplyError(ErrorCode.PERMISSION_DENIED, "not subscribed")
+        result = SubRefreshResult()
+        for key in req.untrack or ():
+            self._untrack(state, client, key)
+        if req.type == UNTRACK:
+            return result
+        if req.type != TRACK:
+            raise ReplyError(ErrorCode.BAD_REQUEST, f"unknown sub_refresh type {req.type}")
+        opts = state.channel.options
+        secret = self.node.settings.shared_poll_hmac_secret_key
+        wanted: list[tuple[str, int]] = []
+        now = time.time()
+        for batch in req.track or ():
+            items = batch.items or []
+            try:
+                keys = [check_key(item.key) for item in items]
+            except InvalidKey as exc:
+                raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
+            if any(not 0 <= item.version < 2**63 for item in items):
+                raise ReplyError(ErrorCode.BAD_REQUEST, "version out of range")
+            signed = batch.signature
+            if not signature_valid(
+                secret, client.user, req.channel, keys, signature=signed, now=now
+            ):
+                raise ReplyError(ErrorCode.PERMISSION_DENIED, "invalid track signature")
+            wanted += [(item.key, item.version) for item in items]
+        tracked = sum(1 for key in state.keys.values() if client in key.trackers)
+        new = {k for k, _ in wanted if client not in state.keys.get(k, _Key()).trackers}
+        if tracked + len(new) > opts.shared_poll_max_keys_per_connection:
+            limit = opts.shared_poll_max_keys_per_connection
+            raise ReplyError(ErrorCode.LIMIT_EXCEEDED, f"more than {limit} tracked keys")
+        known: list[Publication] = []
+        for key, version in wanted:
+            entry = state.keys.setdefault(key, _Key())
+            entry.trackers.add(client)
+            if entry.version > version and entry.data:
+                known.append(_publication(key, entry))
+        result.items = known or None
+        self._start(state)
+        return result
+
+    def _untrack(self, state: _PolledChannel, client: Client, key: str) -> None:
+        entry = state.keys.get(key)
+        if entry is not None:
+            entry.trackers.discard(client)
+            if not entry.trackers:
+                del state.keys[key]
+
+    def _start(self, state: _PolledChannel) -> None:
+        if state.task is None or state.task.done():
+            state.idle_since = 0.0
+            state.task = asyncio.get_running_loop().create_task(self._poll_forever(state))
+
+    async def _poll_forever(self, state: _PolledChannel) -> None:
+        opts = state.channel.options
+        while True:
+            await asyncio.sleep(opts.shared_poll_refresh_interval)
+            self._prune(state)
+            if not state.keys:
+                now = time.monotonic()
+                state.idle_since = state.idle_since or now
+                if now - state.idle_since >= opts.shared_poll_channel_shutdown_delay:
+                    self._channels.pop(state.channel.name, None)
+                    return
+                continue
+            state.idle_since = 0.0
+            try:
+                await self.poll(state)
+            except Exception:  # the poller of one channel never dies of one bad answer
+                log.exception("shared poll of %r failed", state.channel.name)
+
+    def _prune(self, state: _PolledChannel) -> None:
+        """Forget connections that left (unsubscribed or closed) and keys nobody tracks."""
+        name = state.channel.name
+        for key, entry in list(state.keys.items()):
+            entry.trackers = {c for c in entry.trackers if not c.closed and name in c.subscriptions}
+            if not entry.trackers:
+                del state.keys[key]
+
+    async def poll(self, state: _PolledChannel) -> None:
+        """Ask the back end once (in batches) for every tracked key and push the changes."""
+        opts = state.channel.options
+        name = state.channel.name
+        backend = self._backend(opts.shared_poll_endpoint, opts.shared_poll_timeout)
+        keys = list(state.keys.items())
+        size = opts.shared_poll_refresh_batch_size
+        state.polls += 1
+        for start in range(0, len(keys), size):
+            batch = [PollItem(key=k, version=e.version) for k, e in keys[start : start + size]]
+            try:
+                result = await backend.refresh(name, batch)
+            except BackendError as exc:
+                if not state.failing:
+                    log.warning("shared poll of %r: %s (subscribers keep their data)", name, exc)
+                state.failing = True
+                return
+            if state.failing:
+                log.info("shared poll of %r: the back end answers again", name)
+                state.failing = False
+            self._apply(state, {k for k, _ in keys[start : start + size]}, result.items)
+
+    def _apply(self, state: _PolledChannel, asked: set[str], items: list[PolledItem]) -> None:
+        name = state.channel.name
+        for item in items:
+            key = item.key
+            entry = state.keys.get(key)
+            if key not in asked or entry is None:
+                continue  # the back end answered for a key nobody asked about
+            data = bytes(item.data)
+            if item.removed:
+                pub = Publication(key=key, removed=True, version=entry.version + 1)
+                del state.keys[key]
+            else:
+                version = item.version
+                if not data or not 0 <= version < 2**63:
+                    continue
+                if version == 0:
+                    # A back end without versions: a change of data is a new version.
+                    if data == entry.data:
+                        continue
+                    version = entry.version + 1
+                elif version <= entry.version:
+                    continue
+                entry.version, entry.data = version, data
+                pub = _publication(key, entry)
+            encoded = EncodedOnce(Reply(push=Push(channel=name, pub=pub)))
+            trackers = entry.trackers
+            for client in list(trackers):
+                if not client.closed:
+                    client.enqueue(encoded.get(client.codec))
+
+    def _backend(self, endpoint: str, timeout: float) -> SharedPollBackend:
+        backend = self._backends.get((endpoint, timeout))
+        if backend is None:
+            backend = self._backends[(endpoint, timeout)] = SharedPollBackend(
+                self.node.upstream.http, endpoint, timeout=timeout
+            )
+        return backend
+
+    async def close(self) -> None:
+        for state in list(self._channels.values()):
+            if state.task is not None:
+                state.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await state.task
+        self._channels.clear()
+
+
+def _publication(key: str, entry: _Key) -> Publication:
+    return Publication(data=raw(entry.data), key=key, version=entry.version)

@@ -1,0 +1,269 @@
+"""Shared poll subscriptions against a real aiohttp back end on loopback.
+
+The back end speaks Centrifugo v6's shared poll refresh proxy format; the
+clients speak the protocol the centrifuge SDK uses (`type: 4` subscribe,
+`sub_refresh` `type: 1` track / `type: 2` untrack).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.conftest import free_port
+from tests.core.conftest import OPEN, Conn, make_settings, settle_client
+from tidings.core.node import Node
+from tidings.core.shared_poll import sign
+
+SECRET = "shared-poll-secret"
+
+
+@dataclass
+class Backend:
+    """The application's back end: key -> (version, data); records every request."""
+
+    values: dict[str, tuple[int, Any]] = field(default_factory=dict)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    mode: str = "ok"
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.calls.append(body)
+        if self.mode == "down":
+            return web.Response(status=503, text="down")
+        if self.mode == "slow":
+            await asyncio.sleep(2)
+        if self.mode == "garbage":
+            return web.Response(body=b'{"result": {"items": [{"key": 5}]}', content_type="text/x")
+        if self.mode == "huge":
+            resp = web.StreamResponse()
+            await resp.prepare(request)
+            for _ in range(40):
+                await resp.write(b" " * (1024 * 1024))
+            return resp
+        if self.mode == "error":
+            return web.json_response({"error": {"code": 1000, "message": "nope"}})
+        items = []
+        for item in body["items"]:
+            key = item["key"]
+            if key in self.values:
+                version, data = self.values[key]
+                if data is None:
+                    items.append({"key": key, "removed": True})
+                else:
+                    items.append({"key": key, "version": version, "data": data})
+        return web.json_response({"result": {"items": items}})
+
+
+@asynccontextmanager
+async def running_backend() -> AsyncIterator[Backend]:
+    """A `Backend` served by aiohttp on a free loopback port."""
+    state = Backend()
+    app = web.Application()
+    app.router.add_post("/poll", state.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    state.url = f"http://127.0.0.1:{port}/poll"
+    try:
+        yield state
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[Backend]:
+    async with running_backend() as state:
+        yield state
+
+
+@pytest.fixture
+async def node(backend: Backend) -> AsyncIterator[Node]:
+    ns = {
+        **OPEN,
+        "history_size": 0,
+        "history_ttl": 0,
+        "presence": False,
+        "join_leave": False,
+        "subscription_type": "shared_poll",
+        "shared_poll_endpoint": backend.url,
+        "shared_poll_refresh_interval": "20ms",
+        "shared_poll_timeout": "300ms",
+        "shared_poll_max_keys_per_connection": 50,
+    }
+    created = Node(
+        make_settings(
+            shared_poll_hmac_secret_key=SECRET,
+            namespaces={
+                "sp": ns,
+                "sp2": dict(ns),
+                "few": {**ns, "shared_poll_refresh_batch_size": 2},
+            },
+        )
+    )
+    yield created
+    await created.stop()
+
+
+async def tracker(node: Node, user: str, channel: str, keys: list[str]) -> Conn:
+    c = Conn(node)
+    await c.connect(user)
+    reply = await c.call({"id": 2, "subscribe": {"channel": channel, "type": 4}})
+    assert reply["subscribe"]["type"] == 4 and reply["subscribe"]["epoch"], reply
+    if keys:
+        track = await c.call({"id": 3, "sub_refresh": track_request(user, channel, keys)})
+        assert "error" not in track, track
+    return c
+
+
+def track_request(user: str, channel: str, keys: list[str], **override: Any) -> dict[str, Any]:
+    sig = sign(SECRET, user, channel, keys, iat=int(time.time()), expiry=int(time.time()) + 60)
+    batch = {"signature": override.get("signature", sig), "items": [{"key": k} for k in keys]}
+    return {"channel": channel, "type": 1, "track": [batch]}
+
+
+async def wait_for(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110 - a condition of the node, not an event
+            await asyncio.sleep(0.01)
+
+
+async def pushes(c: Conn, count: int) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = []
+    async with asyncio.timeout(5):
+        while len(got) < count:
+            await asyncio.sleep(0.01)
+            await settle_client(c.client)
+            got += [m["push"]["pub"] for m in c.transport.take() if "push" in m]
+    return got
+
+
+async def test_one_poll_per_channel_whatever_the_subscribers(node: Node, backend: Backend) -> None:
+    backend.values = {"a": (1, {"p": 1}), "b": (1, {"p": 2})}
+    conns = [await tracker(node, f"u{i}", "sp:q", ["a", "b"]) for i in range(20)]
+    await tracker(node, "other", "sp2:q", ["a"])
+    await wait_for(lambda: node.shared_polls.polls("sp:q") >= 5)
+    polls = node.shared_polls.polls("sp:q") + node.shared_polls.polls("sp2:q")
+    # Every request names one channel and each tracked key once.
+    assert len(backend.calls) in (polls, polls + 1, polls - 1)
+    for call in backend.calls:
+        keys = [item["key"] for item in call["items"]]
+        assert len(keys) == len(set(keys))
+        assert call["channel"] in ("sp:q", "sp2:q")
+    per_channel = [c for c in backend.calls if c["channel"] == "sp:q"]
+    assert abs(len(per_channel) - node.shared_polls.polls("sp:q")) <= 1
+    # Every tracker got each key once (first version seen).
+    for c in conns[:3]:
+        got = await pushes(c, 2)
+        assert sorted((p["key"], p["data"]["p"], p["version"]) for p in got) == [
+            ("a", 1, 1),
+            ("b", 2, 1),
+        ]
+
+
+async def test_changes_pushed_to_trackers_only(node: Node, backend: Backend) -> None:
+    backend.values = {"a": (1, "one"), "b": (1, "bee")}
+    ca = await tracker(node, "ua", "sp:x", ["a"])
+    cb = await tracker(node, "ub", "sp:x", ["b"])
+    assert [p["key"] for p in await pushes(ca, 1)] == ["a"]
+    assert [p["key"] for p in await pushes(cb, 1)] == ["b"]
+    backend.values["a"] = (2, "two")
+    got = await pushes(ca, 1)
+    assert [(p["key"], p["data"], p["version"]) for p in got] == [("a", "two", 2)]
+    backend.values["a"] = (3, None)  # removed
+    assert (await pushes(ca, 1))[0].get("removed") is True
+    await settle_client(cb.client)
+    assert [m for m in cb.transport.take() if "push" in m] == []
+    # A late tracker gets the current data in the track reply.
+    backend.values["b"] = (5, "five")
+    await pushes(cb, 1)
+    late = Conn(node)
+    await late.connect("late")
+    await late.call({"id": 2, "subscribe": {"channel": "sp:x", "type": 4}})
+    reply = await late.call({"id": 3, "sub_refresh": track_request("late", "sp:x", ["b"])})
+    assert [(p["key"], p["data"]) for p in reply["sub_refresh"]["items"]] == [("b", "five")]
+
+
+async def test_batches_of_refresh_batch_size(node: Node, backend: Backend) -> None:
+    await tracker(node, "u", "few:x", ["k1", "k2", "k3", "k4", "k5"])
+    await wait_for(lambda: node.shared_polls.polls("few:x") >= 2)
+    assert max(len(c["items"]) for c in backend.calls) == 2
+
+
+@pytest.mark.parametrize("mode", ["down", "slow", "garbage", "huge", "error"])
+async def test_bad_back_end_costs_only_updates(
+    node: Node, backend: Backend, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend.values = {"a": (1, "one")}
+    c = await tracker(node, "u", "sp:bad", ["a"])
+    await pushes(c, 1)
+    backend.mode = mode
+    backend.values["a"] = (2, "two")
+    calls = len(backend.calls)
+    with caplog.at_level(logging.WARNING, logger="tidings.core.shared_poll"):
+        await wait_for(lambda: len(backend.calls) >= calls + 3, within=15)
+    warnings = [r for r in caplog.records if "shared poll of 'sp:bad'" in r.getMessage()]
+    assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
+    assert c.closed_with is None and "sp:bad" in c.client.subscriptions
+    await settle_client(c.client)
+    assert [m for m in c.transport.take() if "push" in m] == []
+    # Other clients are unaffected: the connection still answers.
+    assert "pong" not in (await c.call({"id": 9, "ping": {}})).get("error", {})
+    backend.mode = "ok"
+    assert [(p["key"], p["data"]) for p in await pushes(c, 1)] == [("a", "two")]
+
+
+async def test_polling_stops_when_the_last_tracker_leaves(node: Node, backend: Backend) -> None:
+    c1 = await tracker(node, "u1", "sp:stop", ["a"])
+    c2 = await tracker(node, "u2", "sp:stop", ["a"])
+    await wait_for(lambda: node.shared_polls.polls("sp:stop") >= 2)
+    await c1.call({"id": 5, "unsubscribe": {"channel": "sp:stop"}})
+    polls = node.shared_polls.polls("sp:stop")
+    await wait_for(lambda: node.shared_polls.polls("sp:stop") >= polls + 2)
+    await c2.call({"id": 5, "sub_refresh": {"channel": "sp:stop", "type": 2, "untrack": ["a"]}})
+    await wait_for(lambda: not node.shared_polls.polling("sp:stop"))
+    calls = len(backend.calls)
+    await asyncio.sleep(0.1)
+    assert len(backend.calls) == calls
+
+
+async def test_refusals(node: Node, backend: Backend) -> None:
+    c = await tracker(node, "u", "sp:r", [])
+    forged = track_request("u", "sp:r", ["a"], signature="1:2:00")
+    assert (await c.call({"id": 4, "sub_refresh": forged}))["error"]["code"] == 103
+    other_user = track_request("mallory", "sp:r", ["a"])
+    assert (await c.call({"id": 5, "sub_refresh": other_user}))["error"]["code"] == 103
+    expired = {
+        "channel": "sp:r",
+        "type": 1,
+        "track": [
+            {
+                "signature": sign(SECRET, "u", "sp:r", ["a"], iat=1, expiry=2),
+                "items": [{"key": "a"}],
+            }
+        ],
+    }
+    assert (await c.call({"id": 6, "sub_refresh": expired}))["error"]["code"] == 103
+    many = track_request("u", "sp:r", [f"k{i}" for i in range(51)])
+    assert (await c.call({"id": 7, "sub_refresh": many}))["error"]["code"] == 106
+    huge_version = track_request("u", "sp:r", ["a"])
+    huge_version["track"][0]["items"][0]["version"] = 2**64 + 1
+    reply = await c.call({"id": 8, "sub_refresh": huge_version})
+    assert reply.get("error", {}).get("code") == 107 or c.closed_with is not None
+    plain = Conn(node)
+    await plain.connect("p")
+    assert (await plain.call({"id": 2, "subscribe": {"channel": "sp:r"}}))["error"]["code"] == 107
+    assert json.dumps(backend.calls)  # no request was made for refused keys
+    assert all(item["key"] != "k0" for call in backend.calls for item in call["items"])

@@ -1,0 +1,96 @@
+"""Shared poll with the official centrifuge npm SDK (5.8, in Node) against `tidings serve`.
+
+Two SDK clients track a key with signatures made as Centrifugo documents
+them; a real aiohttp back end answers the polls; changes reach both through
+one poll per interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ServerProcess
+from tests.core.test_shared_poll import Backend, running_backend
+from tests.integration.test_map_sdk import SDK, SdkClient
+from tidings.core.shared_poll import sign
+
+SECRET = "sdk-shared-poll-secret"
+SCRIPT = Path(__file__).parent / "support" / "shared_poll_client.cjs"
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[Backend]:
+    async with running_backend() as state:
+        yield state
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., ServerProcess], backend: Backend) -> ServerProcess:
+    ns = {
+        "subscription_type": "shared_poll",
+        "shared_poll_endpoint": backend.url,
+        "shared_poll_refresh_interval": "50ms",
+        "allow_subscribe_for_client": True,
+    }
+    return server_factory({"shared_poll_hmac_secret_key": SECRET, "namespaces": {"sp": ns}})
+
+
+@pytest.fixture
+async def sdk(server: ServerProcess) -> AsyncIterator[Callable[[str, str], Any]]:
+    assert shutil.which("node"), "Node.js missing: run scripts/setup-test-deps.sh"
+    assert SDK.exists(), "centrifuge npm SDK missing: run scripts/vendor-sdk.sh"
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def start(user: str, channel: str) -> SdkClient:
+        proc = await asyncio.create_subprocess_exec(
+            "node",
+            "--experimental-websocket",
+            "--no-warnings",
+            str(SCRIPT),
+            str(SDK),
+            server.ws_url,
+            server.token(user),
+            channel,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        procs.append(proc)
+        return SdkClient(proc)
+
+    yield start
+    for proc in procs:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_sdk_clients_share_one_poll(
+    server: ServerProcess, backend: Backend, sdk: Callable[[str, str], Any]
+) -> None:
+    backend.values = {"AAPL": (1, {"price": 100})}
+    clients: list[SdkClient] = []
+    for user in ("alice", "bob"):
+        client: SdkClient = await sdk(user, "sp:quotes")
+        await client.next("subscribed")
+        now = int(time.time())
+        sig = sign(SECRET, user, "sp:quotes", ["AAPL"], iat=now, expiry=now + 300)
+        await client.send(f"track {sig} AAPL")
+        first = await client.next("update")
+        assert first == {"key": "AAPL", "data": {"price": 100}, "removed": False, "version": 1}
+        clients.append(client)
+    backend.values["AAPL"] = (2, {"price": 101})
+    for client in clients:
+        assert (await client.next("update"))["data"] == {"price": 101}
+    # Each request of the server named the key once, whatever the number of trackers.
+    assert backend.calls and all(len(c["items"]) == 1 for c in backend.calls)
+    assert {c["channel"] for c in backend.calls} == {"sp:quotes"}
+    backend.values["AAPL"] = (3, None)
+    for client in clients:
+        assert (await client.next("update"))["removed"] is True
