@@ -33,7 +33,13 @@ from tidings.core.commands import CommandHandler
 from tidings.core.deadlines import Deadlines
 from tidings.core.delivery import DeliveryLog
 from tidings.core.emulation import session_of
-from tidings.core.engines import durable_wanted, local_history, memory_backends, redis_backends
+from tidings.core.engines import (
+    Backends,
+    durable_wanted,
+    local_history,
+    memory_backends,
+    redis_backends,
+)
 from tidings.core.events import Event, EventDispatcher, EventType
 from tidings.core.flusher import Flusher
 from tidings.core.heartbeat import PingWheel
@@ -118,12 +124,9 @@ class Node:
         self.hub = Hub()
         self.events = EventDispatcher()
         self.deliveries = DeliveryLog()
-        self.engine: RedisEngine | None = None
-        if broker is None and settings.engine == "redis":
-            backends = redis_backends(self.uid, settings)
-            self.engine = backends.engine
-        else:
-            backends = memory_backends(self.uid, history or local_history(settings, self.rules))
+        backends = self._backends(settings, broker, history)
+        #: The Redis engine when `engine = "redis"` (None: the memory engine).
+        self.engine: RedisEngine | None = backends.engine
         self.broker: Broker = broker or backends.broker
         self.uid = self.broker.node_id  # control messages and the register name nodes by it
         self.history: HistoryStore = self.broker.history
@@ -198,6 +201,13 @@ class Node:
         #: Publications being published with the API's `delta` flag (by id, while
         #: `publish` runs): the per-call flag is not carried between nodes.
         self.delta_publications: set[int] = set()
+
+    def _backends(
+        self, settings: Settings, broker: Broker | None, history: HistoryStore | None
+    ) -> Backends:
+        if broker is None and settings.engine == "redis":
+            return redis_backends(self.uid, settings)
+        return memory_backends(self.uid, history or local_history(settings, self.rules))
 
     @property
     def codec(self) -> Codec:
