@@ -22,11 +22,12 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def lab() -> Iterator[NetnsLab]:
+@pytest.fixture(params=["tidings", "serve"])
+def lab(request: pytest.FixtureRequest) -> Iterator[NetnsLab]:
+    """Five hosts running the gossip runtime alone, or whole `tidings serve` nodes."""
     assert shutil.which("nft"), "scripts/setup-test-deps.sh installs nftables"
     with NetnsLab(5) as lab:
-        start(lab, "tidings")
+        start(lab, request.param)
         yield lab
 
 
@@ -42,12 +43,3 @@ def test_ten_percent_loss_declares_no_healthy_member_dead(lab: NetnsLab) -> None
 
 def test_partition_two_three_then_heal_converges(lab: NetnsLab) -> None:
     assert partition_and_heal(lab, hold=10, limit=90) is not None
-
-
-def test_tidings_serve_nodes_detect_a_killed_node() -> None:
-    """The same kill scenario with whole `tidings serve` nodes (settings, logs, runtime)."""
-    with NetnsLab(5) as lab:
-        start(lab, "serve")
-        result = kill_one(lab)
-    assert len(result.detection) == 4
-    assert result.false_positives == 0
