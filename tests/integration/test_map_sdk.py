@@ -7,9 +7,7 @@ catches up, goes live, and recovers after a reconnect; the server API's
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -17,12 +15,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import ServerProcess
+from tests.integration.support.node_sdk import SdkClient, sdk_clients
 from tests.integration.test_api import raw_post
 
-ROOT = Path(__file__).resolve().parents[2]
-SDK = ROOT / "build" / "npm" / "node_modules" / "centrifuge"
 SCRIPT = Path(__file__).parent / "support" / "map_client.cjs"
-STEP = 10.0
 
 MAP_NS: dict[str, Any] = {
     "subscription_type": "map",
@@ -33,29 +29,6 @@ MAP_NS: dict[str, Any] = {
 }
 
 
-class SdkClient:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.events: list[tuple[str, Any]] = []
-
-    async def next(self, kind: str) -> Any:
-        """The next event of `kind` (events of other kinds are kept in `events`)."""
-        assert self.proc.stdout is not None
-        async with asyncio.timeout(STEP):
-            while True:
-                line = await self.proc.stdout.readline()
-                assert line, "the SDK process ended"
-                event = json.loads(line)
-                self.events.append((event["kind"], event["ctx"]))
-                if event["kind"] == kind:
-                    return event["ctx"]
-
-    async def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-        await self.proc.stdin.drain()
-
-
 @pytest.fixture
 def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
     return server_factory({"namespaces": {"m": MAP_NS}})
@@ -63,31 +36,8 @@ def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
 
 @pytest.fixture
 async def sdk(server: ServerProcess) -> AsyncIterator[Callable[[str, str], Any]]:
-    assert shutil.which("node"), "Node.js missing: run scripts/setup-test-deps.sh"
-    assert SDK.exists(), "centrifuge npm SDK missing: run scripts/vendor-sdk.sh"
-    procs: list[asyncio.subprocess.Process] = []
-
-    async def start(user: str, channel: str) -> SdkClient:
-        proc = await asyncio.create_subprocess_exec(
-            "node",
-            "--experimental-websocket",
-            "--no-warnings",
-            str(SCRIPT),
-            str(SDK),
-            server.ws_url,
-            server.token(user),
-            channel,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        procs.append(proc)
-        return SdkClient(proc)
-
-    yield start
-    for proc in procs:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    async with sdk_clients(server, SCRIPT) as start:
+        yield start
 
 
 async def api(server: ServerProcess, method: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -7,8 +7,6 @@ one poll per interval.
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 
 from tests.conftest import ServerProcess
 from tests.core.test_shared_poll import Backend, running_backend
-from tests.integration.test_map_sdk import SDK, SdkClient
+from tests.integration.support.node_sdk import SdkClient, sdk_clients
 from tidings.core.shared_poll import sign
 
 SECRET = "sdk-shared-poll-secret"
@@ -44,31 +42,8 @@ def server(server_factory: Callable[..., ServerProcess], backend: Backend) -> Se
 
 @pytest.fixture
 async def sdk(server: ServerProcess) -> AsyncIterator[Callable[[str, str], Any]]:
-    assert shutil.which("node"), "Node.js missing: run scripts/setup-test-deps.sh"
-    assert SDK.exists(), "centrifuge npm SDK missing: run scripts/vendor-sdk.sh"
-    procs: list[asyncio.subprocess.Process] = []
-
-    async def start(user: str, channel: str) -> SdkClient:
-        proc = await asyncio.create_subprocess_exec(
-            "node",
-            "--experimental-websocket",
-            "--no-warnings",
-            str(SCRIPT),
-            str(SDK),
-            server.ws_url,
-            server.token(user),
-            channel,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        procs.append(proc)
-        return SdkClient(proc)
-
-    yield start
-    for proc in procs:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    async with sdk_clients(server, SCRIPT) as start:
+        yield start
 
 
 async def test_sdk_clients_share_one_poll(

@@ -16,15 +16,13 @@ import pytest
 from tests.netns.lab import NetnsLab
 from tests.netns.scenarios import kill_one, lossy_period, partition_and_heal, start
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
-    pytest.mark.timeout(300),
-]
+pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(params=["tidings", "serve"])
 def lab(request: pytest.FixtureRequest) -> Iterator[NetnsLab]:
     """Five hosts running the gossip runtime alone, or whole `tidings serve` nodes."""
+    assert os.geteuid() == 0, "network namespaces need root (CI runs as root)"
     assert shutil.which("nft"), "scripts/setup-test-deps.sh installs nftables"
     with NetnsLab(5) as lab:
         start(lab, request.param)
