@@ -106,7 +106,7 @@ class Server:
         client_port = self._client_server.sockets[0].getsockname()[1]
         api_port = self._api_runner.addresses[0][1]
         self.ports = Ports(client_port, api_port)
-        self.node.cluster.addresses = [
+        self.node.peers.addresses = [
             f"{self.settings.address}:{client_port}",
             f"{self.settings.api_address}:{api_port}",
         ]

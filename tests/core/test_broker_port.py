@@ -71,4 +71,4 @@ async def test_a_server_side_subscription_reconnects_instead(node_factory: objec
 async def test_junk_on_the_control_channel_is_dropped(node: Node) -> None:
     node.port.on_control(b"\x00junk")
     node.port.on_control(b"")
-    assert len(node.cluster.nodes) == 0
+    assert len(node.peers.nodes) == 0

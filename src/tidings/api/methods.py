@@ -159,7 +159,7 @@ class ServerApi:
     async def subscribe(self, req: rq.SubscribeRequest) -> Result:
         _need(req.user, "user")
         since = req.recover_since
-        await self.node.cluster.subscribe_user(
+        await self.node.peers.subscribe_user(
             req.user,
             req.channel,
             client_id=req.client,
@@ -172,7 +172,7 @@ class ServerApi:
 
     async def unsubscribe(self, req: rq.UnsubscribeRequest) -> Result:
         _need(req.user, "user")
-        await self.node.cluster.unsubscribe_user(
+        await self.node.peers.unsubscribe_user(
             req.user, req.channel, client_id=req.client, session=req.session
         )
         return {}
@@ -185,7 +185,7 @@ class ServerApi:
             if not (3000 <= code <= 4999):
                 raise ReplyError(ErrorCode.BAD_REQUEST, "disconnect code must be 3000-4999")
             disconnect = Disconnect(code, req.disconnect.reason)
-        await self.node.cluster.disconnect_user(
+        await self.node.peers.disconnect_user(
             req.user,
             disconnect,
             client_id=req.client,
@@ -196,7 +196,7 @@ class ServerApi:
 
     async def refresh(self, req: rq.RefreshRequest) -> Result:
         _need(req.user, "user")
-        await self.node.cluster.refresh_user(
+        await self.node.peers.refresh_user(
             req.user,
             client_id=req.client,
             expired=req.expired,
@@ -211,7 +211,7 @@ class ServerApi:
         statuses = []
         for user in req.users:
             status = self.node.users.status(user)
-            elsewhere = len(await self.node.cluster.connections(user))
+            elsewhere = len(await self.node.peers.connections(user))
             statuses.append(
                 {
                     "user": user,
@@ -236,7 +236,7 @@ class ServerApi:
                 "version": client.version,
                 "channels": sorted(client.subscriptions),
             }
-        for remote in await self.node.cluster.connections(req.user):
+        for remote in await self.node.peers.connections(req.user):
             connections[remote.client] = {
                 "client": remote.client,
                 "user": remote.user,
@@ -251,7 +251,7 @@ class ServerApi:
         rate = req.rate or self.node.settings.broadcast_all_rate
         if rate <= 0:
             raise ReplyError(ErrorCode.BAD_REQUEST, "rate must be positive")
-        task_id, users = await self.node.cluster.broadcast_all(
+        task_id, users = await self.node.peers.broadcast_all(
             _payload(req.data, ""), rate, tags=req.tags
         )
         return {"task": task_id, "users": users, "rate": rate, "seconds": users / rate}
@@ -349,7 +349,7 @@ class ServerApi:
                         "rss": _rss_bytes(),
                     },
                 },
-                *node.cluster.info(),
+                *node.peers.info(),
             ]
         }
 

@@ -83,7 +83,7 @@ class NodeBrokerPort:
                 client.enqueue(encoded.get(client.codec))
 
     def on_control(self, data: bytes) -> None:
-        self.node.cluster.handle(data)
+        self.node.peers.handle(data)
 
     def on_lost_connection(self, error: str) -> None:
         self.lost += 1

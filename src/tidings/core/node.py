@@ -28,7 +28,6 @@ from tidings.core.broadcast import PacedBroadcasts
 from tidings.core.broker_port import NodeBrokerPort
 from tidings.core.channels import Channel, ChannelRules
 from tidings.core.client import Client, Subscription
-from tidings.core.cluster import Cluster
 from tidings.core.commands import CommandHandler
 from tidings.core.deadlines import Deadlines
 from tidings.core.delivery import DeliveryLog
@@ -46,6 +45,7 @@ from tidings.core.heartbeat import PingWheel
 from tidings.core.hub import Hub
 from tidings.core.maps import MapChannels
 from tidings.core.outbox import REPLY_MARGIN
+from tidings.core.peers import Peers
 from tidings.core.recovery import Recovery
 from tidings.core.shared_poll import SharedPolls
 from tidings.core.traffic import Traffic, time_store
@@ -132,7 +132,7 @@ class Node:
         self.history: HistoryStore = self.broker.history
         self.presence = presence or backends.presence
         self.register = register or backends.register
-        self.cluster = Cluster(self)
+        self.peers = Peers(self)
         self.port = NodeBrokerPort(self)
         if isinstance(self.broker, MemoryBroker):
             # In-process delivery works before start() (tests drive nodes without it).
@@ -241,7 +241,7 @@ class Node:
         self.events.start()
         self.pings.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="sweep")
-        self.cluster.start()
+        self.peers.start()
 
     async def _start_broker(self) -> None:
         """Connect the broker (fail fast); refuse durable channels on a Redis that loses writes."""
@@ -288,7 +288,7 @@ class Node:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        await self.cluster.stop()
+        await self.peers.stop()
         await self.maps.close()
         await self._close_backends()
 
@@ -324,7 +324,7 @@ class Node:
         self.pings.add(client)
         self.counters["connects"] += 1
         self.users.connected(client.user, client.id)
-        self.cluster.connected(client)
+        self.peers.connected(client)
         self._emit(EventType.CONNECTED, client)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("client %s connected: user %r, %s", client.id, client.user, client.name)
@@ -340,7 +340,7 @@ class Node:
         for name in list(client.subscriptions):
             self._drop_subscription(client, name)
         self.users.disconnected(client.user, client.id)
-        self.cluster.disconnected(client)
+        self.peers.disconnected(client)
         self._emit(EventType.DISCONNECTED, client)
 
     def _emit(self, event_type: EventType, client: Client, channel: str = "") -> None:
@@ -443,7 +443,7 @@ class Node:
         if expire_at:
             client.watch_subscription_expiry(name, expire_at)
         if opts.join_leave or opts.force_push_join_leave:
-            self.cluster.spawn(self.broker.publish_join(name, chan_info), "join")
+            self.peers.spawn(self.broker.publish_join(name, chan_info), "join")
         self._emit(EventType.SUBSCRIBED, client, name)
         return result
 
@@ -481,7 +481,7 @@ class Node:
                 conn_info=raw(client.info),
                 chan_info=raw(sub.info),
             )
-            self.cluster.spawn(self.broker.publish_leave(name, info), "leave")
+            self.peers.spawn(self.broker.publish_leave(name, info), "leave")
 
     def _release(self, name: str) -> None:
         """One local subscriber of `name` fewer in the broker (in the background)."""
@@ -490,7 +490,7 @@ class Node:
             if not self.broker.subscribers(name):
                 self.port.forget(name)
             return
-        self.cluster.spawn(self._unsubscribe_broker(name), "broker unsubscribe")
+        self.peers.spawn(self._unsubscribe_broker(name), "broker unsubscribe")
 
     async def _unsubscribe_broker(self, name: str) -> None:
         await self.broker.unsubscribe(name)

@@ -50,7 +50,7 @@ def _unavailable(exc: StoreWriteError) -> ReplyError:
     return ReplyError(ErrorCode.INTERNAL, str(exc))
 
 
-class Cluster:
+class Peers:
     """Heartbeats out and in, and the cluster-wide side of per-user operations."""
 
     def __init__(self, node: Node) -> None:

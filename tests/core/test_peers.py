@@ -46,17 +46,17 @@ async def test_disconnect_and_status_reach_a_user_on_the_other_node(
     on_b = Conn(b)
     await on_b.connect("bob")
     await settle()
-    elsewhere = await a.cluster.connections("bob")
+    elsewhere = await a.peers.connections("bob")
     assert [(c.user, c.node) for c in elsewhere] == [("bob", b.uid)]
-    await a.cluster.disconnect_user("bob", Disconnect(4000, "out"))
+    await a.peers.disconnect_user("bob", Disconnect(4000, "out"))
     await settle()
     assert on_b.transport.close_code == 4000
     await settle()
-    assert await a.cluster.connections("bob") == []
+    assert await a.peers.connections("bob") == []
 
 
 async def test_heartbeats_list_the_other_node(pair: tuple[Node, Node]) -> None:
     a, b = pair
-    await b.broker.publish_control(encode_command(b.cluster.heartbeat()))
-    assert [n["name"] for n in a.cluster.info()] == ["b"]
-    assert b.cluster.info() == []  # a node does not hear itself
+    await b.broker.publish_control(encode_command(b.peers.heartbeat()))
+    assert [n["name"] for n in a.peers.info()] == ["b"]
+    assert b.peers.info() == []  # a node does not hear itself
