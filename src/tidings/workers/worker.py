@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -33,6 +34,19 @@ def encode_settings(settings: Settings) -> bytes:
 
 def decode_settings(line: bytes) -> Settings:
     return msgspec.json.decode(line, type=Settings)
+
+
+class WorkerName(logging.Filter):
+    """Names the worker in every record (`tidings.server` becomes `w1 tidings.server`)."""
+
+    def __init__(self, worker: str) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.worker):
+            record.name = f"{self.worker} {record.name}"
+        return True
 
 
 async def serve(settings: Settings, status_fd: int) -> None:
@@ -59,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tidings worker {args.name}: bad settings on stdin: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(WorkerName(args.name))
     try:
         import uvloop
 
