@@ -16,12 +16,11 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
 
 from tests.conftest import ServerProcess
 from tests.integration.cluster_support import wait_for
 from tests.integration.support.api import api_call
-from tests.integration.support.sdk import TIMEOUT, Conn, Recorder, connecting
+from tests.integration.support.sdk import TIMEOUT, connecting
 from tests.integration.workers_support import (
     WORKER_SETTINGS,
     alive,
@@ -29,37 +28,13 @@ from tests.integration.workers_support import (
     descendants,
     redis_pids,
     restart_supervisor,
+    spread_clients,
     supervisors,  # noqa: F401  (fixture)
     wait_gone,
     worker_pids,
 )
 
 NAMES = ["tw-w1", "tw-w2", "tw-w3"]
-
-
-async def spread_clients(
-    server: ServerProcess, connect: Callable[..., Any], channel: str, count: int = 9
-) -> tuple[list[Conn], list[Recorder], dict[str, int]]:
-    """`count` subscribed clients (more until they sit on two workers at least)."""
-    conns: list[Conn] = []
-    recs: list[Recorder] = []
-    by_node: dict[str, int] = {}
-    while len(conns) < 30:
-        for _ in range(count if not conns else 3):
-            conn = await connect(f"u{len(conns)}")
-            _, rec = await conn.subscribed(channel)
-            conns.append(conn)
-            recs.append(rec)
-
-        async def counted() -> dict[str, int] | None:
-            found = await clients_by_node(server)
-            return found if sum(found.values()) == len(conns) else None
-
-        by_node = await wait_for(counted, f"info to count {len(conns)} clients", TIMEOUT)
-        if sum(1 for n in by_node.values() if n) >= 2:
-            break
-    assert sum(1 for n in by_node.values() if n) >= 2, by_node
-    return conns, recs, by_node
 
 
 async def test_clients_on_different_workers_share_publications_presence_and_history(

@@ -21,8 +21,9 @@ from tests.conftest import (
     server_config,
     write_toml,
 )
-from tests.integration.cluster_support import HEARTBEAT
+from tests.integration.cluster_support import HEARTBEAT, wait_for
 from tests.integration.support.api import api_call
+from tests.integration.support.sdk import TIMEOUT, Conn, Recorder
 
 #: Seconds a supervisor has to get every worker listening (several Python
 #: processes starting at once on a loaded 2-core machine).
@@ -173,3 +174,32 @@ async def clients_by_node(server: ServerProcess) -> dict[str, int]:
     """Node name -> clients it holds, as `info` reports (heartbeats of the other workers)."""
     info = await api_call(server, "info", {})
     return {node["name"]: node["num_clients"] for node in info["nodes"]}
+
+
+async def spread_clients(
+    server: ServerProcess,
+    connect: Callable[..., Any],
+    channel: str,
+    count: int = 9,
+    **client_kwargs: Any,
+) -> tuple[list[Conn], list[Recorder], dict[str, int]]:
+    """`count` subscribed clients (more until they sit on two workers at least)."""
+    conns: list[Conn] = []
+    recs: list[Recorder] = []
+    by_node: dict[str, int] = {}
+    while len(conns) < 30:
+        for _ in range(count if not conns else 3):
+            conn = await connect(f"u{len(conns)}", **client_kwargs)
+            _, rec = await conn.subscribed(channel)
+            conns.append(conn)
+            recs.append(rec)
+
+        async def counted() -> dict[str, int] | None:
+            found = await clients_by_node(server)
+            return found if sum(found.values()) == len(conns) else None
+
+        by_node = await wait_for(counted, f"info to count {len(conns)} clients", TIMEOUT)
+        if sum(1 for n in by_node.values() if n) >= 2:
+            break
+    assert sum(1 for n in by_node.values() if n) >= 2, by_node
+    return conns, recs, by_node

@@ -233,11 +233,13 @@ def _is_redis_in(pid: int, directory: Path) -> bool:
 
 
 def _wait_gone(pid: int, timeout: float = 5.0) -> None:
+    """Wait until `pid` is gone or a zombie (whose parent, not us, must reap it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
             return
-        # A killed child of ours stays a zombie until reaped; it is not ours here.
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return
         time.sleep(0.02)

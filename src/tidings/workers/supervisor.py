@@ -58,6 +58,11 @@ START_TIMEOUT = 60.0
 STOP_MARGIN = 5.0
 
 
+def restart_delay(young_deaths: int) -> float:
+    """Seconds before restarting a worker that died young `young_deaths` times in a row."""
+    return min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** max(0, young_deaths - 1))
+
+
 @dataclass
 class WorkerSlot:
     """One worker's place: its current process, and its record of deaths."""
@@ -262,7 +267,7 @@ class Supervisor:
         slot.proc = None
         slot.exits.append(code)
         slot.young_deaths = slot.young_deaths + 1 if lived < STABLE_AFTER else 1
-        delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (slot.young_deaths - 1))
+        delay = restart_delay(slot.young_deaths)
         slot.restarts += 1
         slot.restart_at = now + delay
         how = f"killed by signal {-code}" if code < 0 else f"exited {code}"
