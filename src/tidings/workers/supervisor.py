@@ -60,7 +60,7 @@ STOP_MARGIN = 5.0
 
 def restart_delay(young_deaths: int) -> float:
     """Seconds before restarting a worker that died young `young_deaths` times in a row."""
-    return min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** max(0, young_deaths - 1))
+    return min(MAX_BACKOFF, FIRST_BACKOFF * 2.0 ** max(0, young_deaths - 1))
 
 
 @dataclass
