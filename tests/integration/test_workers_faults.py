@@ -124,7 +124,7 @@ def _stray_redis(private: PrivateRedis) -> subprocess.Popen[bytes]:
     return subprocess.Popen(["redis-server", *args], stdout=subprocess.DEVNULL)
 
 
-def _make_serve(flags: str, log_path: Path) -> subprocess.Popen[bytes]:
+def _make_serve(flags: str, log_path: Path) -> subprocess.Popen[str]:
     """`make serve ARGS=...` in the repository, in a process group of its own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
     with log_path.open("w") as log:
@@ -136,6 +136,7 @@ def _make_serve(flags: str, log_path: Path) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            text=True,
         )
 
 
@@ -216,18 +217,31 @@ def test_without_redis_server_one_clear_error_names_the_package(tmp_path: Path) 
     assert "Traceback" not in done.stderr
 
 
+def _start_make_serve(tmp_path: Path) -> ServerProcess:
+    """`make serve ARGS="--workers 2 ..."` on free ports (new ones if another process took them)."""
+    for attempt in range(4):
+        port, api_port = _free_ports()
+        flags = (
+            f"--workers 2 --address 127.0.0.1 --port {port} --api-port {api_port} "
+            f"--api-insecure --data-dir {tmp_path / 'data'} --node-heartbeat-interval 0.2 "
+            "--node-heartbeat-timeout 1.5 --name mk"
+        )
+        log_path = tmp_path / f"make-{attempt}.log"
+        srv = ServerProcess(_make_serve(flags, log_path), port, api_port, log_path)
+        try:
+            wait_ready(srv)
+        except RuntimeError as exc:
+            if "address already in use" not in str(exc).lower() or attempt == 3:
+                raise
+            continue
+        return srv
+    raise AssertionError("unreachable")
+
+
 async def test_make_serve_with_workers_2(tmp_path: Path) -> None:
-    port, api_port = _free_ports()
-    log_path = tmp_path / "make.log"
-    flags = (
-        f"--workers 2 --port {port} --api-port {api_port} --api-insecure "
-        f"--data-dir {tmp_path / 'data'} --node-heartbeat-interval 0.2 "
-        "--node-heartbeat-timeout 1.5 --name mk"
-    )
-    make = _make_serve(flags, log_path)
-    srv = ServerProcess(make, port, api_port, log_path)
+    srv = _start_make_serve(tmp_path)
+    make = srv.proc
     try:
-        wait_ready(srv)
         processes = descendants(make.pid)
 
         async def both() -> bool:

@@ -136,8 +136,8 @@ class Supervisor:
         def stop(signum: int, frame: FrameType | None) -> None:
             self._stopping = True
 
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, stop)
         # A handler (not the default "ignore") so that a child's death wakes select().
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
 
@@ -174,8 +174,10 @@ class Supervisor:
         return msgspec.structs.replace(self.settings, **changes)
 
     def _spawn(self, slot: WorkerSlot) -> None:
+        """Start the slot's worker and hand it its settings; OSError if that fails."""
         status_r, status_w = os.pipe()
         command = [sys.executable, "-m", "tidings.workers.worker", "--name", slot.name]
+        proc: subprocess.Popen[bytes] | None = None
         try:
             proc = subprocess.Popen(
                 [*command, "--status-fd", str(status_w)],
@@ -185,12 +187,21 @@ class Supervisor:
                 # The supervisor runs no threads: preexec_fn is safe here.
                 preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509
             )
+            assert proc.stdin is not None
+            # The settings, then stdin stays open: its end of file tells the worker we are gone.
+            proc.stdin.write(encode_settings(self.worker_settings(slot)))
+            proc.stdin.flush()
+        except OSError:
+            os.close(status_r)
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+                if proc.stdin is not None:
+                    with contextlib.suppress(OSError):
+                        proc.stdin.close()
+            raise
         finally:
             os.close(status_w)
-        assert proc.stdin is not None
-        # The settings, then stdin stays open: its end of file tells the worker we are gone.
-        proc.stdin.write(encode_settings(self.worker_settings(slot)))
-        proc.stdin.flush()
         os.set_blocking(status_r, False)
         self._selector.register(status_r, selectors.EVENT_READ, slot)
         slot.proc, slot.status_fd, slot.ready = proc, status_r, False
@@ -251,10 +262,20 @@ class Supervisor:
                 if slot.proc is not None and slot.proc.poll() is not None:
                     self._died(slot, now)
                 if slot.restart_at is not None and slot.restart_at <= now:
-                    self._spawn(slot)
+                    self._respawn(slot, now)
             self._check_redis()
             due = [s.restart_at for s in self.slots if s.restart_at is not None]
             self._poll(max(0.0, min(due) - time.monotonic()) if due else 1.0)
+
+    def _respawn(self, slot: WorkerSlot, now: float) -> None:
+        """Start the slot's worker again; if that fails (fork, pipe), try again later."""
+        try:
+            self._spawn(slot)
+        except OSError as exc:
+            slot.young_deaths += 1
+            delay = restart_delay(slot.young_deaths)
+            slot.restart_at = now + delay
+            log.error("worker %s did not start: %s; again in %.2f s", slot.name, exc, delay)
 
     def _died(self, slot: WorkerSlot, now: float) -> None:
         assert slot.proc is not None
