@@ -17,8 +17,10 @@ import socket
 import time
 from collections.abc import Callable
 
+import redis
+
 from tests.conftest import ServerProcess
-from tests.integration.cluster_support import wait_for
+from tests.integration.cluster_support import durable_redis, wait_for
 from tests.integration.support.api import api_call
 from tests.integration.support.sdk import TIMEOUT, connecting
 from tests.integration.workers_support import (
@@ -33,6 +35,7 @@ from tests.integration.workers_support import (
     wait_gone,
     worker_pids,
 )
+from tidings.testing.redis import RedisServer
 
 NAMES = ["tw-w1", "tw-w2", "tw-w3"]
 
@@ -165,3 +168,32 @@ async def test_sigterm_drains_every_worker_and_leaves_no_process(
     await wait_gone(children)
     assert not any(alive(pid) for pid in children)
     assert "redis.sock" not in {p.name for p in srv.log_path.parent.glob("data/redis/*")}
+
+
+async def test_with_the_redis_engine_workers_use_the_configured_redis(
+    supervisors: Callable[..., ServerProcess],  # noqa: F811
+    redis_factory: Callable[..., RedisServer],
+) -> None:
+    external = durable_redis(redis_factory)
+    settings = {**WORKER_SETTINGS, "name": "tw", "engine": "redis", "redis_address": [external.url]}
+    srv = supervisors(settings, ["--workers", "2"])
+    assert redis_pids(srv) == []
+    assert "private redis-server" not in srv.log()
+
+    async def two_nodes() -> bool:
+        return sorted(await clients_by_node(srv)) == ["tw-w1", "tw-w2"]
+
+    await wait_for(two_nodes, "info to list both workers", TIMEOUT)
+    published = await api_call(srv, "publish", {"channel": "d:x", "data": {"n": 1}})
+    assert published["offset"] == 1
+    # The durable stream is in the configured Redis (no SQLite file, no private server).
+    assert any(b"d:x" in key for key in _keys(external))
+    assert not (srv.log_path.parent / "data" / "streams.sqlite3").exists()
+
+
+def _keys(server: RedisServer) -> list[bytes]:
+    client = redis.Redis.from_url(server.url)
+    try:
+        return list(client.keys("*"))
+    finally:
+        client.close()
