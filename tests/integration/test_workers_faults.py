@@ -23,13 +23,14 @@ from pathlib import Path
 
 from tests.conftest import ServerProcess, _spawn
 from tests.integration.cluster_support import wait_for
-from tests.integration.support.api import api_call
+from tests.integration.support.api import api_call, api_raw
 from tests.integration.support.sdk import TIMEOUT, connecting
 from tests.integration.workers_support import (
     WORKER_SETTINGS,
     alive,
     clients_by_node,
     descendants,
+    redis_pids,
     spread_clients,
     supervisors,  # noqa: F401  (fixture)
     wait_gone,
@@ -108,6 +109,28 @@ async def test_a_crash_loop_is_slowed_down_by_doubling_delays(
     assert [float(delay) for _, delay in restarts] == [0.25, 0.5, 1.0]
     assert worker_pids(srv)["tw-w2"] == bystander
     assert "tw-w2 killed" not in srv.log()
+
+
+async def test_a_killed_private_redis_server_is_restarted_with_durable_history_intact(
+    supervisors: Callable[..., ServerProcess],  # noqa: F811
+) -> None:
+    srv = supervisors({**WORKER_SETTINGS, "name": "tw"}, ["--workers", "2"])
+    for n in range(3):
+        await api_call(srv, "publish", {"channel": "d:log", "data": {"n": n}})
+    (old,) = redis_pids(srv)
+    os.kill(old, signal.SIGKILL)
+    await wait_log(srv, r"private redis-server died \(restart 1\)")
+
+    async def publish_again() -> dict[str, object] | None:
+        body = await api_raw(srv, "publish", {"channel": "d:log", "data": {"n": 3}})
+        return body.get("result")
+
+    published = await wait_for(publish_again, "a publish on the restarted redis-server", TIMEOUT)
+    assert published["offset"] == 4
+    history = await api_call(srv, "history", {"channel": "d:log", "limit": -1})
+    assert [p["data"]["n"] for p in history["publications"]] == [0, 1, 2, 3]
+    assert redis_pids(srv) != [old]
+    assert srv.stop(signal.SIGTERM, 30) == 0
 
 
 def _stale_socket(path: Path) -> None:
