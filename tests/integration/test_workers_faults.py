@@ -21,6 +21,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ServerProcess, _spawn
 from tests.integration.cluster_support import wait_for
 from tests.integration.support.api import api_call, api_raw
@@ -32,11 +34,13 @@ from tests.integration.workers_support import (
     descendants,
     redis_pids,
     spread_clients,
+    start_supervisor,
     supervisors,  # noqa: F401  (fixture)
     wait_gone,
     wait_ready,
     worker_pids,
 )
+from tidings.testing.redis import RedisServer
 from tidings.workers.private_redis import PrivateRedis, ping
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,6 +135,19 @@ async def test_a_killed_private_redis_server_is_restarted_with_durable_history_i
     assert [p["data"]["n"] for p in history["publications"]] == [0, 1, 2, 3]
     assert redis_pids(srv) != [old]
     assert srv.stop(signal.SIGTERM, 30) == 0
+
+
+def test_workers_that_cannot_start_stop_the_supervisor_with_their_error(
+    tmp_path: Path, redis_factory: Callable[..., RedisServer]
+) -> None:
+    volatile = redis_factory()  # no append-only file: durable personal channels refuse it
+    settings = {**WORKER_SETTINGS, "engine": "redis", "redis_address": [volatile.url]}
+    with pytest.raises(RuntimeError) as info:
+        start_supervisor(tmp_path, settings, ["--workers", "2"])
+    message = str(info.value)
+    assert "tidings serve exited 2" in message
+    assert "durable_allow_volatile" in message
+    assert "while starting" in message
 
 
 def _stale_socket(path: Path) -> None:

@@ -108,8 +108,12 @@ class Supervisor:
         try:
             if self.redis is not None:
                 self.redis.start()
-            self.client_port = self._reserve(self.settings.address, self.settings.port)
-            self.api_port = self._reserve(self.settings.api_address, self.settings.api_port)
+            try:
+                self.client_port = self._reserve(self.settings.address, self.settings.port)
+                self.api_port = self._reserve(self.settings.api_address, self.settings.api_port)
+            except OSError as exc:
+                print(f"tidings: cannot listen: {exc}", file=sys.stderr)
+                return 1
             for slot in self.slots:
                 self._spawn(slot)
             status = self._wait_all_ready()
@@ -122,7 +126,7 @@ class Supervisor:
             print(f"tidings: {exc}", file=sys.stderr)
             return 2
         except OSError as exc:
-            print(f"tidings: cannot listen: {exc}", file=sys.stderr)
+            print(f"tidings: cannot start the workers: {exc}", file=sys.stderr)
             return 1
         finally:
             self._shutdown()
