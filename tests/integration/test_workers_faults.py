@@ -191,6 +191,27 @@ def _serve(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[
     )
 
 
+def test_a_second_supervisor_on_the_same_data_dir_or_ports_is_refused(
+    supervisors: Callable[..., ServerProcess],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    srv = supervisors({**WORKER_SETTINGS, "name": "tw", "workers": 2})
+    private = PrivateRedis(tmp_path / "data", durable=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    ports = ["--port", "0", "--api-port", "0", "--api-insecure"]
+    second = _serve(["--workers", "2", "--data-dir", str(tmp_path / "data"), *ports], env)
+    assert second.returncode == 2
+    assert "in use by another tidings supervisor" in second.stderr
+    assert ping(private.socket_path)
+    # So is one on the same ports (SO_REUSEPORT would let it take half of the connections).
+    same_ports = ["--port", str(srv.port), "--api-port", str(srv.api_port), "--api-insecure"]
+    same_ports += ["--address", "127.0.0.1", "--data-dir", str(tmp_path / "other")]
+    third = _serve(["--workers", "2", *same_ports], env)
+    assert third.returncode == 1
+    assert "cannot listen" in third.stderr
+    assert len(worker_pids(srv)) == 2 and srv.proc.poll() is None
+
+
 async def test_kill_9_of_the_supervisor_leaves_nothing_that_blocks_the_next_start(
     supervisors: Callable[..., ServerProcess],  # noqa: F811
     tmp_path: Path,
@@ -198,15 +219,6 @@ async def test_kill_9_of_the_supervisor_leaves_nothing_that_blocks_the_next_star
     srv = supervisors({**WORKER_SETTINGS, "name": "tw", "workers": 2})
     data_dir = tmp_path / "data"
     private = PrivateRedis(data_dir, durable=False)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
-
-    # A second supervisor on the same data_dir is refused, and the first one is untouched.
-    ports = ["--port", "0", "--api-port", "0", "--api-insecure"]
-    second = _serve(["--workers", "2", "--data-dir", str(data_dir), *ports], env)
-    assert second.returncode == 2
-    assert "in use by another tidings supervisor" in second.stderr
-    assert ping(private.socket_path)
-
     children = descendants(srv.proc.pid)
     assert len(children) == 3
     srv.proc.kill()

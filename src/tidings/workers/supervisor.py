@@ -151,6 +151,12 @@ class Supervisor:
             address or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
         family, kind, proto, _, sockaddr = infos[0]
+        if port:
+            # Without SO_REUSEPORT this bind fails if any process holds the port, another
+            # supervisor's workers included, which SO_REUSEPORT alone would let us join.
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(sockaddr)
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
