@@ -32,7 +32,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -77,7 +77,6 @@ class WorkerSlot:
     young_deaths: int = 0
     restarts: int = 0
     restart_at: float | None = None
-    exits: list[int] = field(default_factory=list)
 
 
 class Supervisor:
@@ -296,7 +295,6 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 slot.proc.stdin.close()
         slot.proc = None
-        slot.exits.append(code)
         slot.young_deaths = slot.young_deaths + 1 if lived < STABLE_AFTER else 1
         delay = restart_delay(slot.young_deaths)
         slot.restarts += 1
