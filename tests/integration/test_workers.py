@@ -197,3 +197,15 @@ def _keys(server: RedisServer) -> list[bytes]:
         return list(client.keys("*"))
     finally:
         client.close()
+
+
+async def test_sigint_stops_the_workers_and_redis_server_too(
+    supervisors: Callable[..., ServerProcess],  # noqa: F811
+) -> None:
+    srv = supervisors({**WORKER_SETTINGS, "name": "tw"}, ["--workers", "2"])
+    children = descendants(srv.proc.pid)
+    assert len(children) == 3
+    srv.proc.send_signal(signal.SIGINT)
+    assert await asyncio.to_thread(srv.proc.wait, 30) == 0, srv.log()
+    await wait_gone(children)
+    assert srv.log().count("shutting down") == 2
