@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Callable
 
+import pytest
 import redis
 
 from tests.conftest import ServerProcess
@@ -38,6 +39,8 @@ from tests.integration.workers_support import (
 from tidings.testing.redis import RedisServer
 
 NAMES = ["tw-w1", "tw-w2", "tw-w3"]
+#: Each test starts several Python processes at once: room for a loaded 2-core machine.
+pytestmark = [pytest.mark.timeout(120)]
 
 
 async def test_clients_on_different_workers_share_publications_presence_and_history(

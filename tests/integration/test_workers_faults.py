@@ -44,6 +44,8 @@ from tidings.testing.redis import RedisServer
 from tidings.workers.private_redis import PrivateRedis, ping
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Each test starts several Python processes at once: room for a loaded 2-core machine.
+pytestmark = [pytest.mark.timeout(120)]
 
 
 async def wait_log(server: ServerProcess, pattern: str, count: int = 1) -> list[str]:
