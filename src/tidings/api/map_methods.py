@@ -2,12 +2,20 @@
 
 `map_publish`, `map_remove`, `map_read_state`, `map_read_stream`,
 `map_stats` and `map_clear` (Centrifugo's `internal/apiproto/api.proto`).
-Fields Centrifugo has and tidings does not model (`stream_data`, `tags`,
-`delta`, `version`, `score`, `key_mode`, ...) are refused, not ignored.
+
+`map_publish` honours `idempotency_key`, `version` / `version_epoch`,
+`key_mode` (`if_new`, `if_exists`), `tags` and `b64data` as Centrifugo v6
+does: a write they make change nothing answers `suppressed: true` with
+Centrifugo's `suppress_reason`. `delta` is accepted and changes nothing
+(subscribers get full data). Fields Centrifugo accepts without acting on them
+(`stream_data`, `b64stream_data`, `score`) and the `map_read_state` /
+`map_read_stream` fields not modelled are refused (107), not ignored.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,7 +27,7 @@ from tidings.errors import ReplyError
 from tidings.protocol.centrifuge.codes import ErrorCode
 from tidings.store.base import OutOfRange, Position, UnrecoverablePosition
 from tidings.store.keyed import MAX_PAGE as MAX_STORE_PAGE
-from tidings.store.keyed import InvalidKey, KeyedEntry
+from tidings.store.keyed import InvalidKey, KeyedEntry, WriteCondition, WriteSuppressed
 
 Result = dict[str, Any]
 
@@ -78,12 +86,40 @@ def _refuse(**given: object) -> None:
         raise ReplyError(ErrorCode.BAD_REQUEST, f"not supported: {', '.join(names)}")
 
 
+def _require(channel: str, key: str) -> None:
+    """Centrifugo answers 107 to a write without a channel or a key, before anything else."""
+    if not channel or not key:
+        raise ReplyError(ErrorCode.BAD_REQUEST, "channel and key required")
+
+
+def _map_payload(data: Raw, b64data: str) -> bytes:
+    """The data of a map write: JSON, or base64 of JSON (which wins); may be empty."""
+    if b64data:
+        try:
+            decoded = base64.b64decode(b64data, validate=True)
+        except (binascii.Error, ValueError):
+            raise ReplyError(ErrorCode.BAD_REQUEST, "b64data is not valid base64") from None
+        return bytes(checked_payload(decoded, "b64data")) if decoded else b""
+    return bytes(checked_payload(data, "data")) if len(data) else b""
+
+
+def _suppressed(exc: WriteSuppressed) -> Result:
+    return {
+        "offset": exc.position.offset,
+        "epoch": exc.position.epoch,
+        "suppressed": True,
+        "suppress_reason": exc.reason,
+    }
+
+
 def _entry(entry: KeyedEntry) -> Result:
     result: Result = {"key": entry.key, "offset": entry.offset, "time": entry.time}
     if entry.removed:
         result["removed"] = True
     elif entry.data:
         result["data"] = Raw(entry.data)
+    if entry.tags:
+        result["tags"] = entry.tags
     return result
 
 
@@ -124,26 +160,33 @@ class MapApi:
 
     async def map_publish(self, req: MapPublishRequest) -> Result:
         _refuse(
-            b64data=req.b64data,
             stream_data=len(req.stream_data),
             b64stream_data=req.b64stream_data,
-            tags=req.tags,
+            score=req.score,
+        )
+        _require(req.channel, req.key)
+        if req.key_mode not in ("", "if_new", "if_exists"):
+            raise ReplyError(ErrorCode.BAD_REQUEST, "key_mode must be if_new or if_exists")
+        data = _map_payload(req.data, req.b64data)
+        condition = WriteCondition(
             idempotency_key=req.idempotency_key,
-            delta=req.delta,
             version=req.version,
             version_epoch=req.version_epoch,
-            score=req.score,
             key_mode=req.key_mode,
+            tags=req.tags or None,
         )
-        if not len(req.data):
-            raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
-        data = checked_payload(req.data, "data")
-        position = await self.maps.publish(req.channel, req.key, bytes(data))
+        try:
+            position = await self.maps.publish(req.channel, req.key, data, condition)
+        except WriteSuppressed as exc:
+            return _suppressed(exc)
         return {"offset": position.offset, "epoch": position.epoch}
 
     async def map_remove(self, req: MapRemoveRequest) -> Result:
-        _refuse(idempotency_key=req.idempotency_key)
-        removed, position = await self.maps.remove(req.channel, req.key)
+        _require(req.channel, req.key)
+        try:
+            removed, position = await self.maps.remove(req.channel, req.key, req.idempotency_key)
+        except WriteSuppressed as exc:
+            return _suppressed(exc)
         result: Result = {"offset": position.offset, "epoch": position.epoch}
         if not removed:
             result |= {"suppressed": True, "suppress_reason": "key_not_found"}

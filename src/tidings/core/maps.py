@@ -30,6 +30,8 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from tidings.core.outbox import REPLY_MARGIN, encoded_size
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge.codes import ErrorCode
@@ -49,6 +51,7 @@ from tidings.store.keyed import (
     KeyedStateStore,
     MapLimits,
     StatePage,
+    WriteCondition,
 )
 
 if TYPE_CHECKING:
@@ -76,12 +79,27 @@ def limits_of(channel: Channel) -> MapLimits:
     )
 
 
-def publication_of(entry: KeyedEntry, info: ClientInfo | None = None) -> Publication:
-    """The publication of one change, as subscribers receive it."""
+def encode_info(info: ClientInfo | None) -> bytes:
+    """A writer's ClientInfo as the keyed store keeps it with the key and the change."""
+    return msgspec.json.encode(info) if info is not None else b""
+
+
+def _decode_info(info: bytes) -> ClientInfo | None:
+    if not info:
+        return None
+    try:
+        return msgspec.json.decode(info, type=ClientInfo)
+    except msgspec.DecodeError:  # never written by tidings: leave it out rather than fail a read
+        return None
+
+
+def publication_of(entry: KeyedEntry) -> Publication:
+    """The publication of one change (or state entry), as subscribers receive it."""
     return Publication(
         data=raw(entry.data),
-        info=info,
+        info=_decode_info(entry.info),
         offset=entry.offset,
+        tags=entry.tags or None,
         time=entry.time,
         key=entry.key,
         removed=entry.removed,
@@ -119,22 +137,29 @@ class MapChannels:
     # --- writes -----------------------------------------------------------------
 
     async def publish(
-        self, name: str, key: str, data: bytes, info: ClientInfo | None = None
+        self, name: str, key: str, data: bytes, condition: WriteCondition | None = None
     ) -> Position:
-        """Set `key` of map channel `name` and deliver the change."""
+        """Set `key` of map channel `name` and deliver the change.
+
+        `WriteSuppressed` (from the store) when `condition` makes it change nothing.
+        """
         channel = self.channel(name)
         try:
-            entry, position = await self.store.publish(name, key, data, limits_of(channel))
+            entry, position = await self.store.publish(
+                name, key, data, limits_of(channel), condition
+            )
         except (InvalidKey, OutOfRange) as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
-        await self._deliver(name, publication_of(entry, info))
+        await self._deliver(name, publication_of(entry))
         return position
 
-    async def remove(self, name: str, key: str) -> tuple[bool, Position]:
+    async def remove(self, name: str, key: str, idempotency_key: str = "") -> tuple[bool, Position]:
         """Remove `key`; (False, top) when it was not there (nothing delivered)."""
         channel = self.channel(name)
         try:
-            entry, position = await self.store.remove(name, key, limits_of(channel))
+            entry, position = await self.store.remove(
+                name, key, limits_of(channel), idempotency_key
+            )
         except (InvalidKey, OutOfRange) as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
         if entry is None:
@@ -153,7 +178,8 @@ class MapChannels:
             data = compact_json(req.data)
         except InvalidPayload as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, f"data: {exc}") from None
-        await self.publish(channel.name, req.key, data, client.client_info)
+        info = WriteCondition(info=encode_info(client.client_info))
+        await self.publish(channel.name, req.key, data, info)
 
     # --- subscribing --------------------------------------------------------------
 

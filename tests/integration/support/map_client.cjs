@@ -15,7 +15,7 @@ sub.on("subscribed", (ctx) => out("subscribed", {
   streamPosition: ctx.streamPosition,
 }));
 sub.on("sync", (ctx) => out("sync", { entries: ctx.entries.map((e) => ({ key: e.key, data: e.data })) }));
-sub.on("update", (ctx) => out("update", { key: ctx.key, data: ctx.data, removed: !!ctx.removed }));
+sub.on("update", (ctx) => out("update", { key: ctx.key, data: ctx.data, removed: !!ctx.removed, tags: ctx.tags }));
 sub.on("error", (ctx) => out("error", ctx.error));
 sub.subscribe();
 client.connect();
