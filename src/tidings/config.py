@@ -61,6 +61,10 @@ class ChannelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     map_key_ttl: float = 0.0
     map_stream_size: int = 0
     map_stream_ttl: float = 0.0
+    #: Map presence (Centrifugo v6): subscribers of `<ch>` are kept, keyed by client (or
+    #: user), in map channel `<prefix><ch>` of a "map_clients" (or "map_users") namespace.
+    map_clients_presence_channel_prefix: str = ""
+    map_users_presence_channel_prefix: str = ""
     #: subscription_type "shared_poll": the back end polled once per channel for all.
     shared_poll_endpoint: str = ""
     shared_poll_refresh_interval: float = 5.0
@@ -68,6 +72,9 @@ class ChannelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     shared_poll_max_keys_per_connection: int = 1000
     shared_poll_channel_shutdown_delay: float = 0.0
     shared_poll_timeout: float = 5.0
+    #: "" / "versionless" (the back end gives no versions) or "versioned".
+    shared_poll_mode: str = ""
+    shared_poll_publish_enabled: bool = False
     subscribe_proxy_enabled: bool = False
     subscribe_proxy_name: str = ""
     publish_proxy_enabled: bool = False
@@ -100,7 +107,16 @@ CHANNEL_OPTION_DOCS: dict[str, str] = {
     "allow_history_for_subscriber": "subscribers may ask for history",
     "allow_user_limited_channels": "channels like 'dialog#42,43' limited to the users listed",
     "durable": "keep history in the durable store (SQLite under data_dir); survives restarts",
-    "subscription_type": "'stream' (default) or 'map' (keyed state, map subscriptions)",
+    "subscription_type": "'stream' (default), 'map' (keyed state, map subscriptions), "
+    "'map_clients' / 'map_users' (map presence) or 'shared_poll'",
+    "map_clients_presence_channel_prefix": "map presence: subscribers of <ch> are kept, keyed by "
+    "client, in channel <prefix><ch> (a 'map_clients' namespace)",
+    "map_users_presence_channel_prefix": "map presence: users subscribed to <ch> are kept, keyed "
+    "by user, in channel <prefix><ch> (a 'map_users' namespace)",
+    "shared_poll_mode": "shared_poll channels: 'versionless' (default: changes found by data) "
+    "or 'versioned' (the back end gives versions)",
+    "shared_poll_publish_enabled": "shared_poll channels: allow shared_poll_publish (versioned "
+    "mode only); updates reach every node",
     "map_key_ttl": "map channels: how long a key lives after its last update (0: until removed)",
     "map_stream_size": "map channels: changes kept for recovery (0: no recovery, fresh snapshot)",
     "map_stream_ttl": "map channels: how long changes (and removal tombstones) are kept",
@@ -714,10 +730,39 @@ def _check_engine(settings: Settings) -> None:
         raise ConfigError("node_heartbeat_timeout", "must be longer than node_heartbeat_interval")
 
 
+_SUBSCRIPTION_TYPES = ("stream", "map", "map_clients", "map_users", "shared_poll")
+
+
 def _check_subscription_type(settings: Settings, prefix: str, opts: ChannelOptions) -> None:
-    if opts.subscription_type not in ("stream", "map", "shared_poll"):
-        raise ConfigError(f"{prefix}.subscription_type", "must be 'stream', 'map' or 'shared_poll'")
+    if opts.subscription_type not in _SUBSCRIPTION_TYPES:
+        raise ConfigError(f"{prefix}.subscription_type", f"must be one of {_SUBSCRIPTION_TYPES}")
+    for key, kind in (
+        ("map_clients_presence_channel_prefix", "map_clients"),
+        ("map_users_presence_channel_prefix", "map_users"),
+    ):
+        target = getattr(opts, key)
+        if not target:
+            continue
+        ns = target.split(":", 1)[0] if ":" in target else ""
+        options = settings.namespaces.get(ns) if ns else settings.channel
+        if options is None or options.subscription_type != kind:
+            raise ConfigError(
+                f"{prefix}.{key}", f"namespace {ns!r} must have subscription_type {kind!r}"
+            )
+        if kind == "map_users" and options.map_key_ttl <= 0:
+            raise ConfigError(
+                f"{prefix}.{key}",
+                f"namespace {ns!r} needs map_key_ttl: users "
+                "leave a map_users channel only when their key expires",
+            )
     if opts.subscription_type == "shared_poll":
+        if opts.shared_poll_mode not in ("", "versionless", "versioned"):
+            raise ConfigError(f"{prefix}.shared_poll_mode", "'versionless' or 'versioned'")
+        if opts.shared_poll_publish_enabled and opts.shared_poll_mode != "versioned":
+            raise ConfigError(
+                f"{prefix}.shared_poll_publish_enabled",
+                "needs shared_poll_mode = 'versioned' (published data carries versions)",
+            )
         if not opts.shared_poll_endpoint.startswith(("http://", "https://")):
             raise ConfigError(f"{prefix}.shared_poll_endpoint", "must be an http(s):// URL")
         if not 0.01 <= opts.shared_poll_refresh_interval <= 86400:

@@ -23,6 +23,7 @@ from tidings import __version__
 from tidings.api import requests as rq
 from tidings.api.idempotency import IdempotencyCache
 from tidings.api.map_methods import MapApi
+from tidings.api.shared_poll_methods import SharedPollApi
 from tidings.core.commands import checked_payload
 from tidings.core.node import Node
 from tidings.errors import ReplyError
@@ -62,6 +63,7 @@ class ServerApi:
             "broadcast_all": (rq.BroadcastAllRequest, self.broadcast_all),
             "delivery_status": (rq.DeliveryStatusRequest, self.delivery_status),
             **MapApi(node.maps).methods(),
+            **SharedPollApi(node.shared_polls).methods(),
         }
 
     def register(self, name: str, request_type: type[Any], method: Method) -> None:

@@ -53,6 +53,8 @@ class NodeBrokerPort:
 
     def on_publication(self, channel: str, pub: Publication, position: Position) -> None:
         node = self.node
+        if pub.version and node.shared_polls.published(channel, pub):
+            return  # a shared_poll_publish: for the trackers of its key only
         if position.offset:
             last = self.positions.get(channel)
             self.positions[channel] = position

@@ -14,6 +14,17 @@ Track signatures are Centrifugo's: `"<iat>:<expiry>:<hex>"` where hex is
 HMAC-SHA256 with `shared_poll_hmac_secret_key` over
 `iat \\0 expiry \\0 user \\0 channel \\0 hex(sha256(keys joined by \\0))`.
 
+Modes (Centrifugo's `shared_poll.mode`): "versionless" (the default) asks
+for keys only and finds changes by comparing data (each change is a new
+version of the key); "versioned" sends each key's version and pushes only
+keys whose version went up.
+
+`shared_poll_publish` (versioned mode, with `shared_poll_publish_enabled`)
+pushes a key's new data without waiting for the next poll. As in Centrifugo,
+each node polls for its own trackers, and a published update goes through
+the broker to every node (`published`), which pushes it to its trackers of
+the key if the version is newer than theirs.
+
 A back end that is down, slow or answers garbage costs subscribers only the
 updates of that poll: the failure is logged once per channel until it
 recovers, and the next poll tries again.
@@ -232,9 +243,13 @@ class SharedPolls:
         backend = self._backend(opts.shared_poll_endpoint, opts.shared_poll_timeout)
         keys = list(state.keys.items())
         size = opts.shared_poll_refresh_batch_size
+        versioned = opts.shared_poll_mode == "versioned"
         state.polls += 1
         for start in range(0, len(keys), size):
-            batch = [PollItem(key=k, version=e.version) for k, e in keys[start : start + size]]
+            batch = [
+                PollItem(key=k, version=e.version if versioned else 0)
+                for k, e in keys[start : start + size]
+            ]
             try:
                 result = await backend.refresh(name, batch)
             except BackendError as exc:
@@ -249,6 +264,7 @@ class SharedPolls:
 
     def _apply(self, state: _PolledChannel, asked: set[str], items: list[PolledItem]) -> None:
         name = state.channel.name
+        versioned = state.channel.options.shared_poll_mode == "versioned"
         for item in items:
             key = item.key
             entry = state.keys.get(key)
@@ -262,7 +278,7 @@ class SharedPolls:
                 version = item.version
                 if not data or not 0 <= version < 2**63:
                     continue
-                if version == 0:
+                if version == 0 and not versioned:
                     # A back end without versions: a change of data is a new version.
                     if data == entry.data:
                         continue
@@ -271,11 +287,47 @@ class SharedPolls:
                     continue
                 entry.version, entry.data = version, data
                 pub = _publication(key, entry)
-            encoded = EncodedOnce(Reply(push=Push(channel=name, pub=pub)))
-            trackers = entry.trackers
-            for client in list(trackers):
-                if not client.closed:
-                    client.enqueue(encoded.get(client.codec))
+            _push(name, pub, entry.trackers)
+
+    # --- shared_poll_publish ------------------------------------------------------------
+
+    async def publish(self, name: str, key: str, version: int, data: bytes) -> None:
+        """Push `key`'s data at `version` to its trackers on every node (the API's call).
+
+        107 unless `name` is a shared poll channel; 108 unless it allows publishing.
+        """
+        channel = self.node.rules.resolve(name)
+        opts = channel.options
+        if opts.subscription_type != "shared_poll":
+            raise ReplyError(ErrorCode.BAD_REQUEST, "not a shared poll channel")
+        if not opts.shared_poll_publish_enabled:
+            raise ReplyError(ErrorCode.NOT_AVAILABLE)
+        try:
+            check_key(key)
+        except InvalidKey as exc:
+            raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        if not 0 < version < 2**63:
+            raise ReplyError(ErrorCode.BAD_REQUEST, "version must be 1 to 2**63-1")
+        # Through the broker, stored nowhere: it reaches every node with subscribers.
+        await self.node.broker.publish(name, Publication(data=raw(data), key=key, version=version))
+
+    def published(self, name: str, pub: Publication) -> bool:
+        """Take a published update from the broker; False if `name` is no shared poll channel.
+
+        It is pushed to this node's trackers of the key if newer than what they have.
+        """
+        state = self._channels.get(name)
+        if state is None:
+            try:
+                return self.node.rules.resolve(name).options.subscription_type == "shared_poll"
+            except ReplyError:
+                return False
+        entry = state.keys.get(pub.key)
+        if entry is None or pub.version <= entry.version:
+            return True  # not tracked here, or they already have it
+        entry.version, entry.data = pub.version, bytes(pub.data)
+        _push(name, _publication(pub.key, entry), entry.trackers)
+        return True
 
     def _backend(self, endpoint: str, timeout: float) -> SharedPollBackend:
         backend = self._backends.get((endpoint, timeout))
@@ -292,6 +344,13 @@ class SharedPolls:
                 with contextlib.suppress(asyncio.CancelledError):
                     await state.task
         self._channels.clear()
+
+
+def _push(name: str, pub: Publication, trackers: set[Client]) -> None:
+    encoded = EncodedOnce(Reply(push=Push(channel=name, pub=pub)))
+    for client in list(trackers):
+        if not client.closed:
+            client.enqueue(encoded.get(client.codec))
 
 
 def _publication(key: str, entry: _Key) -> Publication:

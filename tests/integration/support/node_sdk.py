@@ -26,10 +26,13 @@ class SdkClient:
         self.proc = proc
         self.events: list[tuple[str, Any]] = []
 
-    async def next(self, kind: str) -> Any:
-        """The next event of `kind` (events of other kinds are kept in `events`)."""
+    async def next(self, kind: str, within: float = STEP) -> Any:
+        """The next event of `kind` (events of other kinds are kept in `events`).
+
+        TimeoutError if none comes `within` seconds.
+        """
         assert self.proc.stdout is not None
-        async with asyncio.timeout(STEP):
+        async with asyncio.timeout(within):
             while True:
                 line = await self.proc.stdout.readline()
                 assert line, "the SDK process ended"
