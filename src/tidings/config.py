@@ -749,12 +749,12 @@ def _check_subscription_type(settings: Settings, prefix: str, opts: ChannelOptio
             raise ConfigError(
                 f"{prefix}.{key}", f"namespace {ns!r} must have subscription_type {kind!r}"
             )
-        if kind == "map_users" and options.map_key_ttl <= 0:
-            raise ConfigError(
-                f"{prefix}.{key}",
-                f"namespace {ns!r} needs map_key_ttl: users "
-                "leave a map_users channel only when their key expires",
-            )
+    if opts.subscription_type in ("map_clients", "map_users") and opts.map_key_ttl <= 0:
+        raise ConfigError(
+            f"{prefix}.map_key_ttl",
+            "required by map presence channels: it removes the entries of a node that died "
+            "(and of users, who are not removed when they leave)",
+        )
     if opts.subscription_type == "shared_poll":
         if opts.shared_poll_mode not in ("", "versionless", "versioned"):
             raise ConfigError(f"{prefix}.shared_poll_mode", "'versionless' or 'versioned'")

@@ -286,7 +286,7 @@ async def test_refusals(node: Node, backend: Backend) -> None:
     assert reply.get("error", {}).get("code") == 107 or c.closed_with is not None
     plain = Conn(node)
     await plain.connect("p")
-    assert (await plain.call({"id": 2, "subscribe": {"channel": "sp:r"}}))["error"]["code"] == 107
+    assert (await plain.call({"id": 2, "subscribe": {"channel": "sp:r"}}))["error"]["code"] == 103
     assert json.dumps(backend.calls)  # no request was made for refused keys
     assert all(item["key"] != "k0" for call in backend.calls for item in call["items"])
 

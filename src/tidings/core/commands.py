@@ -14,6 +14,7 @@ from tidings import __version__
 from tidings.core import deltas
 from tidings.core.auth import TokenExpired, TokenInvalid, ttl_of
 from tidings.core.emulation import session_of
+from tidings.core.maps import MAP_TYPES
 from tidings.core.outbox import REPLY_MARGIN, encoded_size
 from tidings.errors import DisconnectError, ReplyError
 from tidings.protocol.centrifuge import codes
@@ -217,7 +218,7 @@ class CommandHandler:
                 client, channel, req, info=info, expire_at=expire_at
             )
             return Reply(id=command.id, subscribe=polled)
-        if req.type or kind == "map":
+        if req.type or kind in MAP_TYPES:
             map_result = await self.node.maps.subscribe(
                 client, channel, req, info=info, expire_at=expire_at
             )
@@ -254,7 +255,7 @@ class CommandHandler:
         channel = self.node.rules.resolve(req.channel)
         if not len(req.data) and not (req.removed and req.type):
             raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
-        if req.type or channel.options.subscription_type == "map":
+        if req.type or channel.options.subscription_type in MAP_TYPES:
             self.node.rules.check_publish(channel, client.user, req.channel in client.subscriptions)
             await self.node.maps.client_publish(client, channel, req)
             return Reply(id=command.id, publish=PublishResult())

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from tidings.core.map_presence import MapPresence
 from tidings.core.outbox import REPLY_MARGIN, encoded_size
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge.codes import ErrorCode
@@ -63,8 +64,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PHASE_LIVE, PHASE_STREAM, PHASE_STATE = 0, 1, 2
-#: SubscribeRequest.type of a map subscription (2 and 3 are map presence, not served).
+#: SubscribeRequest.type of a map subscription.
 TYPE_MAP = 1
+#: The subscription type of each kind of map namespace (2 and 3: map presence, see
+#: `tidings.core.map_presence`); a namespace takes subscriptions of its type only.
+MAP_TYPES = {"map": TYPE_MAP, "map_clients": 2, "map_users": 3}
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
 #: Seconds between sweeps that turn expired keys into removals.
 EXPIRE_INTERVAL = 1.0
@@ -116,6 +120,7 @@ class MapChannels:
         #: its broker hands it, as for any publication). Alone: delivered here.
         self.broker = broker
         self._sweeper: asyncio.Task[None] | None = None
+        self.presence = MapPresence(self)
 
     async def _deliver(self, name: str, pub: Publication) -> None:
         if self.broker is None:
@@ -130,7 +135,7 @@ class MapChannels:
     def channel(self, name: str) -> Channel:
         """The map channel `name`; 107 when its namespace does not keep keyed state."""
         channel = self.node.rules.resolve(name)
-        if channel.options.subscription_type != "map":
+        if channel.options.subscription_type not in MAP_TYPES:
             raise ReplyError(ErrorCode.BAD_REQUEST, "not a map channel")
         return channel
 
@@ -197,8 +202,12 @@ class MapChannels:
         `info` and `expire_at` (from a subscription token) apply once the
         subscription goes live.
         """
-        if channel.options.subscription_type != "map" or req.type != TYPE_MAP:
-            raise ReplyError(ErrorCode.BAD_REQUEST, "map channels need a map subscription")
+        if MAP_TYPES.get(channel.options.subscription_type) != req.type or not req.type:
+            # Centrifugo's answer to a subscription type the namespace does not take.
+            kind = channel.options.subscription_type
+            raise ReplyError(
+                ErrorCode.PERMISSION_DENIED, f"{kind} channel: wrong subscription type"
+            )
         if req.limit < 0 or req.offset < 0:
             raise ReplyError(ErrorCode.BAD_REQUEST, "negative limit or offset")
         limit = min(req.limit or DEFAULT_PAGE, MAX_PAGE)
@@ -330,7 +339,8 @@ class MapChannels:
         for name in list(self.node.hub.channels()):
             try:
                 channel = self.node.rules.resolve(name)
-                if channel.options.subscription_type != "map" or not channel.options.map_key_ttl:
+                opts = channel.options
+                if opts.subscription_type not in MAP_TYPES or not opts.map_key_ttl:
                     continue
                 for entry in await self.store.expire(name, limits_of(channel)):
                     await self._deliver(name, publication_of(entry))
@@ -338,6 +348,7 @@ class MapChannels:
                 log.exception("expiring keys of map channel %r failed", name)
 
     async def close(self) -> None:
+        await self.presence.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

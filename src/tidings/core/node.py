@@ -444,6 +444,8 @@ class Node:
             client.watch_subscription_expiry(name, expire_at)
         if opts.join_leave or opts.force_push_join_leave:
             self.peers.spawn(self.broker.publish_join(name, chan_info), "join")
+        if self.maps.presence.tracked(channel):
+            await self.maps.presence.joined(client, channel, info)
         self._emit(EventType.SUBSCRIBED, client, name)
         return result
 
@@ -470,6 +472,8 @@ class Node:
         except ReplyError:
             return
         opts = channel.options
+        if self.maps.presence.tracked(channel):
+            self.maps.presence.left(client, channel)
         if opts.presence:
             # Presence removal is fire-and-forget: the memory store is instant and a
             # remote store must not hold up a disconnect.

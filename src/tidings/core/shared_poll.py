@@ -140,7 +140,8 @@ class SharedPolls:
         expire_at: int = 0,
     ) -> SubscribeResult:
         if channel.options.subscription_type != "shared_poll" or req.type != TYPE_SHARED_POLL:
-            raise ReplyError(ErrorCode.BAD_REQUEST, "shared poll channels need type 4")
+            # Centrifugo's answer to a subscription type the namespace does not take.
+            raise ReplyError(ErrorCode.PERMISSION_DENIED, "shared poll channels need type 4")
         result = await self.node.subscribe_client(client, channel, info=info, expire_at=expire_at)
         state = self._state(channel)
         result.type, result.epoch = TYPE_SHARED_POLL, state.epoch
