@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import OPEN_CHANNEL, ServerProcess
+from tests.integration.cluster_support import cluster_settings, durable_redis, start_nodes
 from tests.integration.support.node_sdk import SdkClient, sdk_clients
 from tests.integration.support.sdk import connecting
+from tidings.testing.redis import RedisServer
 
 SCRIPT = Path(__file__).parent / "support" / "map_client.cjs"
 WATCHED = "room:lobby"
@@ -101,3 +103,31 @@ async def test_a_presence_channel_takes_its_own_type_only(
     wrong: SdkClient = await sdk("watcher", "pu:" + WATCHED, "clients")
     refused = await wrong.next("unsubscribed")
     assert refused["code"] == 103  # as Centrifugo: not a type this namespace takes
+
+
+async def test_presence_across_two_nodes_on_redis(
+    server_factory: Callable[..., ServerProcess],
+    redis_factory: Callable[..., RedisServer],
+) -> None:
+    """A member on node A shows in a watcher's map on node B, and leaves it."""
+    namespaces = {
+        "room": {**OPEN_CHANNEL, "map_clients_presence_channel_prefix": "pc:"},
+        "pc": {
+            "subscription_type": "map_clients",
+            "map_stream_size": 100,
+            "map_stream_ttl": "5m",
+            "map_key_ttl": "30s",
+            "allow_subscribe_for_client": True,
+        },
+    }
+    settings = cluster_settings([durable_redis(redis_factory).url], namespaces=namespaces)
+    a, b = start_nodes(server_factory, settings, count=2)
+    async with sdk_clients(b, SCRIPT) as start, connecting(a) as connect:
+        watcher: SdkClient = await start("watcher", "pc:" + WATCHED, "clients")
+        assert (await watcher.next("sync"))["entries"] == []
+        erin = await connect("erin")
+        await erin.subscribed(WATCHED)
+        joined = await watcher.next("update")
+        assert joined["user"] == "erin" and joined["removed"] is False
+        await erin.close()
+        assert await watcher.next("update") == {"key": joined["key"], "removed": True}

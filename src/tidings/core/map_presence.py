@@ -89,6 +89,8 @@ class MapPresence:
                 pass  # already there: its TTL was refreshed
             except (ReplyError, StoreWriteError) as exc:
                 log.warning("map presence of %s in %r not written: %s", client.id, target, exc)
+            except Exception:  # a subscribe never fails for its presence entry
+                log.exception("map presence of %s in %r not written", client.id, target)
         member = (client.id, channel.name)
         if member in self._members:
             due = time.monotonic() + self._period(channel)
@@ -127,6 +129,8 @@ class MapPresence:
             await self.maps.remove(target, key)
         except (ReplyError, StoreWriteError) as exc:
             log.warning("map presence of %s in %r not removed: %s", key, target, exc)
+        except Exception:  # the key TTL removes it in the end
+            log.exception("map presence of %s in %r not removed", key, target)
 
     async def _refresh_forever(self) -> None:
         while self._members:
