@@ -65,6 +65,8 @@ class ChannelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: user), in map channel `<prefix><ch>` of a "map_clients" (or "map_users") namespace.
     map_clients_presence_channel_prefix: str = ""
     map_users_presence_channel_prefix: str = ""
+    #: Map channels: a client's key (its client id) is removed when it leaves.
+    map_remove_client_on_unsubscribe: bool = False
     #: subscription_type "shared_poll": the back end polled once per channel for all.
     shared_poll_endpoint: str = ""
     shared_poll_refresh_interval: float = 5.0
@@ -113,6 +115,8 @@ CHANNEL_OPTION_DOCS: dict[str, str] = {
     "client, in channel <prefix><ch> (a 'map_clients' namespace)",
     "map_users_presence_channel_prefix": "map presence: users subscribed to <ch> are kept, keyed "
     "by user, in channel <prefix><ch> (a 'map_users' namespace)",
+    "map_remove_client_on_unsubscribe": "map channels: remove the key named by a client's id "
+    "when it unsubscribes or disconnects (cursors, per-connection state)",
     "shared_poll_mode": "shared_poll channels: 'versionless' (default: changes found by data) "
     "or 'versioned' (the back end gives versions)",
     "shared_poll_publish_enabled": "shared_poll channels: allow shared_poll_publish (versioned "
@@ -749,6 +753,12 @@ def _check_subscription_type(settings: Settings, prefix: str, opts: ChannelOptio
             raise ConfigError(
                 f"{prefix}.{key}", f"namespace {ns!r} must have subscription_type {kind!r}"
             )
+    if opts.map_remove_client_on_unsubscribe and opts.subscription_type not in (
+        "map",
+        "map_clients",
+        "map_users",
+    ):
+        raise ConfigError(f"{prefix}.map_remove_client_on_unsubscribe", "needs a map namespace")
     if opts.subscription_type in ("map_clients", "map_users") and opts.map_key_ttl <= 0:
         raise ConfigError(
             f"{prefix}.map_key_ttl",

@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from tests.core.conftest import OPEN, Conn, settle
+from tests.core.test_maps import MAP_NS, subscribe_map
 from tidings.config import ConfigError, build
 from tidings.core.node import Node
 
@@ -28,6 +29,7 @@ NAMESPACES = {
     },
     "pc": {**PRESENCE, "subscription_type": "map_clients"},
     "pu": {**PRESENCE, "subscription_type": "map_users"},
+    "cur": {**MAP_NS, "map_remove_client_on_unsubscribe": True, "allow_publish_for_client": True},
 }
 
 
@@ -81,6 +83,22 @@ async def test_watchers_need_the_namespace_type(node: Node) -> None:
     assert ok["subscribe"]["type"] == 2
 
 
+async def test_a_clients_own_key_goes_with_it(node: Node) -> None:
+    """map_remove_client_on_unsubscribe: the key named by the client id (a cursor) is removed."""
+    stays, goes = Conn(node), Conn(node)
+    for c, user in ((stays, "s"), (goes, "g")):
+        await c.connect(user)
+        await subscribe_map(c, "cur:doc")
+        cursor = {"channel": "cur:doc", "type": 1, "key": c.client.id, "data": {"x": 1}}
+        assert "publish" in await c.call({"id": 30, "publish": cursor})
+    shared = {"channel": "cur:doc", "type": 1, "key": "title", "data": "t"}
+    assert "publish" in await goes.call({"id": 31, "publish": shared})
+    goes.client.transport_closed()
+    await settle()
+    await asyncio.sleep(0.05)  # removals run in the background
+    assert set(await entries(node, "cur:doc")) == {stays.client.id, "title"}
+
+
 @pytest.mark.parametrize(
     "namespaces",
     [
@@ -88,6 +106,7 @@ async def test_watchers_need_the_namespace_type(node: Node) -> None:
         {"room": {"map_clients_presence_channel_prefix": "pu:"}, "pu": NAMESPACES["pu"]},
         {"pc": {"subscription_type": "map_clients"}},  # no key TTL
         {"sp": {"subscription_type": "shared_poll", "shared_poll_mode": "sometimes"}},
+        {"room": {"map_remove_client_on_unsubscribe": True}},  # not a map namespace
     ],
 )
 def test_config_refusals(namespaces: dict[str, Any]) -> None:

@@ -17,6 +17,10 @@ client's entry is removed when it unsubscribes or disconnects; a user's is
 not, it expires with the presence namespace's `map_key_ttl` (a reconnect
 within it is no leave and join). The key TTL is also what cleans up after a
 node that died.
+
+A map namespace with `map_remove_client_on_unsubscribe` gets the same
+treatment for its own keys: the key named by a client's id (a cursor, a
+per-connection state) is removed when that client leaves the channel.
 """
 
 from __future__ import annotations
@@ -59,7 +63,9 @@ class MapPresence:
     def tracked(channel: Channel) -> bool:
         opts = channel.options
         return bool(
-            opts.map_clients_presence_channel_prefix or opts.map_users_presence_channel_prefix
+            opts.map_clients_presence_channel_prefix
+            or opts.map_users_presence_channel_prefix
+            or opts.map_remove_client_on_unsubscribe
         )
 
     async def joined(self, client: Client, channel: Channel, chan_info: bytes) -> None:
@@ -115,12 +121,15 @@ class MapPresence:
         """`client` is no longer subscribed to `channel`: remove its client entry."""
         if self._members.pop((client.id, channel.name), None) is None:
             return
-        prefix = channel.options.map_clients_presence_channel_prefix
-        if prefix:
+        opts = channel.options
+        targets = []
+        if opts.map_clients_presence_channel_prefix:
+            targets.append(opts.map_clients_presence_channel_prefix + channel.name)
+        if opts.map_remove_client_on_unsubscribe:
+            targets.append(channel.name)
+        for target in targets:
             # In the background: an unsubscribe or a disconnect never waits for the store.
-            task = asyncio.get_running_loop().create_task(
-                self._remove(prefix + channel.name, client.id)
-            )
+            task = asyncio.get_running_loop().create_task(self._remove(target, client.id))
             self._removals.add(task)
             task.add_done_callback(self._removals.discard)
 
