@@ -139,7 +139,9 @@ async def tracker_with_reply(
     c = Conn(node)
     await c.connect(user)
     reply = await c.call({"id": 2, "subscribe": {"channel": channel, "type": 4}})
-    assert reply["subscribe"]["type"] == 4 and reply["subscribe"]["epoch"], reply
+    assert reply["subscribe"]["type"] == 4, reply
+    # Versionless: the node's epoch; versioned: the publisher's, none before it speaks.
+    assert bool(reply["subscribe"].get("epoch")) != channel.startswith(("ver:", "pub:")), reply
     known: list[dict[str, Any]] = []
     if keys:
         track = await c.call({"id": 3, "sub_refresh": track_request(user, channel, keys)})
@@ -358,7 +360,6 @@ async def test_shared_poll_publish_reaches_trackers_of_the_key(
         ({"channel": "sp:q", "key": "a", "version": 1, "data": 1}, 108),  # not enabled
         ({"channel": "pub:q", "key": "a", "version": 2**63, "data": 1}, 107),
         ({"channel": "pub:q", "key": "a", "version": 1, "b64data": "@@"}, 107),
-        ({"channel": "pub:q", "key": "a", "version": 1, "data": 1, "epoch": "e"}, 107),
     ],
 )
 async def test_shared_poll_publish_errors_are_centrifugos(
@@ -367,3 +368,21 @@ async def test_shared_poll_publish_errors_are_centrifugos(
     with pytest.raises(ReplyError) as info:
         await call_api(node, "shared_poll_publish", body)
     assert info.value.code == code
+
+
+async def test_a_new_publisher_epoch_makes_trackers_start_over(node: Node) -> None:
+    c = await tracker(node, "ua", "pub:e", ["a"])
+    first = {"channel": "pub:e", "key": "a", "version": 7, "data": 1, "epoch": "e1"}
+    await call_api(node, "shared_poll_publish", first)
+    assert [(p["version"], p["epoch"]) for p in await pushes(c, 1)] == [(7, "e1")]
+    # Another epoch: versions of the old one mean nothing, the tracker is sent back.
+    await call_api(node, "shared_poll_publish", first | {"version": 1, "epoch": "e2"})
+    async with asyncio.timeout(5):
+        while True:
+            await settle_client(c.client)
+            unsubs = [m["push"]["unsubscribe"] for m in c.transport.take() if "push" in m]
+            if unsubs:
+                break
+            await asyncio.sleep(0.01)
+    assert unsubs[0]["code"] == 2500
+    assert "pub:e" not in c.client.subscriptions

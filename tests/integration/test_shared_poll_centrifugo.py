@@ -31,6 +31,7 @@ CALLS: list[dict[str, Any]] = [
     {"channel": "plain:q", "key": "a", "version": 1, "data": 1},
     {"channel": "nons:q", "key": "a", "version": 1, "data": 1},
     {"channel": "sp:q", "key": "a", "version": 1, "b64data": "@@"},
+    {"channel": "sp:q", "key": "a", "version": 2, "data": 1, "epoch": "e"},
 ]
 
 

@@ -33,7 +33,7 @@ class SharedPollPublishRequest(Struct, forbid_unknown_fields=True, omit_defaults
     data: Raw = Raw()
     b64data: str = ""
     version: int = 0
-    #: The publisher's epoch (Centrifugo resets trackers when it changes): not modelled.
+    #: The publisher's epoch: when it changes, trackers start over (see `SharedPolls`).
     epoch: str = ""
 
 
@@ -49,8 +49,6 @@ class SharedPollApi:
     async def shared_poll_publish(self, req: SharedPollPublishRequest) -> Result:
         if not req.channel or not req.key or not req.version:
             raise ReplyError(ErrorCode.BAD_REQUEST, "channel, key and version required")
-        if req.epoch:
-            raise ReplyError(ErrorCode.BAD_REQUEST, "not supported: epoch")
         if req.b64data:
             try:
                 data = base64.b64decode(req.b64data, validate=True)
@@ -59,5 +57,5 @@ class SharedPollApi:
             payload = bytes(checked_payload(data, "b64data")) if data else b""
         else:
             payload = bytes(checked_payload(req.data, "data")) if len(req.data) else b""
-        await self.polls.publish(req.channel, req.key, req.version, payload)
+        await self.polls.publish(req.channel, req.key, req.version, payload, req.epoch)
         return {}

@@ -150,7 +150,10 @@ class SharedPolls:
     def _state(self, channel: Channel) -> _PolledChannel:
         state = self._channels.get(channel.name)
         if state is None:
-            state = _PolledChannel(channel, secrets.token_hex(4))
+            # Versionless: the node's own epoch. Versioned: the publisher's (back end
+            # answers, shared_poll_publish), unknown until the first one comes.
+            versioned = channel.options.shared_poll_mode == "versioned"
+            state = _PolledChannel(channel, "" if versioned else secrets.token_hex(4))
             self._channels[channel.name] = state
         return state
 
@@ -261,7 +264,34 @@ class SharedPolls:
             if state.failing:
                 log.info("shared poll of %r: the back end answers again", name)
                 state.failing = False
+            if versioned:
+                self._flip(state, result.epoch)
             self._apply(state, {k for k, _ in keys[start : start + size]}, result.items)
+
+    def _flip(self, state: _PolledChannel, epoch: str) -> None:
+        """A new publisher epoch voids every version held: the trackers start over.
+
+        As in Centrifugo, they are unsubscribed with "insufficient state" (2500),
+        which SDKs answer by subscribing and tracking again from version 0. The
+        first epoch a fresh channel state learns is taken as it is: nobody holds
+        versions of that state yet.
+        """
+        if epoch == state.epoch:
+            return
+        previous, state.epoch = state.epoch, epoch
+        if not previous:
+            return
+        name = state.channel.name
+        clients = {c for entry in state.keys.values() for c in entry.trackers}
+        clients |= set(self.node.hub.subscribers(name))
+        state.keys.clear()
+        for client in clients:
+            self.node.peers.spawn(
+                self.node.unsubscribe_client(
+                    client, name, push=True, code=2500, reason="insufficient state"
+                ),
+                "shared poll epoch change",
+            )
 
     def _apply(self, state: _PolledChannel, asked: set[str], items: list[PolledItem]) -> None:
         name = state.channel.name
@@ -287,12 +317,14 @@ class SharedPolls:
                 elif version <= entry.version:
                     continue
                 entry.version, entry.data = version, data
-                pub = _publication(key, entry)
+                pub = _publication(key, entry, state.epoch if versioned else "")
             _push(name, pub, entry.trackers)
 
     # --- shared_poll_publish ------------------------------------------------------------
 
-    async def publish(self, name: str, key: str, version: int, data: bytes) -> None:
+    async def publish(
+        self, name: str, key: str, version: int, data: bytes, epoch: str = ""
+    ) -> None:
         """Push `key`'s data at `version` to its trackers on every node (the API's call).
 
         107 unless `name` is a shared poll channel; 108 unless it allows publishing.
@@ -310,7 +342,8 @@ class SharedPolls:
         if not 0 < version < 2**63:
             raise ReplyError(ErrorCode.BAD_REQUEST, "version must be 1 to 2**63-1")
         # Through the broker, stored nowhere: it reaches every node with subscribers.
-        await self.node.broker.publish(name, Publication(data=raw(data), key=key, version=version))
+        pub = Publication(data=raw(data), key=key, version=version, epoch=epoch)
+        await self.node.broker.publish(name, pub)
 
     def published(self, name: str, pub: Publication) -> bool:
         """Take a published update from the broker; False if `name` is no shared poll channel.
@@ -323,11 +356,12 @@ class SharedPolls:
                 return self.node.rules.resolve(name).options.subscription_type == "shared_poll"
             except ReplyError:
                 return False
+        self._flip(state, pub.epoch)
         entry = state.keys.get(pub.key)
         if entry is None or pub.version <= entry.version:
             return True  # not tracked here, or they already have it
         entry.version, entry.data = pub.version, bytes(pub.data)
-        _push(name, _publication(pub.key, entry), entry.trackers)
+        _push(name, _publication(pub.key, entry, state.epoch), entry.trackers)
         return True
 
     def _backend(self, endpoint: str, timeout: float) -> SharedPollBackend:
@@ -354,5 +388,5 @@ def _push(name: str, pub: Publication, trackers: set[Client]) -> None:
             client.enqueue(encoded.get(client.codec))
 
 
-def _publication(key: str, entry: _Key) -> Publication:
-    return Publication(data=raw(entry.data), key=key, version=entry.version)
+def _publication(key: str, entry: _Key, epoch: str = "") -> Publication:
+    return Publication(data=raw(entry.data), key=key, version=entry.version, epoch=epoch)

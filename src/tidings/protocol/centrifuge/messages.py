@@ -208,6 +208,8 @@ class Publication(_Message):
     removed: bool = False
     #: Shared poll: the version of the key's data.
     version: int = 0
+    #: Shared poll: the publisher's epoch of that version.
+    epoch: str = ""
 
 
 class SubscribeResult(_Message):

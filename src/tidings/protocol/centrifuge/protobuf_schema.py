@@ -134,6 +134,7 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
         "time": (9, INT64),
         "key": (11, STRING),
         "removed": (12, BOOL),
+        "epoch": (14, STRING),
         "version": (16, UINT64),
     },
     m.SubscribeResult: {
