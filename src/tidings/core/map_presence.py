@@ -74,8 +74,13 @@ class MapPresence:
             user=client.user, client=client.id, conn_info=raw(client.info), chan_info=raw(chan_info)
         )
         encoded = msgspec.json.encode(info)
-        self._members[(client.id, channel.name)] = (client, channel, encoded, 0.0)
+        member = (client.id, channel.name)
+        self._members[member] = (client, channel, encoded, 0.0)
         await self._write(client, channel, encoded)
+        if member not in self._members:
+            # It left while its entry was being written: remove what was written.
+            self._members[member] = (client, channel, encoded, 0.0)
+            self.left(client, channel)
         if self._refresher is None or self._refresher.done():
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
 
@@ -146,6 +151,9 @@ class MapPresence:
             await asyncio.sleep(REFRESH_TICK)
             now = time.monotonic()
             for client, channel, info, due in list(self._members.values()):
+                if client.closed or channel.name not in client.subscriptions:
+                    self.left(client, channel)  # missed its leave: never refresh a ghost
+                    continue
                 if due > now:
                     continue
                 try:
