@@ -85,6 +85,7 @@ NEWER_THAN_PB = {
     (m.SubscribeResult, "cursor"): 17,
     (m.SubscribeResult, "state"): 18,
     (m.Publication, "version"): 16,
+    (m.Publication, "epoch"): 14,
     (m.SubRefreshRequest, "type"): 3,
     (m.SubRefreshRequest, "track"): 4,
     (m.SubRefreshRequest, "untrack"): 5,
