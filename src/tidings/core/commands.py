@@ -212,6 +212,9 @@ class CommandHandler:
             self.node.counters["refused_history_rate"] += 1
             raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
         deltas.check_type(req.delta)
+        if len(req.tf):
+            # Centrifugo's answer without allow_tags_filter; tidings filters by no tags.
+            raise ReplyError(ErrorCode.BAD_REQUEST, "tags filters are not supported")
         kind = channel.options.subscription_type
         if kind == "shared_poll":
             polled = await self.node.shared_polls.subscribe(

@@ -86,6 +86,7 @@ NEWER_THAN_PB = {
     (m.SubscribeResult, "state"): 18,
     (m.Publication, "version"): 16,
     (m.Publication, "epoch"): 14,
+    (m.SubscribeRequest, "tf"): 13,  # a FilterNode message there, bytes here
     (m.SubRefreshRequest, "type"): 3,
     (m.SubRefreshRequest, "track"): 4,
     (m.SubRefreshRequest, "untrack"): 5,
