@@ -14,13 +14,12 @@ Centrifugo's `suppress_reason`. `delta` is accepted and changes nothing
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from msgspec import Raw, Struct
 
+from tidings.api.payloads import optional_payload
 from tidings.core.commands import checked_payload
 from tidings.core.maps import MapChannels
 from tidings.errors import ReplyError
@@ -94,13 +93,8 @@ def _require(channel: str, key: str) -> None:
 
 def _map_payload(data: Raw, b64data: str) -> bytes:
     """The data of a map write: JSON, or base64 of JSON (which wins); may be empty."""
-    if b64data:
-        try:
-            decoded = base64.b64decode(b64data, validate=True)
-        except (binascii.Error, ValueError):
-            raise ReplyError(ErrorCode.BAD_REQUEST, "b64data is not valid base64") from None
-        return bytes(checked_payload(decoded, "b64data")) if decoded else b""
-    return bytes(checked_payload(data, "data")) if len(data) else b""
+    payload = optional_payload(data, b64data, "b64data")
+    return bytes(checked_payload(payload, "data")) if len(payload) else b""
 
 
 def _suppressed(exc: WriteSuppressed) -> Result:

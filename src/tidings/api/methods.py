@@ -8,8 +8,6 @@ as `ReplyError` and become `{"error": {"code", "message"}}`.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import os
 import resource
@@ -23,6 +21,7 @@ from tidings import __version__
 from tidings.api import requests as rq
 from tidings.api.idempotency import IdempotencyCache
 from tidings.api.map_methods import MapApi
+from tidings.api.payloads import optional_payload as _optional_payload
 from tidings.api.shared_poll_methods import SharedPollApi
 from tidings.core.commands import checked_payload
 from tidings.core.node import Node
@@ -398,23 +397,6 @@ def _payload(data: Raw, b64data: str) -> Raw:
     if not len(payload):
         raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
     return payload
-
-
-def _optional_payload(data: Raw, b64: str, name: str) -> Raw:
-    """`data`, or the payload given in base64 as `b64` (which wins, as in Centrifugo).
-
-    The decoded bytes must be one JSON value, checked and compacted like any
-    payload: every publication also goes to JSON clients, which receive
-    payloads verbatim inside their JSON frames (Centrifugo sends them even
-    when they are not JSON, breaking those frames).
-    """
-    if not b64:
-        return data
-    try:
-        decoded = base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise ReplyError(ErrorCode.BAD_REQUEST, f"{name} is not valid base64") from None
-    return checked_payload(decoded, name) if decoded else data
 
 
 def _checked_payloads(request: Any) -> Any:

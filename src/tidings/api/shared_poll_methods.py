@@ -12,13 +12,12 @@ sets `shared_poll_publish_enabled`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from msgspec import Raw, Struct
 
+from tidings.api.payloads import optional_payload
 from tidings.core.commands import checked_payload
 from tidings.core.shared_poll import SharedPolls
 from tidings.errors import ReplyError
@@ -49,13 +48,7 @@ class SharedPollApi:
     async def shared_poll_publish(self, req: SharedPollPublishRequest) -> Result:
         if not req.channel or not req.key or not req.version:
             raise ReplyError(ErrorCode.BAD_REQUEST, "channel, key and version required")
-        if req.b64data:
-            try:
-                data = base64.b64decode(req.b64data, validate=True)
-            except (binascii.Error, ValueError):
-                raise ReplyError(ErrorCode.BAD_REQUEST, "b64data is not valid base64") from None
-            payload = bytes(checked_payload(data, "b64data")) if data else b""
-        else:
-            payload = bytes(checked_payload(req.data, "data")) if len(req.data) else b""
-        await self.polls.publish(req.channel, req.key, req.version, payload, req.epoch)
+        payload = optional_payload(req.data, req.b64data, "b64data")
+        data = bytes(checked_payload(payload, "data")) if len(payload) else b""
+        await self.polls.publish(req.channel, req.key, req.version, data, req.epoch)
         return {}
