@@ -54,6 +54,11 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
     ("map_remove", {"channel": "mm:c", "key": "k", "idempotency_key": "r1"}),
     ("map_remove", {"channel": "mm:c", "key": ""}),
     ("map_read_state", {"channel": "mm:c", "limit": 100}),
+    ("map_read_state", {"channel": "mm:c", "key": "t"}),
+    ("map_read_state", {"channel": "mm:c", "key": "v", "limit": 1, "cursor": "zzz"}),
+    ("map_read_state", {"channel": "mm:c", "key": "absent", "limit": 10}),
+    ("map_read_state", {"channel": "mm:c", "limit": 10, "asc": True}),
+    ("map_read_state", {"channel": "mm:c", "limit": 10, "revision_epoch": "zz"}),
 ]
 
 

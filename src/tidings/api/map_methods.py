@@ -7,9 +7,11 @@
 `key_mode` (`if_new`, `if_exists`), `tags` and `b64data` as Centrifugo v6
 does: a write they make change nothing answers `suppressed: true` with
 Centrifugo's `suppress_reason`. `delta` is accepted and changes nothing
-(subscribers get full data). Fields Centrifugo accepts without acting on them
-(`stream_data`, `b64stream_data`, `score`) and the `map_read_state` /
-`map_read_stream` fields not modelled are refused (107), not ignored.
+(subscribers get full data). `map_read_state` reads one `key`, checks
+`revision_*`, and takes `asc` (no effect: there are no ordered channels).
+Fields Centrifugo accepts without acting on them (`stream_data`,
+`b64stream_data`, `score`) and `reverse` of `map_read_stream` are refused
+(107), not ignored.
 """
 
 from __future__ import annotations
@@ -95,6 +97,12 @@ def _map_payload(data: Raw, b64data: str) -> bytes:
     """The data of a map write: JSON, or base64 of JSON (which wins); may be empty."""
     payload = optional_payload(data, b64data, "b64data")
     return bytes(checked_payload(payload, "data")) if len(payload) else b""
+
+
+def _check_revision(req: MapReadStateRequest, position: Position) -> None:
+    """112 when the state is no longer the one of `revision_*` (another epoch)."""
+    if (req.revision_offset or req.revision_epoch) and req.revision_epoch != position.epoch:
+        raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
 
 
 def _suppressed(exc: WriteSuppressed) -> Result:
@@ -187,20 +195,23 @@ class MapApi:
         return result
 
     async def map_read_state(self, req: MapReadStateRequest) -> Result:
-        _refuse(
-            key=req.key,
-            asc=req.asc,
-            revision_offset=req.revision_offset,
-            revision_epoch=req.revision_epoch,
-        )
+        # `asc` orders channels with scores, which tidings does not have: no effect,
+        # as in Centrifugo for unordered channels.
         self.maps.channel(req.channel)
         limit = _page_limit(req.limit)
         try:
+            if req.key:
+                entry, position = await self.maps.store.read_key(req.channel, req.key)
+                _check_revision(req, position)
+                return _read([entry] if entry is not None else [], position)
             if not limit:
-                return _read([], await self.maps.store.position(req.channel))
+                position = await self.maps.store.position(req.channel)
+                _check_revision(req, position)
+                return _read([], position)
             page = await self.maps.store.read_state(req.channel, req.cursor, limit)
         except (InvalidKey, OutOfRange) as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        _check_revision(req, page.position)
         result = _read(page.entries, page.position)
         if page.cursor:
             result["cursor"] = page.cursor

@@ -207,6 +207,10 @@ class KeyedStateStore(ABC):
         """Live keys after `cursor` in key order, at most `limit`, and the current top."""
 
     @abstractmethod
+    async def read_key(self, channel: str, key: str) -> tuple[KeyedEntry | None, Position]:
+        """The live entry of `key` (None if absent or expired) and the current top."""
+
+    @abstractmethod
     async def read_stream(
         self, channel: str, since: Position | None, limit: int = 100
     ) -> tuple[list[KeyedEntry], Position]:

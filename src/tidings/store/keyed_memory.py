@@ -191,6 +191,14 @@ class MemoryKeyedStateStore(KeyedStateStore):
         more = start + limit < len(state.keys)
         return StatePage(entries, Position(state.top, state.epoch), scanned[-1] if more else "")
 
+    async def read_key(self, channel: str, key: str) -> tuple[KeyedEntry | None, Position]:
+        check_key(key)
+        state = self._channels.get(channel)
+        if state is None:
+            return None, Position(0, "")
+        entry = state.entries[key] if self._alive(state, key) else None
+        return entry, Position(state.top, state.epoch)
+
     async def read_stream(
         self, channel: str, since: Position | None, limit: int = 100
     ) -> tuple[list[KeyedEntry], Position]:

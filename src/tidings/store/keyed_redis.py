@@ -208,6 +208,19 @@ return reply
 """
 )
 
+# KEYS: m k d o t x s v w a. ARGV: key, now ms.
+# Returns {top, epoch} or {top, epoch, data, offset, time, extras} when the key is alive.
+READ_KEY = LuaScript(
+    _APPEND
+    + """
+local top = tonumber(redis.call('hget', KEYS[1], 'top') or '0')
+local epoch = redis.call('hget', KEYS[1], 'epoch') or ''
+if not alive(KEYS, ARGV[1], ARGV[2]) then return {top, epoch} end
+return {top, epoch, redis.call('hget', KEYS[3], ARGV[1]), redis.call('hget', KEYS[4], ARGV[1]),
+  redis.call('hget', KEYS[5], ARGV[1]), redis.call('hget', KEYS[10], ARGV[1]) or ''}
+"""
+)
+
 # KEYS: m s. ARGV: start id ('-' or '(<offset>-0'), count, now ms.
 # Returns {top, epoch, id, k, d, r, t, a, ...}; changes older than the stream TTL are left out.
 READ_STREAM = LuaScript("""
@@ -382,6 +395,14 @@ class RedisKeyedStateStore(KeyedStateStore):
         ]
         # The cursor is the last key looked at (alive or not): expired keys are skipped once.
         return StatePage(entries, Position(int(reply[0]), _text(reply[1])), _text(reply[2]))
+
+    async def read_key(self, channel: str, key: str) -> tuple[KeyedEntry | None, Position]:
+        check_key(key)
+        reply = await self._run(channel, READ_KEY, self.keys(channel), [key, self._now_ms()])
+        position = Position(int(reply[0]), _text(reply[1]))
+        if len(reply) == 2:
+            return None, position
+        return _entry(key, reply[2], int(reply[3]), int(reply[4]), reply[5]), position
 
     async def read_stream(
         self, channel: str, since: Position | None, limit: int = 100

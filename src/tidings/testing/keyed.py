@@ -403,6 +403,23 @@ async def check_tags_and_info(factory: KeyedStoreFactory) -> None:
         _expect(changes[1].removed and changes[1].tags == {"team": "red"}, "removal in stream")
 
 
+async def check_read_key(factory: KeyedStoreFactory) -> None:
+    """One key is read alone, with the top; absent, removed and expired keys read as None."""
+    async with _open(factory) as (store, clock):
+        _expect(await store.read_key("c", "k") == (None, Position(0, "")), "absent channel")
+        ttl = MapLimits(key_ttl=5.0, stream_size=100, stream_ttl=60.0)
+        await store.publish("c", "k", b"1", STREAM, WriteCondition(tags={"a": "b"}))
+        _, top = await store.publish("c", "short", b"2", ttl)
+        entry, position = await store.read_key("c", "k")
+        _expect(position == top, f"read_key top {position}, not {top}")
+        _expect(entry is not None and entry.data == b"1" and entry.offset == 1, f"{entry}")
+        _expect(entry is not None and entry.tags == {"a": "b"}, "read_key lost the tags")
+        await store.remove("c", "k", STREAM)
+        _expect((await store.read_key("c", "k"))[0] is None, "a removed key is read")
+        clock.advance(6)
+        _expect((await store.read_key("c", "short"))[0] is None, "an expired key is read")
+
+
 KEYED_STATE_STORE_CHECKS: tuple[KeyedStoreCheck, ...] = (
     check_empty_channel,
     check_publish_and_read,
@@ -420,6 +437,7 @@ KEYED_STATE_STORE_CHECKS: tuple[KeyedStoreCheck, ...] = (
     check_versions,
     check_key_modes,
     check_tags_and_info,
+    check_read_key,
 )
 
 
