@@ -144,3 +144,16 @@ async def test_conditional_writes_answer_as_centrifugo(api: ServerApi) -> None:
     assert again == removed | {"suppressed": True, "suppress_reason": "idempotency"}
     empty = await run(api, "map_publish", {"channel": "m:c", "key": "e"})
     assert empty["offset"] == removed["offset"] + 1
+
+
+async def test_read_stream_reverse_pages_back(api: ServerApi) -> None:
+    for i in range(1, 6):
+        await run(api, "map_publish", {"channel": "m:r", "key": f"k{i}", "data": i})
+    newest = await run(api, "map_read_stream", {"channel": "m:r", "limit": 2, "reverse": True})
+    assert [e["offset"] for e in newest["entries"]] == [5, 4]
+    back = {"channel": "m:r", "limit": 10, "reverse": True, "since_epoch": newest["epoch"]}
+    older = await run(api, "map_read_stream", back | {"since_offset": 4})
+    assert [e["key"] for e in older["entries"]] == ["k3", "k2", "k1"]
+    assert (
+        await fails(api, "map_read_stream", back | {"since_epoch": "x", "since_offset": 4}) == 112
+    )

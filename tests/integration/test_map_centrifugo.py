@@ -59,6 +59,12 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
     ("map_read_state", {"channel": "mm:c", "key": "absent", "limit": 10}),
     ("map_read_state", {"channel": "mm:c", "limit": 10, "asc": True}),
     ("map_read_state", {"channel": "mm:c", "limit": 10, "revision_epoch": "zz"}),
+    ("map_read_stream", {"channel": "mm:c", "limit": 3, "reverse": True}),
+    ("map_read_stream", {"channel": "mm:c", "limit": 0, "reverse": True}),
+    (
+        "map_read_stream",
+        {"channel": "mm:c", "limit": 3, "reverse": True, "since_offset": 3, "since_epoch": "bad"},
+    ),
 ]
 
 

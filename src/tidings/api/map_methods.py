@@ -9,9 +9,9 @@ does: a write they make change nothing answers `suppressed: true` with
 Centrifugo's `suppress_reason`. `delta` is accepted and changes nothing
 (subscribers get full data). `map_read_state` reads one `key`, checks
 `revision_*`, and takes `asc` (no effect: there are no ordered channels).
-Fields Centrifugo accepts without acting on them (`stream_data`,
-`b64stream_data`, `score`) and `reverse` of `map_read_stream` are refused
-(107), not ignored.
+`map_read_stream` with `reverse` reads newest first (below `since_*`
+when given: paging back). Fields Centrifugo accepts without acting on them
+(`stream_data`, `b64stream_data`, `score`) are refused (107), not ignored.
 """
 
 from __future__ import annotations
@@ -218,11 +218,12 @@ class MapApi:
         return result
 
     async def map_read_stream(self, req: MapReadStreamRequest) -> Result:
-        _refuse(reverse=req.reverse)
         self.maps.channel(req.channel)
         since = Position(req.since_offset, req.since_epoch)
         from_start = not req.since_offset and not req.since_epoch
         limit = _page_limit(req.limit)
+        if req.reverse:
+            return await self._read_stream_back(req, since, from_start, limit)
         try:
             changes, top = await self.maps.store.read_stream(
                 req.channel, None if from_start else since, max(limit, 1)
@@ -231,6 +232,22 @@ class MapApi:
             raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION) from None
         except OutOfRange as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        return _read(changes if limit else [], top)
+
+    async def _read_stream_back(
+        self, req: MapReadStreamRequest, since: Position, from_start: bool, limit: int
+    ) -> Result:
+        """`reverse`: newest first, from the top or (paging back) below `since`, as Centrifugo."""
+        try:
+            changes, top = await self.maps.store.read_stream_back(
+                req.channel, 0 if from_start else since.offset, max(limit, 1)
+            )
+        except OutOfRange as exc:
+            raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        if not from_start and since.epoch != top.epoch:
+            raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
+        if not from_start and not since.offset:
+            changes = []  # nothing is below offset 0
         return _read(changes if limit else [], top)
 
     async def map_stats(self, req: MapChannelRequest) -> Result:

@@ -222,6 +222,12 @@ class KeyedStateStore(ABC):
         """
 
     @abstractmethod
+    async def read_stream_back(
+        self, channel: str, before: int, limit: int = 100
+    ) -> tuple[list[KeyedEntry], Position]:
+        """Kept changes with offsets below `before` (0: all), newest first, at most `limit`."""
+
+    @abstractmethod
     async def expire(self, channel: str, limits: MapLimits, limit: int = 1000) -> list[KeyedEntry]:
         """Turn up to `limit` expired keys into removals in the stream; return them."""
 

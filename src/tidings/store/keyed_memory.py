@@ -227,6 +227,19 @@ class MemoryKeyedStateStore(KeyedStateStore):
         skip = since.offset - (state.stream[0].offset - 1) if state.stream else 0
         return list(itertools.islice(state.stream, skip, skip + limit)), top
 
+    async def read_stream_back(
+        self, channel: str, before: int, limit: int = 100
+    ) -> tuple[list[KeyedEntry], Position]:
+        check_page(limit)
+        check_offset("before", before)
+        state = self._channels.get(channel)
+        if state is None:
+            return [], Position(0, "")
+        if state.stream:
+            self._trim(state, state.stream_size, state.stream_ttl)
+        older = (e for e in reversed(state.stream) if not before or e.offset < before)
+        return list(itertools.islice(older, limit)), Position(state.top, state.epoch)
+
     async def expire(self, channel: str, limits: MapLimits, limit: int = 1000) -> list[KeyedEntry]:
         check_limits(limits)
         state = self._channels.get(channel)

@@ -245,6 +245,27 @@ end
 return reply
 """)
 
+# KEYS: m s. ARGV: end id ('+' or '(<offset>-0'), count, now ms.
+# Returns {top, epoch, id, k, d, r, t, a, ...} newest first, none older than the stream TTL.
+READ_STREAM_BACK = LuaScript("""
+local top = tonumber(redis.call('hget', KEYS[1], 'top') or '0')
+local epoch = redis.call('hget', KEYS[1], 'epoch') or ''
+local oldest = tonumber(ARGV[3]) - tonumber(redis.call('hget', KEYS[1], 'sttl') or '0')
+local reply = {top, epoch}
+for _, item in ipairs(redis.call('xrevrange', KEYS[2], ARGV[1], '-', 'count', ARGV[2])) do
+  local f = {}
+  for i = 1, #item[2], 2 do f[item[2][i]] = item[2][i + 1] end
+  if tonumber(f['t']) <= oldest then break end
+  reply[#reply + 1] = item[1]
+  reply[#reply + 1] = f['k']
+  reply[#reply + 1] = f['d']
+  reply[#reply + 1] = f['r']
+  reply[#reply + 1] = f['t']
+  reply[#reply + 1] = f['a'] or ''
+end
+return reply
+""")
+
 # KEYS: m. Returns {top, epoch}.
 POSITION = LuaScript("""
 local top = tonumber(redis.call('hget', KEYS[1], 'top') or '0')
@@ -264,6 +285,21 @@ def _text(value: bytes | str) -> str:
 def _extras(tags: dict[str, str] | None, info: bytes) -> bytes:
     """Tags and writer info as kept with a key and a change (empty when neither)."""
     return msgspec.msgpack.encode((tags, info)) if tags or info else b""
+
+
+def _changes(reply: list[Any]) -> list[KeyedEntry]:
+    """The changes of a stream read's reply: {top, epoch, id, k, d, r, t, a, ...}."""
+    return [
+        _entry(
+            reply[i + 1],
+            reply[i + 2],
+            int(_text(reply[i]).split("-", 1)[0]),
+            int(reply[i + 4]),
+            bytes(reply[i + 5]),
+            removed=_text(reply[i + 3]) == "1",
+        )
+        for i in range(2, len(reply), 6)
+    ]
 
 
 def _entry(
@@ -416,17 +452,7 @@ class RedisKeyedStateStore(KeyedStateStore):
             channel, READ_STREAM, [keys[0], keys[6]], [start, limit, self._now_ms()]
         )
         top = Position(int(reply[0]), _text(reply[1]))
-        entries = [
-            _entry(
-                reply[i + 1],
-                reply[i + 2],
-                int(_text(reply[i]).split("-", 1)[0]),
-                int(reply[i + 4]),
-                bytes(reply[i + 5]),
-                removed=_text(reply[i + 3]) == "1",
-            )
-            for i in range(2, len(reply), 6)
-        ]
+        entries = _changes(reply)
         if since is None:
             return entries, top
         fresh_start = since.offset == 0 and since.epoch == ""
@@ -439,6 +465,18 @@ class RedisKeyedStateStore(KeyedStateStore):
         if not entries or entries[0].offset != since.offset + 1:
             raise UnrecoverablePosition("changes after the position were trimmed")
         return entries, top
+
+    async def read_stream_back(
+        self, channel: str, before: int, limit: int = 100
+    ) -> tuple[list[KeyedEntry], Position]:
+        check_page(limit)
+        check_offset("before", before)
+        end = f"({before}-0" if before else "+"
+        keys = self.keys(channel)
+        reply = await self._run(
+            channel, READ_STREAM_BACK, [keys[0], keys[6]], [end, limit, self._now_ms()]
+        )
+        return _changes(reply), Position(int(reply[0]), _text(reply[1]))
 
     async def expire(self, channel: str, limits: MapLimits, limit: int = 1000) -> list[KeyedEntry]:
         check_limits(limits)

@@ -420,6 +420,22 @@ async def check_read_key(factory: KeyedStoreFactory) -> None:
         _expect((await store.read_key("c", "short"))[0] is None, "an expired key is read")
 
 
+async def check_read_stream_back(factory: KeyedStoreFactory) -> None:
+    """Newest first, below an offset when given, none older than the stream keeps."""
+    async with _open(factory) as (store, clock):
+        _expect(await store.read_stream_back("c", 0) == ([], Position(0, "")), "empty channel")
+        for i in range(1, 6):
+            await store.publish("c", f"k{i}", b"%d" % i, STREAM)
+        await store.remove("c", "k1", STREAM)
+        changes, top = await store.read_stream_back("c", 0, 3)
+        _expect([c.offset for c in changes] == [6, 5, 4], f"newest first: {changes}")
+        _expect(changes[0].removed and top.offset == 6, "the removal comes first")
+        older, _ = await store.read_stream_back("c", 4, 10)
+        _expect([c.offset for c in older] == [3, 2, 1], f"below 4: {older}")
+        clock.advance(61)  # older than the stream TTL: gone
+        _expect((await store.read_stream_back("c", 0, 10))[0] == [], "expired changes read")
+
+
 KEYED_STATE_STORE_CHECKS: tuple[KeyedStoreCheck, ...] = (
     check_empty_channel,
     check_publish_and_read,
@@ -438,6 +454,7 @@ KEYED_STATE_STORE_CHECKS: tuple[KeyedStoreCheck, ...] = (
     check_key_modes,
     check_tags_and_info,
     check_read_key,
+    check_read_stream_back,
 )
 
 
