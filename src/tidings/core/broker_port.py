@@ -51,7 +51,9 @@ class NodeBrokerPort:
         self.lost = 0
         self.resyncs = 0
 
-    def on_publication(self, channel: str, pub: Publication, position: Position) -> None:
+    def on_publication(
+        self, channel: str, pub: Publication, position: Position, delta: bool = False
+    ) -> None:
         node = self.node
         if position.offset:
             last = self.positions.get(channel)
@@ -63,7 +65,7 @@ class NodeBrokerPort:
                     # Something fell between: deliver nothing older than the gap silently.
                     self.resync(channel)
                     return
-        count = node.deliver(channel, pub, delta=id(pub) in node.delta_publications)
+        count = node.deliver(channel, pub, delta=delta)
         node.traffic.deliveries += count
         if count and pub.offset:
             clients = [c.id for c in itertools.islice(node.hub.subscribers(channel), MAX_CLIENTS)]
