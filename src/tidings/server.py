@@ -22,6 +22,7 @@ from tidings.cluster.dispatch_route import DISPATCH_PATH, Dispatch
 from tidings.cluster.node_gossip import NodeGossip, public_urls
 from tidings.config import Settings
 from tidings.core.emulation import EmulationSessions
+from tidings.core.emulation_relay import ControlRelay
 from tidings.core.node import Node
 from tidings.demo import routes as demo_routes
 from tidings.transport.emulation import (
@@ -62,6 +63,10 @@ class Server:
         self.gossip: NodeGossip | None = None
         #: Streams of emulated connections (HTTP-stream, SSE) by session id.
         self.emulation = EmulationSessions(self.node.uid)
+        # Requests naming another node go there over the control channel.
+        self.emulation.relay = self.node.peers.emulation = ControlRelay(
+            self.node.peers, self.emulation
+        )
         self.router.add_http(HTTP_STREAM_PATH, stream_handler(self.node, self.emulation, False))
         self.router.add_http(BIDI_SSE_PATH, stream_handler(self.node, self.emulation, True))
         self.router.add_http(EMULATION_PATH, emulation_handler(self.node, self.emulation))
