@@ -125,7 +125,8 @@ class CommandHandler:
             ping=max(1, round(node.settings.client_ping_interval)),
             pong=client.codec.expects_pong,
             node=node.uid,
-            # Emulated connections (HTTP-stream, SSE) name it in their emulation requests.
+            # Emulated connections (HTTP-stream, SSE) name it in their emulation requests;
+            # emulated and unidirectional ones are selected by it in the server API.
             session=session_of(client),
             time=int(time.time() * 1000),
         )

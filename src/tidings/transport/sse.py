@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -59,6 +60,8 @@ class SseSession(asyncio.Protocol):
         self._paused = False
         self._track = track  # channel whose position goes into event ids
         self.remote_addr = peer_ip
+        #: The session id its connect push names (the server API's `session` selects it).
+        self.session = str(uuid.uuid4())
         self._client: Client | None = None
 
     @property
