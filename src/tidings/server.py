@@ -33,6 +33,7 @@ from tidings.transport.emulation import (
     stream_handler,
 )
 from tidings.transport.sse import SSE_PATH, sse_handler
+from tidings.transport.uni_http_stream import UNI_HTTP_STREAM_PATH, uni_http_stream_handler
 from tidings.transport.websocket import ClientPortRouter, serve_client_port
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class Server:
         self.bridges = NodeBridges(self.node)
         self.router = ClientPortRouter(self.node)
         self.router.add_http(SSE_PATH, sse_handler(self.node))
+        self.router.add_http(UNI_HTTP_STREAM_PATH, uni_http_stream_handler(self.node))
         #: The dispatcher (GET /dispatch); its `gossip` is set once the ports are bound.
         self.dispatch = Dispatch(self.node.name, (), settings.region)
         self.router.add_http(DISPATCH_PATH, self.dispatch.handler())

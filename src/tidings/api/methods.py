@@ -301,11 +301,11 @@ class ServerApi:
 
     def _need_presence(self, name: str) -> None:
         if not self.node.rules.resolve(name).options.presence:
-            raise ReplyError(ErrorCode.NOT_AVAILABLE, "presence is off in this channel")
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, "not available")
 
     async def history(self, req: rq.HistoryRequest) -> Result:
         if not self.node.rules.resolve(req.channel).options.history_enabled:
-            raise ReplyError(ErrorCode.NOT_AVAILABLE, "history is off in this channel")
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, "not available")
         since = Position(req.since.offset, req.since.epoch) if req.since else None
         try:
             pubs, top = await self.node.history.read(req.channel, since, req.limit, req.reverse)

@@ -72,7 +72,8 @@ class NodeBrokerPort:
             node.deliveries.delivered(channel, pub.offset, clients)
 
     def on_join(self, channel: str, info: ClientInfo) -> None:
-        self._push(channel, Push(channel=channel, join=Join(info=info)), info.client)
+        # The joiner gets its own join too, as from Centrifugo (it follows the subscribe reply).
+        self._push(channel, Push(channel=channel, join=Join(info=info)), "")
 
     def on_leave(self, channel: str, info: ClientInfo) -> None:
         self._push(channel, Push(channel=channel, leave=Leave(info=info)), info.client)

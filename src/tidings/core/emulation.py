@@ -30,6 +30,11 @@ def session_of(client: Client) -> str:
     return session
 
 
+def is_emulated(client: Client) -> bool:
+    """Whether `client` is on an emulated connection (HTTP-stream, SSE with `/emulation`)."""
+    return bool(getattr(client.transport, "emulated", False))
+
+
 class EmulationTarget(Protocol):
     """A stream that takes commands: its client's `handle_frame`."""
 

@@ -418,6 +418,10 @@ class Node:
                         await self.presence.remove(name, client.id)
                     raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
                 sub.epoch, sub.floor = result.epoch, result.offset
+                if result.recovered and since is not None:
+                    # As Centrifugo: a recovered result carries the offset asked for; its
+                    # publications bring the client to the top.
+                    result.offset = since.offset
         except BaseException as exc:
             client.subscriptions.pop(name, None)
             if held:

@@ -58,6 +58,9 @@ _NO_CACHE = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 class EmulationStream(asyncio.Protocol):
     """One stream of an emulated connection; the node sees it as a transport."""
 
+    #: Its connect result names this node (see `core.emulation.is_emulated`).
+    emulated = True
+
     def __init__(
         self,
         node: Node,

@@ -74,13 +74,17 @@ class SseSession(asyncio.Protocol):
         headers = dict(_HEADERS)
         if origin:  # the port already checked it against allowed_origins
             headers.update({"Access-Control-Allow-Origin": origin, "Vary": "Origin"})
-        self._transport.write(
-            response_bytes(200, content_type="text/event-stream", headers=headers, keep_open=True)
-        )
+        self._transport.write(self._head(headers))
         self._client = self._node.accept(self, UNI_CODEC)
         if request_headers:
             self._node.upstream.remember_headers(self._client, request_headers)
         self._client.handle_frame(frame)
+
+    def _head(self, headers: dict[str, str]) -> bytes:
+        """The response head that opens the stream."""
+        return response_bytes(
+            200, content_type="text/event-stream", headers=headers, keep_open=True
+        )
 
     def write(self, data: bytes) -> None:
         out = bytearray()
