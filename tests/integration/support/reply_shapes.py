@@ -19,10 +19,12 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import jwt
 from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as connect_ws
 from websockets.exceptions import ConnectionClosed
 
 from tests.integration.support.ws import open_ws, parse_frame
@@ -65,6 +67,11 @@ def centrifugo_config(port: int) -> dict[str, Any]:
         "http_api": {"key": API_KEY},
         "log": {"level": "error"},
         "client": {"token": {"hmac_secret_key": SECRET}, "allowed_origins": ["*"]},
+        "uni_websocket": {"enabled": True},
+        "uni_sse": {"enabled": True},
+        "uni_http_stream": {"enabled": True},
+        "http_stream": {"enabled": True},
+        "sse": {"enabled": True},
         "channel": {"without_namespace": OPEN, "namespaces": [{"name": "closed", **CLOSED}]},
     }
 
@@ -214,6 +221,7 @@ class Recorder:
         try:
             await self._client_commands()
             await self._api_methods()
+            await self._other_transports()
         finally:
             for conn in self._conns:
                 await conn.ws.close()
@@ -317,6 +325,44 @@ class Recorder:
         await self.api("api_error_bad_json", "publish", b"{not json")
         await self.api("api_error_unknown_method", "no_such_method", {})
         await self.api("api_error_bad_key", "info", {}, key="wrong")
+
+
+    async def _first_line(self, method: str, path: str, body: bytes = b"") -> Any:
+        """The first non-ping message of a streamed response (SSE `data:` or a JSON line)."""
+        base = self.ws_url.replace("ws://", "http://").split("/connection/")[0]
+        headers = {"Content-Type": "application/json"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(method, base + path, data=body, headers=headers) as resp,
+        ):
+            async with asyncio.timeout(STEP):
+                async for raw in resp.content:
+                    line = raw.strip().removeprefix(b"data: ")
+                    if line and line != b"{}":
+                        return json.loads(line)
+        raise AssertionError(f"{path}: the stream ended")
+
+    async def _other_transports(self) -> None:
+        """The first message of every other transport: connect replies and pushes."""
+        connect = json.dumps({"token": token("erin")})
+        self.shapes["uni_http_stream_connect"] = shape(
+            await self._first_line("POST", "/connection/uni_http_stream", connect.encode())
+        )
+        query = urlencode({"cf_connect": connect})
+        self.shapes["uni_sse_connect"] = shape(
+            await self._first_line("GET", f"/connection/uni_sse?{query}")
+        )
+        uni_ws = self.ws_url.replace("/connection/websocket", "/connection/uni_websocket")
+        async with connect_ws(f"{uni_ws}?{query}") as ws, asyncio.timeout(STEP):
+            self.shapes["uni_websocket_connect"] = shape(json.loads(await ws.recv()))
+        command = json.dumps({"id": 1, "connect": {"token": token("erin")}})
+        self.shapes["http_stream_connect"] = shape(
+            await self._first_line("POST", "/connection/http_stream", command.encode())
+        )
+        sse_query = urlencode({"cf_connect": command})
+        self.shapes["sse_connect"] = shape(
+            await self._first_line("GET", f"/connection/sse?{sse_query}")
+        )
 
 
 async def record(ws_url: str, api_url: str) -> dict[str, Any]:
