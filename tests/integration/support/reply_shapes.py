@@ -326,7 +326,6 @@ class Recorder:
         await self.api("api_error_unknown_method", "no_such_method", {})
         await self.api("api_error_bad_key", "info", {}, key="wrong")
 
-
     async def _first_line(self, method: str, path: str, body: bytes = b"") -> Any:
         """The first non-ping message of a streamed response (SSE `data:` or a JSON line)."""
         base = self.ws_url.replace("ws://", "http://").split("/connection/")[0]
