@@ -112,7 +112,10 @@ class SseSession(asyncio.Protocol):
             position = _CONNECT_DECODER.decode(line).connect.subs.get(self._track)
             if position is None or not position.recoverable:
                 return b""
-            return f"{position.offset}:{position.epoch}".encode()
+            offset = position.offset  # recovered: the offset asked from, as in Centrifugo
+            if position.publications:
+                offset = max(offset, position.publications[-1].offset)
+            return f"{offset}:{position.epoch}".encode()
         if not line.startswith(b'{"channel":'):
             return b""
         push = _PUSH_DECODER.decode(line)
@@ -167,6 +170,7 @@ class _SubPosition(msgspec.Struct):
     offset: int = 0
     epoch: str = ""
     recoverable: bool = False
+    publications: list[_PubOnly] = msgspec.field(default_factory=list)
 
 
 class _ConnectBody(msgspec.Struct):
