@@ -65,8 +65,8 @@ DELIBERATE: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
     "api_error_bad_key": (_json_error(101), "the error says what is wrong, as JSON"),
     "api_error_unknown_method": (_json_error(104), "the error says what is wrong, as JSON"),
     "api_error_no_channel": (
-        lambda want, got: got["status"] == 400 and got["body"]["error"]["code"] == 107,
-        "a request that does not decode is 400 / 107, whatever the field",
+        lambda want, got: got["status"] == want["status"] and got["body"]["error"]["code"] == 107,
+        "error 107 says which field is missing",
     ),
     "api_info": (_info_additions, "info adds process cpu/rss and draining"),
     "unknown_command": (_replies(_UNKNOWN), "answered 104 instead of a disconnect"),
