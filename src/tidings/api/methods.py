@@ -81,6 +81,8 @@ class ServerApi:
         try:
             request = msgspec.json.decode(body or b"{}", type=entry[0])
         except msgspec.ValidationError as exc:
+            if str(exc).startswith("Object missing required field"):
+                raise MissingField(f"invalid {method} request: {exc}") from None
             raise ReplyError(ErrorCode.BAD_REQUEST, f"invalid {method} request: {exc}") from None
         except msgspec.DecodeError as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, f"body is not valid JSON: {exc}") from None
@@ -302,11 +304,11 @@ class ServerApi:
 
     def _need_presence(self, name: str) -> None:
         if not self.node.rules.resolve(name).options.presence:
-            raise ReplyError(ErrorCode.NOT_AVAILABLE, "presence is off in this channel")
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, "not available")
 
     async def history(self, req: rq.HistoryRequest) -> Result:
         if not self.node.rules.resolve(req.channel).options.history_enabled:
-            raise ReplyError(ErrorCode.NOT_AVAILABLE, "history is off in this channel")
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, "not available")
         since = Position(req.since.offset, req.since.epoch) if req.since else None
         try:
             pubs, top = await self.node.history.read(req.channel, since, req.limit, req.reverse)
@@ -418,6 +420,16 @@ _WITH_DATA = (
     rq.BroadcastAllRequest,
     rq.SubscribeRequest,
 )
+
+
+class MissingField(ReplyError):
+    """A request without a field its method needs: 107 in an HTTP 200 answer, as Centrifugo.
+
+    (A body that does not decode at all, or has an unknown or mistyped field, is HTTP 400.)
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.BAD_REQUEST, message)
 
 
 def _need(value: str, name: str) -> None:

@@ -40,6 +40,7 @@ from tidings.protocol.centrifuge.messages import ClientInfo, Publication
 from tidings.store.base import Position
 from tidings.store.redis import RedisHistoryStore
 from tidings.store.redis_streams import (
+    KIND_DELTA_PUBLICATION,
     KIND_JOIN,
     KIND_LEAVE,
     KIND_PUBLICATION,
@@ -168,10 +169,14 @@ class RedisBroker(Broker):
         size: int = 0,
         ttl: float = 0.0,
         idempotency_key: str = "",
+        delta: bool = False,
     ) -> Position:
         if size > 0 and ttl > 0:
-            return await self.streams.append(channel, pub, size, ttl, idempotency_key, publish=True)
-        await self._publish(channel, _message(KIND_PUBLICATION, encode_publication(pub)))
+            return await self.streams.append(
+                channel, pub, size, ttl, idempotency_key, publish=True, delta=delta
+            )
+        kind = KIND_DELTA_PUBLICATION if delta else KIND_PUBLICATION
+        await self._publish(channel, _message(kind, encode_publication(pub)))
         return _NO_POSITION
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
@@ -246,13 +251,13 @@ class RedisBroker(Broker):
             channel = self._names.get(name)
             if channel is None:
                 return  # unsubscribed meanwhile
-            if kind == KIND_PUBLICATION:
+            if kind in (KIND_PUBLICATION, KIND_DELTA_PUBLICATION):
                 pub = decode_publication(body)
                 position = Position(int(offset), epoch.decode())
                 if position.offset:
                     pub.offset = position.offset
                     self.streams.learn(channel, position)
-                port.on_publication(channel, pub, position)
+                port.on_publication(channel, pub, position, kind == KIND_DELTA_PUBLICATION)
             elif kind == KIND_JOIN:
                 port.on_join(channel, decode_info(body))
             elif kind == KIND_LEAVE:

@@ -51,7 +51,9 @@ class NodeBrokerPort:
         self.lost = 0
         self.resyncs = 0
 
-    def on_publication(self, channel: str, pub: Publication, position: Position) -> None:
+    def on_publication(
+        self, channel: str, pub: Publication, position: Position, delta: bool = False
+    ) -> None:
         node = self.node
         if pub.version and node.shared_polls.published(channel, pub):
             return  # a shared_poll_publish: for the trackers of its key only
@@ -65,14 +67,15 @@ class NodeBrokerPort:
                     # Something fell between: deliver nothing older than the gap silently.
                     self.resync(channel)
                     return
-        count = node.deliver(channel, pub, delta=id(pub) in node.delta_publications)
+        count = node.deliver(channel, pub, delta=delta)
         node.traffic.deliveries += count
         if count and pub.offset:
             clients = [c.id for c in itertools.islice(node.hub.subscribers(channel), MAX_CLIENTS)]
             node.deliveries.delivered(channel, pub.offset, clients)
 
     def on_join(self, channel: str, info: ClientInfo) -> None:
-        self._push(channel, Push(channel=channel, join=Join(info=info)), info.client)
+        # The joiner gets its own join too, as from Centrifugo (it follows the subscribe reply).
+        self._push(channel, Push(channel=channel, join=Join(info=info)), "")
 
     def on_leave(self, channel: str, info: ClientInfo) -> None:
         self._push(channel, Push(channel=channel, leave=Leave(info=info)), info.client)

@@ -167,7 +167,7 @@ class ChannelRules:
     def check_presence(channel: Channel, subscribed: bool) -> None:
         opts = channel.options
         if not opts.presence:
-            raise ReplyError(ErrorCode.NOT_AVAILABLE, "presence is off in this channel")
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, "not available")
         if opts.allow_presence_for_client or (opts.allow_presence_for_subscriber and subscribed):
             return
         raise ReplyError(ErrorCode.PERMISSION_DENIED)
@@ -176,7 +176,7 @@ class ChannelRules:
     def check_history(channel: Channel, subscribed: bool) -> None:
         opts = channel.options
         if not opts.history_enabled:
-            raise ReplyError(ErrorCode.NOT_AVAILABLE, "history is off in this channel")
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, "not available")
         if opts.allow_history_for_client or (opts.allow_history_for_subscriber and subscribed):
             return
         raise ReplyError(ErrorCode.PERMISSION_DENIED)

@@ -13,7 +13,7 @@ from msgspec import Raw
 from tidings import __version__
 from tidings.core import deltas
 from tidings.core.auth import TokenExpired, TokenInvalid, ttl_of
-from tidings.core.emulation import session_of
+from tidings.core.emulation import is_emulated, session_of
 from tidings.core.maps import MAP_TYPES
 from tidings.core.outbox import REPLY_MARGIN, encoded_size
 from tidings.errors import DisconnectError, ReplyError
@@ -125,10 +125,10 @@ class CommandHandler:
             version=__version__,
             ping=max(1, round(node.settings.client_ping_interval)),
             pong=client.codec.expects_pong,
-            node=node.uid,
-            # Emulated connections (HTTP-stream, SSE) name it in their emulation requests.
+            # As Centrifugo: emulated connections (HTTP-stream, SSE) name both in their
+            # emulation requests; the server API selects unidirectional ones by session too.
+            node=node.uid if is_emulated(client) else "",
             session=session_of(client),
-            time=int(time.time() * 1000),
         )
         if expire_at and not (proxied and proxied.server_refresh):
             result.expires, result.ttl = True, ttl_of(expire_at)
@@ -352,7 +352,7 @@ class CommandHandler:
         if endpoint is not None:
             data = await self.node.upstream.rpc(client, endpoint, req)
             return Reply(id=command.id, rpc=RPCResult(data=raw(data)))
-        raise ReplyError(ErrorCode.NOT_AVAILABLE, f"no RPC handler for {req.method!r}")
+        raise ReplyError(ErrorCode.NOT_AVAILABLE)
 
     async def _ack(self, client: Client, data: bytes) -> bytes:
         """RPC `ack` {"channel", "offset"}: the user has everything up to offset."""
@@ -388,7 +388,7 @@ class CommandHandler:
         if claims.user != client.user:
             raise DisconnectError(codes.INVALID_TOKEN)
         client.set_expiry(claims.expire_at)
-        result = RefreshResult(client=client.id, version=__version__)
+        result = RefreshResult()
         if claims.expire_at:
             result.expires, result.ttl = True, ttl_of(claims.expire_at)
         return Reply(id=command.id, refresh=result)

@@ -70,8 +70,32 @@ class BroadcastShare(msgspec.Struct, tag=True, kw_only=True):
     tags: dict[str, str] = msgspec.field(default_factory=dict)
 
 
+class EmulationForward(msgspec.Struct, tag=True, kw_only=True):
+    """The commands of an emulation request that reached another node than its session's."""
+
+    #: The forwarding node (the answer goes to it) and its number for this request.
+    sender: str
+    request: int
+    session: str
+    data: bytes
+
+
+class EmulationAnswer(msgspec.Struct, tag=True, kw_only=True):
+    """What became of an `EmulationForward`, sent back to the node that forwarded it."""
+
+    request: int
+    delivered: bool
+
+
 Command = (
-    Heartbeat | DisconnectUser | UnsubscribeUser | SubscribeUser | RefreshUser | BroadcastShare
+    Heartbeat
+    | DisconnectUser
+    | UnsubscribeUser
+    | SubscribeUser
+    | RefreshUser
+    | BroadcastShare
+    | EmulationForward
+    | EmulationAnswer
 )
 
 _encode = msgspec.msgpack.Encoder().encode

@@ -198,9 +198,6 @@ class Node:
         #: Set by the queue bridge: PUBs an RPC of a namespace in `queue_rpc_topics`;
         #: returns the RPC's answer, or None for a method it does not forward.
         self.queue_rpc: QueueRpc | None = None
-        #: Publications being published with the API's `delta` flag (by id, while
-        #: `publish` runs): the per-call flag is not carried between nodes.
-        self.delta_publications: set[int] = set()
 
     def _backends(
         self, settings: Settings, broker: Broker | None, history: HistoryStore | None
@@ -421,6 +418,10 @@ class Node:
                         await self.presence.remove(name, client.id)
                     raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
                 sub.epoch, sub.floor = result.epoch, result.offset
+                if result.recovered and since is not None:
+                    # As Centrifugo: a recovered result carries the offset asked for; its
+                    # publications bring the client to the top.
+                    result.offset = since.offset
         except BaseException as exc:
             client.subscriptions.pop(name, None)
             if held:
@@ -529,20 +530,20 @@ class Node:
         size, ttl = 0, 0.0
         if opts.history_enabled and not skip_history:
             size, ttl = opts.history_size, opts.history_ttl
-        if delta:
-            # This node's delivery (synchronous with the memory broker) reads the flag.
-            self.delta_publications.add(id(pub))
         try:
             position = await self.broker.publish(
-                name, pub, size=size, ttl=ttl, idempotency_key=idempotency_key if size else ""
+                name,
+                pub,
+                size=size,
+                ttl=ttl,
+                idempotency_key=idempotency_key if size else "",
+                delta=delta,
             )
         except StreamLimitReached as exc:
             self.counters["refused_stream_limit"] += 1
             raise ReplyError(ErrorCode.LIMIT_EXCEEDED, str(exc)) from None
         except StoreWriteError as exc:
             raise ReplyError(ErrorCode.INTERNAL, str(exc)) from None
-        finally:
-            self.delta_publications.discard(id(pub))
         if pub.offset != position.offset:
             return position  # the store already had this idempotency key
         if position.offset:

@@ -34,6 +34,11 @@ class NodeTable:
             del self._seen[uid]
         return gone
 
+    def knows(self, uid: str) -> bool:
+        """Whether node `uid` is live (heard within the timeout)."""
+        seen = self._seen.get(uid)
+        return seen is not None and seen[0] >= self._clock() - self.timeout
+
     def live(self) -> list[Heartbeat]:
         """The other live nodes, by name."""
         self.expire()

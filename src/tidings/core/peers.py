@@ -26,6 +26,8 @@ from tidings.core.control import (
     BroadcastShare,
     Command,
     DisconnectUser,
+    EmulationAnswer,
+    EmulationForward,
     Heartbeat,
     RefreshUser,
     SubscribeUser,
@@ -41,6 +43,7 @@ from tidings.store.base import Position, StoreWriteError
 
 if TYPE_CHECKING:
     from tidings.core.client import Client
+    from tidings.core.emulation_relay import ControlRelay
     from tidings.core.node import Node
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,8 @@ class Peers:
         self.addresses: list[str] = []
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        #: Takes emulation requests relayed between nodes (set by the server).
+        self.emulation: ControlRelay | None = None
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -194,6 +199,12 @@ class Peers:
                 )
             case BroadcastShare():
                 self._run_share(command)
+            case EmulationForward():
+                if self.emulation is not None:
+                    self.emulation.on_forward(command)
+            case EmulationAnswer():
+                if self.emulation is not None:
+                    self.emulation.on_answer(command)
 
     # --- per-user operations, cluster-wide -------------------------------------------------
 
