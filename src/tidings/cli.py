@@ -18,17 +18,11 @@ import jwt
 from tidings import __version__, logs
 from tidings.api import debug_command
 from tidings.bench import command as bench_command
-from tidings.config import (
-    CHANNEL_OPTION_DOCS,
-    SETTING_DOCS,
-    Settings,
-    load,
-    parse_scalar,
-    table_assignments,
-    text_value,
-)
+from tidings.channel_options import CHANNEL_OPTION_DOCS
+from tidings.config import load, parse_scalar, table_assignments, text_value
 from tidings.errors import ConfigError
 from tidings.queue import command as queue_command
+from tidings.settings import SETTING_DOCS, Settings
 
 _TABLES = (
     "channel",

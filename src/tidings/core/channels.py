@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import msgspec
 
-from tidings.config import ChannelOptions, Settings, personal_channel_name_format
+from tidings.channel_options import ChannelOptions
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge.codes import ErrorCode
+from tidings.settings import Settings, personal_channel_name_format
 
 PRIVATE_PREFIX = "$"
 NAMESPACE_BOUNDARY = ":"

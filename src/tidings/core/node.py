@@ -21,7 +21,6 @@ from msgspec import Raw
 
 from tidings.broker.base import Broker
 from tidings.broker.memory import MemoryBroker
-from tidings.config import Settings, personal_channel_name_format
 from tidings.core.auth import TokenVerifier, ttl_of
 from tidings.core.batches import PublicationBatches
 from tidings.core.broadcast import PacedBroadcasts
@@ -69,6 +68,7 @@ from tidings.protocol.centrifuge.messages import (
     raw,
 )
 from tidings.register.base import UserRegister
+from tidings.settings import Settings, personal_channel_name_format
 from tidings.store.base import (
     HistoryStore,
     Position,
