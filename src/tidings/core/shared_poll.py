@@ -130,7 +130,9 @@ class SharedPolls:
     ) -> SubscribeResult:
         if channel.options.subscription_type != "shared_poll" or req.type != TYPE_SHARED_POLL:
             raise ReplyError(ErrorCode.BAD_REQUEST, "shared poll channels need type 4")
-        result = await self.node.subscribe_client(client, channel, info=info, expire_at=expire_at)
+        result = await self.node.subscriptions.subscribe_client(
+            client, channel, info=info, expire_at=expire_at
+        )
         state = self._state(channel)
         result.type, result.epoch = TYPE_SHARED_POLL, state.epoch
         return result
