@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from cent import AsyncClient
 
 from tests.conftest import ServerProcess
+from tests.integration.cluster_support import cluster_settings, durable_redis, start_nodes
 from tests.integration.support.sdk import TIMEOUT
+from tidings.testing.redis import RedisServer
 
 
 @pytest.fixture
@@ -17,3 +19,11 @@ async def api(server: ServerProcess) -> AsyncIterator[AsyncClient]:
     client = AsyncClient(server.api_url, server.api_key, timeout=TIMEOUT)
     yield client
     await client.close()
+
+
+@pytest.fixture
+def redis_nodes(
+    server_factory: Callable[..., ServerProcess], redis_factory: Callable[..., RedisServer]
+) -> list[ServerProcess]:
+    """Three `tidings serve` nodes (node-0, 1, 2) on a private durable redis-server."""
+    return start_nodes(server_factory, cluster_settings([durable_redis(redis_factory).url]))
