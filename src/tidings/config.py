@@ -55,7 +55,8 @@ _DURATION_KEYS = frozenset(
         "admin_token_ttl",
     }
 )
-_TABLE_KEYS = frozenset(
+#: Settings that are tables (or lists of them): JSON in the environment, no plain `--flag`.
+TABLE_KEYS = frozenset(
     {
         "channel",
         "namespaces",
@@ -122,7 +123,7 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         raw = environ.get(f"TIDINGS_{field.upper()}")
         if raw is None:
             continue
-        if field in _TABLE_KEYS:
+        if field in TABLE_KEYS:
             try:
                 out[field] = json.loads(raw)
             except json.JSONDecodeError as exc:
