@@ -41,14 +41,6 @@ async ([url, channel]) => {
 
 
 @pytest.fixture
-async def backend() -> AsyncIterator[Backend]:
-    server = Backend()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     assert CHROMIUM.exists(), "no /usr/bin/chromium: run scripts/setup-test-deps.sh"
     assert (VENDOR / "centrifuge.js").exists(), "SDK not vendored: run scripts/setup-test-deps.sh"
