@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from cent import AsyncClient
@@ -13,6 +14,9 @@ from tests.integration.cluster_support import cluster_settings, durable_redis, s
 from tests.integration.support.queue import QueueProcess, start_queue
 from tests.integration.support.sdk import TIMEOUT
 from tidings.testing.redis import RedisServer
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
 
 
 @pytest.fixture
@@ -43,3 +47,20 @@ def queue(tmp_path: Path, queue_flags: list[str]) -> Iterator[QueueProcess]:
     process = start_queue(tmp_path, *queue_flags)
     yield process
     process.kill()
+
+
+@pytest.fixture
+def chromium_args() -> list[str]:
+    """Command-line flags of the `browser` fixture's Chromium (a module may override them)."""
+    from tests.integration.support.browser import CHROMIUM_ARGS  # Playwright: browser tests only
+
+    return CHROMIUM_ARGS
+
+
+@pytest.fixture
+async def browser(chromium_args: list[str]) -> AsyncIterator[Browser]:
+    """A headless Chromium (Debian's), closed after the test."""
+    from tests.integration.support.browser import chromium
+
+    async with chromium(chromium_args) as instance:
+        yield instance

@@ -14,17 +14,15 @@ Chromium is Debian's; `make test` installs it and the SDK
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.conftest import OPEN_CHANNEL, ServerProcess
 from tests.integration.support.api import api_body as api
+from tests.integration.support.browser import VENDOR, assert_sdk_vendored
 
-CHROMIUM = Path("/usr/bin/chromium")
-VENDOR = Path(__file__).resolve().parents[2] / "src/tidings/demo/static/vendor"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -38,7 +36,7 @@ TIMEOUT_MS = 15_000
 
 pytestmark = [pytest.mark.timeout(120)]
 
-from playwright.async_api import Browser, Page, async_playwright  # noqa: E402
+from playwright.async_api import Browser, Page  # noqa: E402
 
 #: Runs in the page: connects with every transport configured, records what happens.
 CLIENT_JS = """
@@ -72,9 +70,7 @@ async (args) => {
 
 @pytest.fixture(autouse=True, scope="module")
 def browser_dependencies() -> None:
-    assert CHROMIUM.exists(), "no /usr/bin/chromium: run scripts/setup-test-deps.sh"
-    for name in ("centrifuge.js", "centrifuge.protobuf.js"):
-        assert (VENDOR / name).exists(), f"{name} not vendored: run scripts/setup-test-deps.sh"
+    assert_sdk_vendored("centrifuge.js", "centrifuge.protobuf.js")
 
 
 @pytest.fixture
@@ -83,15 +79,8 @@ def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        instance = await pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield instance
-        finally:
-            await instance.close()
+def chromium_args() -> list[str]:
+    return CHROMIUM_ARGS
 
 
 async def open_page(browser: Browser, server: ServerProcess, protobuf: bool) -> Page:
