@@ -9,18 +9,21 @@ Loaded for every test by `pytest_plugins` in tests/conftest.py.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tidings.engine.redis import RedisSettings
+from tidings.engine.redis import RedisEngine, RedisSettings
 from tidings.testing.redis import RedisCluster, RedisServer
 
 __all__ = [
     "ENGINES",
+    "engine_on",
     "engine_settings",
+    "fresh_prefixes",
     "redis_cluster",
     "redis_cluster_process",
     "redis_factory",
@@ -115,3 +118,17 @@ def engine_settings(request: pytest.FixtureRequest) -> RedisSettings:
         return RedisSettings(addresses=[a.url, b.url], prefix=prefix)
     cluster: RedisCluster = request.getfixturevalue("redis_cluster")
     return RedisSettings(cluster_addresses=cluster.urls, prefix=prefix)
+
+
+def engine_on(settings: RedisSettings, prefix: str = "") -> RedisEngine:
+    """A new engine on the servers of `settings`, under `prefix` (default: its own)."""
+    return RedisEngine(
+        RedisSettings(
+            settings.addresses, settings.cluster_addresses, prefix=prefix or settings.prefix
+        )
+    )
+
+
+def fresh_prefixes(settings: RedisSettings) -> Iterator[str]:
+    """`<prefix>-1`, `<prefix>-2`, ...: a key space of its own for each store a test makes."""
+    return (f"{settings.prefix}-{n}" for n in itertools.count(1))

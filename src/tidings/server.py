@@ -20,11 +20,11 @@ from tidings.api.server import ApiServer
 from tidings.bridges.node_bridges import NodeBridges
 from tidings.cluster.dispatch_route import DISPATCH_PATH, Dispatch
 from tidings.cluster.node_gossip import NodeGossip, public_urls
-from tidings.config import Settings
 from tidings.core.emulation import EmulationSessions
 from tidings.core.emulation_relay import ControlRelay
 from tidings.core.node import Node
 from tidings.demo import routes as demo_routes
+from tidings.settings import Settings
 from tidings.transport.emulation import (
     BIDI_SSE_PATH,
     EMULATION_PATH,

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.bench.support import bench_record
 from tidings.bench import centrifugo
 from tidings.bench.scenarios import API_NAMESPACES
 
@@ -40,18 +38,7 @@ def test_redis_config() -> None:
 
 
 def _bench(tmp_path: Path, *args: str) -> dict[str, Any]:
-    out = tmp_path / "results"
-    proc = subprocess.run(
-        [sys.executable, "-m", "tidings", "bench", *args, "--out", str(out), "--no-plot"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=80,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    (path,) = out.glob("*.json")
-    record: dict[str, Any] = json.loads(path.read_text())
-    return record
+    return bench_record(tmp_path, *args, "--no-plot")
 
 
 @pytest.mark.timeout(90)

@@ -11,10 +11,11 @@ import asyncio
 import pytest
 from msgspec import Raw
 
+from tests.redis_fixtures import engine_on, fresh_prefixes
 from tidings.broker.base import Broker
 from tidings.broker.memory import MemoryBroker, MemoryBrokerHub
 from tidings.broker.redis import RedisBroker
-from tidings.engine.redis import RedisEngine, RedisSettings
+from tidings.engine.redis import RedisSettings
 from tidings.protocol.centrifuge.messages import Publication
 from tidings.store.base import Position
 from tidings.testing.broker import (
@@ -33,18 +34,11 @@ async def memory_pair() -> tuple[Broker, Broker]:
 
 def redis_pair(settings: RedisSettings) -> BrokerPairFactory:
     """Two brokers with their own connections on one engine, a fresh prefix per pair."""
-    count = 0
+    prefixes = fresh_prefixes(settings)
 
     async def make() -> tuple[Broker, Broker]:
-        nonlocal count
-        count += 1
-        prefix = f"{settings.prefix}-{count}"
-        brokers = []
-        for node in ("a", "b"):
-            engine = RedisEngine(
-                RedisSettings(settings.addresses, settings.cluster_addresses, prefix=prefix)
-            )
-            brokers.append(ClosingRedisBroker(engine, node_id=node))
+        prefix = next(prefixes)
+        brokers = [ClosingRedisBroker(engine_on(settings, prefix), node_id=n) for n in "ab"]
         return brokers[0], brokers[1]
 
     return make

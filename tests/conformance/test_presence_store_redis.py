@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.redis_fixtures import engine_on, fresh_prefixes
 from tidings.engine.redis import RedisEngine, RedisSettings
 from tidings.presence.base import PresenceStore
 from tidings.presence.redis import RedisPresenceStore
@@ -13,17 +14,11 @@ from tidings.testing.clock import FakeClock
 from tidings.testing.presence import PresenceStoreCheck, PresenceStoreFactory
 
 
-def engine(settings: RedisSettings, prefix: str) -> RedisEngine:
-    return RedisEngine(RedisSettings(settings.addresses, settings.cluster_addresses, prefix=prefix))
-
-
 def redis_store(settings: RedisSettings) -> PresenceStoreFactory:
-    count = 0
+    prefixes = fresh_prefixes(settings)
 
     def make() -> PresenceStore:
-        nonlocal count
-        count += 1
-        return RedisPresenceStore(engine(settings, f"{settings.prefix}-{count}"), owns_engine=True)
+        return RedisPresenceStore(engine_on(settings, next(prefixes)), owns_engine=True)
 
     return make
 
@@ -40,12 +35,8 @@ async def test_whole_suite(engine_settings: RedisSettings) -> None:
 async def test_entries_of_a_dead_node_expire(engine_settings: RedisSettings) -> None:
     def pair(clock: FakeClock) -> tuple[PresenceStore, PresenceStore]:
         return (
-            RedisPresenceStore(
-                engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True
-            ),
-            RedisPresenceStore(
-                engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True
-            ),
+            RedisPresenceStore(engine_on(engine_settings), clock=clock, owns_engine=True),
+            RedisPresenceStore(engine_on(engine_settings), clock=clock, owns_engine=True),
         )
 
     await check_presence_expiry(pair)
@@ -63,8 +54,8 @@ async def test_expiry_check_rejects_a_store_that_never_expires(
 ) -> None:
     def pair(clock: FakeClock) -> tuple[PresenceStore, PresenceStore]:
         return (
-            NeverExpires(engine(engine_settings, engine_settings.prefix), clock),
-            NeverExpires(engine(engine_settings, engine_settings.prefix), clock),
+            NeverExpires(engine_on(engine_settings), clock),
+            NeverExpires(engine_on(engine_settings), clock),
         )
 
     with pytest.raises(AssertionError, match="dead node"):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tidings.engine.redis import RedisEngine, RedisSettings
+from tests.redis_fixtures import engine_on, fresh_prefixes
+from tidings.engine.redis import RedisSettings
 from tidings.register.base import UserConnection, UserRegister
 from tidings.register.memory import MemoryUserRegister
 from tidings.register.redis import RedisUserRegister
@@ -17,17 +18,11 @@ from tidings.testing.clock import FakeClock
 from tidings.testing.register import RegisterCheck, RegisterFactory
 
 
-def engine(settings: RedisSettings, prefix: str) -> RedisEngine:
-    return RedisEngine(RedisSettings(settings.addresses, settings.cluster_addresses, prefix=prefix))
-
-
 def redis_register(settings: RedisSettings) -> RegisterFactory:
-    count = 0
+    prefixes = fresh_prefixes(settings)
 
     def make() -> UserRegister:
-        nonlocal count
-        count += 1
-        return RedisUserRegister(engine(settings, f"{settings.prefix}-{count}"), owns_engine=True)
+        return RedisUserRegister(engine_on(settings, next(prefixes)), owns_engine=True)
 
     return make
 
@@ -50,12 +45,8 @@ async def test_whole_suite(engine_settings: RedisSettings) -> None:
 async def test_connections_of_a_dead_node_expire(engine_settings: RedisSettings) -> None:
     def pair(clock: FakeClock) -> tuple[UserRegister, UserRegister]:
         return (
-            RedisUserRegister(
-                engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True
-            ),
-            RedisUserRegister(
-                engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True
-            ),
+            RedisUserRegister(engine_on(engine_settings), clock=clock, owns_engine=True),
+            RedisUserRegister(engine_on(engine_settings), clock=clock, owns_engine=True),
         )
 
     await check_register_expiry(pair)

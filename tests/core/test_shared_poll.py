@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +21,7 @@ from aiohttp import web
 
 from tests.conftest import free_port
 from tests.core.conftest import OPEN, Conn, make_settings, settle_client
+from tests.polling import until
 from tidings.api.methods import ServerApi
 from tidings.core.node import Node
 from tidings.core.shared_poll import sign
@@ -156,12 +157,6 @@ def track_request(user: str, channel: str, keys: list[str], **override: Any) -> 
     return {"channel": channel, "type": 1, "track": [batch]}
 
 
-async def wait_for(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - a condition of the node, not an event
-            await asyncio.sleep(0.01)
-
-
 async def pushes(c: Conn, count: int) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = []
     async with asyncio.timeout(5):
@@ -176,7 +171,7 @@ async def test_one_poll_per_channel_whatever_the_subscribers(node: Node, backend
     backend.values = {"a": (1, {"p": 1}), "b": (1, {"p": 2})}
     conns = [await tracker_with_reply(node, f"u{i}", "sp:q", ["a", "b"]) for i in range(20)]
     await tracker(node, "other", "sp2:q", ["a"])
-    await wait_for(lambda: node.shared_polls.polls("sp:q") >= 5)
+    await until(lambda: node.shared_polls.polls("sp:q") >= 5)
     polls = node.shared_polls.polls("sp:q") + node.shared_polls.polls("sp2:q")
     # Every request names one channel and each tracked key once (a poll of each
     # channel may be on its way to the back end: counted, not yet received).
@@ -222,7 +217,7 @@ async def test_changes_pushed_to_trackers_only(node: Node, backend: Backend) -> 
 
 async def test_batches_of_refresh_batch_size(node: Node, backend: Backend) -> None:
     await tracker(node, "u", "few:x", ["k1", "k2", "k3", "k4", "k5"])
-    await wait_for(lambda: node.shared_polls.polls("few:x") >= 2)
+    await until(lambda: node.shared_polls.polls("few:x") >= 2)
     assert max(len(c["items"]) for c in backend.calls) == 2
 
 
@@ -237,7 +232,7 @@ async def test_bad_back_end_costs_only_updates(
     backend.values["a"] = (2, "two")
     calls = len(backend.calls)
     with caplog.at_level(logging.WARNING, logger="tidings.core.shared_poll"):
-        await wait_for(lambda: len(backend.calls) >= calls + 3, within=15)
+        await until(lambda: len(backend.calls) >= calls + 3, within=15)
     warnings = [r for r in caplog.records if "shared poll of 'sp:bad'" in r.getMessage()]
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
     assert c.closed_with is None and "sp:bad" in c.client.subscriptions
@@ -252,12 +247,12 @@ async def test_bad_back_end_costs_only_updates(
 async def test_polling_stops_when_the_last_tracker_leaves(node: Node, backend: Backend) -> None:
     c1 = await tracker(node, "u1", "sp:stop", ["a"])
     c2 = await tracker(node, "u2", "sp:stop", ["a"])
-    await wait_for(lambda: node.shared_polls.polls("sp:stop") >= 2)
+    await until(lambda: node.shared_polls.polls("sp:stop") >= 2)
     await c1.call({"id": 5, "unsubscribe": {"channel": "sp:stop"}})
     polls = node.shared_polls.polls("sp:stop")
-    await wait_for(lambda: node.shared_polls.polls("sp:stop") >= polls + 2)
+    await until(lambda: node.shared_polls.polls("sp:stop") >= polls + 2)
     await c2.call({"id": 5, "sub_refresh": {"channel": "sp:stop", "type": 2, "untrack": ["a"]}})
-    await wait_for(lambda: not node.shared_polls.polling("sp:stop"))
+    await until(lambda: not node.shared_polls.polling("sp:stop"))
     calls = len(backend.calls)
     await asyncio.sleep(0.1)
     assert len(backend.calls) == calls
@@ -307,10 +302,10 @@ async def test_versionless_asks_for_keys_and_versioned_for_versions(
     backend.values = {"a": (4, "four")}
     versioned = await tracker(node, "u", "ver:m", ["a"])
     assert [p["version"] for p in await pushes(versioned, 1)] == [4]
-    await wait_for(lambda: any(c["items"] == [{"key": "a", "version": 4}] for c in backend.calls))
+    await until(lambda: any(c["items"] == [{"key": "a", "version": 4}] for c in backend.calls))
     backend.values["a"] = (0, "no version")  # versioned: not above 4, so not a change
     calls = len(backend.calls)
-    await wait_for(lambda: len(backend.calls) > calls + 2)
+    await until(lambda: len(backend.calls) > calls + 2)
     await settle_client(versioned.client)
     assert [m for m in versioned.transport.take() if "push" in m] == []
 

@@ -228,7 +228,7 @@ class ServerApi:
     async def user_connections(self, req: rq.UserConnectionsRequest) -> Result:
         _need(req.user, "user")
         connections = {}
-        for client in self.node.user_clients(req.user):
+        for client in self.node.user_connections.user_clients(req.user):
             connections[client.id] = {
                 "client": client.id,
                 "user": client.user,

@@ -124,7 +124,7 @@ class NodeBrokerPort:
             client.disconnect(codes.INSUFFICIENT_STATE)
             return
         asyncio.get_running_loop().create_task(
-            self.node.unsubscribe_client(
+            self.node.subscriptions.unsubscribe_client(
                 client, channel, push=True, code=RESUBSCRIBE.code, reason=RESUBSCRIBE.reason
             )
         )

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import msgspec
 
-from tidings.config import ChannelOptions, Settings, personal_channel_name_format
+from tidings.channel_options import ChannelOptions
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge.codes import ErrorCode
+from tidings.settings import Settings, personal_channel_name_format
 
 PRIVATE_PREFIX = "$"
 NAMESPACE_BOUNDARY = ":"
@@ -62,7 +63,8 @@ class ChannelRules:
             force_recovery=True,
             allow_user_limited_channels=True,
             # Its only subscribers are its user's connections: they may page through
-            # it (a replay too large for one reply starts later, see Node.subscribe_client).
+            # it (a replay too large for one reply starts later, see
+            # Subscriptions.subscribe_client).
             allow_history_for_subscriber=True,
         )
         if settings.personal_channel_namespace:

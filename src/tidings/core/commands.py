@@ -150,7 +150,7 @@ class CommandHandler:
                     if name == personal and channel.options.history_enabled:
                         since = await self._inbox_position(client.user, name, since)
                     info, data = proxied.sub_options(name) if proxied else (b"", b"")
-                    result.subs[name] = sub = await node.subscribe_client(
+                    result.subs[name] = sub = await node.subscriptions.subscribe_client(
                         client,
                         channel,
                         recover=since is not None,
@@ -226,7 +226,7 @@ class CommandHandler:
                 client, channel, req, info=info, expire_at=expire_at
             )
             return Reply(id=command.id, subscribe=map_result)
-        result = await self.node.subscribe_client(
+        result = await self.node.subscriptions.subscribe_client(
             client,
             channel,
             recover=req.recover,
@@ -249,7 +249,7 @@ class CommandHandler:
         name = command.unsubscribe.channel if command.unsubscribe else ""
         if not name:
             raise ReplyError(ErrorCode.BAD_REQUEST, "channel required")
-        await self.node.unsubscribe_client(client, name, push=False)
+        await self.node.subscriptions.unsubscribe_client(client, name, push=False)
         return Reply(id=command.id, unsubscribe=UnsubscribeResult())
 
     async def publish(self, client: Client, command: Command) -> Reply:

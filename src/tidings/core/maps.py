@@ -302,12 +302,14 @@ class MapChannels:
             )
         last = Position(changes[-1].offset, top.epoch) if changes else since
         info, expire_at = grant
-        result = await self.node.subscribe_client(client, channel, info=info, expire_at=expire_at)
+        result = await self.node.subscriptions.subscribe_client(
+            client, channel, info=info, expire_at=expire_at
+        )
         try:
             # Changes made while the client was being added: read after it was.
             more, top = await self.store.read_stream(channel.name, last, MAX_PAGE)
         except UnrecoverablePosition:
-            await self.node.unsubscribe_client(client, channel.name, push=False)
+            await self.node.subscriptions.unsubscribe_client(client, channel.name, push=False)
             raise
         pubs += [publication_of(c) for c in more]
         sub = client.subscriptions.get(channel.name)

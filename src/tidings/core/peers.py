@@ -156,7 +156,7 @@ class Peers:
                     self.nodes.update(command)
             case DisconnectUser():
                 disconnect = Disconnect(command.code, command.reason)
-                node.disconnect_user(
+                node.user_connections.disconnect_user(
                     command.user,
                     disconnect,
                     client_id=command.client,
@@ -165,7 +165,7 @@ class Peers:
                 )
             case UnsubscribeUser():
                 self.spawn(
-                    node.unsubscribe_user(
+                    node.user_connections.unsubscribe_user(
                         command.user,
                         command.channel,
                         client_id=command.client,
@@ -178,7 +178,7 @@ class Peers:
                 if command.since_offset >= 0:
                     since = Position(command.since_offset, command.since_epoch)
                 self.spawn(
-                    node.subscribe_user(
+                    node.user_connections.subscribe_user(
                         command.user,
                         command.channel,
                         client_id=command.client,
@@ -190,7 +190,7 @@ class Peers:
                     "subscribe from another node",
                 )
             case RefreshUser():
-                node.refresh_user(
+                node.user_connections.refresh_user(
                     command.user,
                     client_id=command.client,
                     expired=command.expired,
@@ -238,7 +238,7 @@ class Peers:
         whitelist: frozenset[str] = frozenset(),
         session: str = "",
     ) -> None:
-        self.node.disconnect_user(
+        self.node.user_connections.disconnect_user(
             user, disconnect, client_id=client_id, whitelist=whitelist, session=session
         )
         command = DisconnectUser(
@@ -254,7 +254,9 @@ class Peers:
     async def unsubscribe_user(
         self, user: str, channel: str, *, client_id: str = "", session: str = ""
     ) -> None:
-        await self.node.unsubscribe_user(user, channel, client_id=client_id, session=session)
+        await self.node.user_connections.unsubscribe_user(
+            user, channel, client_id=client_id, session=session
+        )
         command = UnsubscribeUser(user=user, channel=channel, client=client_id, session=session)
         await self._send(command, await self._elsewhere(user, client_id))
 
@@ -269,7 +271,7 @@ class Peers:
         since: Position | None = None,
         session: str = "",
     ) -> None:
-        await self.node.subscribe_user(
+        await self.node.user_connections.subscribe_user(
             user, channel, client_id=client_id, info=info, data=data, since=since, session=session
         )
         command = SubscribeUser(
@@ -293,7 +295,7 @@ class Peers:
         expire_at: int = 0,
         session: str = "",
     ) -> None:
-        self.node.refresh_user(
+        self.node.user_connections.refresh_user(
             user, client_id=client_id, expired=expired, expire_at=expire_at, session=session
         )
         command = RefreshUser(
@@ -303,7 +305,7 @@ class Peers:
 
     async def connections(self, user: str) -> list[UserConnection]:
         """Every connection of `user` on any node (this node's first, from its own index)."""
-        local = {c.id for c in self.node.user_clients(user)}
+        local = {c.id for c in self.node.user_connections.user_clients(user)}
         try:
             remote = await self.node.register.connections(user)
         except StoreWriteError as exc:

@@ -142,7 +142,9 @@ class SharedPolls:
         if channel.options.subscription_type != "shared_poll" or req.type != TYPE_SHARED_POLL:
             # Centrifugo's answer to a subscription type the namespace does not take.
             raise ReplyError(ErrorCode.PERMISSION_DENIED, "shared poll channels need type 4")
-        result = await self.node.subscribe_client(client, channel, info=info, expire_at=expire_at)
+        result = await self.node.subscriptions.subscribe_client(
+            client, channel, info=info, expire_at=expire_at
+        )
         state = self._state(channel)
         result.type, result.epoch = TYPE_SHARED_POLL, state.epoch
         return result
@@ -287,7 +289,7 @@ class SharedPolls:
         state.keys.clear()
         for client in clients:
             self.node.peers.spawn(
-                self.node.unsubscribe_client(
+                self.node.subscriptions.unsubscribe_client(
                     client, name, push=True, code=2500, reason="insufficient state"
                 ),
                 "shared poll epoch change",
