@@ -70,8 +70,32 @@ class BroadcastShare(msgspec.Struct, tag=True, kw_only=True):
     tags: dict[str, str] = msgspec.field(default_factory=dict)
 
 
+class ChannelsQuery(msgspec.Struct, tag=True, kw_only=True):
+    """The `channels` API asking every other node for its channel counts."""
+
+    request: str
+    sender: str
+    pattern: str = ""
+
+
+class ChannelsAnswer(msgspec.Struct, tag=True, kw_only=True):
+    """One node's channel -> subscribers (matching the query), to the node that asked."""
+
+    request: str
+    node: str
+    channels: dict[str, int]
+    truncated: bool = False
+
+
 Command = (
-    Heartbeat | DisconnectUser | UnsubscribeUser | SubscribeUser | RefreshUser | BroadcastShare
+    Heartbeat
+    | DisconnectUser
+    | UnsubscribeUser
+    | SubscribeUser
+    | RefreshUser
+    | BroadcastShare
+    | ChannelsQuery
+    | ChannelsAnswer
 )
 
 _encode = msgspec.msgpack.Encoder().encode

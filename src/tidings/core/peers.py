@@ -22,8 +22,11 @@ import msgspec
 from msgspec import Raw
 
 from tidings import __version__
+from tidings.core.channel_survey import ChannelSurvey
 from tidings.core.control import (
     BroadcastShare,
+    ChannelsAnswer,
+    ChannelsQuery,
     Command,
     DisconnectUser,
     Heartbeat,
@@ -60,6 +63,13 @@ class Peers:
         self.nodes = NodeTable(settings.node_heartbeat_timeout)
         #: Addresses this node serves (set by the server once its sockets are bound).
         self.addresses: list[str] = []
+        self.survey = ChannelSurvey(
+            node.uid,
+            node.broker.publish_control,
+            node.hub.channels,
+            # two trips through the engine and a turn of the other node's loop
+            timeout=max(1.0, 3 * settings.redis_command_timeout),
+        )
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -194,6 +204,10 @@ class Peers:
                 )
             case BroadcastShare():
                 self._run_share(command)
+            case ChannelsQuery():
+                self.spawn(self.survey.answer(command), "channels answer")
+            case ChannelsAnswer():
+                self.survey.received(command)
 
     # --- per-user operations, cluster-wide -------------------------------------------------
 
@@ -348,6 +362,13 @@ class Peers:
         except StoreWriteError as exc:
             raise _unavailable(exc) from None
         return not holders or min(holders | {self.node.uid}) == self.node.uid
+
+    async def channels(self, pattern: str = "") -> dict[str, int]:
+        """Channel -> subscribers on every live node (see `tidings.core.channel_survey`)."""
+        try:
+            return await self.survey.channels(pattern, [hb.uid for hb in self.nodes.live()])
+        except StoreWriteError as exc:
+            raise _unavailable(exc) from None
 
     def info(self) -> list[dict[str, Any]]:
         """The other live nodes as the `info` API lists them."""
