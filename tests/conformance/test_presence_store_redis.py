@@ -8,7 +8,12 @@ import pytest
 from tidings.engine.redis import RedisEngine, RedisSettings
 from tidings.presence.base import PresenceStore
 from tidings.presence.redis import RedisPresenceStore
-from tidings.testing import PRESENCE_STORE_CHECKS, check_presence_expiry, check_presence_store
+from tidings.testing import (
+    PRESENCE_STORE_CHECKS,
+    check_presence_expiry,
+    check_presence_node_gone,
+    check_presence_store,
+)
 from tidings.testing.clock import FakeClock
 from tidings.testing.presence import PresenceStoreCheck, PresenceStoreFactory
 
@@ -49,6 +54,43 @@ async def test_entries_of_a_dead_node_expire(engine_settings: RedisSettings) -> 
         )
 
     await check_presence_expiry(pair)
+
+
+async def test_entries_of_a_node_found_gone_stop_counting_at_once(
+    engine_settings: RedisSettings,
+) -> None:
+    def pair(clock: FakeClock) -> tuple[PresenceStore, PresenceStore]:
+        return (
+            RedisPresenceStore(
+                engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True
+            ),
+            RedisPresenceStore(
+                engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True
+            ),
+        )
+
+    await check_presence_node_gone(pair)
+
+
+class IgnoresNodeGone(RedisPresenceStore):
+    """Only expiry forgets a dead node's clients."""
+
+    def node_gone(self, node_id: str) -> None:
+        pass
+
+
+async def test_node_gone_check_rejects_a_store_that_ignores_it(
+    engine_settings: RedisSettings,
+) -> None:
+    def pair(clock: FakeClock) -> tuple[PresenceStore, PresenceStore]:
+        made = [engine(engine_settings, engine_settings.prefix) for _ in range(2)]
+        return (
+            IgnoresNodeGone(made[0], clock=clock, owns_engine=True),
+            IgnoresNodeGone(made[1], clock=clock, owns_engine=True),
+        )
+
+    with pytest.raises(AssertionError, match="after node_gone"):
+        await check_presence_node_gone(pair)
 
 
 class NeverExpires(RedisPresenceStore):

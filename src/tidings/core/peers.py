@@ -60,7 +60,9 @@ class Peers:
         self.node = node
         settings = node.settings
         self.interval = settings.node_heartbeat_interval
-        self.nodes = NodeTable(settings.node_heartbeat_timeout)
+        self.nodes = NodeTable(
+            settings.node_heartbeat_timeout, on_gone=self._node_gone, on_new=self._node_new
+        )
         #: Addresses this node serves (set by the server once its sockets are bound).
         self.addresses: list[str] = []
         self.survey = ChannelSurvey(
@@ -127,6 +129,16 @@ class Peers:
                 log.exception("heartbeat failed")
             self.nodes.expire()
             await asyncio.sleep(self.interval)
+
+    def _node_gone(self, uid: str) -> None:
+        # Its clients stop counting in presence and the register now, not after entry_ttl.
+        log.info("node %s is gone (no heartbeat for %g s)", uid, self.nodes.timeout)
+        self.node.presence.node_gone(uid)
+        self.node.register.node_gone(uid)
+
+    def _node_new(self, uid: str) -> None:
+        self.node.presence.node_back(uid)
+        self.node.register.node_back(uid)
 
     def heartbeat(self) -> Heartbeat:
         node, stats = self.node, self.node.stats()
