@@ -46,7 +46,7 @@ from tidings.engine.redis_codec import (
     encode_publication,
 )
 from tidings.protocol.centrifuge.messages import ClientInfo, Publication
-from tidings.store.base import Position
+from tidings.store.base import Position, StoreWriteError
 from tidings.store.redis import RedisHistoryStore
 from tidings.store.redis_streams import (
     KIND_JOIN,
@@ -293,7 +293,8 @@ class RedisBroker(Broker):
     def _relocate(self, names: Iterable[bytes]) -> None:
         """Subscribe `names` again on whichever primary owns their slot (in the background)."""
         self._moving.update(names)
-        if self._moving and (self._mover is None or self._mover.done()) and self.port:
+        idle = self._mover is None or self._mover.done()
+        if self._moving and idle and self.port is not None:
             self._mover = asyncio.get_running_loop().create_task(self._move(), name="slot moves")
 
     async def _move(self) -> None:
@@ -307,7 +308,12 @@ class RedisBroker(Broker):
                 log.info("channels wait for the cluster to settle: %s", exc)
                 continue
             names, self._moving = self._moving, set()
-            moved = await asyncio.gather(*(self._move_one(name) for name in names))
+            try:
+                moved = await asyncio.gather(*(self._move_one(name) for name in names))
+            except Exception:  # a bug must not end the moves for good
+                log.exception("moving channels to their new primary failed")
+                self._moving.update(names)
+                continue
             self._close_idle_listeners()
             channels = [c for c in moved if c is not None and c != CONTROL]
             if channels and self.port is not None:
@@ -326,15 +332,16 @@ class RedisBroker(Broker):
                 if other is not listener and name in other.wanted:
                     other.drop(name)
             await self._confirm(channel, listener, name)
-        except EngineUnavailable:
+        except StoreWriteError:  # EngineUnavailable, or a refusal while the cluster settles
             self._moving.add(name)
             return None
         return channel
 
     def _close_idle_listeners(self) -> None:
-        """Stop listeners left with nothing to listen to and no connection (a dead primary)."""
+        """Stop listeners the moves left with nothing to listen to (a dead primary, or one
+        that became a replica); a listener is started again when a channel needs it."""
         for client, listener in list(self._listeners.items()):
-            if not listener.wanted and not listener.connected and client not in self._starting:
+            if not listener.wanted and client not in self._starting:
                 del self._listeners[client]
                 asyncio.get_running_loop().create_task(listener.close())
 
