@@ -26,6 +26,7 @@ __all__ = [
     "fresh_prefixes",
     "redis_cluster",
     "redis_cluster_process",
+    "redis_cluster_with_replicas",
     "redis_factory",
     "redis_server",
     "redis_server_b",
@@ -83,6 +84,16 @@ def redis_cluster(redis_cluster_process: RedisCluster) -> RedisCluster:
     """A 3-primary Redis Cluster, empty at the start of the test."""
     redis_cluster_process.flush()
     return redis_cluster_process
+
+
+@pytest.fixture
+def redis_cluster_with_replicas(tmp_path: Path) -> Iterator[RedisCluster]:
+    """A private 3-primary cluster with a replica each (to fail over, kill, reshard)."""
+    cluster = RedisCluster(tmp_path / "cluster", replicas=1).start()
+    yield cluster
+    for server in cluster.servers:
+        with contextlib.suppress(Exception):
+            server.kill()
 
 
 @pytest.fixture

@@ -322,7 +322,7 @@ class ServerApi:
         return {}
 
     async def channels(self, req: rq.ChannelsRequest) -> Result:
-        found = self.node.hub.channels(req.pattern)
+        found = await self.node.peers.channels(req.pattern)
         return {"channels": {name: {"num_clients": n} for name, n in found.items()}}
 
     async def info(self, req: rq.InfoRequest) -> Result:

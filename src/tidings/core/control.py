@@ -87,6 +87,23 @@ class EmulationAnswer(msgspec.Struct, tag=True, kw_only=True):
     delivered: bool
 
 
+class ChannelsQuery(msgspec.Struct, tag=True, kw_only=True):
+    """The `channels` API asking every other node for its channel counts."""
+
+    request: str
+    sender: str
+    pattern: str = ""
+
+
+class ChannelsAnswer(msgspec.Struct, tag=True, kw_only=True):
+    """One node's channel -> subscribers (matching the query), to the node that asked."""
+
+    request: str
+    node: str
+    channels: dict[str, int]
+    truncated: bool = False
+
+
 Command = (
     Heartbeat
     | DisconnectUser
@@ -96,6 +113,8 @@ Command = (
     | BroadcastShare
     | EmulationForward
     | EmulationAnswer
+    | ChannelsQuery
+    | ChannelsAnswer
 )
 
 _encode = msgspec.msgpack.Encoder().encode

@@ -96,7 +96,7 @@ def redis_backends(node_id: str, settings: Settings) -> Backends:
         raise ConfigError("redis_address", str(exc)) from None
     return Backends(
         broker,
-        RedisPresenceStore(engine, entry_ttl=PRESENCE_TTL),
+        RedisPresenceStore(engine, entry_ttl=PRESENCE_TTL, node_id=node_id),
         RedisUserRegister(engine),
         engine,
     )

@@ -22,8 +22,11 @@ import msgspec
 from msgspec import Raw
 
 from tidings import __version__
+from tidings.core.channel_survey import ChannelSurvey
 from tidings.core.control import (
     BroadcastShare,
+    ChannelsAnswer,
+    ChannelsQuery,
     Command,
     DisconnectUser,
     EmulationAnswer,
@@ -60,9 +63,18 @@ class Peers:
         self.node = node
         settings = node.settings
         self.interval = settings.node_heartbeat_interval
-        self.nodes = NodeTable(settings.node_heartbeat_timeout)
+        self.nodes = NodeTable(
+            settings.node_heartbeat_timeout, on_gone=self._node_gone, on_new=self._node_new
+        )
         #: Addresses this node serves (set by the server once its sockets are bound).
         self.addresses: list[str] = []
+        self.survey = ChannelSurvey(
+            node.uid,
+            node.broker.publish_control,
+            node.hub.channels,
+            # two trips through the engine and a turn of the other node's loop
+            timeout=max(1.0, 3 * settings.redis_command_timeout),
+        )
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         #: Takes emulation requests relayed between nodes (set by the server).
@@ -122,6 +134,16 @@ class Peers:
                 log.exception("heartbeat failed")
             self.nodes.expire()
             await asyncio.sleep(self.interval)
+
+    def _node_gone(self, uid: str) -> None:
+        # Its clients stop counting in presence and the register now, not after entry_ttl.
+        log.info("node %s is gone (no heartbeat for %g s)", uid, self.nodes.timeout)
+        self.node.presence.node_gone(uid)
+        self.node.register.node_gone(uid)
+
+    def _node_new(self, uid: str) -> None:
+        self.node.presence.node_back(uid)
+        self.node.register.node_back(uid)
 
     def heartbeat(self) -> Heartbeat:
         node, stats = self.node, self.node.stats()
@@ -205,6 +227,10 @@ class Peers:
             case EmulationAnswer():
                 if self.emulation is not None:
                     self.emulation.on_answer(command)
+            case ChannelsQuery():
+                self.spawn(self.survey.answer(command), "channels answer")
+            case ChannelsAnswer():
+                self.survey.received(command)
 
     # --- per-user operations, cluster-wide -------------------------------------------------
 
@@ -361,6 +387,13 @@ class Peers:
         except StoreWriteError as exc:
             raise _unavailable(exc) from None
         return not holders or min(holders | {self.node.uid}) == self.node.uid
+
+    async def channels(self, pattern: str = "") -> dict[str, int]:
+        """Channel -> subscribers on every live node (see `tidings.core.channel_survey`)."""
+        try:
+            return await self.survey.channels(pattern, [hb.uid for hb in self.nodes.live()])
+        except StoreWriteError as exc:
+            raise _unavailable(exc) from None
 
     def info(self) -> list[dict[str, Any]]:
         """The other live nodes as the `info` API lists them."""
