@@ -112,6 +112,10 @@ def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
             server.kill()
 
 
+#: Timeouts of test engines: generous, so that a loaded CI machine is not a Redis fault.
+LOADED_MACHINE_TIMEOUTS = {"connect_timeout": 5.0, "command_timeout": 5.0}
+
+
 def _unique_prefix() -> str:
     return "t" + uuid.uuid4().hex[:8]
 
@@ -122,20 +126,24 @@ def engine_settings(request: pytest.FixtureRequest) -> RedisSettings:
     prefix = _unique_prefix()
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
-        return RedisSettings(addresses=[server.url], prefix=prefix)
+        return RedisSettings(addresses=[server.url], prefix=prefix, **LOADED_MACHINE_TIMEOUTS)
     if request.param == "redis-2shards":
         a: RedisServer = request.getfixturevalue("redis_server")
         b: RedisServer = request.getfixturevalue("redis_server_b")
-        return RedisSettings(addresses=[a.url, b.url], prefix=prefix)
+        return RedisSettings(addresses=[a.url, b.url], prefix=prefix, **LOADED_MACHINE_TIMEOUTS)
     cluster: RedisCluster = request.getfixturevalue("redis_cluster")
-    return RedisSettings(cluster_addresses=cluster.urls, prefix=prefix)
+    return RedisSettings(cluster_addresses=cluster.urls, prefix=prefix, **LOADED_MACHINE_TIMEOUTS)
 
 
 def engine_on(settings: RedisSettings, prefix: str = "") -> RedisEngine:
     """A new engine on the servers of `settings`, under `prefix` (default: its own)."""
     return RedisEngine(
         RedisSettings(
-            settings.addresses, settings.cluster_addresses, prefix=prefix or settings.prefix
+            settings.addresses,
+            settings.cluster_addresses,
+            prefix=prefix or settings.prefix,
+            connect_timeout=settings.connect_timeout,
+            command_timeout=settings.command_timeout,
         )
     )
 
