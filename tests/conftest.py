@@ -17,8 +17,9 @@ from typing import Any
 import jwt
 import pytest
 
-#: Real redis-server fixtures (session-scoped servers shared by every test directory).
-pytest_plugins = ["tests.redis_fixtures"]
+#: Real redis-server fixtures (session-scoped servers shared by every test directory), and
+#: the `backend` fixture (a scripted application back end).
+pytest_plugins = ["tests.redis_fixtures", "tests.upstream.backend"]
 
 SECRET = "test-secret-0123456789-0123456789-abcdef"
 API_KEY = "test-api-key"

@@ -8,19 +8,10 @@ from typing import Any
 
 import pytest
 
-from tidings.config import (
-    ChannelOptions,
-    Settings,
-    build,
-    load,
-    merge,
-    parse_duration,
-    parse_scalar,
-    personal_channel_name_format,
-    table_assignments,
-    worker_count,
-)
+from tidings.channel_options import ChannelOptions
+from tidings.config import build, load, merge, parse_duration, parse_scalar, table_assignments
 from tidings.errors import ConfigError, TidingsError
+from tidings.settings import Settings, personal_channel_name_format, worker_count
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -18,28 +18,11 @@ import jwt
 from tidings import __version__, logs
 from tidings.api import debug_command
 from tidings.bench import command as bench_command
-from tidings.config import (
-    CHANNEL_OPTION_DOCS,
-    SETTING_DOCS,
-    Settings,
-    load,
-    parse_scalar,
-    table_assignments,
-    text_value,
-    worker_count,
-)
+from tidings.channel_options import CHANNEL_OPTION_DOCS
+from tidings.config import TABLE_KEYS, load, parse_scalar, table_assignments, text_value
 from tidings.errors import ConfigError
 from tidings.queue import command as queue_command
-
-_TABLES = (
-    "channel",
-    "namespaces",
-    "proxy",
-    "proxies",
-    "rpc_namespaces",
-    "queue_consume",
-    "queue_rpc_topics",
-)
+from tidings.settings import SETTING_DOCS, Settings, worker_count
 
 
 def _serve_parser(sub: Any) -> None:
@@ -54,7 +37,7 @@ def _serve_parser(sub: Any) -> None:
     parser.add_argument("--config", type=Path, help="TOML settings file")
     defaults = Settings()
     for field in Settings.__struct_fields__:
-        if field in _TABLES:
+        if field in TABLE_KEYS:
             continue
         default = getattr(defaults, field)
         flag = "--" + field.replace("_", "-")
@@ -132,7 +115,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     flags: dict[str, Any] = {}
     for field in Settings.__struct_fields__:
         value = getattr(args, field, None)
-        if field not in _TABLES and value is not None:
+        if field not in TABLE_KEYS and value is not None:
             flags[field] = text_value(field, value) if isinstance(value, str) else value
     if args.channel_options:
         flags["channel"] = table_assignments(args.channel_options, with_namespace=False)

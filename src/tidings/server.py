@@ -21,10 +21,11 @@ from tidings.api.server import ApiServer
 from tidings.bridges.node_bridges import NodeBridges
 from tidings.cluster.dispatch_route import DISPATCH_PATH, Dispatch
 from tidings.cluster.node_gossip import NodeGossip, public_urls
-from tidings.config import Settings
 from tidings.core.emulation import EmulationSessions
+from tidings.core.emulation_relay import ControlRelay
 from tidings.core.node import Node
 from tidings.demo import routes as demo_routes
+from tidings.settings import Settings
 from tidings.transport.emulation import (
     BIDI_SSE_PATH,
     EMULATION_PATH,
@@ -33,6 +34,7 @@ from tidings.transport.emulation import (
     stream_handler,
 )
 from tidings.transport.sse import SSE_PATH, sse_handler
+from tidings.transport.uni_http_stream import UNI_HTTP_STREAM_PATH, uni_http_stream_handler
 from tidings.transport.websocket import ClientPortRouter, serve_client_port
 
 log = logging.getLogger(__name__)
@@ -62,12 +64,17 @@ class Server:
         self.bridges = NodeBridges(self.node)
         self.router = ClientPortRouter(self.node)
         self.router.add_http(SSE_PATH, sse_handler(self.node))
+        self.router.add_http(UNI_HTTP_STREAM_PATH, uni_http_stream_handler(self.node))
         #: The dispatcher (GET /dispatch); its `gossip` is set once the ports are bound.
         self.dispatch = Dispatch(self.node.name, (), settings.region)
         self.router.add_http(DISPATCH_PATH, self.dispatch.handler())
         self.gossip: NodeGossip | None = None
         #: Streams of emulated connections (HTTP-stream, SSE) by session id.
         self.emulation = EmulationSessions(self.node.uid)
+        # Requests naming another node go there over the control channel.
+        self.emulation.relay = self.node.peers.emulation = ControlRelay(
+            self.node.peers, self.emulation
+        )
         self.router.add_http(HTTP_STREAM_PATH, stream_handler(self.node, self.emulation, False))
         self.router.add_http(BIDI_SSE_PATH, stream_handler(self.node, self.emulation, True))
         self.router.add_http(EMULATION_PATH, emulation_handler(self.node, self.emulation))

@@ -38,8 +38,8 @@ from typing import Any
 from picows import WSMsgType
 from picows.picows import _make_test_ws_frame  # type: ignore[attr-defined]
 
-from tidings.config import Settings
 from tidings.core.access import AccessPolicy
+from tidings.settings import Settings
 from tidings.transport.http import BadRequest, HttpRequest, parse_head
 from tidings.transport.port import ClientPortProtocol
 from tidings.transport.sse import _with_last_event

@@ -9,7 +9,7 @@ from picows import WSMsgType
 from picows.picows import _make_test_ws_frame  # type: ignore[attr-defined]
 
 from tests.adversarial.fuzz_transport import session
-from tidings.config import Settings
+from tidings.settings import Settings
 
 QUICK = Settings(client_close_timeout=0.05)
 

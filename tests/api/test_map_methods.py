@@ -22,7 +22,8 @@ MAP: dict[str, Any] = {
 
 @pytest.fixture
 async def node() -> AsyncIterator[Node]:
-    created = Node(make_settings(namespaces={"m": MAP, "plain": {}}))
+    ephemeral = {"subscription_type": "map"}
+    created = Node(make_settings(namespaces={"m": MAP, "eph": ephemeral, "plain": {}}))
     yield created
     await created.stop()
 
@@ -70,9 +71,14 @@ async def test_publish_read_remove_stats_clear(api: ServerApi) -> None:
         ("map_publish", {"channel": "plain:x", "key": "k", "data": 1}),
         ("map_publish", {"channel": "m:x", "key": "", "data": 1}),
         ("map_publish", {"channel": "m:x", "key": "k" * 2000, "data": 1}),
-        ("map_publish", {"channel": "m:x", "key": "k"}),
-        ("map_publish", {"channel": "m:x", "key": "k", "data": 1, "version": 3}),
-        ("map_publish", {"channel": "m:x", "key": "k", "data": 1, "tags": {"a": "b"}}),
+        ("map_publish", {"channel": "", "key": "k", "data": 1}),
+        ("map_publish", {"channel": "m:x", "key": "k", "data": 1, "key_mode": "if_old"}),
+        ("map_publish", {"channel": "m:x", "key": "k", "data": 1, "score": 3}),
+        ("map_publish", {"channel": "m:x", "key": "k", "data": 1, "version": -1}),
+        ("map_publish", {"channel": "eph:x", "key": "k", "data": 1, "version": 3}),
+        ("map_publish", {"channel": "m:x", "key": "k", "b64data": "!!"}),
+        ("map_publish", {"channel": "m:x", "key": "k", "b64data": "bm90IGpzb24="}),
+        ("map_remove", {"channel": "m:x", "key": ""}),
         ("map_publish", {"channel": "m:x", "key": "k", "data": 1, "bogus": 1}),
         ("map_read_state", {"channel": "m:x", "limit": -1}),
         ("map_read_stream", {"channel": "m:x", "since_offset": 2**64}),
@@ -110,3 +116,44 @@ async def test_invalid_utf8_key_is_refused(api: ServerApi, body: bytes) -> None:
 async def test_plain_publish_to_a_map_channel_is_refused(api: ServerApi) -> None:
     assert await fails(api, "publish", {"channel": "m:a", "data": {"x": 1}}) == 107
     assert await run(api, "map_stats", {"channel": "m:a"}) == {}
+
+
+async def test_conditional_writes_answer_as_centrifugo(api: ServerApi) -> None:
+    """idempotency_key, version/version_epoch and key_mode: suppressed writes change nothing."""
+    pub = {"channel": "m:c", "key": "k", "data": {"v": 1}}
+    first = await run(api, "map_publish", pub | {"idempotency_key": "op1", "version": 2})
+    repeat = await run(api, "map_publish", pub | {"idempotency_key": "op1", "data": {"v": 9}})
+    assert repeat == first | {"suppressed": True, "suppress_reason": "idempotency"}
+    old = await run(api, "map_publish", pub | {"version": 2})
+    assert old["suppress_reason"] == "version" and old["offset"] == 1
+    newer = await run(api, "map_publish", pub | {"version": 1, "version_epoch": "e2"})
+    assert "suppressed" not in newer and newer["offset"] == 2
+    exists = await run(api, "map_publish", pub | {"key_mode": "if_new"})
+    assert exists["suppress_reason"] == "key_exists"
+    absent = await run(api, "map_publish", pub | {"key": "nope", "key_mode": "if_exists"})
+    assert absent["suppress_reason"] == "key_not_found"
+    tagged = pub | {"key": "t", "tags": {"team": "red"}, "b64data": "WzEsMl0=", "delta": True}
+    await run(api, "map_publish", tagged)
+    state = await run(api, "map_read_state", {"channel": "m:c", "limit": 10})
+    assert [(e["key"], e["data"], e.get("tags")) for e in state["entries"]] == [
+        ("k", {"v": 1}, None),
+        ("t", [1, 2], {"team": "red"}),
+    ]
+    removed = await run(api, "map_remove", {"channel": "m:c", "key": "t", "idempotency_key": "r"})
+    again = await run(api, "map_remove", {"channel": "m:c", "key": "t", "idempotency_key": "r"})
+    assert again == removed | {"suppressed": True, "suppress_reason": "idempotency"}
+    empty = await run(api, "map_publish", {"channel": "m:c", "key": "e"})
+    assert empty["offset"] == removed["offset"] + 1
+
+
+async def test_read_stream_reverse_pages_back(api: ServerApi) -> None:
+    for i in range(1, 6):
+        await run(api, "map_publish", {"channel": "m:r", "key": f"k{i}", "data": i})
+    newest = await run(api, "map_read_stream", {"channel": "m:r", "limit": 2, "reverse": True})
+    assert [e["offset"] for e in newest["entries"]] == [5, 4]
+    back = {"channel": "m:r", "limit": 10, "reverse": True, "since_epoch": newest["epoch"]}
+    older = await run(api, "map_read_stream", back | {"since_offset": 4})
+    assert [e["key"] for e in older["entries"]] == ["k3", "k2", "k1"]
+    assert (
+        await fails(api, "map_read_stream", back | {"since_epoch": "x", "since_offset": 4}) == 112
+    )

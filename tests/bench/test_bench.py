@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.bench.support import bench_record
 from tidings.testing.redis import RedisServer
 
 GOLOAD = Path(__file__).resolve().parents[2] / "src" / "tidings" / "bench" / "goload"
@@ -18,17 +17,7 @@ TINY = ["--conns", "20", "--settle", "0.2", "--no-plot"]
 
 
 def _bench(tmp_path: Path, *args: str) -> dict:
-    out = tmp_path / "results"
-    proc = subprocess.run(
-        [sys.executable, "-m", "tidings", "bench", *args, *TINY, "--out", str(out)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=50,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    (path,) = out.glob("*.json")
-    return json.loads(path.read_text())["result"]
+    return _record(tmp_path, *args)["result"]
 
 
 @pytest.mark.timeout(60)
@@ -68,17 +57,7 @@ def test_api(tmp_path: Path) -> None:
 
 
 def _record(tmp_path: Path, *args: str) -> dict:
-    out = tmp_path / "results"
-    proc = subprocess.run(
-        [sys.executable, "-m", "tidings", "bench", *args, *TINY, "--out", str(out)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=80,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    (path,) = out.glob("*.json")
-    return json.loads(path.read_text())
+    return bench_record(tmp_path, *args, *TINY)
 
 
 def _cpus() -> tuple[str, str]:

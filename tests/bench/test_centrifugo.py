@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.bench.support import bench_record
 from tidings.bench import centrifugo
 from tidings.bench.scenarios import API_NAMESPACES
+from tidings.testing.redis import RedisServer
 
 
 def test_memory_config() -> None:
@@ -40,18 +39,7 @@ def test_redis_config() -> None:
 
 
 def _bench(tmp_path: Path, *args: str) -> dict[str, Any]:
-    out = tmp_path / "results"
-    proc = subprocess.run(
-        [sys.executable, "-m", "tidings", "bench", *args, "--out", str(out), "--no-plot"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=80,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    (path,) = out.glob("*.json")
-    record: dict[str, Any] = json.loads(path.read_text())
-    return record
+    return bench_record(tmp_path, *args, "--no-plot")
 
 
 @pytest.mark.timeout(90)
@@ -76,3 +64,33 @@ def test_connections_against_centrifugo_with_redis(tmp_path: Path) -> None:
     assert result["conns"] == 20 and result["failed"] == 0 and result["lost"] == 0
     # Centrifugo and its private redis-server are measured together.
     assert result["rss_after_mb"] > result["rss_before_mb"] > 0
+
+
+def _commands(server: RedisServer) -> int:
+    stats = server.cli("info", "stats")
+    line = next(ln for ln in stats.splitlines() if ln.startswith("total_commands_processed:"))
+    return int(line.split(":")[1])
+
+
+@pytest.mark.timeout(90)
+def test_fanout_against_centrifugo_on_a_given_redis(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """--redis-address points Centrifugo at that Redis (shared with a tidings node)."""
+    before = _commands(redis_server)
+    args = ["--conns", "20", "--settle", "0.2", "--seconds", "1", "--sample-every", "2"]
+    record = _bench(
+        tmp_path,
+        "fanout",
+        "--target",
+        "centrifugo-redis",
+        "--redis-address",
+        redis_server.url,
+        "--client",
+        "go",
+        *args,
+    )
+    result = record["result"]
+    assert result["exact"] is True and result["publications"] == 5
+    # its subscriptions and publications went through the given server
+    assert _commands(redis_server) - before > 20

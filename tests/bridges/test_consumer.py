@@ -12,16 +12,9 @@ from tests.peers.nsq_processes import (
     start_tidings_lookup,
     wait_for,
 )
+from tests.polling import until
 from tidings.bridges.consumer import Outcome, QueueConsumer, Requeue
 from tidings.protocol.nsq import MessageFrame
-
-
-async def until(predicate: object, within: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():  # type: ignore[operator]
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 async def test_fin_after_the_handler_req_when_asked_or_failed(nsqd: NsqProcess) -> None:

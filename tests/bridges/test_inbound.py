@@ -18,11 +18,11 @@ from tests.core.conftest import make_settings
 from tests.peers.nsq_processes import NsqProcess
 from tidings.bridges.consumer import Requeue
 from tidings.bridges.inbound import MAX_REQUEUE_DELAY_MS, QueueInbound
-from tidings.config import QueueConsumeOptions
 from tidings.core.node import Node
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge.codes import ErrorCode
 from tidings.protocol.nsq import MessageFrame
+from tidings.settings import QueueConsumeOptions
 
 HISTORY = {"history_size": 10, "history_ttl": 300}
 

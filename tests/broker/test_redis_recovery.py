@@ -45,7 +45,9 @@ class RecoveringPort(RecordingPort):
             assert self._buffer is not None
             self._buffer.append(pub)
 
-    def on_publication(self, channel: str, pub: Publication, position: Position) -> None:
+    def on_publication(
+        self, channel: str, pub: Publication, position: Position, delta: bool = False
+    ) -> None:
         if not self.position.epoch:
             self.position = Position(self.position.offset, position.epoch)
         if self._buffer is not None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
 
 import pytest
 
 from tests.conftest import free_port
+from tests.polling import until
 from tidings.cluster.gossip import GossipMember
 from tidings.protocol.memberlist.config import GossipConfig
 from tidings.protocol.memberlist.keyring import Keyring
@@ -18,12 +18,6 @@ from tidings.protocol.memberlist.member import MemberEvent, MemberEventKind
 from tidings.protocol.memberlist.messages import NodeStateType
 
 FAST = GossipConfig(probe_interval=0.2, probe_timeout=0.1, gossip_interval=0.05)
-
-
-async def until(check: Callable[[], bool], limit: float = 15) -> None:
-    async with asyncio.timeout(limit):
-        while not check():  # noqa: ASYNC110 - polling views that have no change signal
-            await asyncio.sleep(0.02)
 
 
 def alive(member: GossipMember) -> set[str]:

@@ -5,10 +5,10 @@ limited), joins are retried until a seed answers and again after isolation."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from tests.conftest import free_port
+from tests.polling import until
 from tidings.cluster import node_gossip
 from tidings.cluster.metadata import NodeMetadata
 from tidings.cluster.node_gossip import NodeGossip, member_json
@@ -19,12 +19,6 @@ from tidings.protocol.memberlist.config import GossipConfig
 from tidings.protocol.serf.participant import SerfParticipant
 
 FAST = GossipConfig(probe_interval=0.2, probe_timeout=0.1, gossip_interval=0.05)
-
-
-async def until(check: Callable[[], bool], limit: float = 15) -> None:
-    async with asyncio.timeout(limit):
-        while not check():  # noqa: ASYNC110 - polling views that have no change signal
-            await asyncio.sleep(0.02)
 
 
 class Conns:

@@ -11,10 +11,11 @@ import asyncio
 import pytest
 from msgspec import Raw
 
+from tests.redis_fixtures import engine_on, fresh_prefixes
 from tidings.broker.base import Broker
 from tidings.broker.memory import MemoryBroker, MemoryBrokerHub
 from tidings.broker.redis import RedisBroker
-from tidings.engine.redis import RedisEngine, RedisSettings
+from tidings.engine.redis import RedisSettings
 from tidings.protocol.centrifuge.messages import Publication
 from tidings.store.base import Position
 from tidings.testing.broker import (
@@ -33,18 +34,11 @@ async def memory_pair() -> tuple[Broker, Broker]:
 
 def redis_pair(settings: RedisSettings) -> BrokerPairFactory:
     """Two brokers with their own connections on one engine, a fresh prefix per pair."""
-    count = 0
+    prefixes = fresh_prefixes(settings)
 
     async def make() -> tuple[Broker, Broker]:
-        nonlocal count
-        count += 1
-        prefix = f"{settings.prefix}-{count}"
-        brokers = []
-        for node in ("a", "b"):
-            engine = RedisEngine(
-                RedisSettings(settings.addresses, settings.cluster_addresses, prefix=prefix)
-            )
-            brokers.append(ClosingRedisBroker(engine, node_id=node))
+        prefix = next(prefixes)
+        brokers = [ClosingRedisBroker(engine_on(settings, prefix), node_id=n) for n in "ab"]
         return brokers[0], brokers[1]
 
     return make
@@ -78,21 +72,30 @@ async def test_whole_suite_memory() -> None:
 class DroppingHub(MemoryBrokerHub):
     """Loses every third publication on its way to the nodes."""
 
-    def _deliver(self, channel: str, pub: Publication, position: Position) -> None:
+    def _deliver(
+        self, channel: str, pub: Publication, position: Position, delta: bool = False
+    ) -> None:
         if pub.offset % 3 != 0:
-            super()._deliver(channel, pub, position)
+            super()._deliver(channel, pub, position, delta)
 
 
 class ReorderingHub(MemoryBrokerHub):
     """Appends, then delivers after a pause: concurrent publishes overtake each other."""
 
     async def publish(
-        self, channel: str, pub: Publication, size: int, ttl: float, idempotency_key: str
+        self,
+        channel: str,
+        pub: Publication,
+        size: int,
+        ttl: float,
+        idempotency_key: str,
+        *,
+        delta: bool = False,
     ) -> Position:
         position = await self.history.append(channel, pub, size, ttl, idempotency_key)
         await asyncio.sleep(0.001 * (position.offset % 3))
         if pub.offset == position.offset:
-            self._deliver(channel, pub, position)
+            self._deliver(channel, pub, position, delta)
         return position
 
 
@@ -100,9 +103,25 @@ class NoDedupHub(MemoryBrokerHub):
     """Ignores idempotency keys."""
 
     async def publish(
-        self, channel: str, pub: Publication, size: int, ttl: float, idempotency_key: str
+        self,
+        channel: str,
+        pub: Publication,
+        size: int,
+        ttl: float,
+        idempotency_key: str,
+        *,
+        delta: bool = False,
     ) -> Position:
-        return await super().publish(channel, pub, size, ttl, "")
+        return await super().publish(channel, pub, size, ttl, "", delta=delta)
+
+
+class NoDeltaHub(MemoryBrokerHub):
+    """Loses the `delta` flag on the way (as every broker did before it was carried)."""
+
+    def _deliver(
+        self, channel: str, pub: Publication, position: Position, delta: bool = False
+    ) -> None:
+        super()._deliver(channel, pub, position)
 
 
 class NoRefCountBroker(MemoryBroker):
@@ -142,11 +161,12 @@ def pair_of(hub_type: type[MemoryBrokerHub], broker_type: type[MemoryBroker]) ->
         (DroppingHub, MemoryBroker),
         (ReorderingHub, MemoryBroker),
         (NoDedupHub, MemoryBroker),
+        (NoDeltaHub, MemoryBroker),
         (MemoryBrokerHub, NoRefCountBroker),
         (MemoryBrokerHub, EchoBroker),
         (MemoryBrokerHub, NoJoinBroker),
     ],
-    ids=["drops", "reorders", "no-dedup", "no-refcount", "echoes-control", "no-join"],
+    ids=["drops", "reorders", "no-dedup", "no-delta", "no-refcount", "echoes-control", "no-join"],
 )
 async def test_suite_rejects_broken_broker(
     hub_type: type[MemoryBrokerHub],
@@ -161,7 +181,9 @@ async def test_suite_rejects_broken_broker(
 class FailingPort(RecordingPort):
     """A node whose publication handler raises."""
 
-    def on_publication(self, channel: str, pub: Publication, position: Position) -> None:
+    def on_publication(
+        self, channel: str, pub: Publication, position: Position, delta: bool = False
+    ) -> None:
         raise RuntimeError("node bug")
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tidings.engine.redis import RedisEngine, RedisSettings
+from tests.redis_fixtures import engine_on, fresh_prefixes
+from tidings.engine.redis import RedisSettings
 from tidings.store.base import HistoryStore
 from tidings.store.redis import RedisHistoryStore
 from tidings.store.redis_streams import RedisStreams
@@ -24,15 +25,10 @@ from tidings.testing.store import HistoryStoreCheck, HistoryStoreFactory
 
 def redis_store(settings: RedisSettings, fresh: bool) -> HistoryStoreFactory:
     """Stores on `settings`' engine: a new key prefix each time when `fresh`."""
-    count = 0
+    prefixes = fresh_prefixes(settings)
 
     def make(clock: FakeClock) -> HistoryStore:
-        nonlocal count
-        count += 1
-        prefix = f"{settings.prefix}-{count}" if fresh else settings.prefix
-        engine = RedisEngine(
-            RedisSettings(settings.addresses, settings.cluster_addresses, prefix=prefix)
-        )
+        engine = engine_on(settings, next(prefixes) if fresh else "")
         return RedisHistoryStore(RedisStreams(engine, clock), owns_engine=True)
 
     return make

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tidings.engine.redis import RedisEngine, RedisSettings
+from tests.redis_fixtures import engine_on, fresh_prefixes
+from tidings.engine.redis import RedisSettings
 from tidings.store.base import Position
 from tidings.store.keyed import KeyedStateStore
 from tidings.store.keyed_memory import MemoryKeyedStateStore
@@ -23,16 +24,10 @@ def memory(clock: FakeClock) -> KeyedStateStore:
 
 
 def redis_store(settings: RedisSettings) -> KeyedStoreFactory:
-    count = 0
+    prefixes = fresh_prefixes(settings)
 
     def make(clock: FakeClock) -> KeyedStateStore:
-        nonlocal count
-        count += 1
-        engine = RedisEngine(
-            RedisSettings(
-                settings.addresses, settings.cluster_addresses, prefix=f"{settings.prefix}-{count}"
-            )
-        )
+        engine = engine_on(settings, next(prefixes))
         return RedisKeyedStateStore(engine, clock=clock, owns_engine=True)
 
     return make

@@ -5,25 +5,25 @@ from __future__ import annotations
 
 import pytest
 
+from tests.redis_fixtures import engine_on, fresh_prefixes
 from tidings.engine.redis import RedisEngine, RedisSettings
 from tidings.presence.base import PresenceStore
 from tidings.presence.redis import RedisPresenceStore
-from tidings.testing import PRESENCE_STORE_CHECKS, check_presence_expiry, check_presence_store
+from tidings.testing import (
+    PRESENCE_STORE_CHECKS,
+    check_presence_expiry,
+    check_presence_node_gone,
+    check_presence_store,
+)
 from tidings.testing.clock import FakeClock
 from tidings.testing.presence import PresenceStoreCheck, PresenceStoreFactory
 
 
-def engine(settings: RedisSettings, prefix: str) -> RedisEngine:
-    return RedisEngine(RedisSettings(settings.addresses, settings.cluster_addresses, prefix=prefix))
-
-
 def redis_store(settings: RedisSettings) -> PresenceStoreFactory:
-    count = 0
+    prefixes = fresh_prefixes(settings)
 
     def make() -> PresenceStore:
-        nonlocal count
-        count += 1
-        return RedisPresenceStore(engine(settings, f"{settings.prefix}-{count}"), owns_engine=True)
+        return RedisPresenceStore(engine_on(settings, next(prefixes)), owns_engine=True)
 
     return make
 
@@ -40,15 +40,44 @@ async def test_whole_suite(engine_settings: RedisSettings) -> None:
 async def test_entries_of_a_dead_node_expire(engine_settings: RedisSettings) -> None:
     def pair(clock: FakeClock) -> tuple[PresenceStore, PresenceStore]:
         return (
-            RedisPresenceStore(
-                engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True
-            ),
-            RedisPresenceStore(
-                engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True
-            ),
+            RedisPresenceStore(engine_on(engine_settings), clock=clock, owns_engine=True),
+            RedisPresenceStore(engine_on(engine_settings), clock=clock, owns_engine=True),
         )
 
     await check_presence_expiry(pair)
+
+
+async def test_entries_of_a_node_found_gone_stop_counting_at_once(
+    engine_settings: RedisSettings,
+) -> None:
+    def pair(clock: FakeClock) -> tuple[PresenceStore, PresenceStore]:
+        return (
+            RedisPresenceStore(engine_on(engine_settings), clock=clock, owns_engine=True),
+            RedisPresenceStore(engine_on(engine_settings), clock=clock, owns_engine=True),
+        )
+
+    await check_presence_node_gone(pair)
+
+
+class IgnoresNodeGone(RedisPresenceStore):
+    """Only expiry forgets a dead node's clients."""
+
+    def node_gone(self, node_id: str) -> None:
+        pass
+
+
+async def test_node_gone_check_rejects_a_store_that_ignores_it(
+    engine_settings: RedisSettings,
+) -> None:
+    def pair(clock: FakeClock) -> tuple[PresenceStore, PresenceStore]:
+        made = [engine_on(engine_settings) for _ in range(2)]
+        return (
+            IgnoresNodeGone(made[0], clock=clock, owns_engine=True),
+            IgnoresNodeGone(made[1], clock=clock, owns_engine=True),
+        )
+
+    with pytest.raises(AssertionError, match="after node_gone"):
+        await check_presence_node_gone(pair)
 
 
 class NeverExpires(RedisPresenceStore):
@@ -63,8 +92,8 @@ async def test_expiry_check_rejects_a_store_that_never_expires(
 ) -> None:
     def pair(clock: FakeClock) -> tuple[PresenceStore, PresenceStore]:
         return (
-            NeverExpires(engine(engine_settings, engine_settings.prefix), clock),
-            NeverExpires(engine(engine_settings, engine_settings.prefix), clock),
+            NeverExpires(engine_on(engine_settings), clock),
+            NeverExpires(engine_on(engine_settings), clock),
         )
 
     with pytest.raises(AssertionError, match="dead node"):

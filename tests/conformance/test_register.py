@@ -8,26 +8,26 @@ from __future__ import annotations
 
 import pytest
 
-from tidings.engine.redis import RedisEngine, RedisSettings
+from tests.redis_fixtures import engine_on, fresh_prefixes
+from tidings.engine.redis import RedisSettings
 from tidings.register.base import UserConnection, UserRegister
 from tidings.register.memory import MemoryUserRegister
 from tidings.register.redis import RedisUserRegister
-from tidings.testing import REGISTER_CHECKS, check_register, check_register_expiry
+from tidings.testing import (
+    REGISTER_CHECKS,
+    check_register,
+    check_register_expiry,
+    check_register_node_gone,
+)
 from tidings.testing.clock import FakeClock
-from tidings.testing.register import RegisterCheck, RegisterFactory
-
-
-def engine(settings: RedisSettings, prefix: str) -> RedisEngine:
-    return RedisEngine(RedisSettings(settings.addresses, settings.cluster_addresses, prefix=prefix))
+from tidings.testing.register import RegisterCheck, RegisterFactory, RegisterPairFactory
 
 
 def redis_register(settings: RedisSettings) -> RegisterFactory:
-    count = 0
+    prefixes = fresh_prefixes(settings)
 
     def make() -> UserRegister:
-        nonlocal count
-        count += 1
-        return RedisUserRegister(engine(settings, f"{settings.prefix}-{count}"), owns_engine=True)
+        return RedisUserRegister(engine_on(settings, next(prefixes)), owns_engine=True)
 
     return make
 
@@ -50,15 +50,40 @@ async def test_whole_suite(engine_settings: RedisSettings) -> None:
 async def test_connections_of_a_dead_node_expire(engine_settings: RedisSettings) -> None:
     def pair(clock: FakeClock) -> tuple[UserRegister, UserRegister]:
         return (
-            RedisUserRegister(
-                engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True
-            ),
-            RedisUserRegister(
-                engine(engine_settings, engine_settings.prefix), clock=clock, owns_engine=True
-            ),
+            RedisUserRegister(engine_on(engine_settings), clock=clock, owns_engine=True),
+            RedisUserRegister(engine_on(engine_settings), clock=clock, owns_engine=True),
         )
 
     await check_register_expiry(pair)
+
+
+def _pair(settings: RedisSettings, kind: type[RedisUserRegister]) -> RegisterPairFactory:
+    def pair(clock: FakeClock) -> tuple[UserRegister, UserRegister]:
+        made = [engine_on(settings) for _ in range(2)]
+        return (
+            kind(made[0], clock=clock, owns_engine=True),
+            kind(made[1], clock=clock, owns_engine=True),
+        )
+
+    return pair
+
+
+async def test_connections_of_a_node_found_gone_are_left_out_at_once(
+    engine_settings: RedisSettings,
+) -> None:
+    await check_register_node_gone(_pair(engine_settings, RedisUserRegister))
+
+
+class IgnoresNodeGone(RedisUserRegister):
+    def node_gone(self, node_id: str) -> None:
+        pass
+
+
+async def test_node_gone_check_rejects_a_register_that_ignores_it(
+    engine_settings: RedisSettings,
+) -> None:
+    with pytest.raises(AssertionError, match="after node_gone"):
+        await check_register_node_gone(_pair(engine_settings, IgnoresNodeGone))
 
 
 # --- the suite itself must catch broken registers ----------------------------------

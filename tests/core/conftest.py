@@ -11,9 +11,10 @@ import jwt
 import msgspec
 import pytest
 
-from tidings.config import Settings, build
+from tidings.config import build
 from tidings.core.client import Client
 from tidings.core.node import Node
+from tidings.settings import Settings
 from tidings.testing import MemoryTransport
 
 SECRET = "unit-secret-0123456789-0123456789-abcdef"

@@ -71,7 +71,7 @@ async def test_a_client_recovering_in_the_same_turn_gets_no_duplicates(node: Nod
     # not come again when the turn's batch is fanned out.
     await node.publish("news", raw(b'{"n":2}'))
     await node.publish("news", raw(b'{"n":3}'))
-    result = await node.subscribe_client(
+    result = await node.subscriptions.subscribe_client(
         late.client,
         node.rules.resolve("news"),
         recover=True,

@@ -227,9 +227,9 @@ async def test_stream_subscribe_to_map_channel_is_refused(
 ) -> None:
     c = conn()
     await c.connect()
-    assert (await c.subscribe("m:x"))["error"]["code"] == 107
+    assert (await c.subscribe("m:x"))["error"]["code"] == 103  # Centrifugo's answer
     as_map_elsewhere = {"channel": "plain", "type": 1, "phase": 2}
-    assert (await c.call({"id": 3, "subscribe": as_map_elsewhere}))["error"]["code"] == 107
+    assert (await c.call({"id": 3, "subscribe": as_map_elsewhere}))["error"]["code"] == 103
     bad_phase = {"channel": "m:x", "type": 1, "phase": 7}
     assert (await c.call({"id": 4, "subscribe": bad_phase}))["error"]["code"] == 107
 
@@ -327,3 +327,20 @@ async def test_subscription_token_expiry_applies_to_map_subscriptions(
     await c.connect("u1")
     live = await subscribe_map(c, "m:tok", token=token("u1", ttl=100, channel="m:tok"))
     assert live["expires"] is True and 0 < live["ttl"] <= 100
+
+
+async def test_a_tags_filter_is_refused_as_centrifugo_does(
+    node: Node, conn: Callable[[], Conn]
+) -> None:
+    """No namespace allows tags filters here: 107, not unfiltered data (Centrifugo's default)."""
+    c = conn()
+    await c.connect("u")
+    tf = {"key": "team", "cmp": "eq", "val": "red"}
+    for cid, req in enumerate(
+        [
+            {"channel": "m:tf", "type": 1, "phase": 2, "tf": tf},
+            {"channel": "plain", "tf": tf},
+        ],
+        start=40,
+    ):
+        assert (await c.call({"id": cid, "subscribe": req}))["error"]["code"] == 107

@@ -31,7 +31,9 @@ class DeliveringPort:
     def __init__(self, node: Node) -> None:
         self.node = node
 
-    def on_publication(self, channel: str, pub: Publication, position: Position) -> None:
+    def on_publication(
+        self, channel: str, pub: Publication, position: Position, delta: bool = False
+    ) -> None:
         self.node.deliver(channel, pub)
 
     def on_join(self, channel: str, info: ClientInfo) -> None: ...

@@ -45,3 +45,21 @@ def test_a_flood_of_forged_nodes_is_bounded(monkeypatch: object) -> None:
         assert len(table) == 10
     finally:
         nodes_module.MAX_NODES = 10_000
+
+
+def test_gone_and_new_nodes_are_reported_once() -> None:
+    now = [100.0]
+    events: list[tuple[str, str]] = []
+    table = NodeTable(
+        timeout=5.0,
+        clock=lambda: now[0],
+        on_gone=lambda uid: events.append(("gone", uid)),
+        on_new=lambda uid: events.append(("new", uid)),
+    )
+    table.update(beat("a"))
+    table.update(beat("a"))  # heard again: not new
+    now[0] += 6.0
+    assert table.live() == []
+    assert table.expire() == []  # gone is reported once
+    table.update(beat("a"))  # back after being gone: new again
+    assert events == [("new", "a"), ("gone", "a"), ("new", "a")]

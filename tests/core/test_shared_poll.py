@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,8 +21,11 @@ from aiohttp import web
 
 from tests.conftest import free_port
 from tests.core.conftest import OPEN, Conn, make_settings, settle_client
+from tests.polling import until
+from tidings.api.methods import ServerApi
 from tidings.core.node import Node
 from tidings.core.shared_poll import sign
+from tidings.errors import ReplyError
 
 SECRET = "shared-poll-secret"
 
@@ -110,6 +113,14 @@ async def node(backend: Backend) -> AsyncIterator[Node]:
                 "sp": ns,
                 "sp2": dict(ns),
                 "few": {**ns, "shared_poll_refresh_batch_size": 2},
+                "ver": {**ns, "shared_poll_mode": "versioned"},
+                "pub": {
+                    **ns,
+                    "shared_poll_mode": "versioned",
+                    "shared_poll_publish_enabled": True,
+                    "shared_poll_refresh_interval": "1h",  # updates come by publish only
+                },
+                "plain": OPEN,
             },
         )
     )
@@ -118,26 +129,32 @@ async def node(backend: Backend) -> AsyncIterator[Node]:
 
 
 async def tracker(node: Node, user: str, channel: str, keys: list[str]) -> Conn:
+    c, _ = await tracker_with_reply(node, user, channel, keys)
+    return c
+
+
+async def tracker_with_reply(
+    node: Node, user: str, channel: str, keys: list[str]
+) -> tuple[Conn, list[dict[str, Any]]]:
+    """A tracker of `keys`, and the current data its track reply carried (known keys)."""
     c = Conn(node)
     await c.connect(user)
     reply = await c.call({"id": 2, "subscribe": {"channel": channel, "type": 4}})
-    assert reply["subscribe"]["type"] == 4 and reply["subscribe"]["epoch"], reply
+    assert reply["subscribe"]["type"] == 4, reply
+    # Versionless: the node's epoch; versioned: the publisher's, none before it speaks.
+    assert bool(reply["subscribe"].get("epoch")) != channel.startswith(("ver:", "pub:")), reply
+    known: list[dict[str, Any]] = []
     if keys:
         track = await c.call({"id": 3, "sub_refresh": track_request(user, channel, keys)})
         assert "error" not in track, track
-    return c
+        known = track["sub_refresh"].get("items", [])
+    return c, known
 
 
 def track_request(user: str, channel: str, keys: list[str], **override: Any) -> dict[str, Any]:
     sig = sign(SECRET, user, channel, keys, iat=int(time.time()), expiry=int(time.time()) + 60)
     batch = {"signature": override.get("signature", sig), "items": [{"key": k} for k in keys]}
     return {"channel": channel, "type": 1, "track": [batch]}
-
-
-async def wait_for(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - a condition of the node, not an event
-            await asyncio.sleep(0.01)
 
 
 async def pushes(c: Conn, count: int) -> list[dict[str, Any]]:
@@ -152,21 +169,23 @@ async def pushes(c: Conn, count: int) -> list[dict[str, Any]]:
 
 async def test_one_poll_per_channel_whatever_the_subscribers(node: Node, backend: Backend) -> None:
     backend.values = {"a": (1, {"p": 1}), "b": (1, {"p": 2})}
-    conns = [await tracker(node, f"u{i}", "sp:q", ["a", "b"]) for i in range(20)]
+    conns = [await tracker_with_reply(node, f"u{i}", "sp:q", ["a", "b"]) for i in range(20)]
     await tracker(node, "other", "sp2:q", ["a"])
-    await wait_for(lambda: node.shared_polls.polls("sp:q") >= 5)
+    await until(lambda: node.shared_polls.polls("sp:q") >= 5)
     polls = node.shared_polls.polls("sp:q") + node.shared_polls.polls("sp2:q")
-    # Every request names one channel and each tracked key once.
-    assert len(backend.calls) in (polls, polls + 1, polls - 1)
+    # Every request names one channel and each tracked key once (a poll of each
+    # channel may be on its way to the back end: counted, not yet received).
+    assert polls - 2 <= len(backend.calls) <= polls
     for call in backend.calls:
         keys = [item["key"] for item in call["items"]]
         assert len(keys) == len(set(keys))
         assert call["channel"] in ("sp:q", "sp2:q")
     per_channel = [c for c in backend.calls if c["channel"] == "sp:q"]
     assert abs(len(per_channel) - node.shared_polls.polls("sp:q")) <= 1
-    # Every tracker got each key once (first version seen).
-    for c in conns[:3]:
-        got = await pushes(c, 2)
+    # Every tracker got each key once (first version seen): pushed, or in its track
+    # reply when a poll had already seen it.
+    for c, known in conns[:3]:
+        got = known + await pushes(c, 2 - len(known))
         assert sorted((p["key"], p["data"]["p"], p["version"]) for p in got) == [
             ("a", 1, 1),
             ("b", 2, 1),
@@ -198,7 +217,7 @@ async def test_changes_pushed_to_trackers_only(node: Node, backend: Backend) -> 
 
 async def test_batches_of_refresh_batch_size(node: Node, backend: Backend) -> None:
     await tracker(node, "u", "few:x", ["k1", "k2", "k3", "k4", "k5"])
-    await wait_for(lambda: node.shared_polls.polls("few:x") >= 2)
+    await until(lambda: node.shared_polls.polls("few:x") >= 2)
     assert max(len(c["items"]) for c in backend.calls) == 2
 
 
@@ -213,7 +232,7 @@ async def test_bad_back_end_costs_only_updates(
     backend.values["a"] = (2, "two")
     calls = len(backend.calls)
     with caplog.at_level(logging.WARNING, logger="tidings.core.shared_poll"):
-        await wait_for(lambda: len(backend.calls) >= calls + 3, within=15)
+        await until(lambda: len(backend.calls) >= calls + 3, within=15)
     warnings = [r for r in caplog.records if "shared poll of 'sp:bad'" in r.getMessage()]
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
     assert c.closed_with is None and "sp:bad" in c.client.subscriptions
@@ -228,12 +247,12 @@ async def test_bad_back_end_costs_only_updates(
 async def test_polling_stops_when_the_last_tracker_leaves(node: Node, backend: Backend) -> None:
     c1 = await tracker(node, "u1", "sp:stop", ["a"])
     c2 = await tracker(node, "u2", "sp:stop", ["a"])
-    await wait_for(lambda: node.shared_polls.polls("sp:stop") >= 2)
+    await until(lambda: node.shared_polls.polls("sp:stop") >= 2)
     await c1.call({"id": 5, "unsubscribe": {"channel": "sp:stop"}})
     polls = node.shared_polls.polls("sp:stop")
-    await wait_for(lambda: node.shared_polls.polls("sp:stop") >= polls + 2)
+    await until(lambda: node.shared_polls.polls("sp:stop") >= polls + 2)
     await c2.call({"id": 5, "sub_refresh": {"channel": "sp:stop", "type": 2, "untrack": ["a"]}})
-    await wait_for(lambda: not node.shared_polls.polling("sp:stop"))
+    await until(lambda: not node.shared_polls.polling("sp:stop"))
     calls = len(backend.calls)
     await asyncio.sleep(0.1)
     assert len(backend.calls) == calls
@@ -264,6 +283,101 @@ async def test_refusals(node: Node, backend: Backend) -> None:
     assert reply.get("error", {}).get("code") == 107 or c.closed_with is not None
     plain = Conn(node)
     await plain.connect("p")
-    assert (await plain.call({"id": 2, "subscribe": {"channel": "sp:r"}}))["error"]["code"] == 107
+    assert (await plain.call({"id": 2, "subscribe": {"channel": "sp:r"}}))["error"]["code"] == 103
     assert json.dumps(backend.calls)  # no request was made for refused keys
     assert all(item["key"] != "k0" for call in backend.calls for item in call["items"])
+
+
+async def test_versionless_asks_for_keys_and_versioned_for_versions(
+    node: Node, backend: Backend
+) -> None:
+    """Versionless (default): keys only, changes found by data; versioned: versions sent."""
+    backend.values = {"a": (0, "one")}
+    free = await tracker(node, "u", "sp:m", ["a"])
+    assert [(p["data"], p["version"]) for p in await pushes(free, 1)] == [("one", 1)]
+    backend.values["a"] = (0, "two")
+    assert [(p["data"], p["version"]) for p in await pushes(free, 1)] == [("two", 2)]
+    assert all("version" not in item for c in backend.calls for item in c["items"])
+
+    backend.values = {"a": (4, "four")}
+    versioned = await tracker(node, "u", "ver:m", ["a"])
+    assert [p["version"] for p in await pushes(versioned, 1)] == [4]
+    await until(lambda: any(c["items"] == [{"key": "a", "version": 4}] for c in backend.calls))
+    backend.values["a"] = (0, "no version")  # versioned: not above 4, so not a change
+    calls = len(backend.calls)
+    await until(lambda: len(backend.calls) > calls + 2)
+    await settle_client(versioned.client)
+    assert [m for m in versioned.transport.take() if "push" in m] == []
+
+
+async def call_api(node: Node, method: str, body: dict[str, Any]) -> Any:
+    api = ServerApi(node)
+    return await api.call(method, api.decode(method, json.dumps(body).encode()))
+
+
+async def test_shared_poll_publish_reaches_trackers_of_the_key(
+    node: Node, backend: Backend
+) -> None:
+    ca = await tracker(node, "ua", "pub:q", ["a"])
+    cb = await tracker(node, "ub", "pub:q", ["b"])
+    await call_api(
+        node,
+        "shared_poll_publish",
+        {"channel": "pub:q", "key": "a", "version": 3, "data": {"p": 3}},
+    )
+    got = await pushes(ca, 1)
+    assert [(p["key"], p["data"], p["version"]) for p in got] == [("a", {"p": 3}, 3)]
+    # Not newer than what the trackers have: nothing is pushed.
+    await call_api(
+        node, "shared_poll_publish", {"channel": "pub:q", "key": "a", "version": 2, "data": 2}
+    )
+    b64 = {"channel": "pub:q", "key": "a", "version": 5, "b64data": "WzVd"}
+    await call_api(node, "shared_poll_publish", b64)
+    assert [(p["data"], p["version"]) for p in await pushes(ca, 1)] == [([5], 5)]
+    await settle_client(cb.client)
+    assert [m for m in cb.transport.take() if "push" in m] == []
+    # A late tracker gets the published data in its track reply.
+    late = Conn(node)
+    await late.connect("late")
+    await late.call({"id": 2, "subscribe": {"channel": "pub:q", "type": 4}})
+    reply = await late.call({"id": 3, "sub_refresh": track_request("late", "pub:q", ["a"])})
+    assert [(p["key"], p["data"]) for p in reply["sub_refresh"]["items"]] == [("a", [5])]
+
+
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        ({"channel": "pub:q", "key": "a", "data": 1}, 107),  # no version
+        ({"channel": "pub:q", "key": "", "version": 1, "data": 1}, 107),
+        ({"channel": "", "key": "a", "version": 1, "data": 1}, 107),
+        ({"channel": "nons:q", "key": "a", "version": 1, "data": 1}, 102),
+        ({"channel": "plain:q", "key": "a", "version": 1, "data": 1}, 107),
+        ({"channel": "sp:q", "key": "a", "version": 1, "data": 1}, 108),  # not enabled
+        ({"channel": "pub:q", "key": "a", "version": 2**63, "data": 1}, 107),
+        ({"channel": "pub:q", "key": "a", "version": 1, "b64data": "@@"}, 107),
+    ],
+)
+async def test_shared_poll_publish_errors_are_centrifugos(
+    node: Node, body: dict[str, Any], code: int
+) -> None:
+    with pytest.raises(ReplyError) as info:
+        await call_api(node, "shared_poll_publish", body)
+    assert info.value.code == code
+
+
+async def test_a_new_publisher_epoch_makes_trackers_start_over(node: Node) -> None:
+    c = await tracker(node, "ua", "pub:e", ["a"])
+    first = {"channel": "pub:e", "key": "a", "version": 7, "data": 1, "epoch": "e1"}
+    await call_api(node, "shared_poll_publish", first)
+    assert [(p["version"], p["epoch"]) for p in await pushes(c, 1)] == [(7, "e1")]
+    # Another epoch: versions of the old one mean nothing, the tracker is sent back.
+    await call_api(node, "shared_poll_publish", first | {"version": 1, "epoch": "e2"})
+    async with asyncio.timeout(5):
+        while True:
+            await settle_client(c.client)
+            unsubs = [m["push"]["unsubscribe"] for m in c.transport.take() if "push" in m]
+            if unsubs:
+                break
+            await asyncio.sleep(0.01)
+    assert unsubs[0]["code"] == 2500
+    assert "pub:e" not in c.client.subscriptions

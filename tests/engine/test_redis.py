@@ -78,7 +78,7 @@ async def test_unix_socket_address(redis_factory: Callable[..., RedisServer]) ->
     entries = ExpiringEntries(engine, "t", 60)
     try:
         await engine.check()
-        await entries.add("room", "c1", b"v", "u1")
+        await entries.add("room", "c1", b"v", "u1", "node-a")
         assert await entries.get("room") == [("c1", b"v", "u1")]
     finally:
         await entries.close()

@@ -8,7 +8,7 @@ Screenshots go to tests/artifacts/admin/ (git-ignored).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,10 @@ import pytest
 
 from tests.conftest import OPEN_CHANNEL, ServerProcess
 from tests.integration.support.sdk import TIMEOUT, Sdk
-from tests.integration.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.timeout(120)]
 
-from playwright.async_api import Browser, Page, async_playwright, expect  # noqa: E402
+from playwright.async_api import Browser, Page, expect  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "admin"
 PASSWORD = "correct horse battery staple"
@@ -37,19 +36,6 @@ def admin_server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
             "channel": OPEN_CHANNEL,
         }
     )
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    assert CHROMIUM.exists(), "no /usr/bin/chromium: run scripts/setup-test-deps.sh"
-    async with async_playwright() as pw:
-        instance = await pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield instance
-        finally:
-            await instance.close()
 
 
 async def shot(page: Page, name: str) -> None:

@@ -20,20 +20,9 @@ import pytest
 
 from tests.conftest import ServerProcess
 from tests.integration.support.api import api_body as api
+from tests.integration.support.browser import assert_sdk_vendored
 
-CHROMIUM = Path("/usr/bin/chromium")
-VENDOR = Path(__file__).resolve().parents[2] / "src/tidings/demo/static/vendor"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TIMEOUT_MS = 15_000
 
 pytestmark = [pytest.mark.timeout(120)]
@@ -44,34 +33,19 @@ from playwright.async_api import (  # noqa: E402
     Browser,
     BrowserContext,
     Page,
-    async_playwright,
     expect,
 )
 
 
 @pytest.fixture(autouse=True, scope="module")
 def browser_dependencies() -> None:
-    assert CHROMIUM.exists(), "no /usr/bin/chromium: run scripts/setup-test-deps.sh"
-    for name in ("centrifuge.js", "centrifuge.protobuf.js"):
-        assert (VENDOR / name).exists(), f"{name} not vendored: run scripts/setup-test-deps.sh"
+    assert_sdk_vendored("centrifuge.js", "centrifuge.protobuf.js")
 
 
 @pytest.fixture
 def demo_server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
     """A demo node; the `chat` namespace comes from demo mode alone."""
     return server_factory({"demo": True})
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        instance = await pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield instance
-        finally:
-            await instance.close()
 
 
 class Room:

@@ -15,66 +15,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
+from playwright.async_api import Browser
 
 from tests.conftest import OPEN_CHANNEL, ServerProcess
 from tests.integration.support.api import api_body as api
-
-CHROMIUM = Path("/usr/bin/chromium")
-VENDOR = Path(__file__).resolve().parents[2] / "src/tidings/demo/static/vendor"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    # The test page is served by Playwright, not from 127.0.0.1: without this, Chromium
-    # treats it as public and blocks its WebSocket to a loopback address.
-    "--disable-features=LocalNetworkAccessChecks",
-]
-TIMEOUT_MS = 15_000
+from tests.integration.support.emulation_page import (
+    CLIENT_JS,
+    check_browser_dependencies,
+    chromium,
+    log_of,
+    open_page,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.timeout(120)]
-
-from playwright.async_api import Browser, Page, async_playwright  # noqa: E402
-
-#: Runs in the page: connects with every transport configured, records what happens.
-CLIENT_JS = """
-async (args) => {
-  if (args.noWebSocket) { window.WebSocket = undefined; }  // a browser (or proxy) without it
-  if (args.noStreams) { window.ReadableStream = undefined; }
-  const protobuf = args.protobuf;
-  const enc = (v) => protobuf ? new TextEncoder().encode(JSON.stringify(v)) : v;
-  const dec = (d) => protobuf ? JSON.parse(new TextDecoder().decode(d)) : d;
-  const log = window.emuLog = {connected: [], pubs: [], subscribed: [], errors: []};
-  const c = new Centrifuge([
-    {transport: 'websocket', endpoint: args.wsUrl},
-    {transport: 'http_stream', endpoint: '/connection/http_stream'},
-    {transport: 'sse', endpoint: '/connection/sse'},
-  ], {token: args.token, emulationEndpoint: '/emulation', minReconnectDelay: 1500,
-      maxReconnectDelay: 2000});
-  window.emuClient = c;
-  c.on('connected', (ctx) => log.connected.push(ctx.transport));
-  c.on('error', (ctx) => log.errors.push(JSON.stringify(ctx.error)));
-  const sub = c.newSubscription('news:room');
-  window.emuSub = sub;
-  sub.on('subscribed', (ctx) => log.subscribed.push(
-    {wasRecovering: ctx.wasRecovering, recovered: ctx.recovered}));
-  sub.on('publication', (ctx) => log.pubs.push(dec(ctx.data)));
-  window.emuPublish = (v) => sub.publish(enc(v));
-  sub.subscribe();
-  c.connect();
-}
-"""
 
 
 @pytest.fixture(autouse=True, scope="module")
 def browser_dependencies() -> None:
-    assert CHROMIUM.exists(), "no /usr/bin/chromium: run scripts/setup-test-deps.sh"
-    for name in ("centrifuge.js", "centrifuge.protobuf.js"):
-        assert (VENDOR / name).exists(), f"{name} not vendored: run scripts/setup-test-deps.sh"
+    check_browser_dependencies()
 
 
 @pytest.fixture
@@ -84,39 +45,8 @@ def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        instance = await pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield instance
-        finally:
-            await instance.close()
-
-
-async def open_page(browser: Browser, server: ServerProcess, protobuf: bool) -> Page:
-    """A page of the server's origin (served by the test) with the SDK loaded."""
-    page = await browser.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    url = f"http://127.0.0.1:{server.port}/emulation-test.html"
-
-    async def fulfil(route: Any) -> None:
-        await route.fulfill(body="<!doctype html><title>t</title>", content_type="text/html")
-
-    await page.route(url, fulfil)
-    await page.goto(url)
-    build = "centrifuge.protobuf.js" if protobuf else "centrifuge.js"
-    await page.add_script_tag(path=str(VENDOR / build))
-    return page
-
-
-async def wait_for(page: Page, condition: str) -> None:
-    await page.wait_for_function(f"() => {condition}", timeout=TIMEOUT_MS)
-
-
-async def log_of(page: Page) -> dict[str, Any]:
-    value: dict[str, Any] = await page.evaluate("() => window.emuLog")
-    return value
+    async with chromium() as instance:
+        yield instance
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import SECRET, free_port, write_toml
-from tidings.config import Settings
+from tidings.settings import Settings
 
 TIMEOUT = 30.0
 TABLE_FLAGS = {

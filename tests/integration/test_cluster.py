@@ -17,22 +17,19 @@ from cent import AsyncClient, PublishRequest
 from tests.conftest import ServerProcess
 from tests.integration.cluster_support import (
     cluster_settings,
-    durable_redis,
     node_names,
     start_nodes,
     wait_for,
 )
 from tests.integration.support.api import api_call
 from tests.integration.support.sdk import connecting
-from tidings.testing.redis import RedisCluster, RedisServer
+from tidings.testing.redis import RedisCluster
 
 
 async def test_publication_through_b_reaches_clients_on_a_and_c(
-    server_factory: Callable[..., ServerProcess],
-    redis_factory: Callable[..., RedisServer],
+    redis_nodes: list[ServerProcess],
 ) -> None:
-    redis = durable_redis(redis_factory)
-    a, b, c = start_nodes(server_factory, cluster_settings([redis.url]))
+    a, b, c = redis_nodes
     async with connecting(a) as connect:
         on_a = await connect("alice")
         on_c = await connect("carol", srv=c)
@@ -77,11 +74,9 @@ async def test_publication_through_b_reaches_clients_on_a_and_c(
 
 
 async def test_user_status_and_disconnect_reach_another_node(
-    server_factory: Callable[..., ServerProcess],
-    redis_factory: Callable[..., RedisServer],
+    redis_nodes: list[ServerProcess],
 ) -> None:
-    redis = durable_redis(redis_factory)
-    a, b, _ = start_nodes(server_factory, cluster_settings([redis.url]))
+    a, b, _ = redis_nodes
     async with connecting(a) as connect:
         dave = await connect("dave")
 
@@ -103,11 +98,9 @@ async def test_user_status_and_disconnect_reach_another_node(
 
 
 async def test_info_lists_live_nodes_and_forgets_a_killed_one(
-    server_factory: Callable[..., ServerProcess],
-    redis_factory: Callable[..., RedisServer],
+    redis_nodes: list[ServerProcess],
 ) -> None:
-    redis = durable_redis(redis_factory)
-    a, b, c = start_nodes(server_factory, cluster_settings([redis.url]))
+    a, b, c = redis_nodes
 
     async def three() -> bool:
         return await node_names(b) == ["node-0", "node-1", "node-2"]
@@ -155,11 +148,9 @@ async def _three(node: ServerProcess) -> bool:
 
 
 async def test_broadcast_all_reaches_every_user_of_every_node_once(
-    server_factory: Callable[..., ServerProcess],
-    redis_factory: Callable[..., RedisServer],
+    redis_nodes: list[ServerProcess],
 ) -> None:
-    redis = durable_redis(redis_factory)
-    a, b, c = start_nodes(server_factory, cluster_settings([redis.url]))
+    a, b, c = redis_nodes
     async with connecting(a) as connect:
         conns = {
             "u-a": [await connect("u-a")],

@@ -133,11 +133,9 @@ async def test_redis_restart_mid_stream_loses_nothing(
 
 
 async def test_node_killed_during_durable_publishes_loses_nothing(
-    server_factory: Callable[..., ServerProcess],
-    redis_factory: Callable[..., RedisServer],
+    redis_nodes: list[ServerProcess],
 ) -> None:
-    redis = durable_redis(redis_factory)
-    a, b, c = start_nodes(server_factory, cluster_settings([redis.url]))
+    a, b, c = redis_nodes
     async with connecting(a) as connect:
         alice = await connect("alice")
         _, rec = await alice.subscribed("d:orders")
@@ -211,12 +209,8 @@ def test_start_fails_fast_without_redis(tmp_path: Path) -> None:
     assert "unavailable" in str(failed.value)
 
 
-async def test_offline_inbox_and_ack_work_from_any_node(
-    server_factory: Callable[..., ServerProcess],
-    redis_factory: Callable[..., RedisServer],
-) -> None:
-    redis = durable_redis(redis_factory)
-    a, b, c = start_nodes(server_factory, cluster_settings([redis.url]))
+async def test_offline_inbox_and_ack_work_from_any_node(redis_nodes: list[ServerProcess]) -> None:
+    a, b, c = redis_nodes
     api = AsyncClient(b.api_url, b.api_key)
     for n in range(6):
         await api.publish(PublishRequest(channel="#erin", data={"n": n}))

@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import OPEN_CHANNEL, ServerProcess
+from tests.integration.cluster_support import cluster_settings, start_nodes
 from tests.integration.support.api import api_body as api
 from tests.integration.support.ws import connected_ws, send_command
+from tidings.testing.redis import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "build/npm/node_modules/centrifuge/build"
@@ -158,6 +160,27 @@ async def test_delta_only_for_flagged_publications(
     await client.event()
     for i, doc in enumerate(docs):
         await publish(server, "flagged:x", doc, delta=i % 2 == 1)
+    got = [(await client.event())["pub"] for _ in docs]
+    assert got == docs
+    stats = (await client.event())["stats"]
+    assert stats["numDeltaPayloads"] == 3 and stats["numFullPayloads"] == 3, stats
+
+
+async def test_delta_flag_of_a_publish_on_another_node(
+    server_factory: Callable[..., ServerProcess],
+    redis_server: RedisServer,
+    clients: list[SdkClient],
+) -> None:
+    """The API's `delta: true` on node B reaches node A's delta subscriber (Redis engine)."""
+    settings = cluster_settings(
+        [redis_server.url], namespaces={"flagged": FLAGGED}, durable_allow_volatile=True
+    )
+    a, b = start_nodes(server_factory, settings, count=2)
+    docs = documents(7, 6)
+    client = await start_client(clients, a, "json", "flagged:x", len(docs))
+    await client.event()
+    for i, doc in enumerate(docs):
+        await publish(b, "flagged:x", doc, delta=i % 2 == 1)
     got = [(await client.event())["pub"] for _ in docs]
     assert got == docs
     stats = (await client.event())["stats"]

@@ -12,8 +12,10 @@ import jwt
 import pytest
 
 from tests.conftest import SECRET, ServerProcess
-from tidings.config import ChannelOptions, Settings, build
+from tidings.channel_options import ChannelOptions
+from tidings.config import build
 from tidings.demo import CHAT_NAMESPACE, chat_options, configure
+from tidings.settings import Settings
 
 
 @pytest.fixture

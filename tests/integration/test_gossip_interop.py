@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import free_port
+from tests.polling import until
 from tidings.cluster.gossip import GossipError, GossipMember
 from tidings.protocol.memberlist.keyring import Keyring
 from tidings.protocol.memberlist.member import MemberEvent, MemberEventKind
@@ -126,12 +127,6 @@ async def cluster(
     finally:
         await second.close()
         await first.close()
-
-
-async def until(check: Callable[[], bool], limit: float) -> None:
-    async with asyncio.timeout(limit):
-        while not check():  # noqa: ASYNC110 - polling views that have no change signal
-            await asyncio.sleep(0.05)
 
 
 def alive_names(member: GossipMember) -> set[str]:

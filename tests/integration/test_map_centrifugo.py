@@ -33,6 +33,38 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
     ("map_stats", {"channel": "mm:a"}),
     ("map_clear", {"channel": "mm:a"}),
     ("map_stats", {"channel": "mm:a"}),
+    # Conditional writes: Centrifugo's suppress reasons and positions.
+    ("map_publish", {"channel": "mm:c", "key": "k", "data": 1, "idempotency_key": "i1"}),
+    ("map_publish", {"channel": "mm:c", "key": "k", "data": 2, "idempotency_key": "i1"}),
+    ("map_publish", {"channel": "mm:c", "key": "v", "data": 1, "version": 5}),
+    ("map_publish", {"channel": "mm:c", "key": "v", "data": 2, "version": 5}),
+    ("map_publish", {"channel": "mm:c", "key": "v", "data": 3, "version": 4}),
+    ("map_publish", {"channel": "mm:c", "key": "v", "data": 4, "version": 1, "version_epoch": "x"}),
+    ("map_publish", {"channel": "mm:c", "key": "v", "data": 5, "version": 6}),
+    ("map_publish", {"channel": "mm:c", "key": "k", "data": 6, "key_mode": "if_new"}),
+    ("map_publish", {"channel": "mm:c", "key": "n", "data": 7, "key_mode": "if_exists"}),
+    ("map_publish", {"channel": "mm:c", "key": "n", "data": 8, "key_mode": "if_new"}),
+    ("map_publish", {"channel": "mm:c", "key": "t", "data": 9, "tags": {"a": "b"}}),
+    ("map_publish", {"channel": "mm:c", "key": "b", "b64data": "eyJ4IjoxfQ=="}),
+    ("map_publish", {"channel": "mm:c", "key": "d", "data": {"y": 1}, "delta": True}),
+    ("map_publish", {"channel": "mm:c", "key": "k", "data": 1, "key_mode": "bogus"}),
+    ("map_publish", {"channel": "mm:c", "key": "", "data": 1}),
+    ("map_publish", {"channel": "nons:c", "key": "k", "data": 1}),
+    ("map_remove", {"channel": "mm:c", "key": "k", "idempotency_key": "r1"}),
+    ("map_remove", {"channel": "mm:c", "key": "k", "idempotency_key": "r1"}),
+    ("map_remove", {"channel": "mm:c", "key": ""}),
+    ("map_read_state", {"channel": "mm:c", "limit": 100}),
+    ("map_read_state", {"channel": "mm:c", "key": "t"}),
+    ("map_read_state", {"channel": "mm:c", "key": "v", "limit": 1, "cursor": "zzz"}),
+    ("map_read_state", {"channel": "mm:c", "key": "absent", "limit": 10}),
+    ("map_read_state", {"channel": "mm:c", "limit": 10, "asc": True}),
+    ("map_read_state", {"channel": "mm:c", "limit": 10, "revision_epoch": "zz"}),
+    ("map_read_stream", {"channel": "mm:c", "limit": 3, "reverse": True}),
+    ("map_read_stream", {"channel": "mm:c", "limit": 0, "reverse": True}),
+    (
+        "map_read_stream",
+        {"channel": "mm:c", "limit": 3, "reverse": True, "since_offset": 3, "since_epoch": "bad"},
+    ),
 ]
 
 
@@ -78,6 +110,8 @@ def normalized(reply: Any, epochs: dict[str, str]) -> Any:
                 out[key] = epochs.setdefault(value, f"epoch-{len(epochs)}")
             elif key == "time":
                 out[key] = "time"
+            elif key == "error" and value.get("code") == 107:
+                out[key] = {"code": 107}  # tidings' 107 messages say more (docs/api.md)
             else:
                 out[key] = normalized(value, epochs)
         return out

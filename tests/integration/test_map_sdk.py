@@ -99,3 +99,33 @@ async def test_sdk_starts_over_after_map_clear(
     await client.send("connect")
     # Another epoch: 112, and the SDK loads a fresh snapshot.
     assert (await client.next("sync"))["entries"] == [{"key": "b", "data": 2}]
+
+
+async def test_sdk_sees_tags_and_no_suppressed_writes(
+    server: ServerProcess, sdk: Callable[[str, str], Any]
+) -> None:
+    """Tags reach the SDK's update; writes suppressed by a condition reach nobody."""
+    client: SdkClient = await sdk("alice", "m:cond")
+    await client.next("subscribed")
+    tagged = {"channel": "m:cond", "key": "a", "data": 1, "tags": {"team": "red"}}
+    await api(server, "map_publish", tagged | {"idempotency_key": "once", "version": 3})
+    assert await client.next("update") == {
+        "key": "a",
+        "data": 1,
+        "removed": False,
+        "tags": {"team": "red"},
+    }
+    repeat = await api(server, "map_publish", tagged | {"idempotency_key": "once", "data": 2})
+    assert repeat["suppress_reason"] == "idempotency"
+    old = await api(
+        server, "map_publish", {"channel": "m:cond", "key": "a", "data": 3, "version": 2}
+    )
+    assert old["suppress_reason"] == "version"
+    exists = await api(
+        server, "map_publish", {"channel": "m:cond", "key": "a", "data": 4, "key_mode": "if_new"}
+    )
+    assert exists["suppress_reason"] == "key_exists"
+    await api(server, "map_publish", {"channel": "m:cond", "key": "marker", "data": 5})
+    assert (await client.next("update"))["key"] == "marker"  # nothing came before it
+    await api(server, "map_remove", {"channel": "m:cond", "key": "a"})
+    assert await client.next("update") == {"key": "a", "removed": True, "tags": {"team": "red"}}

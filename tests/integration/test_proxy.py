@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -22,14 +22,6 @@ from tests.integration.support.sdk import TIMEOUT, Sdk
 from tests.integration.support.ws import closing, open_ws, send_command, send_connect
 from tests.upstream.backend import Answer, Backend
 from tests.upstream.test_coordinator import assert_documented
-
-
-@pytest.fixture
-async def backend() -> AsyncIterator[Backend]:
-    server = Backend()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def settings(backend: Backend, **proxy: Any) -> dict[str, Any]:

@@ -8,18 +8,18 @@ the back end tells who the user is. No token anywhere.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.conftest import ServerProcess
-from tests.integration.test_browser import CHROMIUM, CHROMIUM_ARGS, VENDOR
+from tests.integration.support.browser import assert_sdk_vendored
 from tests.upstream.backend import Answer, Backend
 
 pytestmark = [pytest.mark.timeout(120)]
 
-from playwright.async_api import Browser, async_playwright  # noqa: E402
+from playwright.async_api import Browser  # noqa: E402
 
 CONNECT = """
 async ([url, channel]) => {
@@ -40,26 +40,9 @@ async ([url, channel]) => {
 """
 
 
-@pytest.fixture
-async def backend() -> AsyncIterator[Backend]:
-    server = Backend()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    assert CHROMIUM.exists(), "no /usr/bin/chromium: run scripts/setup-test-deps.sh"
-    assert (VENDOR / "centrifuge.js").exists(), "SDK not vendored: run scripts/setup-test-deps.sh"
-    async with async_playwright() as pw:
-        instance = await pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield instance
-        finally:
-            await instance.close()
+@pytest.fixture(autouse=True)
+def sdk_vendored() -> None:
+    assert_sdk_vendored("centrifuge.js")
 
 
 def by_cookie(body: dict[str, Any], headers: Any) -> Answer:

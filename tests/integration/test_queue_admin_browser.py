@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from tests.conftest import free_port
-from tests.integration.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.integration.support.browser import chromium
 from tests.peers.nsq_processes import (
     NsqProcess,
     http_call,
@@ -78,21 +78,14 @@ def admin_url(tmp_path: Path, cluster: tuple[NsqProcess, NsqProcess]) -> Iterato
 
 @pytest.fixture
 async def page() -> AsyncIterator[Page]:
-    assert CHROMIUM.exists(), "no /usr/bin/chromium: run scripts/setup-test-deps.sh"
-    async with async_playwright() as pw:
-        browser: Browser = await pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
+    async with chromium() as browser:
         context = await browser.new_context(viewport={"width": 1200, "height": 640})
         tab = await context.new_page()
         tab.set_default_timeout(TIMEOUT_MS)
         errors: list[str] = []
         tab.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
-            yield tab
-        finally:
-            await browser.close()
-        assert errors == []
+        yield tab
+    assert errors == []
 
 
 def channel_stats(nsqd: NsqProcess, topic: str) -> dict[str, dict[str, Any]]:

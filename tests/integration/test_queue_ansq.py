@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import ansq
-import pytest
 
-from tests.integration.support.queue import QueueProcess, start_queue
-
-
-@pytest.fixture
-def queue(tmp_path: Path) -> Iterator[QueueProcess]:
-    process = start_queue(tmp_path)
-    yield process
-    process.kill()
+from tests.integration.support.queue import QueueProcess
 
 
 async def test_ansq_publishes_and_consumes(queue: QueueProcess) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import resource
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,10 +14,8 @@ from tests.integration.support.queue import QueueProcess, RawClient, body, start
 
 
 @pytest.fixture
-def queue(tmp_path: Path) -> Iterator[QueueProcess]:
-    process = start_queue(tmp_path, "--max-msg-size", "1k", "--max-body-size", "4k")
-    yield process
-    process.kill()
+def queue_flags() -> list[str]:
+    return ["--max-msg-size", "1k", "--max-body-size", "4k"]
 
 
 async def fatal(queue: QueueProcess, data: bytes, magic: bytes = b"  V2") -> bytes:

@@ -9,89 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.support.queue import RawClient, body, mpub_body, start_queue
-
-RDY = 50
-
-
-async def producer(
-    port: int, topic: str, answered: set[bytes], stop: asyncio.Event, tag: str
-) -> None:
-    """PUB and MPUB numbered messages until stopped or the server dies."""
-    client = await RawClient.connect(port)
-    n = 0
-    try:
-        while not stop.is_set():
-            if n % 3 == 0:
-                batch = [f"{tag}-{n + i}".encode() for i in range(5)]
-                client.send(f"MPUB {topic}\n".encode() + mpub_body(batch))
-                n += 5
-            else:
-                batch = [f"{tag}-{n}".encode()]
-                client.send(f"PUB {topic}\n".encode() + body(batch[0]))
-                n += 1
-            if await client.response(5) != b"OK":
-                return
-            answered.update(batch)  # only what the server acknowledged counts
-    except (OSError, TimeoutError, asyncio.IncompleteReadError):
-        return
-    finally:
-        client.close()
-
-
-async def consumer(
-    port: int, topic: str, channel: str, seen: list[bytes], stop: asyncio.Event
-) -> None:
-    client = await RawClient.connect(port)
-    try:
-        client.send(f"SUB {topic} {channel}\nRDY {RDY}\n".encode())
-        assert await client.response() == b"OK"
-        while not stop.is_set():
-            message = await client.message(5)
-            seen.append(message.body)
-            client.send(b"FIN " + message.message_id + b"\n")
-    except (OSError, TimeoutError, asyncio.IncompleteReadError):
-        return
-    finally:
-        client.close()
-
-
-async def drain(port: int, topic: str, channel: str, idle: float = 1.5) -> list[bytes]:
-    """Consume until nothing comes for `idle` seconds."""
-    client = await RawClient.connect(port)
-    got: list[bytes] = []
-    try:
-        client.send(f"SUB {topic} {channel}\nRDY {RDY}\n".encode())
-        assert await client.response() == b"OK"
-        while True:
-            try:
-                message = await client.message(idle)
-            except TimeoutError:
-                return got
-            got.append(message.body)
-            client.send(b"FIN " + message.message_id + b"\n")
-    finally:
-        client.close()
+from tests.integration.support.queue import RawClient, body, start_queue
+from tests.integration.support.queue_load import RDY, Load, drain
 
 
 @pytest.mark.parametrize("fsync", ["batch", "never"])
 async def test_kill_9_under_load_loses_nothing(tmp_path: Path, fsync: str) -> None:
     queue = start_queue(tmp_path, "--fsync", fsync, "--segment-bytes", "64k")
     try:
-        answered: set[bytes] = set()
-        seen_before: list[bytes] = []
-        stop = asyncio.Event()
-        tasks = [
-            asyncio.create_task(producer(queue.tcp_port, "load", answered, stop, f"p{i}"))
-            for i in range(3)
-        ]
-        tasks.append(
-            asyncio.create_task(consumer(queue.tcp_port, "load", "work", seen_before, stop))
-        )
+        load = Load(queue.tcp_port, "load", "work", producers=3)
         await asyncio.sleep(1.5)
         queue.kill(signal.SIGKILL)  # mid-flight: publishes and FINs on the wire
-        stop.set()
-        await asyncio.gather(*tasks)
+        await load.stop()
+        answered, seen_before = load.answered, load.seen
         assert len(answered) > 100, "the load did not run"
         queue.start()
         seen_after = await drain(queue.tcp_port, "load", "work")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,10 +12,8 @@ from tests.integration.support.queue import QueueProcess, RawClient, start_queue
 
 
 @pytest.fixture
-def queue(tmp_path: Path) -> Iterator[QueueProcess]:
-    process = start_queue(tmp_path, "--max-msg-size", "100", "--max-body-size", "1000")
-    yield process
-    process.kill()
+def queue_flags() -> list[str]:
+    return ["--max-msg-size", "100", "--max-body-size", "1000"]
 
 
 def test_ping_info(queue: QueueProcess) -> None:

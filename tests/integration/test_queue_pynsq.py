@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +11,25 @@ import nsq
 import pytest
 
 from tests.integration.support.queue import QueueProcess, start_queue
+from tests.polling import until
 
 
 @pytest.fixture
-def queue(tmp_path: Path) -> Iterator[QueueProcess]:
-    process = start_queue(tmp_path, "--fsync", "batch")
-    yield process
-    process.kill()
+def queue_flags() -> list[str]:
+    return ["--fsync", "batch"]
+
+
+def answer_of(
+    loop: asyncio.AbstractEventLoop,
+) -> tuple[asyncio.Future[Any], Callable[[Any, Any], None]]:
+    """A future, and the pynsq publish callback that sets it to the server's answer."""
+    done: asyncio.Future[Any] = loop.create_future()
+
+    def callback(conn: Any, data: Any) -> None:
+        if not done.done():
+            done.set_result(data)
+
+    return done, callback
 
 
 async def publish(address: str, topic: str, messages: list[bytes], batch: int = 0) -> None:
@@ -33,12 +45,7 @@ async def publish(address: str, topic: str, messages: list[bytes], batch: int = 
             [messages[i : i + batch] for i in range(0, len(messages), batch)] if batch else None
         )
         for item in chunks or messages:
-            done: asyncio.Future[Any] = loop.create_future()
-
-            def callback(conn: Any, data: Any, done: asyncio.Future[Any] = done) -> None:
-                if not done.done():
-                    done.set_result(data)
-
+            done, callback = answer_of(loop)
             if chunks:
                 writer.mpub(topic, item, callback=callback)
             else:
@@ -50,12 +57,18 @@ async def publish(address: str, topic: str, messages: list[bytes], batch: int = 
             conn.close()
 
 
-async def wait_for(condition: Any, within: float = 20) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+def open_reader(
+    queue: QueueProcess, topic: str, channel: str, handler: Any, max_in_flight: int, **options: Any
+) -> nsq.Reader:
+    """A pynsq Reader of `topic`/`channel` on `queue`, handing messages to `handler`."""
+    return nsq.Reader(
+        topic=topic,
+        channel=channel,
+        message_handler=handler,
+        nsqd_tcp_addresses=[queue.tcp_address],
+        max_in_flight=max_in_flight,
+        **options,
+    )
 
 
 async def test_publish_and_consume_with_max_in_flight(queue: QueueProcess) -> None:
@@ -73,16 +86,10 @@ async def test_publish_and_consume_with_max_in_flight(queue: QueueProcess) -> No
         held.append(message)
         peak = max(peak, len(held))
 
-    reader = nsq.Reader(
-        topic="orders",
-        channel="billing",
-        message_handler=handler,
-        nsqd_tcp_addresses=[queue.tcp_address],
-        max_in_flight=4,
-    )
+    reader = open_reader(queue, "orders", "billing", handler, 4)
     try:
         while len(received) < len(messages):
-            await wait_for(lambda: len(held) >= 4 or len(received) == len(messages))
+            await until(lambda: len(held) >= 4 or len(received) == len(messages))
             await asyncio.sleep(0.1)  # a misbehaving server would send more now
             assert len(held) <= 4
             for message in held:
@@ -92,7 +99,7 @@ async def test_publish_and_consume_with_max_in_flight(queue: QueueProcess) -> No
         reader.close()
     assert sorted(received) == sorted(messages)
     assert peak == 4
-    await wait_for(lambda: queue.channel_stats("orders", "billing")["in_flight_count"] == 0)
+    await until(lambda: queue.channel_stats("orders", "billing")["in_flight_count"] == 0)
     stats = queue.channel_stats("orders", "billing")
     assert stats["depth"] == 0 and stats["message_count"] == 60
 
@@ -108,19 +115,13 @@ async def test_requeue_comes_back_with_attempts(queue: QueueProcess) -> None:
             return False
         return True
 
-    reader = nsq.Reader(
-        topic="jobs",
-        channel="workers",
-        message_handler=handler,
-        nsqd_tcp_addresses=[queue.tcp_address],
-        max_in_flight=1,
-    )
+    reader = open_reader(queue, "jobs", "workers", handler, 1)
     try:
-        await wait_for(lambda: len(attempts) >= 2)
+        await until(lambda: len(attempts) >= 2)
     finally:
         reader.close()
     assert attempts[:2] == [1, 2]
-    await wait_for(lambda: queue.channel_stats("jobs", "workers")["requeue_count"] == 1)
+    await until(lambda: queue.channel_stats("jobs", "workers")["requeue_count"] == 1)
 
 
 async def test_silent_consumer_messages_go_to_another(queue: QueueProcess) -> None:
@@ -131,30 +132,17 @@ async def test_silent_consumer_messages_go_to_another(queue: QueueProcess) -> No
         message.enable_async()  # never finished: the consumer stopped answering
         silent.append(message.body)
 
-    stuck = nsq.Reader(
-        topic="tasks",
-        channel="c",
-        message_handler=hold,
-        nsqd_tcp_addresses=[queue.tcp_address],
-        max_in_flight=3,
-        msg_timeout=1,  # seconds in pynsq
-    )
-    await wait_for(lambda: len(silent) == 3)
+    stuck = open_reader(queue, "tasks", "c", hold, 3, msg_timeout=1)  # msg_timeout: seconds
+    await until(lambda: len(silent) == 3)
     healthy: list[tuple[bytes, int]] = []
 
     def work(message: Any) -> bool:
         healthy.append((message.body, message.attempts))
         return True
 
-    other = nsq.Reader(
-        topic="tasks",
-        channel="c",
-        message_handler=work,
-        nsqd_tcp_addresses=[queue.tcp_address],
-        max_in_flight=3,
-    )
+    other = open_reader(queue, "tasks", "c", work, 3)
     try:
-        await wait_for(lambda: len(healthy) == 3)
+        await until(lambda: len(healthy) == 3)
     finally:
         stuck.close()
         other.close()
@@ -181,25 +169,14 @@ async def test_kill_9_under_pynsq_load_loses_no_answered_message(tmp_path: Path)
         return True
 
     writer = nsq.Writer([queue.tcp_address])
-    reader = nsq.Reader(
-        topic="pk",
-        channel="c",
-        message_handler=handler,
-        nsqd_tcp_addresses=[queue.tcp_address],
-        max_in_flight=2,
-    )
+    reader = open_reader(queue, "pk", "c", handler, 2)
 
     async def produce(tag: str) -> None:
         n = 0
         while not stop:
             message = f"{tag}-{n}".encode()
             n += 1
-            done: asyncio.Future[Any] = loop.create_future()
-
-            def callback(conn: Any, data: Any, done: asyncio.Future[Any] = done) -> None:
-                if not done.done():
-                    done.set_result(data)
-
+            done, callback = answer_of(loop)
             writer.pub("pk", message, callback=callback)
             try:
                 result = await asyncio.wait_for(done, 2)
@@ -211,7 +188,7 @@ async def test_kill_9_under_pynsq_load_loses_no_answered_message(tmp_path: Path)
                 await asyncio.sleep(0.05)
 
     try:
-        await wait_for(lambda: bool(writer.conns))
+        await until(lambda: bool(writer.conns))
         producers = [asyncio.create_task(produce(f"w{i}")) for i in range(4)]
         await asyncio.sleep(1.5)
         queue.kill()  # SIGKILL mid-load
@@ -221,16 +198,10 @@ async def test_kill_9_under_pynsq_load_loses_no_answered_message(tmp_path: Path)
         assert len(answered) > 50, "the load did not run"
         assert not answered <= set(consumed), "no backlog at the kill: the test proves nothing"
         queue.start()
-        drained = nsq.Reader(
-            topic="pk",
-            channel="c",
-            message_handler=quick,
-            nsqd_tcp_addresses=[queue.tcp_address],
-            max_in_flight=100,
-        )
+        drained = open_reader(queue, "pk", "c", quick, 100)
         try:
-            await wait_for(lambda: bool(drained.conns))
-            await wait_for(lambda: answered <= set(consumed), within=60)
+            await until(lambda: bool(drained.conns))
+            await until(lambda: answered <= set(consumed), within=60)
         finally:
             drained.close()
         print({"answered": len(answered), "duplicates": len(consumed) - len(set(consumed))})

@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 from tests.integration.support.queue import RawClient, body, start_queue
-from tests.integration.test_queue_durability import consumer, drain, producer
+from tests.integration.support.queue_load import Load, drain
 
 
 async def test_kill_primary_replica_has_every_answered_message(tmp_path: Path) -> None:
@@ -24,22 +24,15 @@ async def test_kill_primary_replica_has_every_answered_message(tmp_path: Path) -
         name="primary",
     )
     try:
-        answered: set[bytes] = set()
-        seen_before: list[bytes] = []
-        stop = asyncio.Event()
-        tasks = [
-            asyncio.create_task(producer(primary.tcp_port, "rep", answered, stop, f"p{i}"))
-            for i in range(2)
-        ]
-        tasks.append(asyncio.create_task(consumer(primary.tcp_port, "rep", "c", seen_before, stop)))
+        load = Load(primary.tcp_port, "rep", "c", producers=2)
         await asyncio.sleep(1.5)
         # While the primary is connected, the replica refuses its own clients' publishes.
         refused = await RawClient.connect(replica.tcp_port)
         refused.send(b"PUB rep\n" + body(b"split brain"))
         assert (await refused.response()).startswith(b"ERR E_PUB_FAILED")
         primary.kill(signal.SIGKILL)
-        stop.set()
-        await asyncio.gather(*tasks)
+        await load.stop()
+        answered, seen_before = load.answered, load.seen
         assert len(answered) > 50, "the load did not run"
         seen_after = await drain(replica.tcp_port, "rep", "c")
         consumed = set(seen_before) | set(seen_after)

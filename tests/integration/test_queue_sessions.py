@@ -6,20 +6,10 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.integration.support.queue import QueueProcess, RawClient, body, start_queue
 from tidings.protocol.nsq import FrameType
-
-
-@pytest.fixture
-def queue(tmp_path: Path) -> Iterator[QueueProcess]:
-    process = start_queue(tmp_path)
-    yield process
-    process.kill()
 
 
 async def test_heartbeats_then_disconnect_after_two_missed(queue: QueueProcess) -> None:

@@ -14,12 +14,13 @@ import json
 import shutil
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import free_port
+from tests.polling import until
 from tidings.cluster.gossip import GossipMember
 from tidings.protocol.memberlist.config import GossipConfig
 from tidings.protocol.memberlist.keyring import Keyring
@@ -102,12 +103,6 @@ async def serf_cluster(key: bytes | None) -> AsyncIterator[tuple[SerfAgent, Serf
     finally:
         await second.close()
         await first.close()
-
-
-async def until(check: Callable[[], bool], limit: float) -> None:
-    async with asyncio.timeout(limit):
-        while not check():  # noqa: ASYNC110 - polling views that have no change signal
-            await asyncio.sleep(0.05)
 
 
 async def until_status(agent: SerfAgent, name: str, status: str, limit: float) -> None:

@@ -3,16 +3,18 @@
 Every POST is recorded (path, headers, raw body, parsed body). What it answers
 is set per path with `answer(path, ...)`: a JSON object, raw bytes, an HTTP
 status, or a delay. It counts the requests it serves at once (`peak`).
+The `backend` fixture (loaded for every test by tests/conftest.py) starts one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -129,3 +131,12 @@ class Backend:
             return self.of(path)
 
         return await asyncio.wait_for(poll(), within)
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[Backend]:
+    """A running `Backend`, stopped after the test."""
+    server = Backend()
+    await server.start()
+    yield server
+    await server.stop()

@@ -11,7 +11,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +36,6 @@ def assert_documented(kind: str, seen: Seen) -> dict[str, Any]:
     assert not unknown, f"{kind}: undocumented {unknown} in {body}"
     assert seen.headers["Content-Type"].startswith("application/json")
     return body
-
-
-@pytest.fixture
-async def backend() -> AsyncIterator[Backend]:
-    server = Backend()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def proxied_settings(backend: Backend, **extra: Any) -> dict[str, Any]:

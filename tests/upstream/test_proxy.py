@@ -16,14 +16,6 @@ REQUEST = pm.RPCRequest(client="c", transport="websocket", protocol="json", enco
 
 
 @pytest.fixture
-async def backend() -> AsyncIterator[Backend]:
-    server = Backend()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def http() -> AsyncIterator[ProxyClient]:
     client = ProxyClient(max_concurrent=4, max_waiting=10)
     yield client

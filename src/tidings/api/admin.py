@@ -28,11 +28,11 @@ import msgspec
 from aiohttp import web
 
 from tidings.api.methods import ServerApi
-from tidings.config import Settings
 from tidings.core.node import Node
 from tidings.core.ratelimit import TokenBucket
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge.codes import ErrorCode
+from tidings.settings import Settings
 
 log = logging.getLogger(__name__)
 

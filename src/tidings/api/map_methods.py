@@ -2,8 +2,16 @@
 
 `map_publish`, `map_remove`, `map_read_state`, `map_read_stream`,
 `map_stats` and `map_clear` (Centrifugo's `internal/apiproto/api.proto`).
-Fields Centrifugo has and tidings does not model (`stream_data`, `tags`,
-`delta`, `version`, `score`, `key_mode`, ...) are refused, not ignored.
+
+`map_publish` honours `idempotency_key`, `version` / `version_epoch`,
+`key_mode` (`if_new`, `if_exists`), `tags` and `b64data` as Centrifugo v6
+does: a write they make change nothing answers `suppressed: true` with
+Centrifugo's `suppress_reason`. `delta` is accepted and changes nothing
+(subscribers get full data). `map_read_state` reads one `key`, checks
+`revision_*`, and takes `asc` (no effect: there are no ordered channels).
+`map_read_stream` with `reverse` reads newest first (below `since_*`
+when given: paging back). Fields Centrifugo accepts without acting on them
+(`stream_data`, `b64stream_data`, `score`) are refused (107), not ignored.
 """
 
 from __future__ import annotations
@@ -13,13 +21,14 @@ from typing import Any
 
 from msgspec import Raw, Struct
 
+from tidings.api.payloads import optional_payload
 from tidings.core.commands import checked_payload
 from tidings.core.maps import MapChannels
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge.codes import ErrorCode
 from tidings.store.base import OutOfRange, Position, UnrecoverablePosition
 from tidings.store.keyed import MAX_PAGE as MAX_STORE_PAGE
-from tidings.store.keyed import InvalidKey, KeyedEntry
+from tidings.store.keyed import InvalidKey, KeyedEntry, WriteCondition, WriteSuppressed
 
 Result = dict[str, Any]
 
@@ -78,12 +87,41 @@ def _refuse(**given: object) -> None:
         raise ReplyError(ErrorCode.BAD_REQUEST, f"not supported: {', '.join(names)}")
 
 
+def _require(channel: str, key: str) -> None:
+    """Centrifugo answers 107 to a write without a channel or a key, before anything else."""
+    if not channel or not key:
+        raise ReplyError(ErrorCode.BAD_REQUEST, "channel and key required")
+
+
+def _map_payload(data: Raw, b64data: str) -> bytes:
+    """The data of a map write: JSON, or base64 of JSON (which wins); may be empty."""
+    payload = optional_payload(data, b64data, "b64data")
+    return bytes(checked_payload(payload, "data")) if len(payload) else b""
+
+
+def _check_revision(req: MapReadStateRequest, position: Position) -> None:
+    """112 when the state is no longer the one of `revision_*` (another epoch)."""
+    if (req.revision_offset or req.revision_epoch) and req.revision_epoch != position.epoch:
+        raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
+
+
+def _suppressed(exc: WriteSuppressed) -> Result:
+    return {
+        "offset": exc.position.offset,
+        "epoch": exc.position.epoch,
+        "suppressed": True,
+        "suppress_reason": exc.reason,
+    }
+
+
 def _entry(entry: KeyedEntry) -> Result:
     result: Result = {"key": entry.key, "offset": entry.offset, "time": entry.time}
     if entry.removed:
         result["removed"] = True
     elif entry.data:
         result["data"] = Raw(entry.data)
+    if entry.tags:
+        result["tags"] = entry.tags
     return result
 
 
@@ -124,57 +162,68 @@ class MapApi:
 
     async def map_publish(self, req: MapPublishRequest) -> Result:
         _refuse(
-            b64data=req.b64data,
             stream_data=len(req.stream_data),
             b64stream_data=req.b64stream_data,
-            tags=req.tags,
+            score=req.score,
+        )
+        _require(req.channel, req.key)
+        if req.key_mode not in ("", "if_new", "if_exists"):
+            raise ReplyError(ErrorCode.BAD_REQUEST, "key_mode must be if_new or if_exists")
+        data = _map_payload(req.data, req.b64data)
+        condition = WriteCondition(
             idempotency_key=req.idempotency_key,
-            delta=req.delta,
             version=req.version,
             version_epoch=req.version_epoch,
-            score=req.score,
             key_mode=req.key_mode,
+            tags=req.tags or None,
         )
-        if not len(req.data):
-            raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
-        data = checked_payload(req.data, "data")
-        position = await self.maps.publish(req.channel, req.key, bytes(data))
+        try:
+            position = await self.maps.publish(req.channel, req.key, data, condition)
+        except WriteSuppressed as exc:
+            return _suppressed(exc)
         return {"offset": position.offset, "epoch": position.epoch}
 
     async def map_remove(self, req: MapRemoveRequest) -> Result:
-        _refuse(idempotency_key=req.idempotency_key)
-        removed, position = await self.maps.remove(req.channel, req.key)
+        _require(req.channel, req.key)
+        try:
+            removed, position = await self.maps.remove(req.channel, req.key, req.idempotency_key)
+        except WriteSuppressed as exc:
+            return _suppressed(exc)
         result: Result = {"offset": position.offset, "epoch": position.epoch}
         if not removed:
             result |= {"suppressed": True, "suppress_reason": "key_not_found"}
         return result
 
     async def map_read_state(self, req: MapReadStateRequest) -> Result:
-        _refuse(
-            key=req.key,
-            asc=req.asc,
-            revision_offset=req.revision_offset,
-            revision_epoch=req.revision_epoch,
-        )
+        # `asc` orders channels with scores, which tidings does not have: no effect,
+        # as in Centrifugo for unordered channels.
         self.maps.channel(req.channel)
         limit = _page_limit(req.limit)
         try:
+            if req.key:
+                entry, position = await self.maps.store.read_key(req.channel, req.key)
+                _check_revision(req, position)
+                return _read([entry] if entry is not None else [], position)
             if not limit:
-                return _read([], await self.maps.store.position(req.channel))
+                position = await self.maps.store.position(req.channel)
+                _check_revision(req, position)
+                return _read([], position)
             page = await self.maps.store.read_state(req.channel, req.cursor, limit)
         except (InvalidKey, OutOfRange) as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        _check_revision(req, page.position)
         result = _read(page.entries, page.position)
         if page.cursor:
             result["cursor"] = page.cursor
         return result
 
     async def map_read_stream(self, req: MapReadStreamRequest) -> Result:
-        _refuse(reverse=req.reverse)
         self.maps.channel(req.channel)
         since = Position(req.since_offset, req.since_epoch)
         from_start = not req.since_offset and not req.since_epoch
         limit = _page_limit(req.limit)
+        if req.reverse:
+            return await self._read_stream_back(req, since, from_start, limit)
         try:
             changes, top = await self.maps.store.read_stream(
                 req.channel, None if from_start else since, max(limit, 1)
@@ -183,6 +232,22 @@ class MapApi:
             raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION) from None
         except OutOfRange as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        return _read(changes if limit else [], top)
+
+    async def _read_stream_back(
+        self, req: MapReadStreamRequest, since: Position, from_start: bool, limit: int
+    ) -> Result:
+        """`reverse`: newest first, from the top or (paging back) below `since`, as Centrifugo."""
+        try:
+            changes, top = await self.maps.store.read_stream_back(
+                req.channel, 0 if from_start else since.offset, max(limit, 1)
+            )
+        except OutOfRange as exc:
+            raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        if not from_start and since.epoch != top.epoch:
+            raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
+        if not from_start and not since.offset:
+            changes = []  # nothing is below offset 0
         return _read(changes if limit else [], top)
 
     async def map_stats(self, req: MapChannelRequest) -> Result:

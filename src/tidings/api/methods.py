@@ -8,8 +8,6 @@ as `ReplyError` and become `{"error": {"code", "message"}}`.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import os
 import resource
@@ -23,6 +21,8 @@ from tidings import __version__
 from tidings.api import requests as rq
 from tidings.api.idempotency import IdempotencyCache
 from tidings.api.map_methods import MapApi
+from tidings.api.payloads import optional_payload as _optional_payload
+from tidings.api.shared_poll_methods import SharedPollApi
 from tidings.core.commands import checked_payload
 from tidings.core.node import Node
 from tidings.errors import ReplyError
@@ -62,6 +62,7 @@ class ServerApi:
             "broadcast_all": (rq.BroadcastAllRequest, self.broadcast_all),
             "delivery_status": (rq.DeliveryStatusRequest, self.delivery_status),
             **MapApi(node.maps).methods(),
+            **SharedPollApi(node.shared_polls).methods(),
         }
 
     def register(self, name: str, request_type: type[Any], method: Method) -> None:
@@ -80,6 +81,8 @@ class ServerApi:
         try:
             request = msgspec.json.decode(body or b"{}", type=entry[0])
         except msgspec.ValidationError as exc:
+            if str(exc).startswith("Object missing required field"):
+                raise MissingField(f"invalid {method} request: {exc}") from None
             raise ReplyError(ErrorCode.BAD_REQUEST, f"invalid {method} request: {exc}") from None
         except msgspec.DecodeError as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, f"body is not valid JSON: {exc}") from None
@@ -225,7 +228,7 @@ class ServerApi:
     async def user_connections(self, req: rq.UserConnectionsRequest) -> Result:
         _need(req.user, "user")
         connections = {}
-        for client in self.node.user_clients(req.user):
+        for client in self.node.user_connections.user_clients(req.user):
             connections[client.id] = {
                 "client": client.id,
                 "user": client.user,
@@ -301,11 +304,11 @@ class ServerApi:
 
     def _need_presence(self, name: str) -> None:
         if not self.node.rules.resolve(name).options.presence:
-            raise ReplyError(ErrorCode.NOT_AVAILABLE, "presence is off in this channel")
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, "not available")
 
     async def history(self, req: rq.HistoryRequest) -> Result:
         if not self.node.rules.resolve(req.channel).options.history_enabled:
-            raise ReplyError(ErrorCode.NOT_AVAILABLE, "history is off in this channel")
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, "not available")
         since = Position(req.since.offset, req.since.epoch) if req.since else None
         try:
             pubs, top = await self.node.history.read(req.channel, since, req.limit, req.reverse)
@@ -319,7 +322,7 @@ class ServerApi:
         return {}
 
     async def channels(self, req: rq.ChannelsRequest) -> Result:
-        found = self.node.hub.channels(req.pattern)
+        found = await self.node.peers.channels(req.pattern)
         return {"channels": {name: {"num_clients": n} for name, n in found.items()}}
 
     async def info(self, req: rq.InfoRequest) -> Result:
@@ -398,23 +401,6 @@ def _payload(data: Raw, b64data: str) -> Raw:
     return payload
 
 
-def _optional_payload(data: Raw, b64: str, name: str) -> Raw:
-    """`data`, or the payload given in base64 as `b64` (which wins, as in Centrifugo).
-
-    The decoded bytes must be one JSON value, checked and compacted like any
-    payload: every publication also goes to JSON clients, which receive
-    payloads verbatim inside their JSON frames (Centrifugo sends them even
-    when they are not JSON, breaking those frames).
-    """
-    if not b64:
-        return data
-    try:
-        decoded = base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise ReplyError(ErrorCode.BAD_REQUEST, f"{name} is not valid base64") from None
-    return checked_payload(decoded, name) if decoded else data
-
-
 def _checked_payloads(request: Any) -> Any:
     """`request` with its payloads checked and compacted (error 107, HTTP 400, if invalid).
 
@@ -434,6 +420,16 @@ _WITH_DATA = (
     rq.BroadcastAllRequest,
     rq.SubscribeRequest,
 )
+
+
+class MissingField(ReplyError):
+    """A request without a field its method needs: 107 in an HTTP 200 answer, as Centrifugo.
+
+    (A body that does not decode at all, or has an unknown or mistyped field, is HTTP 400.)
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.BAD_REQUEST, message)
 
 
 def _need(value: str, name: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from tidings.api.methods import ServerApi
+from tidings.api.methods import MissingField, ServerApi
 from tidings.core.node import Node
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge.codes import ErrorCode
@@ -123,6 +123,8 @@ class ApiServer:
     async def _dispatch(self, request: web.Request, method: str, body: bytes) -> web.Response:
         try:
             decoded = self.api.decode(method, body)
+        except MissingField as exc:
+            return _json({"error": {"code": exc.code, "message": exc.info.message}})
         except ReplyError as exc:
             status = 404 if exc.code == ErrorCode.METHOD_NOT_FOUND else 400
             return _error(ErrorCode(exc.code), exc.info.message, status)

@@ -121,15 +121,19 @@ async def start(
     engine: str = "memory",
     namespaces: dict[str, dict[str, Any]] | None = None,
     cpus: frozenset[int] = frozenset(),
+    redis_url: str = "",
 ) -> Target:
-    """Centrifugo (built by scripts/build-bench-peers.sh) with `engine`, pinned to `cpus`."""
+    """Centrifugo (built by scripts/build-bench-peers.sh) with `engine`, pinned to `cpus`.
+
+    The Redis engine uses `redis_url` if given (a Redis shared with other targets,
+    not measured with Centrifugo), else a private `redis-server` measured with it.
+    """
     if engine not in TARGETS.values():
         raise ValueError(f"unknown Centrifugo engine {engine!r}")
     binary = programs.program("centrifugo")
     workdir = Path(tempfile.mkdtemp(prefix=f"tidings-bench-centrifugo-{engine}-"))
     companions: list[asyncio.subprocess.Process] = []
-    redis_url = ""
-    if engine == "redis":
+    if engine == "redis" and not redis_url:
         redis, redis_port = await _start_redis(workdir, cpus)
         companions.append(redis)
         redis_url = f"redis://{HOST}:{redis_port}"

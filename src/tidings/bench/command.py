@@ -66,7 +66,10 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--redis-address",
         default="",
-        help="start the node with engine = redis on this redis:// URL (publications through Redis)",
+        help=(
+            "start the node with engine = redis on this redis:// URL (publications through "
+            "Redis); with --target centrifugo-redis, Centrifugo uses this Redis"
+        ),
     )
     parser.add_argument("--out", type=Path, default=results.RESULTS_DIR)
     parser.add_argument("--label", default="", help="suffix for the results file names")
@@ -121,7 +124,9 @@ async def start_target(
     """
     cpus = machine.parse_cpus(opts.server_cpus)
     if name in centrifugo.TARGETS:
-        return await centrifugo.start(centrifugo.TARGETS[name], API_NAMESPACES, cpus)
+        addresses = (settings or {}).get("redis_address") or [""]
+        redis_url = addresses[0] if centrifugo.TARGETS[name] == "redis" else ""
+        return await centrifugo.start(centrifugo.TARGETS[name], API_NAMESPACES, cpus, redis_url)
     if name != "tidings":
         raise ValueError(f"unknown target {name!r}")
     namespaces = API_NAMESPACES if scenario == "api" else {}

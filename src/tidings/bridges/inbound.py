@@ -36,8 +36,8 @@ from tidings.errors import ReplyError
 from tidings.protocol.nsq import MessageFrame
 
 if TYPE_CHECKING:
-    from tidings.config import QueueConsumeOptions
     from tidings.core.node import Node
+    from tidings.settings import QueueConsumeOptions
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ Delivery guarantee (checked by `tidings.testing.check_broker`):
   for a publication the engine did not take. The converse is not promised:
   a publish that timed out may still have been applied (at least once), so
   a retry should carry an idempotency key.
+- The `delta` flag of `publish` reaches every node's `on_publication`.
 - Control messages (`publish_control`) reach every *other* running node
   (or only the named one), never the sender; they are not stored.
 - Joins and leaves, like publications without history, reach the nodes
@@ -47,8 +48,14 @@ from tidings.store.base import HistoryStore, Position
 class BrokerPort(Protocol):
     """What a broker may tell its node. Callbacks run on the event loop; they must not block."""
 
-    def on_publication(self, channel: str, pub: Publication, position: Position) -> None:
-        """A publication of `channel` (offset set; position (0, "") without history)."""
+    def on_publication(
+        self, channel: str, pub: Publication, position: Position, delta: bool = False
+    ) -> None:
+        """A publication of `channel` (offset set; position (0, "") without history).
+
+        `delta` is the publisher's request (the API's `delta` flag) that delta
+        subscribers get it as a delta, carried from the publishing node.
+        """
 
     def on_join(self, channel: str, info: ClientInfo) -> None:
         """Someone subscribed to `channel` on some node."""
@@ -91,8 +98,12 @@ class Broker(ABC):
         size: int = 0,
         ttl: float = 0.0,
         idempotency_key: str = "",
+        delta: bool = False,
     ) -> Position:
         """Deliver `pub` to every subscribed node; with size and ttl > 0, store it first.
+
+        `delta` travels with the publication to every node's `on_publication`
+        (it is not stored: history reads never see it).
 
         Storing and delivering are one step (see the module docstring); the
         stream is trimmed to `size` publications none older than `ttl`

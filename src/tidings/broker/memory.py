@@ -42,10 +42,17 @@ class MemoryBrokerHub:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     async def publish(
-        self, channel: str, pub: Publication, size: int, ttl: float, idempotency_key: str
+        self,
+        channel: str,
+        pub: Publication,
+        size: int,
+        ttl: float,
+        idempotency_key: str,
+        *,
+        delta: bool = False,
     ) -> Position:
         if size <= 0 or ttl <= 0:
-            self._deliver(channel, pub, _NO_POSITION)
+            self._deliver(channel, pub, _NO_POSITION, delta)
             return _NO_POSITION
         lock, users = self._locks.get(channel) or (asyncio.Lock(), 0)
         self._locks[channel] = (lock, users + 1)
@@ -53,7 +60,7 @@ class MemoryBrokerHub:
             async with lock:
                 position = await self.history.append(channel, pub, size, ttl, idempotency_key)
                 if pub.offset == position.offset:
-                    self._deliver(channel, pub, position)
+                    self._deliver(channel, pub, position, delta)
                 return position
         finally:
             lock, users = self._locks[channel]
@@ -62,10 +69,12 @@ class MemoryBrokerHub:
             else:
                 self._locks[channel] = (lock, users - 1)
 
-    def _deliver(self, channel: str, pub: Publication, position: Position) -> None:
+    def _deliver(
+        self, channel: str, pub: Publication, position: Position, delta: bool = False
+    ) -> None:
         for broker in list(self.brokers):
             if broker.port is not None and broker.subscribers(channel):
-                _call(broker.port.on_publication, channel, pub, position)
+                _call(broker.port.on_publication, channel, pub, position, delta)
 
 
 class MemoryBroker(Broker):
@@ -100,8 +109,9 @@ class MemoryBroker(Broker):
         size: int = 0,
         ttl: float = 0.0,
         idempotency_key: str = "",
+        delta: bool = False,
     ) -> Position:
-        return await self.hub.publish(channel, pub, size, ttl, idempotency_key)
+        return await self.hub.publish(channel, pub, size, ttl, idempotency_key, delta=delta)
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
         for broker in list(self.hub.brokers):

@@ -13,15 +13,24 @@ primary of the channel's slot) that holds its keys; this node keeps one
 have local subscribers. Control messages travel on one more channel,
 `<prefix>.control{...}`, which every node subscribes to; they are msgspec
 structs (`ControlMessage`, msgpack) naming their sender and target.
+
+In a Redis Cluster a channel's slot may move to another primary (failover
+of a dead primary, manual failover, slot migration). The channels a
+listener loses that way (the server drops them, refuses them, or the
+listener's primary is gone) are moved: the broker re-reads the slot table,
+subscribes them on the primary that owns them now (retrying with a
+growing delay while the cluster settles) and then reports them through
+`on_resubscribed`, so the node makes their subscribers recover the gap.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 
 import msgspec
@@ -37,9 +46,10 @@ from tidings.engine.redis_codec import (
     encode_publication,
 )
 from tidings.protocol.centrifuge.messages import ClientInfo, Publication
-from tidings.store.base import Position
+from tidings.store.base import Position, StoreWriteError
 from tidings.store.redis import RedisHistoryStore
 from tidings.store.redis_streams import (
+    KIND_DELTA_PUBLICATION,
     KIND_JOIN,
     KIND_LEAVE,
     KIND_PUBLICATION,
@@ -54,6 +64,9 @@ log = logging.getLogger(__name__)
 CONTROL = "\x00control"
 KIND_CONTROL = b"c"
 _NO_POSITION = Position(0, "")
+#: Delays between attempts to move channels whose slot moved (seconds, growing).
+MIN_MOVE_DELAY = 0.05
+MAX_MOVE_DELAY = 1.0
 
 # KEYS: the PUB/SUB channel (declared, so a cluster routes it to its slot).
 # ARGV: PUBLISH or SPUBLISH, the message.
@@ -104,6 +117,9 @@ class RedisBroker(Broker):
         self._starting: dict[Redis, asyncio.Future[None]] = {}
         self._control = pubsub_channel(engine.prefix, CONTROL).encode()
         self._command = "SPUBLISH" if engine.sharded_pubsub else "PUBLISH"
+        #: PUB/SUB names whose slot moved, to subscribe on their new primary.
+        self._moving: set[bytes] = set()
+        self._mover: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -115,6 +131,10 @@ class RedisBroker(Broker):
 
     async def close(self) -> None:
         self.port = None
+        if self._mover is not None:
+            self._mover.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._mover
         for listener in self._listeners.values():
             await listener.close()
         self._listeners.clear()
@@ -128,8 +148,9 @@ class RedisBroker(Broker):
                 client,
                 sharded=self.engine.sharded_pubsub,
                 on_message=self._on_message,
-                on_lost=partial(self._on_lost, channel),
+                on_lost=partial(self._on_lost, channel, client),
                 on_restored=self._on_restored,
+                on_moved=self._relocate,
                 ping_interval=self.ping_interval,
             )
             self._listeners[client] = listener
@@ -168,10 +189,14 @@ class RedisBroker(Broker):
         size: int = 0,
         ttl: float = 0.0,
         idempotency_key: str = "",
+        delta: bool = False,
     ) -> Position:
         if size > 0 and ttl > 0:
-            return await self.streams.append(channel, pub, size, ttl, idempotency_key, publish=True)
-        await self._publish(channel, _message(KIND_PUBLICATION, encode_publication(pub)))
+            return await self.streams.append(
+                channel, pub, size, ttl, idempotency_key, publish=True, delta=delta
+            )
+        kind = KIND_DELTA_PUBLICATION if delta else KIND_PUBLICATION
+        await self._publish(channel, _message(kind, encode_publication(pub)))
         return _NO_POSITION
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
@@ -246,13 +271,13 @@ class RedisBroker(Broker):
             channel = self._names.get(name)
             if channel is None:
                 return  # unsubscribed meanwhile
-            if kind == KIND_PUBLICATION:
+            if kind in (KIND_PUBLICATION, KIND_DELTA_PUBLICATION):
                 pub = decode_publication(body)
                 position = Position(int(offset), epoch.decode())
                 if position.offset:
                     pub.offset = position.offset
                     self.streams.learn(channel, position)
-                port.on_publication(channel, pub, position)
+                port.on_publication(channel, pub, position, kind == KIND_DELTA_PUBLICATION)
             elif kind == KIND_JOIN:
                 port.on_join(channel, decode_info(body))
             elif kind == KIND_LEAVE:
@@ -260,9 +285,70 @@ class RedisBroker(Broker):
         except (msgspec.DecodeError, ValueError) as exc:
             log.warning("undecodable broker message on %r: %s", name, exc)
 
-    def _on_lost(self, channel: str, error: str) -> None:
+    def _on_lost(self, channel: str, client: Redis, error: str) -> None:
         if self.port is not None:
             self.port.on_lost_connection(f"{self.engine.where(channel)}: {error}")
+        listener = self._listeners.get(client)
+        if self.engine.sharded_pubsub and listener is not None:
+            # The primary may be gone for good (its replica takes over elsewhere).
+            self._relocate(list(listener.wanted))
+
+    # --- channels whose slot moved (Redis Cluster) -----------------------------------
+
+    def _relocate(self, names: Iterable[bytes]) -> None:
+        """Subscribe `names` again on whichever primary owns their slot (in the background)."""
+        self._moving.update(names)
+        idle = self._mover is None or self._mover.done()
+        if self._moving and idle and self.port is not None:
+            self._mover = asyncio.get_running_loop().create_task(self._move(), name="slot moves")
+
+    async def _move(self) -> None:
+        delay = MIN_MOVE_DELAY
+        while self._moving and self.port is not None:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_MOVE_DELAY)
+            try:
+                await self.engine.refresh_topology()
+            except EngineUnavailable as exc:
+                log.info("channels wait for the cluster to settle: %s", exc)
+                continue
+            names, self._moving = self._moving, set()
+            try:
+                moved = await asyncio.gather(*(self._move_one(name) for name in names))
+            except Exception:  # a bug must not end the moves for good
+                log.exception("moving channels to their new primary failed")
+                self._moving.update(names)
+                continue
+            self._close_idle_listeners()
+            channels = [c for c in moved if c is not None and c != CONTROL]
+            if channels and self.port is not None:
+                self.port.on_resubscribed(channels)
+            if not self._moving:
+                delay = MIN_MOVE_DELAY
+
+    async def _move_one(self, name: bytes) -> str | None:
+        """Subscribe `name` on its primary now; the channel, or None (retried later or gone)."""
+        channel = CONTROL if name == self._control else self._names.get(name)
+        if channel is None:
+            return None  # unsubscribed meanwhile
+        try:
+            listener = await self._listener_for(channel)
+            for other in list(self._listeners.values()):
+                if other is not listener and name in other.wanted:
+                    other.drop(name)
+            await self._confirm(channel, listener, name)
+        except StoreWriteError:  # EngineUnavailable, or a refusal while the cluster settles
+            self._moving.add(name)
+            return None
+        return channel
+
+    def _close_idle_listeners(self) -> None:
+        """Stop listeners the moves left with nothing to listen to (a dead primary, or one
+        that became a replica); a listener is started again when a channel needs it."""
+        for client, listener in list(self._listeners.items()):
+            if not listener.wanted and client not in self._starting:
+                del self._listeners[client]
+                asyncio.get_running_loop().create_task(listener.close())
 
     def _on_restored(self, names: list[bytes]) -> None:
         if self.port is None:

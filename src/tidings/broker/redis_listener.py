@@ -7,6 +7,12 @@ cluster, where one command may not span slots). When the connection drops,
 it says so, reconnects with a growing delay, subscribes to everything again
 and then reports the channels it got back.
 
+In a Redis Cluster a channel's slot can move to another primary (a
+failover, or a slot migration): the server then drops the channel by
+itself (an SUNSUBSCRIBE nobody asked for) or refuses to subscribe it
+(a MOVED error). The listener hands such channels to `on_moved`, forgets
+them, and the broker subscribes them on the primary that owns them now.
+
 The connection is plain redis-py (`Connection.send_command` /
 `read_response` with hiredis); a watchdog pings every `ping_interval` and
 drops a connection that stayed silent for two intervals.
@@ -22,6 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.crc import key_slot
@@ -54,9 +61,11 @@ class PubSubListener:
         on_message: MessageHandler,
         on_lost: Callable[[str], None],
         on_restored: Callable[[list[bytes]], None],
+        on_moved: Callable[[list[bytes]], None] | None = None,
         ping_interval: float = 1.0,
     ) -> None:
         self.client = client
+        self._on_moved = on_moved
         self.sharded = sharded
         self._on_message = on_message
         self._on_lost = on_lost
@@ -238,9 +247,16 @@ class PubSubListener:
     async def _read(self, conn: AbstractConnection) -> None:
         on_message = self._on_message
         while True:
-            reply: Any = await conn.read_response(
-                timeout=math.inf, disconnect_on_error=True, push_request=True
-            )
+            try:
+                reply: Any = await conn.read_response(
+                    timeout=math.inf, disconnect_on_error=True, push_request=True
+                )
+            except (redis_errors.AskError, redis_errors.TryAgainError) as exc:
+                # SSUBSCRIBE of a slot this server does not own (any more): the
+                # connection is fine, the channels of that slot belong elsewhere.
+                self._received = True
+                self._refused(exc)
+                continue
             self._received = True
             if not isinstance(reply, list) or not reply:
                 continue
@@ -252,7 +268,39 @@ class PubSubListener:
                     log.exception("PUB/SUB message handler failed")
             elif kind in (b"subscribe", b"ssubscribe"):
                 self._confirmed(reply[1])
+            elif kind == b"sunsubscribe" and reply[1] in self.active:
+                # Not ours (an UNSUBSCRIBE we send leaves `active` first): the server
+                # dropped the channel because its slot moved to another primary.
+                self._moved([reply[1]])
             # unsubscribe confirmations and pongs only prove the connection is alive
+
+    def _refused(self, exc: redis_errors.ResponseError) -> None:
+        slot = getattr(exc, "slot_id", None)
+        if slot is None:  # TRYAGAIN names no slot: every channel not yet confirmed
+            channels = set(self._inflight)
+        else:
+            channels = {c for c in self._inflight if key_slot(c) == int(slot)}
+        log.info("PUB/SUB subscribe refused (%s): %d channels moved", exc, len(channels))
+        self._moved(sorted(channels))
+
+    def _moved(self, channels: list[bytes]) -> None:
+        """`channels` are served elsewhere now: forget them here and hand them over."""
+        was_restoring = bool(self._restoring)
+        for channel in channels:
+            self.active.discard(channel)
+            self._inflight.discard(channel)
+            self._restoring.discard(channel)
+            self.wanted.discard(channel)
+            for waiter in self._waiters.pop(channel, ()):
+                if not waiter.done():
+                    waiter.set_exception(ListenerUnavailable("the channel's slot moved"))
+        if was_restoring and not self._restoring:
+            self._report_restored(sorted(self.active & self.wanted))
+        if channels and self._on_moved is not None:
+            try:
+                self._on_moved(channels)
+            except Exception:
+                log.exception("on_moved callback failed")
 
     def _confirmed(self, channel: bytes) -> None:
         self._inflight.discard(channel)

@@ -29,7 +29,6 @@ from tidings.cluster.dispatcher import GatewayList, choose_gateways
 from tidings.cluster.gossip import GossipError, GossipMember, advertise_host
 from tidings.cluster.metadata import NodeMetadata
 from tidings.cluster.settings import is_ip, parse_address, parse_key
-from tidings.config import Settings
 from tidings.core.events import Event, EventDispatcher, EventType
 from tidings.errors import ConfigError
 from tidings.protocol.memberlist.config import GossipConfig
@@ -39,6 +38,7 @@ from tidings.protocol.memberlist.member import MemberEvent, MemberEventKind, Mem
 from tidings.protocol.memberlist.messages import SERF_VSN, NodeStateType
 from tidings.protocol.serf.participant import SerfParticipant
 from tidings.protocol.serf.tags import decode_tags
+from tidings.settings import Settings
 from tidings.upstream.user_events import UserEventSender
 
 log = logging.getLogger(__name__)

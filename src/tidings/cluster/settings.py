@@ -1,6 +1,6 @@
 """The node's gossip settings, read and checked: addresses, seeds, keys, URLs.
 
-`tidings.config` calls `check` at start-up, so a bad value stops the node with
+`tidings.settings_rules` calls `check` at start-up, so a bad value stops the node with
 one line naming the setting (`gossip_secret_keys.0: ...`); the runtime calls
 the same readers to get typed values.
 """

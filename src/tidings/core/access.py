@@ -13,8 +13,8 @@ import ipaddress
 import resource
 from collections import Counter
 
-from tidings.config import Settings
 from tidings.core.ratelimit import KeyedBuckets
+from tidings.settings import Settings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

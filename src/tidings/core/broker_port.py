@@ -51,8 +51,12 @@ class NodeBrokerPort:
         self.lost = 0
         self.resyncs = 0
 
-    def on_publication(self, channel: str, pub: Publication, position: Position) -> None:
+    def on_publication(
+        self, channel: str, pub: Publication, position: Position, delta: bool = False
+    ) -> None:
         node = self.node
+        if pub.version and node.shared_polls.published(channel, pub):
+            return  # a shared_poll_publish: for the trackers of its key only
         if position.offset:
             last = self.positions.get(channel)
             self.positions[channel] = position
@@ -63,14 +67,15 @@ class NodeBrokerPort:
                     # Something fell between: deliver nothing older than the gap silently.
                     self.resync(channel)
                     return
-        count = node.deliver(channel, pub, delta=id(pub) in node.delta_publications)
+        count = node.deliver(channel, pub, delta=delta)
         node.traffic.deliveries += count
         if count and pub.offset:
             clients = [c.id for c in itertools.islice(node.hub.subscribers(channel), MAX_CLIENTS)]
             node.deliveries.delivered(channel, pub.offset, clients)
 
     def on_join(self, channel: str, info: ClientInfo) -> None:
-        self._push(channel, Push(channel=channel, join=Join(info=info)), info.client)
+        # The joiner gets its own join too, as from Centrifugo (it follows the subscribe reply).
+        self._push(channel, Push(channel=channel, join=Join(info=info)), "")
 
     def on_leave(self, channel: str, info: ClientInfo) -> None:
         self._push(channel, Push(channel=channel, leave=Leave(info=info)), info.client)
@@ -119,7 +124,7 @@ class NodeBrokerPort:
             client.disconnect(codes.INSUFFICIENT_STATE)
             return
         asyncio.get_running_loop().create_task(
-            self.node.unsubscribe_client(
+            self.node.subscriptions.unsubscribe_client(
                 client, channel, push=True, code=RESUBSCRIBE.code, reason=RESUBSCRIBE.reason
             )
         )

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import msgspec
 
-from tidings.config import ChannelOptions, Settings, personal_channel_name_format
+from tidings.channel_options import ChannelOptions
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge.codes import ErrorCode
+from tidings.settings import Settings, personal_channel_name_format
 
 PRIVATE_PREFIX = "$"
 NAMESPACE_BOUNDARY = ":"
@@ -62,7 +63,8 @@ class ChannelRules:
             force_recovery=True,
             allow_user_limited_channels=True,
             # Its only subscribers are its user's connections: they may page through
-            # it (a replay too large for one reply starts later, see Node.subscribe_client).
+            # it (a replay too large for one reply starts later, see
+            # Subscriptions.subscribe_client).
             allow_history_for_subscriber=True,
         )
         if settings.personal_channel_namespace:
@@ -167,7 +169,7 @@ class ChannelRules:
     def check_presence(channel: Channel, subscribed: bool) -> None:
         opts = channel.options
         if not opts.presence:
-            raise ReplyError(ErrorCode.NOT_AVAILABLE, "presence is off in this channel")
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, "not available")
         if opts.allow_presence_for_client or (opts.allow_presence_for_subscriber and subscribed):
             return
         raise ReplyError(ErrorCode.PERMISSION_DENIED)
@@ -176,7 +178,7 @@ class ChannelRules:
     def check_history(channel: Channel, subscribed: bool) -> None:
         opts = channel.options
         if not opts.history_enabled:
-            raise ReplyError(ErrorCode.NOT_AVAILABLE, "history is off in this channel")
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, "not available")
         if opts.allow_history_for_client or (opts.allow_history_for_subscriber and subscribed):
             return
         raise ReplyError(ErrorCode.PERMISSION_DENIED)

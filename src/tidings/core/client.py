@@ -153,7 +153,7 @@ class Client:
         than the bound is never queued: a command whose failure changes nothing
         (history, presence, RPC) is answered with error 106 naming the limit;
         subscribe and connect keep their replies within it (a recovery too large
-        is not recovered, see `Node.subscribe_client`), so 3008 is the last resort.
+        is not recovered, see `Subscriptions.subscribe_client`), so 3008 is the last resort.
         """
         data = self.codec.encode(reply)
         if not data:

@@ -13,7 +13,8 @@ from msgspec import Raw
 from tidings import __version__
 from tidings.core import deltas
 from tidings.core.auth import TokenExpired, TokenInvalid, ttl_of
-from tidings.core.emulation import session_of
+from tidings.core.emulation import is_emulated, session_of
+from tidings.core.maps import MAP_TYPES
 from tidings.core.outbox import REPLY_MARGIN, encoded_size
 from tidings.errors import DisconnectError, ReplyError
 from tidings.protocol.centrifuge import codes
@@ -124,10 +125,10 @@ class CommandHandler:
             version=__version__,
             ping=max(1, round(node.settings.client_ping_interval)),
             pong=client.codec.expects_pong,
-            node=node.uid,
-            # Emulated connections (HTTP-stream, SSE) name it in their emulation requests.
+            # As Centrifugo: emulated connections (HTTP-stream, SSE) name both in their
+            # emulation requests; the server API selects unidirectional ones by session too.
+            node=node.uid if is_emulated(client) else "",
             session=session_of(client),
-            time=int(time.time() * 1000),
         )
         if expire_at and not (proxied and proxied.server_refresh):
             result.expires, result.ttl = True, ttl_of(expire_at)
@@ -149,7 +150,7 @@ class CommandHandler:
                     if name == personal and channel.options.history_enabled:
                         since = await self._inbox_position(client.user, name, since)
                     info, data = proxied.sub_options(name) if proxied else (b"", b"")
-                    result.subs[name] = sub = await node.subscribe_client(
+                    result.subs[name] = sub = await node.subscriptions.subscribe_client(
                         client,
                         channel,
                         recover=since is not None,
@@ -211,18 +212,21 @@ class CommandHandler:
             self.node.counters["refused_history_rate"] += 1
             raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
         deltas.check_type(req.delta)
+        if len(req.tf):
+            # Centrifugo's answer without allow_tags_filter; tidings filters by no tags.
+            raise ReplyError(ErrorCode.BAD_REQUEST, "tags filters are not supported")
         kind = channel.options.subscription_type
         if kind == "shared_poll":
             polled = await self.node.shared_polls.subscribe(
                 client, channel, req, info=info, expire_at=expire_at
             )
             return Reply(id=command.id, subscribe=polled)
-        if req.type or kind == "map":
+        if req.type or kind in MAP_TYPES:
             map_result = await self.node.maps.subscribe(
                 client, channel, req, info=info, expire_at=expire_at
             )
             return Reply(id=command.id, subscribe=map_result)
-        result = await self.node.subscribe_client(
+        result = await self.node.subscriptions.subscribe_client(
             client,
             channel,
             recover=req.recover,
@@ -245,7 +249,7 @@ class CommandHandler:
         name = command.unsubscribe.channel if command.unsubscribe else ""
         if not name:
             raise ReplyError(ErrorCode.BAD_REQUEST, "channel required")
-        await self.node.unsubscribe_client(client, name, push=False)
+        await self.node.subscriptions.unsubscribe_client(client, name, push=False)
         return Reply(id=command.id, unsubscribe=UnsubscribeResult())
 
     async def publish(self, client: Client, command: Command) -> Reply:
@@ -254,7 +258,7 @@ class CommandHandler:
         channel = self.node.rules.resolve(req.channel)
         if not len(req.data) and not (req.removed and req.type):
             raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
-        if req.type or channel.options.subscription_type == "map":
+        if req.type or channel.options.subscription_type in MAP_TYPES:
             self.node.rules.check_publish(channel, client.user, req.channel in client.subscriptions)
             await self.node.maps.client_publish(client, channel, req)
             return Reply(id=command.id, publish=PublishResult())
@@ -348,7 +352,7 @@ class CommandHandler:
         if endpoint is not None:
             data = await self.node.upstream.rpc(client, endpoint, req)
             return Reply(id=command.id, rpc=RPCResult(data=raw(data)))
-        raise ReplyError(ErrorCode.NOT_AVAILABLE, f"no RPC handler for {req.method!r}")
+        raise ReplyError(ErrorCode.NOT_AVAILABLE)
 
     async def _ack(self, client: Client, data: bytes) -> bytes:
         """RPC `ack` {"channel", "offset"}: the user has everything up to offset."""
@@ -384,7 +388,7 @@ class CommandHandler:
         if claims.user != client.user:
             raise DisconnectError(codes.INVALID_TOKEN)
         client.set_expiry(claims.expire_at)
-        result = RefreshResult(client=client.id, version=__version__)
+        result = RefreshResult()
         if claims.expire_at:
             result.expires, result.ttl = True, ttl_of(claims.expire_at)
         return Reply(id=command.id, refresh=result)

@@ -70,8 +70,51 @@ class BroadcastShare(msgspec.Struct, tag=True, kw_only=True):
     tags: dict[str, str] = msgspec.field(default_factory=dict)
 
 
+class EmulationForward(msgspec.Struct, tag=True, kw_only=True):
+    """The commands of an emulation request that reached another node than its session's."""
+
+    #: The forwarding node (the answer goes to it) and its number for this request.
+    sender: str
+    request: int
+    session: str
+    data: bytes
+
+
+class EmulationAnswer(msgspec.Struct, tag=True, kw_only=True):
+    """What became of an `EmulationForward`, sent back to the node that forwarded it."""
+
+    request: int
+    delivered: bool
+
+
+class ChannelsQuery(msgspec.Struct, tag=True, kw_only=True):
+    """The `channels` API asking every other node for its channel counts."""
+
+    request: str
+    sender: str
+    pattern: str = ""
+
+
+class ChannelsAnswer(msgspec.Struct, tag=True, kw_only=True):
+    """One node's channel -> subscribers (matching the query), to the node that asked."""
+
+    request: str
+    node: str
+    channels: dict[str, int]
+    truncated: bool = False
+
+
 Command = (
-    Heartbeat | DisconnectUser | UnsubscribeUser | SubscribeUser | RefreshUser | BroadcastShare
+    Heartbeat
+    | DisconnectUser
+    | UnsubscribeUser
+    | SubscribeUser
+    | RefreshUser
+    | BroadcastShare
+    | EmulationForward
+    | EmulationAnswer
+    | ChannelsQuery
+    | ChannelsAnswer
 )
 
 _encode = msgspec.msgpack.Encoder().encode

@@ -29,7 +29,7 @@ from tidings.protocol.centrifuge.codes import ErrorCode
 from tidings.protocol.centrifuge.messages import Publication, Push, Reply, SubscribeResult, raw
 
 if TYPE_CHECKING:
-    from tidings.config import ChannelOptions
+    from tidings.channel_options import ChannelOptions
     from tidings.core.client import Client
     from tidings.core.node import Node
     from tidings.protocol.centrifuge.codec import Codec

@@ -21,13 +21,18 @@ if TYPE_CHECKING:
 
 
 def session_of(client: Client) -> str:
-    """The session id of `client`'s connection: set for emulated ones, else empty.
+    """The session id of `client`'s connection: set for emulated and unidirectional ones.
 
     As in Centrifugo, it is what the server API's `session` field selects
-    (a WebSocket connection has none: select it by `client`).
+    (a bidirectional WebSocket connection has none: select it by `client`).
     """
-    session: str = getattr(client.transport, "emulation_session", "")
+    session: str = getattr(client.transport, "session", "")
     return session
+
+
+def is_emulated(client: Client) -> bool:
+    """Whether `client` is on an emulated connection (HTTP-stream, SSE with `/emulation`)."""
+    return bool(getattr(client.transport, "emulated", False))
 
 
 class EmulationTarget(Protocol):

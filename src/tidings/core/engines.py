@@ -8,7 +8,6 @@ from pathlib import Path
 from tidings.broker.base import Broker
 from tidings.broker.memory import MemoryBroker, MemoryBrokerHub
 from tidings.broker.redis import RedisBroker
-from tidings.config import Settings
 from tidings.core.channels import ChannelRules
 from tidings.engine.redis import RedisEngine, RedisSettings
 from tidings.errors import ConfigError, ReplyError
@@ -18,6 +17,7 @@ from tidings.presence.redis import PRESENCE_TTL, RedisPresenceStore
 from tidings.register.base import UserRegister
 from tidings.register.memory import MemoryUserRegister
 from tidings.register.redis import RedisUserRegister
+from tidings.settings import Settings
 from tidings.store.base import HistoryStore, StoreWriteError
 from tidings.store.memory import MemoryHistoryStore
 from tidings.store.router import StoreRouter
@@ -96,7 +96,7 @@ def redis_backends(node_id: str, settings: Settings) -> Backends:
         raise ConfigError("redis_address", str(exc)) from None
     return Backends(
         broker,
-        RedisPresenceStore(engine, entry_ttl=PRESENCE_TTL),
+        RedisPresenceStore(engine, entry_ttl=PRESENCE_TTL, node_id=node_id),
         RedisUserRegister(engine),
         engine,
     )

@@ -30,6 +30,9 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+import msgspec
+
+from tidings.core.map_presence import MapPresence
 from tidings.core.outbox import REPLY_MARGIN, encoded_size
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge.codes import ErrorCode
@@ -49,6 +52,7 @@ from tidings.store.keyed import (
     KeyedStateStore,
     MapLimits,
     StatePage,
+    WriteCondition,
 )
 
 if TYPE_CHECKING:
@@ -60,8 +64,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PHASE_LIVE, PHASE_STREAM, PHASE_STATE = 0, 1, 2
-#: SubscribeRequest.type of a map subscription (2 and 3 are map presence, not served).
+#: SubscribeRequest.type of a map subscription.
 TYPE_MAP = 1
+#: The subscription type of each kind of map namespace (2 and 3: map presence, see
+#: `tidings.core.map_presence`); a namespace takes subscriptions of its type only.
+MAP_TYPES = {"map": TYPE_MAP, "map_clients": 2, "map_users": 3}
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
 #: Seconds between sweeps that turn expired keys into removals.
 EXPIRE_INTERVAL = 1.0
@@ -76,12 +83,27 @@ def limits_of(channel: Channel) -> MapLimits:
     )
 
 
-def publication_of(entry: KeyedEntry, info: ClientInfo | None = None) -> Publication:
-    """The publication of one change, as subscribers receive it."""
+def encode_info(info: ClientInfo | None) -> bytes:
+    """A writer's ClientInfo as the keyed store keeps it with the key and the change."""
+    return msgspec.json.encode(info) if info is not None else b""
+
+
+def _decode_info(info: bytes) -> ClientInfo | None:
+    if not info:
+        return None
+    try:
+        return msgspec.json.decode(info, type=ClientInfo)
+    except msgspec.DecodeError:  # never written by tidings: leave it out rather than fail a read
+        return None
+
+
+def publication_of(entry: KeyedEntry) -> Publication:
+    """The publication of one change (or state entry), as subscribers receive it."""
     return Publication(
         data=raw(entry.data),
-        info=info,
+        info=_decode_info(entry.info),
         offset=entry.offset,
+        tags=entry.tags or None,
         time=entry.time,
         key=entry.key,
         removed=entry.removed,
@@ -98,6 +120,7 @@ class MapChannels:
         #: its broker hands it, as for any publication). Alone: delivered here.
         self.broker = broker
         self._sweeper: asyncio.Task[None] | None = None
+        self.presence = MapPresence(self)
 
     async def _deliver(self, name: str, pub: Publication) -> None:
         if self.broker is None:
@@ -112,29 +135,36 @@ class MapChannels:
     def channel(self, name: str) -> Channel:
         """The map channel `name`; 107 when its namespace does not keep keyed state."""
         channel = self.node.rules.resolve(name)
-        if channel.options.subscription_type != "map":
+        if channel.options.subscription_type not in MAP_TYPES:
             raise ReplyError(ErrorCode.BAD_REQUEST, "not a map channel")
         return channel
 
     # --- writes -----------------------------------------------------------------
 
     async def publish(
-        self, name: str, key: str, data: bytes, info: ClientInfo | None = None
+        self, name: str, key: str, data: bytes, condition: WriteCondition | None = None
     ) -> Position:
-        """Set `key` of map channel `name` and deliver the change."""
+        """Set `key` of map channel `name` and deliver the change.
+
+        `WriteSuppressed` (from the store) when `condition` makes it change nothing.
+        """
         channel = self.channel(name)
         try:
-            entry, position = await self.store.publish(name, key, data, limits_of(channel))
+            entry, position = await self.store.publish(
+                name, key, data, limits_of(channel), condition
+            )
         except (InvalidKey, OutOfRange) as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
-        await self._deliver(name, publication_of(entry, info))
+        await self._deliver(name, publication_of(entry))
         return position
 
-    async def remove(self, name: str, key: str) -> tuple[bool, Position]:
+    async def remove(self, name: str, key: str, idempotency_key: str = "") -> tuple[bool, Position]:
         """Remove `key`; (False, top) when it was not there (nothing delivered)."""
         channel = self.channel(name)
         try:
-            entry, position = await self.store.remove(name, key, limits_of(channel))
+            entry, position = await self.store.remove(
+                name, key, limits_of(channel), idempotency_key
+            )
         except (InvalidKey, OutOfRange) as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
         if entry is None:
@@ -153,7 +183,8 @@ class MapChannels:
             data = compact_json(req.data)
         except InvalidPayload as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, f"data: {exc}") from None
-        await self.publish(channel.name, req.key, data, client.client_info)
+        info = WriteCondition(info=encode_info(client.client_info))
+        await self.publish(channel.name, req.key, data, info)
 
     # --- subscribing --------------------------------------------------------------
 
@@ -171,8 +202,12 @@ class MapChannels:
         `info` and `expire_at` (from a subscription token) apply once the
         subscription goes live.
         """
-        if channel.options.subscription_type != "map" or req.type != TYPE_MAP:
-            raise ReplyError(ErrorCode.BAD_REQUEST, "map channels need a map subscription")
+        if MAP_TYPES.get(channel.options.subscription_type) != req.type or not req.type:
+            # Centrifugo's answer to a subscription type the namespace does not take.
+            kind = channel.options.subscription_type
+            raise ReplyError(
+                ErrorCode.PERMISSION_DENIED, f"{kind} channel: wrong subscription type"
+            )
         if req.limit < 0 or req.offset < 0:
             raise ReplyError(ErrorCode.BAD_REQUEST, "negative limit or offset")
         limit = min(req.limit or DEFAULT_PAGE, MAX_PAGE)
@@ -267,12 +302,14 @@ class MapChannels:
             )
         last = Position(changes[-1].offset, top.epoch) if changes else since
         info, expire_at = grant
-        result = await self.node.subscribe_client(client, channel, info=info, expire_at=expire_at)
+        result = await self.node.subscriptions.subscribe_client(
+            client, channel, info=info, expire_at=expire_at
+        )
         try:
             # Changes made while the client was being added: read after it was.
             more, top = await self.store.read_stream(channel.name, last, MAX_PAGE)
         except UnrecoverablePosition:
-            await self.node.unsubscribe_client(client, channel.name, push=False)
+            await self.node.subscriptions.unsubscribe_client(client, channel.name, push=False)
             raise
         pubs += [publication_of(c) for c in more]
         sub = client.subscriptions.get(channel.name)
@@ -304,7 +341,8 @@ class MapChannels:
         for name in list(self.node.hub.channels()):
             try:
                 channel = self.node.rules.resolve(name)
-                if channel.options.subscription_type != "map" or not channel.options.map_key_ttl:
+                opts = channel.options
+                if opts.subscription_type not in MAP_TYPES or not opts.map_key_ttl:
                     continue
                 for entry in await self.store.expire(name, limits_of(channel)):
                     await self._deliver(name, publication_of(entry))
@@ -312,6 +350,7 @@ class MapChannels:
                 log.exception("expiring keys of map channel %r failed", name)
 
     async def close(self) -> None:
+        await self.presence.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -21,17 +21,15 @@ from msgspec import Raw
 
 from tidings.broker.base import Broker
 from tidings.broker.memory import MemoryBroker
-from tidings.config import Settings, personal_channel_name_format
-from tidings.core.auth import TokenVerifier, ttl_of
+from tidings.core.auth import TokenVerifier
 from tidings.core.batches import PublicationBatches
 from tidings.core.broadcast import PacedBroadcasts
 from tidings.core.broker_port import NodeBrokerPort
-from tidings.core.channels import Channel, ChannelRules
-from tidings.core.client import Client, Subscription
+from tidings.core.channels import ChannelRules
+from tidings.core.client import Client
 from tidings.core.commands import CommandHandler
 from tidings.core.deadlines import Deadlines
 from tidings.core.delivery import DeliveryLog
-from tidings.core.emulation import session_of
 from tidings.core.engines import (
     Backends,
     durable_wanted,
@@ -44,11 +42,12 @@ from tidings.core.flusher import Flusher
 from tidings.core.heartbeat import PingWheel
 from tidings.core.hub import Hub
 from tidings.core.maps import MapChannels
-from tidings.core.outbox import REPLY_MARGIN
 from tidings.core.peers import Peers
 from tidings.core.recovery import Recovery
 from tidings.core.shared_poll import SharedPolls
+from tidings.core.subscriptions import Subscriptions
 from tidings.core.traffic import Traffic, time_store
+from tidings.core.user_connections import UserConnections
 from tidings.core.users import UserDirectory
 from tidings.engine.redis import EngineUnavailable, RedisEngine
 from tidings.errors import ConfigError, DisconnectError, ReplyError
@@ -60,15 +59,9 @@ from tidings.protocol.centrifuge.json_codec import JsonCodec
 from tidings.protocol.centrifuge.messages import (
     ClientInfo,
     Publication,
-    Push,
-    Refresh,
-    Reply,
-    Subscribe,
-    SubscribeResult,
-    Unsubscribe,
-    raw,
 )
 from tidings.register.base import UserRegister
+from tidings.settings import Settings, personal_channel_name_format
 from tidings.store.base import (
     HistoryStore,
     Position,
@@ -156,6 +149,8 @@ class Node:
                 raise ConfigError("personal_channel_format", exc.info.message) from None
         self._codec: Codec = JsonCodec()
         self.commands = CommandHandler(self)
+        self.subscriptions = Subscriptions(self)
+        self.user_connections = UserConnections(self)
         #: Proxies to the application back end (connect, subscribe, publish, RPC, ...).
         self.upstream = Coordinator(settings)
         self.pings = PingWheel(settings.client_ping_interval, settings.client_pong_timeout)
@@ -198,9 +193,6 @@ class Node:
         #: Set by the queue bridge: PUBs an RPC of a namespace in `queue_rpc_topics`;
         #: returns the RPC's answer, or None for a method it does not forward.
         self.queue_rpc: QueueRpc | None = None
-        #: Publications being published with the API's `delta` flag (by id, while
-        #: `publish` runs): the per-call flag is not carried between nodes.
-        self.delta_publications: set[int] = set()
 
     def _backends(
         self, settings: Settings, broker: Broker | None, history: HistoryStore | None
@@ -325,7 +317,7 @@ class Node:
         self.counters["connects"] += 1
         self.users.connected(client.user, client.id)
         self.peers.connected(client)
-        self._emit(EventType.CONNECTED, client)
+        self.emit(EventType.CONNECTED, client)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("client %s connected: user %r, %s", client.id, client.user, client.name)
 
@@ -338,164 +330,15 @@ class Node:
         self.hub.remove(client)
         self.counters["disconnects"] += 1
         for name in list(client.subscriptions):
-            self._drop_subscription(client, name)
+            self.subscriptions.drop_subscription(client, name)
         self.users.disconnected(client.user, client.id)
         self.peers.disconnected(client)
-        self._emit(EventType.DISCONNECTED, client)
+        self.emit(EventType.DISCONNECTED, client)
 
-    def _emit(self, event_type: EventType, client: Client, channel: str = "") -> None:
+    def emit(self, event_type: EventType, client: Client, channel: str = "") -> None:
+        """Tell event listeners (user events, the cluster) what `client` did, if any listen."""
         if self.events.wants(event_type):
             self.events.emit(Event(event_type, client.id, client.user, channel, time.time()))
-
-    # --- subscriptions --------------------------------------------------------------
-
-    async def subscribe_client(  # noqa: PLR0915 - one sequence, kept together for the race
-        self,
-        client: Client,
-        channel: Channel,
-        *,
-        recover: bool = False,
-        since: Position | None = None,
-        join_leave: bool = False,
-        recoverable: bool = False,
-        info: bytes = b"",
-        expire_at: int = 0,
-        server_side: bool = False,
-        budget: int | None = None,
-        newest_that_fit: bool = False,
-        reject_unrecovered: bool = False,
-    ) -> SubscribeResult:
-        """Subscribe `client` (permissions already checked) and return the result.
-
-        With recovery, the missed publications are read and the client is added
-        to the channel in the same loop turn, so no publication falls between.
-        Recovered publications must fit in `budget` bytes (by default what the
-        client's outbox has left): more is not recovered (`recovered: false`,
-        positioned at the top), so that a reply never exceeds the outbox bound;
-        the client then pages through history itself. With `newest_that_fit`
-        (an inbox replay) the oldest are left out instead, as if trimmed.
-        """
-        name = channel.name
-        if name in client.subscriptions:
-            raise ReplyError(ErrorCode.ALREADY_SUBSCRIBED)
-        limit = self.settings.client_channel_limit
-        if limit and len(client.subscriptions) >= limit:
-            self.counters["refused_channel_limit"] += 1
-            raise ReplyError(ErrorCode.LIMIT_EXCEEDED, f"more than {limit} channels")
-        opts = channel.options
-        sub = Subscription(
-            join_leave=opts.force_push_join_leave or (join_leave and opts.join_leave)
-        )
-        sub.info, sub.expire_at, sub.server_side = info, expire_at, server_side
-        client.subscriptions[name] = sub
-        result = SubscribeResult()
-        if expire_at:
-            result.expires, result.ttl = True, ttl_of(expire_at)
-        held = False
-        try:
-            chan_info = ClientInfo(
-                user=client.user,
-                client=client.id,
-                conn_info=raw(client.info),
-                chan_info=raw(info),
-            )
-            # Subscribed in the engine before the history read: no publication falls between.
-            await self.broker.subscribe(name)
-            held = True
-            if opts.presence:
-                await self.presence.add(name, chan_info)
-            if opts.history_enabled and (opts.force_recovery or recoverable or server_side):
-                if budget is None:
-                    budget = client.outbox.limit - client.outbox.size - REPLY_MARGIN
-                await self.recovery.fill(
-                    name,
-                    result,
-                    since if recover else None,
-                    budget=budget,
-                    newest_that_fit=newest_that_fit,
-                )
-                if reject_unrecovered and recover and not result.recovered:
-                    # The client asked to be refused instead (subscribe flag 2): it
-                    # then gets its state afresh (error 112, as Centrifugo).
-                    if opts.presence:
-                        await self.presence.remove(name, client.id)
-                    raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
-                sub.epoch, sub.floor = result.epoch, result.offset
-        except BaseException as exc:
-            client.subscriptions.pop(name, None)
-            if held:
-                self._release(name)
-            if isinstance(exc, StoreWriteError):
-                raise ReplyError(ErrorCode.INTERNAL, str(exc)) from None
-            raise
-        if client.closed or client.subscriptions.get(name) is not sub:
-            self._release(name)
-            if opts.presence:
-                await self.presence.remove(name, client.id)
-            raise ReplyError(ErrorCode.INTERNAL, "client went away while subscribing")
-        self.hub.subscribe(name, client)
-        self.batches.subscribed(name, client)
-        sub.ready = True
-        if result.publications:
-            # Recovered (e.g. an inbox replayed on connect) is delivered too.
-            for recovered in result.publications:
-                self.deliveries.delivered(name, recovered.offset, [client.id])
-        if expire_at:
-            client.watch_subscription_expiry(name, expire_at)
-        if opts.join_leave or opts.force_push_join_leave:
-            self.peers.spawn(self.broker.publish_join(name, chan_info), "join")
-        self._emit(EventType.SUBSCRIBED, client, name)
-        return result
-
-    async def unsubscribe_client(
-        self, client: Client, name: str, *, push: bool, code: int = 2000, reason: str = ""
-    ) -> None:
-        """Remove the subscription; with `push`, tell the client (server-side unsubscribe)."""
-        if name not in client.subscriptions:
-            return
-        self._drop_subscription(client, name)
-        if push:
-            unsub = Unsubscribe(code=code, reason=reason or "server unsubscribe")
-            client.reply(Reply(push=Push(channel=name, unsubscribe=unsub)))
-        self._emit(EventType.UNSUBSCRIBED, client, name)
-
-    def _drop_subscription(self, client: Client, name: str) -> None:
-        sub = client.subscriptions.pop(name, None)
-        if sub is None or not sub.ready:
-            return
-        self.hub.unsubscribe(name, client)
-        self._release(name)
-        try:
-            channel = self.rules.resolve(name)
-        except ReplyError:
-            return
-        opts = channel.options
-        if opts.presence:
-            # Presence removal is fire-and-forget: the memory store is instant and a
-            # remote store must not hold up a disconnect.
-            asyncio.get_running_loop().create_task(self.presence.remove(name, client.id))
-        if opts.join_leave or opts.force_push_join_leave:
-            info = ClientInfo(
-                user=client.user,
-                client=client.id,
-                conn_info=raw(client.info),
-                chan_info=raw(sub.info),
-            )
-            self.peers.spawn(self.broker.publish_leave(name, info), "leave")
-
-    def _release(self, name: str) -> None:
-        """One local subscriber of `name` fewer in the broker (in the background)."""
-        if isinstance(self.broker, MemoryBroker):
-            self.broker.release(name)
-            if not self.broker.subscribers(name):
-                self.port.forget(name)
-            return
-        self.peers.spawn(self._unsubscribe_broker(name), "broker unsubscribe")
-
-    async def _unsubscribe_broker(self, name: str) -> None:
-        await self.broker.unsubscribe(name)
-        if not self.broker.subscribers(name):
-            self.port.forget(name)
 
     # --- publications ---------------------------------------------------------------
 
@@ -525,20 +368,20 @@ class Node:
         size, ttl = 0, 0.0
         if opts.history_enabled and not skip_history:
             size, ttl = opts.history_size, opts.history_ttl
-        if delta:
-            # This node's delivery (synchronous with the memory broker) reads the flag.
-            self.delta_publications.add(id(pub))
         try:
             position = await self.broker.publish(
-                name, pub, size=size, ttl=ttl, idempotency_key=idempotency_key if size else ""
+                name,
+                pub,
+                size=size,
+                ttl=ttl,
+                idempotency_key=idempotency_key if size else "",
+                delta=delta,
             )
         except StreamLimitReached as exc:
             self.counters["refused_stream_limit"] += 1
             raise ReplyError(ErrorCode.LIMIT_EXCEEDED, str(exc)) from None
         except StoreWriteError as exc:
             raise ReplyError(ErrorCode.INTERNAL, str(exc)) from None
-        finally:
-            self.delta_publications.discard(id(pub))
         if pub.offset != position.offset:
             return position  # the store already had this idempotency key
         if position.offset:
@@ -560,102 +403,6 @@ class Node:
             return 0
         self.flusher.schedule()
         return self.hub.num_subscribers(name)
-
-    # --- server-side operations -----------------------------------------------------
-
-    def user_clients(self, user: str, client_id: str = "", session: str = "") -> list[Client]:
-        """The user's connections here, or only the one with `client_id` and/or `session`."""
-        clients = self.hub.user_clients(user)
-        if client_id:
-            clients = [c for c in clients if c.id == client_id]
-        if session:
-            clients = [c for c in clients if session_of(c) == session]
-        return clients
-
-    async def subscribe_user(
-        self,
-        user: str,
-        name: str,
-        *,
-        client_id: str = "",
-        info: bytes = b"",
-        data: bytes = b"",
-        since: Position | None = None,
-        session: str = "",
-    ) -> None:
-        """Subscribe the user's connections server-side (recovering from `since` if given)."""
-        channel = self.rules.resolve(name)
-        for client in self.user_clients(user, client_id, session):
-            if name in client.subscriptions:
-                continue
-            result = await self.subscribe_client(
-                client, channel, info=info, server_side=True, recover=since is not None, since=since
-            )
-            push = Subscribe(
-                recoverable=result.recoverable,
-                epoch=result.epoch,
-                offset=result.offset,
-                positioned=result.positioned,
-                data=raw(data),
-            )
-            client.reply(Reply(push=Push(channel=name, subscribe=push)))
-            # The subscribe push has no room for them: recovered publications follow it.
-            for pub in result.publications or ():
-                client.reply(Reply(push=Push(channel=name, pub=pub)))
-
-    async def unsubscribe_user(
-        self, user: str, name: str, *, client_id: str = "", session: str = ""
-    ) -> None:
-        self.rules.resolve(name)
-        for client in self.user_clients(user, client_id, session):
-            await self.unsubscribe_client(client, name, push=True)
-
-    def disconnect_user(
-        self,
-        user: str,
-        disconnect: Disconnect,
-        *,
-        client_id: str = "",
-        whitelist: frozenset[str] = frozenset(),
-        session: str = "",
-    ) -> int:
-        clients = self.user_clients(user, client_id, session)
-        clients = [c for c in clients if c.id not in whitelist]
-        for client in clients:
-            client.disconnect(disconnect)
-        return len(clients)
-
-    def refresh_user(
-        self,
-        user: str,
-        *,
-        client_id: str = "",
-        expired: bool = False,
-        expire_at: int = 0,
-        session: str = "",
-    ) -> None:
-        for client in self.user_clients(user, client_id, session):
-            if expired:
-                client.disconnect(codes.EXPIRED)
-                continue
-            client.set_expiry(expire_at)
-            ttl = ttl_of(expire_at)
-            client.reply(Reply(push=Push(refresh=Refresh(expires=bool(expire_at), ttl=ttl))))
-
-    def broadcast_all(
-        self, data: Raw, rate: float, *, tags: dict[str, str] | None = None
-    ) -> tuple[str, int]:
-        """Publish `data` to every connected user's personal channel, `rate` users a second.
-
-        Runs in the background; returns a task id (progress in `info`) and the
-        number of users it will reach.
-        """
-        users = sorted({c.user for c in self.hub.clients() if c.user})
-
-        def send(user: str) -> Awaitable[Position]:
-            return self.publish(self.personal_channel(user), data, tags=tags)
-
-        return self.broadcasts.start(users, send, rate), len(users)
 
     def refusals(self) -> dict[str, int]:
         """Counts of everything a limit refused, for `info`."""

@@ -22,10 +22,15 @@ import msgspec
 from msgspec import Raw
 
 from tidings import __version__
+from tidings.core.channel_survey import ChannelSurvey
 from tidings.core.control import (
     BroadcastShare,
+    ChannelsAnswer,
+    ChannelsQuery,
     Command,
     DisconnectUser,
+    EmulationAnswer,
+    EmulationForward,
     Heartbeat,
     RefreshUser,
     SubscribeUser,
@@ -41,6 +46,7 @@ from tidings.store.base import Position, StoreWriteError
 
 if TYPE_CHECKING:
     from tidings.core.client import Client
+    from tidings.core.emulation_relay import ControlRelay
     from tidings.core.node import Node
 
 log = logging.getLogger(__name__)
@@ -57,11 +63,22 @@ class Peers:
         self.node = node
         settings = node.settings
         self.interval = settings.node_heartbeat_interval
-        self.nodes = NodeTable(settings.node_heartbeat_timeout)
+        self.nodes = NodeTable(
+            settings.node_heartbeat_timeout, on_gone=self._node_gone, on_new=self._node_new
+        )
         #: Addresses this node serves (set by the server once its sockets are bound).
         self.addresses: list[str] = []
+        self.survey = ChannelSurvey(
+            node.uid,
+            node.broker.publish_control,
+            node.hub.channels,
+            # two trips through the engine and a turn of the other node's loop
+            timeout=max(1.0, 3 * settings.redis_command_timeout),
+        )
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        #: Takes emulation requests relayed between nodes (set by the server).
+        self.emulation: ControlRelay | None = None
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -118,6 +135,16 @@ class Peers:
             self.nodes.expire()
             await asyncio.sleep(self.interval)
 
+    def _node_gone(self, uid: str) -> None:
+        # Its clients stop counting in presence and the register now, not after entry_ttl.
+        log.info("node %s is gone (no heartbeat for %g s)", uid, self.nodes.timeout)
+        self.node.presence.node_gone(uid)
+        self.node.register.node_gone(uid)
+
+    def _node_new(self, uid: str) -> None:
+        self.node.presence.node_back(uid)
+        self.node.register.node_back(uid)
+
     def heartbeat(self) -> Heartbeat:
         node, stats = self.node, self.node.stats()
         return Heartbeat(
@@ -151,7 +178,7 @@ class Peers:
                     self.nodes.update(command)
             case DisconnectUser():
                 disconnect = Disconnect(command.code, command.reason)
-                node.disconnect_user(
+                node.user_connections.disconnect_user(
                     command.user,
                     disconnect,
                     client_id=command.client,
@@ -160,7 +187,7 @@ class Peers:
                 )
             case UnsubscribeUser():
                 self.spawn(
-                    node.unsubscribe_user(
+                    node.user_connections.unsubscribe_user(
                         command.user,
                         command.channel,
                         client_id=command.client,
@@ -173,7 +200,7 @@ class Peers:
                 if command.since_offset >= 0:
                     since = Position(command.since_offset, command.since_epoch)
                 self.spawn(
-                    node.subscribe_user(
+                    node.user_connections.subscribe_user(
                         command.user,
                         command.channel,
                         client_id=command.client,
@@ -185,7 +212,7 @@ class Peers:
                     "subscribe from another node",
                 )
             case RefreshUser():
-                node.refresh_user(
+                node.user_connections.refresh_user(
                     command.user,
                     client_id=command.client,
                     expired=command.expired,
@@ -194,6 +221,16 @@ class Peers:
                 )
             case BroadcastShare():
                 self._run_share(command)
+            case EmulationForward():
+                if self.emulation is not None:
+                    self.emulation.on_forward(command)
+            case EmulationAnswer():
+                if self.emulation is not None:
+                    self.emulation.on_answer(command)
+            case ChannelsQuery():
+                self.spawn(self.survey.answer(command), "channels answer")
+            case ChannelsAnswer():
+                self.survey.received(command)
 
     # --- per-user operations, cluster-wide -------------------------------------------------
 
@@ -227,7 +264,7 @@ class Peers:
         whitelist: frozenset[str] = frozenset(),
         session: str = "",
     ) -> None:
-        self.node.disconnect_user(
+        self.node.user_connections.disconnect_user(
             user, disconnect, client_id=client_id, whitelist=whitelist, session=session
         )
         command = DisconnectUser(
@@ -243,7 +280,9 @@ class Peers:
     async def unsubscribe_user(
         self, user: str, channel: str, *, client_id: str = "", session: str = ""
     ) -> None:
-        await self.node.unsubscribe_user(user, channel, client_id=client_id, session=session)
+        await self.node.user_connections.unsubscribe_user(
+            user, channel, client_id=client_id, session=session
+        )
         command = UnsubscribeUser(user=user, channel=channel, client=client_id, session=session)
         await self._send(command, await self._elsewhere(user, client_id))
 
@@ -258,7 +297,7 @@ class Peers:
         since: Position | None = None,
         session: str = "",
     ) -> None:
-        await self.node.subscribe_user(
+        await self.node.user_connections.subscribe_user(
             user, channel, client_id=client_id, info=info, data=data, since=since, session=session
         )
         command = SubscribeUser(
@@ -282,7 +321,7 @@ class Peers:
         expire_at: int = 0,
         session: str = "",
     ) -> None:
-        self.node.refresh_user(
+        self.node.user_connections.refresh_user(
             user, client_id=client_id, expired=expired, expire_at=expire_at, session=session
         )
         command = RefreshUser(
@@ -292,7 +331,7 @@ class Peers:
 
     async def connections(self, user: str) -> list[UserConnection]:
         """Every connection of `user` on any node (this node's first, from its own index)."""
-        local = {c.id for c in self.node.user_clients(user)}
+        local = {c.id for c in self.node.user_connections.user_clients(user)}
         try:
             remote = await self.node.register.connections(user)
         except StoreWriteError as exc:
@@ -348,6 +387,13 @@ class Peers:
         except StoreWriteError as exc:
             raise _unavailable(exc) from None
         return not holders or min(holders | {self.node.uid}) == self.node.uid
+
+    async def channels(self, pattern: str = "") -> dict[str, int]:
+        """Channel -> subscribers on every live node (see `tidings.core.channel_survey`)."""
+        try:
+            return await self.survey.channels(pattern, [hb.uid for hb in self.nodes.live()])
+        except StoreWriteError as exc:
+            raise _unavailable(exc) from None
 
     def info(self) -> list[dict[str, Any]]:
         """The other live nodes as the `info` API lists them."""

@@ -14,6 +14,17 @@ Track signatures are Centrifugo's: `"<iat>:<expiry>:<hex>"` where hex is
 HMAC-SHA256 with `shared_poll_hmac_secret_key` over
 `iat \\0 expiry \\0 user \\0 channel \\0 hex(sha256(keys joined by \\0))`.
 
+Modes (Centrifugo's `shared_poll.mode`): "versionless" (the default) asks
+for keys only and finds changes by comparing data (each change is a new
+version of the key); "versioned" sends each key's version and pushes only
+keys whose version went up.
+
+`shared_poll_publish` (versioned mode, with `shared_poll_publish_enabled`)
+pushes a key's new data without waiting for the next poll. As in Centrifugo,
+each node polls for its own trackers, and a published update goes through
+the broker to every node (`published`), which pushes it to its trackers of
+the key if the version is newer than theirs.
+
 A back end that is down, slow or answers garbage costs subscribers only the
 updates of that poll: the failure is logged once per channel until it
 recovers, and the next poll tries again.
@@ -129,8 +140,11 @@ class SharedPolls:
         expire_at: int = 0,
     ) -> SubscribeResult:
         if channel.options.subscription_type != "shared_poll" or req.type != TYPE_SHARED_POLL:
-            raise ReplyError(ErrorCode.BAD_REQUEST, "shared poll channels need type 4")
-        result = await self.node.subscribe_client(client, channel, info=info, expire_at=expire_at)
+            # Centrifugo's answer to a subscription type the namespace does not take.
+            raise ReplyError(ErrorCode.PERMISSION_DENIED, "shared poll channels need type 4")
+        result = await self.node.subscriptions.subscribe_client(
+            client, channel, info=info, expire_at=expire_at
+        )
         state = self._state(channel)
         result.type, result.epoch = TYPE_SHARED_POLL, state.epoch
         return result
@@ -138,7 +152,10 @@ class SharedPolls:
     def _state(self, channel: Channel) -> _PolledChannel:
         state = self._channels.get(channel.name)
         if state is None:
-            state = _PolledChannel(channel, secrets.token_hex(4))
+            # Versionless: the node's own epoch. Versioned: the publisher's (back end
+            # answers, shared_poll_publish), unknown until the first one comes.
+            versioned = channel.options.shared_poll_mode == "versioned"
+            state = _PolledChannel(channel, "" if versioned else secrets.token_hex(4))
             self._channels[channel.name] = state
         return state
 
@@ -232,9 +249,13 @@ class SharedPolls:
         backend = self._backend(opts.shared_poll_endpoint, opts.shared_poll_timeout)
         keys = list(state.keys.items())
         size = opts.shared_poll_refresh_batch_size
+        versioned = opts.shared_poll_mode == "versioned"
         state.polls += 1
         for start in range(0, len(keys), size):
-            batch = [PollItem(key=k, version=e.version) for k, e in keys[start : start + size]]
+            batch = [
+                PollItem(key=k, version=e.version if versioned else 0)
+                for k, e in keys[start : start + size]
+            ]
             try:
                 result = await backend.refresh(name, batch)
             except BackendError as exc:
@@ -245,10 +266,38 @@ class SharedPolls:
             if state.failing:
                 log.info("shared poll of %r: the back end answers again", name)
                 state.failing = False
+            if versioned:
+                self._flip(state, result.epoch)
             self._apply(state, {k for k, _ in keys[start : start + size]}, result.items)
+
+    def _flip(self, state: _PolledChannel, epoch: str) -> None:
+        """A new publisher epoch voids every version held: the trackers start over.
+
+        As in Centrifugo, they are unsubscribed with "insufficient state" (2500),
+        which SDKs answer by subscribing and tracking again from version 0. The
+        first epoch a fresh channel state learns is taken as it is: nobody holds
+        versions of that state yet.
+        """
+        if epoch == state.epoch:
+            return
+        previous, state.epoch = state.epoch, epoch
+        if not previous:
+            return
+        name = state.channel.name
+        clients = {c for entry in state.keys.values() for c in entry.trackers}
+        clients |= set(self.node.hub.subscribers(name))
+        state.keys.clear()
+        for client in clients:
+            self.node.peers.spawn(
+                self.node.subscriptions.unsubscribe_client(
+                    client, name, push=True, code=2500, reason="insufficient state"
+                ),
+                "shared poll epoch change",
+            )
 
     def _apply(self, state: _PolledChannel, asked: set[str], items: list[PolledItem]) -> None:
         name = state.channel.name
+        versioned = state.channel.options.shared_poll_mode == "versioned"
         for item in items:
             key = item.key
             entry = state.keys.get(key)
@@ -262,7 +311,7 @@ class SharedPolls:
                 version = item.version
                 if not data or not 0 <= version < 2**63:
                     continue
-                if version == 0:
+                if version == 0 and not versioned:
                     # A back end without versions: a change of data is a new version.
                     if data == entry.data:
                         continue
@@ -270,12 +319,52 @@ class SharedPolls:
                 elif version <= entry.version:
                     continue
                 entry.version, entry.data = version, data
-                pub = _publication(key, entry)
-            encoded = EncodedOnce(Reply(push=Push(channel=name, pub=pub)))
-            trackers = entry.trackers
-            for client in list(trackers):
-                if not client.closed:
-                    client.enqueue(encoded.get(client.codec))
+                pub = _publication(key, entry, state.epoch if versioned else "")
+            _push(name, pub, entry.trackers)
+
+    # --- shared_poll_publish ------------------------------------------------------------
+
+    async def publish(
+        self, name: str, key: str, version: int, data: bytes, epoch: str = ""
+    ) -> None:
+        """Push `key`'s data at `version` to its trackers on every node (the API's call).
+
+        107 unless `name` is a shared poll channel; 108 unless it allows publishing.
+        """
+        channel = self.node.rules.resolve(name)
+        opts = channel.options
+        if opts.subscription_type != "shared_poll":
+            raise ReplyError(ErrorCode.BAD_REQUEST, "not a shared poll channel")
+        if not opts.shared_poll_publish_enabled:
+            raise ReplyError(ErrorCode.NOT_AVAILABLE)
+        try:
+            check_key(key)
+        except InvalidKey as exc:
+            raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        if not 0 < version < 2**63:
+            raise ReplyError(ErrorCode.BAD_REQUEST, "version must be 1 to 2**63-1")
+        # Through the broker, stored nowhere: it reaches every node with subscribers.
+        pub = Publication(data=raw(data), key=key, version=version, epoch=epoch)
+        await self.node.broker.publish(name, pub)
+
+    def published(self, name: str, pub: Publication) -> bool:
+        """Take a published update from the broker; False if `name` is no shared poll channel.
+
+        It is pushed to this node's trackers of the key if newer than what they have.
+        """
+        state = self._channels.get(name)
+        if state is None:
+            try:
+                return self.node.rules.resolve(name).options.subscription_type == "shared_poll"
+            except ReplyError:
+                return False
+        self._flip(state, pub.epoch)
+        entry = state.keys.get(pub.key)
+        if entry is None or pub.version <= entry.version:
+            return True  # not tracked here, or they already have it
+        entry.version, entry.data = pub.version, bytes(pub.data)
+        _push(name, _publication(pub.key, entry, state.epoch), entry.trackers)
+        return True
 
     def _backend(self, endpoint: str, timeout: float) -> SharedPollBackend:
         backend = self._backends.get((endpoint, timeout))
@@ -294,5 +383,12 @@ class SharedPolls:
         self._channels.clear()
 
 
-def _publication(key: str, entry: _Key) -> Publication:
-    return Publication(data=raw(entry.data), key=key, version=entry.version)
+def _push(name: str, pub: Publication, trackers: set[Client]) -> None:
+    encoded = EncodedOnce(Reply(push=Push(channel=name, pub=pub)))
+    for client in list(trackers):
+        if not client.closed:
+            client.enqueue(encoded.get(client.codec))
+
+
+def _publication(key: str, entry: _Key, epoch: str = "") -> Publication:
+    return Publication(data=raw(entry.data), key=key, version=entry.version, epoch=epoch)

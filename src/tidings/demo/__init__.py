@@ -8,7 +8,8 @@ namespace that lets signed-in users talk, unless the settings define one.
 
 from __future__ import annotations
 
-from tidings.config import ChannelOptions, Settings
+from tidings.channel_options import ChannelOptions
+from tidings.settings import Settings
 
 #: Namespace of the chat rooms; the page uses the channel `chat:<room>`.
 CHAT_NAMESPACE = "chat"

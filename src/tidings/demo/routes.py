@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import jwt
 import msgspec
 
-from tidings.config import Settings
+from tidings.settings import Settings
 from tidings.transport.http import HttpRequest, respond
 from tidings.transport.port import HttpHandler
 

@@ -15,11 +15,23 @@ Errors: anything that means "Redis is not there" (refused, reset, timed out,
 cluster down) is raised as `EngineUnavailable`, a `StoreWriteError`, so a
 publish fails fast with error 100 and never succeeds silently. The clients
 never retry on their own: a retried publish could be applied twice.
+
+A cluster's topology changes (a failover, a slot migration): the engine
+keeps redis-py's slot table and refreshes it (`refresh_topology`, at most
+every `TOPOLOGY_REFRESH` seconds unless asked to wait) when a server is
+unreachable or answers MOVED/ASK/TRYAGAIN. A MOVED reply means the command
+did not run, so that one is sent again, once, to the new owner; an ASK or
+TRYAGAIN (a slot half way through a migration) and an unreachable primary
+(before its replica took over) are `EngineUnavailable` until it settles.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -36,6 +48,10 @@ from tidings.engine.redis_batch import ScriptBatcher
 from tidings.store.base import StoreWriteError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+#: Seconds between topology refreshes that errors trigger in the background.
+TOPOLOGY_REFRESH = 0.25
 
 #: Errors that mean the engine cannot be reached (rather than refusing a command).
 UNREACHABLE = (
@@ -153,6 +169,8 @@ class RedisEngine:
         self._options = options
         self._nodes: dict[tuple[str, int], Redis] = {}
         self.batcher = ScriptBatcher(self)
+        self._refreshing: asyncio.Future[None] | None = None
+        self._refreshed_at = 0.0
 
     async def run(self, name: str, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
         """Run `script` on the server holding `name`'s keys, in this turn's pipeline."""
@@ -181,11 +199,52 @@ class RedisEngine:
     async def call(self, name: str, do: Callable[[], Awaitable[T]]) -> T:
         """Run `do` (a command for `name`'s keys); engine failures become EngineUnavailable."""
         try:
-            return await do()
+            try:
+                return await do()
+            except redis_errors.MovedError:
+                if self.cluster is None:
+                    raise
+                # Not run: the slot has a new owner. Learn it and send it there, once.
+                await self.refresh_topology()
+                return await do()
         except UNREACHABLE as exc:
+            self._topology_suspect()
             raise EngineUnavailable(f"{self.where(name)} is unavailable: {exc}") from None
+        except (redis_errors.AskError, redis_errors.TryAgainError) as exc:
+            self._topology_suspect()
+            raise EngineUnavailable(
+                f"{self.where(name)} is moving the slot of {name!r}: {exc}"
+            ) from None
         except redis_errors.RedisError as exc:
             raise StoreWriteError(f"{self.where(name)} refused: {exc}") from None
+
+    async def refresh_topology(self) -> None:
+        """Read the cluster's slot table again (callers at the same time share one read).
+
+        Raises EngineUnavailable while no reachable node knows a full table.
+        """
+        if self.cluster is None:
+            return
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._refresh())
+        await asyncio.shield(self._refreshing)
+
+    async def _refresh(self) -> None:
+        assert self.cluster is not None
+        self._refreshed_at = time.monotonic()
+        try:
+            await self.cluster.nodes_manager.initialize()
+        except (*UNREACHABLE, redis_errors.RedisError) as exc:
+            raise EngineUnavailable(f"{self.where('')} has no settled topology: {exc}") from None
+
+    def _topology_suspect(self) -> None:
+        """Refresh the slot table in the background (not more often than TOPOLOGY_REFRESH)."""
+        if self.cluster is None or time.monotonic() - self._refreshed_at < TOPOLOGY_REFRESH:
+            return
+        if self._refreshing is not None and not self._refreshing.done():
+            return
+        self._refreshing = asyncio.ensure_future(self._refresh())
+        self._refreshing.add_done_callback(_ignore_result)
 
     async def check(self) -> None:
         """Fail fast: raise EngineUnavailable unless every server answers PING."""
@@ -234,10 +293,19 @@ class RedisEngine:
         return self.node_client(node.host, int(node.port))
 
     async def close(self) -> None:
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            with contextlib.suppress(BaseException):
+                await self._refreshing
         if self.cluster is not None:
             await self.cluster.aclose()
         for client in (*self.shards, *self._nodes.values()):
             await client.aclose()
+
+
+def _ignore_result(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.debug("background topology refresh: %s", future.exception())
 
 
 async def _config_get(client: Redis, pattern: str) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 
 from tidings.engine.redis import RedisEngine
@@ -29,13 +30,16 @@ class RedisPresenceStore(PresenceStore):
         entry_ttl: float = PRESENCE_TTL,
         clock: Callable[[], float] = time.time,
         owns_engine: bool = False,
+        node_id: str = "",
     ) -> None:
         self.entry_ttl = entry_ttl
+        #: The node whose clients this store adds (`node_gone` on other nodes names it).
+        self.node_id = node_id or str(uuid.uuid4())
         self.entries = ExpiringEntries(engine, "presence", entry_ttl, clock)
         self._owns_engine = owns_engine
 
     async def add(self, channel: str, info: ClientInfo) -> None:
-        await self.entries.add(channel, info.client, encode_info(info), info.user)
+        await self.entries.add(channel, info.client, encode_info(info), info.user, self.node_id)
 
     async def remove(self, channel: str, client_id: str) -> None:
         await self.entries.remove(channel, client_id)
@@ -45,6 +49,12 @@ class RedisPresenceStore(PresenceStore):
 
     async def stats(self, channel: str) -> tuple[int, int]:
         return await self.entries.count(channel)
+
+    def node_gone(self, node_id: str) -> None:
+        self.entries.node_gone(node_id)
+
+    def node_back(self, node_id: str) -> None:
+        self.entries.node_back(node_id)
 
     async def refresh(self) -> None:
         await self.entries.refresh()

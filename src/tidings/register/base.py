@@ -8,7 +8,8 @@ node sends a control message to the nodes it finds here).
 Guarantee: after `add` returns, `connections` lists the connection until
 `remove` for it returns. A register shared by several nodes
 (`entry_ttl > 0`) also forgets a connection within `entry_ttl` seconds
-once its node stops refreshing it (the node died).
+once its node stops refreshing it (the node died), and at once when told
+so by `node_gone` (the heartbeats of that node stopped).
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ class UserRegister(ABC):
 
     async def refresh(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Extend the life of every connection this instance added."""
+
+    def node_gone(self, node_id: str) -> None:  # noqa: B027 - optional hook, no-op by default
+        """`node_id` stopped sending heartbeats: its entries stop counting now."""
+
+    def node_back(self, node_id: str) -> None:  # noqa: B027 - optional hook, no-op by default
+        """`node_id`, reported gone, is heard again: its entries count once it refreshes."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Stop background work; entries of a shared register then expire on their own."""

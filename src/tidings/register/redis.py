@@ -29,7 +29,8 @@ class RedisUserRegister(UserRegister):
         self._owns_engine = owns_engine
 
     async def add(self, connection: UserConnection) -> None:
-        await self.entries.add(connection.user, connection.client, connection.info, connection.node)
+        c = connection
+        await self.entries.add(c.user, c.client, c.info, c.node, c.node)
 
     async def remove(self, user: str, client: str) -> None:
         await self.entries.remove(user, client)
@@ -39,6 +40,12 @@ class RedisUserRegister(UserRegister):
             UserConnection(user, client, node, info)
             for client, info, node in await self.entries.get(user)
         ]
+
+    def node_gone(self, node_id: str) -> None:
+        self.entries.node_gone(node_id)
+
+    def node_back(self, node_id: str) -> None:
+        self.entries.node_back(node_id)
 
     async def refresh(self) -> None:
         await self.entries.refresh()

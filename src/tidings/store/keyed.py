@@ -23,6 +23,13 @@ Guarantees every implementation gives (checked by
 - state pages are in key order (byte order of the UTF-8 key) and the cursor is
   the last key of the page: a page never repeats a key of an earlier page;
 - reading never creates a channel: only writes do;
+- a write with a `WriteCondition` checks it in the same atomic step, in
+  Centrifugo's order: idempotency key (a key seen within its TTL repeats the
+  first result), then version (a set whose `version` is not above the key's
+  stored one, in the same `version_epoch`, changes nothing; only with a
+  stream), then key mode (`if_new` / `if_exists`). A write that changes
+  nothing raises `WriteSuppressed` with the reason and the top, and appends
+  nothing to the stream;
 - offsets, limits, sizes and TTLs outside a signed 64-bit integer are refused
   with `OutOfRange` before anything is written; keys must be non-empty text of
   at most `MAX_KEY_BYTES` bytes (`InvalidKey`).
@@ -55,6 +62,10 @@ class KeyedEntry:
     #: When the change was made, Unix milliseconds.
     time: int
     removed: bool = False
+    #: Tags of the change (delivered with it, kept with the key in the state).
+    tags: dict[str, str] | None = None
+    #: The writer's ClientInfo, encoded (empty: none); map presence entries have it.
+    info: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,24 +122,93 @@ def check_page(limit: int) -> int:
     return limit
 
 
+#: Centrifugo's suppress reasons (`MapPublishResult.suppress_reason`).
+IDEMPOTENCY, VERSION, KEY_EXISTS, KEY_NOT_FOUND = (
+    "idempotency",
+    "version",
+    "key_exists",
+    "key_not_found",
+)
+KEY_MODES = ("", "if_new", "if_exists")
+#: Seconds an idempotency key repeats its first result (Centrifugo's default, 5 minutes).
+IDEMPOTENCY_TTL = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCondition:
+    """What a write must satisfy, checked atomically with it (Centrifugo's map publish options)."""
+
+    idempotency_key: str = ""
+    #: Set only if above the key's stored version (same `version_epoch`); needs a stream.
+    version: int = 0
+    version_epoch: str = ""
+    #: "" always writes; "if_new" only an absent key; "if_exists" only a present one.
+    key_mode: str = ""
+    #: With "if_new" on a present key: extend its TTL anyway (presence keep-alive).
+    refresh_ttl: bool = False
+    tags: dict[str, str] | None = None
+    info: bytes = b""
+
+
+class WriteSuppressed(Exception):
+    """A conditional write that changed nothing: why (a suppress reason) and the top."""
+
+    def __init__(self, reason: str, position: Position) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.position = position
+
+
+def check_condition(condition: WriteCondition, limits: MapLimits) -> WriteCondition:
+    """`condition` if the store can apply it, else `OutOfRange` (before any I/O)."""
+    if condition.key_mode not in KEY_MODES:
+        raise OutOfRange(f"key_mode must be one of {KEY_MODES[1:]}, not {condition.key_mode!r}")
+    if not 0 <= condition.version <= MAX_INT64:
+        raise OutOfRange(f"version must be between 0 and {MAX_INT64}")
+    if condition.version and (limits.stream_size <= 0 or limits.stream_ttl <= 0):
+        raise OutOfRange("version requires a map stream (map_stream_size and map_stream_ttl)")
+    if len(condition.idempotency_key) > MAX_KEY_BYTES:
+        raise OutOfRange(f"idempotency_key longer than {MAX_KEY_BYTES}")
+    return condition
+
+
 class KeyedStateStore(ABC):
     """Keyed state plus its change stream, per channel (see the module docstring)."""
 
     @abstractmethod
     async def publish(
-        self, channel: str, key: str, data: bytes, limits: MapLimits
+        self,
+        channel: str,
+        key: str,
+        data: bytes,
+        limits: MapLimits,
+        condition: WriteCondition | None = None,
     ) -> tuple[KeyedEntry, Position]:
-        """Set `key` to `data`; returns the change (with its offset) and the new top."""
+        """Set `key` to `data`; returns the change (with its offset) and the new top.
+
+        `WriteSuppressed` when `condition` says the write changes nothing.
+        """
 
     @abstractmethod
     async def remove(
-        self, channel: str, key: str, limits: MapLimits
+        self,
+        channel: str,
+        key: str,
+        limits: MapLimits,
+        idempotency_key: str = "",
     ) -> tuple[KeyedEntry | None, Position]:
-        """Remove `key`; returns the removal (None if the key was absent) and the top."""
+        """Remove `key`; returns the removal (None if the key was absent) and the top.
+
+        A repeated `idempotency_key` raises `WriteSuppressed("idempotency")`.
+        """
 
     @abstractmethod
     async def read_state(self, channel: str, cursor: str = "", limit: int = 100) -> StatePage:
         """Live keys after `cursor` in key order, at most `limit`, and the current top."""
+
+    @abstractmethod
+    async def read_key(self, channel: str, key: str) -> tuple[KeyedEntry | None, Position]:
+        """The live entry of `key` (None if absent or expired) and the current top."""
 
     @abstractmethod
     async def read_stream(
@@ -140,6 +220,12 @@ class KeyedStateStore(ABC):
         gone (trimmed, expired, or another epoch). `since == Position(0, "")`
         means "from the start" and is recoverable while nothing was trimmed.
         """
+
+    @abstractmethod
+    async def read_stream_back(
+        self, channel: str, before: int, limit: int = 100
+    ) -> tuple[list[KeyedEntry], Position]:
+        """Kept changes with offsets below `before` (0: all), newest first, at most `limit`."""
 
     @abstractmethod
     async def expire(self, channel: str, limits: MapLimits, limit: int = 1000) -> list[KeyedEntry]:

@@ -12,10 +12,18 @@ from dataclasses import dataclass, field
 
 from tidings.store.base import Position, UnrecoverablePosition, check_offset
 from tidings.store.keyed import (
+    IDEMPOTENCY,
+    IDEMPOTENCY_TTL,
+    KEY_EXISTS,
+    KEY_NOT_FOUND,
+    VERSION,
     KeyedEntry,
     KeyedStateStore,
     MapLimits,
     StatePage,
+    WriteCondition,
+    WriteSuppressed,
+    check_condition,
     check_key,
     check_limits,
     check_page,
@@ -37,6 +45,11 @@ class _Channel:
     #: The stream bounds of the last write (reads trim by age with them too).
     stream_size: int = 0
     stream_ttl: float = 0.0
+    #: key -> (version, version epoch) of its last versioned set.
+    versions: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: idempotency key -> (result, expiry time); `expiring` has them in expiry order.
+    results: dict[str, tuple[Position, float]] = field(default_factory=dict)
+    expiring: deque[tuple[float, str]] = field(default_factory=deque)
 
 
 class MemoryKeyedStateStore(KeyedStateStore):
@@ -72,6 +85,7 @@ class MemoryKeyedStateStore(KeyedStateStore):
     def _drop_key(self, state: _Channel, key: str) -> None:
         del state.entries[key]
         state.expires.pop(key, None)
+        state.versions.pop(key, None)
         index = bisect.bisect_left(state.keys, key)
         del state.keys[index]
 
@@ -79,13 +93,60 @@ class MemoryKeyedStateStore(KeyedStateStore):
         expires = state.expires.get(key)
         return key in state.entries and (expires is None or expires > self._clock())
 
+    def _repeated(self, state: _Channel | None, idempotency_key: str) -> None:
+        """`WriteSuppressed` if `idempotency_key` was used within its TTL."""
+        if state is None or not idempotency_key:
+            return
+        now = self._clock()
+        while state.expiring and state.expiring[0][0] <= now:
+            _, used = state.expiring.popleft()
+            if used in state.results and state.results[used][1] <= now:
+                del state.results[used]
+        seen = state.results.get(idempotency_key)
+        if seen is not None:
+            raise WriteSuppressed(IDEMPOTENCY, seen[0])
+
+    def _remember(self, state: _Channel, idempotency_key: str) -> None:
+        if idempotency_key:
+            expires = self._clock() + IDEMPOTENCY_TTL
+            state.results[idempotency_key] = (Position(state.top, state.epoch), expires)
+            state.expiring.append((expires, idempotency_key))
+
+    def _check(self, state: _Channel, key: str, cond: WriteCondition, limits: MapLimits) -> None:
+        """The version and key mode checks of a set (the idempotency key was checked)."""
+        top = Position(state.top, state.epoch)
+        stored = state.versions.get(key)
+        alive = self._alive(state, key)
+        if cond.version and alive and stored is not None:
+            same_epoch = not cond.version_epoch or cond.version_epoch == stored[1]
+            if same_epoch and cond.version <= stored[0]:
+                raise WriteSuppressed(VERSION, top)
+        if cond.key_mode == "if_new" and alive:
+            if cond.refresh_ttl and limits.key_ttl > 0:
+                state.expires[key] = self._clock() + limits.key_ttl
+            raise WriteSuppressed(KEY_EXISTS, top)
+        if cond.key_mode == "if_exists" and not alive:
+            raise WriteSuppressed(KEY_NOT_FOUND, top)
+
     async def publish(
-        self, channel: str, key: str, data: bytes, limits: MapLimits
+        self,
+        channel: str,
+        key: str,
+        data: bytes,
+        limits: MapLimits,
+        condition: WriteCondition | None = None,
     ) -> tuple[KeyedEntry, Position]:
         check_key(key)
         check_limits(limits)
+        cond = check_condition(condition or WriteCondition(), limits)
+        self._repeated(self._channels.get(channel), cond.idempotency_key)
         state = self._channel(channel)
-        entry = KeyedEntry(key, bytes(data), state.top + 1, self._now_ms())
+        self._check(state, key, cond, limits)
+        entry = KeyedEntry(
+            key, bytes(data), state.top + 1, self._now_ms(), tags=cond.tags, info=cond.info
+        )
+        if cond.version:
+            state.versions[key] = (cond.version, cond.version_epoch)
         if key not in state.entries:
             bisect.insort(state.keys, key)
         state.entries[key] = entry
@@ -94,19 +155,28 @@ class MemoryKeyedStateStore(KeyedStateStore):
         else:
             state.expires.pop(key, None)
         self._append(state, entry, limits)
+        self._remember(state, cond.idempotency_key)
         return entry, Position(state.top, state.epoch)
 
     async def remove(
-        self, channel: str, key: str, limits: MapLimits
+        self,
+        channel: str,
+        key: str,
+        limits: MapLimits,
+        idempotency_key: str = "",
     ) -> tuple[KeyedEntry | None, Position]:
         check_key(key)
         check_limits(limits)
+        check_condition(WriteCondition(idempotency_key=idempotency_key), limits)
         state = self._channels.get(channel)
+        self._repeated(state, idempotency_key)
         if state is None or not self._alive(state, key):
             return None, await self.position(channel)
+        tags = state.entries[key].tags
         self._drop_key(state, key)
-        entry = KeyedEntry(key, b"", state.top + 1, self._now_ms(), removed=True)
+        entry = KeyedEntry(key, b"", state.top + 1, self._now_ms(), removed=True, tags=tags)
         self._append(state, entry, limits)
+        self._remember(state, idempotency_key)
         return entry, Position(state.top, state.epoch)
 
     async def read_state(self, channel: str, cursor: str = "", limit: int = 100) -> StatePage:
@@ -120,6 +190,14 @@ class MemoryKeyedStateStore(KeyedStateStore):
         entries = [state.entries[key] for key in scanned if self._alive(state, key)]
         more = start + limit < len(state.keys)
         return StatePage(entries, Position(state.top, state.epoch), scanned[-1] if more else "")
+
+    async def read_key(self, channel: str, key: str) -> tuple[KeyedEntry | None, Position]:
+        check_key(key)
+        state = self._channels.get(channel)
+        if state is None:
+            return None, Position(0, "")
+        entry = state.entries[key] if self._alive(state, key) else None
+        return entry, Position(state.top, state.epoch)
 
     async def read_stream(
         self, channel: str, since: Position | None, limit: int = 100
@@ -148,6 +226,19 @@ class MemoryKeyedStateStore(KeyedStateStore):
             raise UnrecoverablePosition("changes after the position were trimmed")
         skip = since.offset - (state.stream[0].offset - 1) if state.stream else 0
         return list(itertools.islice(state.stream, skip, skip + limit)), top
+
+    async def read_stream_back(
+        self, channel: str, before: int, limit: int = 100
+    ) -> tuple[list[KeyedEntry], Position]:
+        check_page(limit)
+        check_offset("before", before)
+        state = self._channels.get(channel)
+        if state is None:
+            return [], Position(0, "")
+        if state.stream:
+            self._trim(state, state.stream_size, state.stream_ttl)
+        older = (e for e in reversed(state.stream) if not before or e.offset < before)
+        return list(itertools.islice(older, limit)), Position(state.top, state.epoch)
 
     async def expire(self, channel: str, limits: MapLimits, limit: int = 1000) -> list[KeyedEntry]:
         check_limits(limits)

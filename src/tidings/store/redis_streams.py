@@ -21,7 +21,8 @@ in tests), never from Redis, so every node trims by the same rule.
 
 PUB/SUB messages (`P.pub{t}`) are `<version><kind>:<offset>:<epoch>:<body>`:
 version `1`; kind `p` publication (body: Publication JSON, offset assigned by
-the script), `j`/`l` join/leave (body: ClientInfo JSON). The position is
+the script; kind `d` the same, published with the `delta` flag), `j`/`l`
+join/leave (body: ClientInfo JSON). The position is
 written by the script in ASCII so that Lua never has to encode msgspec data.
 """
 
@@ -61,6 +62,8 @@ MAX_TOPS = 100_000
 
 MESSAGE_VERSION = b"1"
 KIND_PUBLICATION = b"p"
+#: A publication its publisher wants delivered as a delta (the API's `delta` flag).
+KIND_DELTA_PUBLICATION = b"d"
 KIND_JOIN = b"j"
 KIND_LEAVE = b"l"
 
@@ -306,8 +309,12 @@ class RedisStreams:
         idempotency_key: str = "",
         *,
         publish: bool = False,
+        delta: bool = False,
     ) -> Position:
-        """Append `pub` (its offset is set here); with `publish`, PUBLISH it in the same step."""
+        """Append `pub` (its offset is set here); with `publish`, PUBLISH it in the same step.
+
+        `delta` marks the published message (not the stored entry) as a delta publication.
+        """
         check_offset("history size", size)
         keys = self.keys(channel)
         body = encode_publication(pub)
@@ -321,7 +328,7 @@ class RedisStreams:
             int(META_TTL * 1000),
             keys.pubsub if publish else "",
             command,
-            MESSAGE_VERSION + KIND_PUBLICATION + b":",
+            MESSAGE_VERSION + (KIND_DELTA_PUBLICATION if delta else KIND_PUBLICATION) + b":",
         ]
         script = _SCRIPTS["append"]
         key_list = [keys.meta, keys.list, keys.idem]

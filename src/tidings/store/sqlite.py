@@ -33,7 +33,7 @@ from typing import Any
 
 import msgspec
 
-from tidings.config import FSYNC_POLICIES
+from tidings.channel_options import FSYNC_POLICIES
 from tidings.protocol.centrifuge.messages import Publication
 from tidings.store.base import (
     Ack,

@@ -7,7 +7,8 @@
 - `check_history_store` / `check_presence_store` / `check_register` /
   `check_broker`: the checks every `HistoryStore` / `PresenceStore` /
   `UserRegister` / `Broker` implementation must pass (`check_presence_expiry`,
-  `check_register_expiry` for those shared by several nodes);
+  `check_register_expiry`, `check_presence_node_gone`, `check_register_node_gone`
+  for those shared by several nodes);
   `check_durable_store`: what durable history stores keep across a reopen;
   `check_keyed_state_store`: the keyed state (map channel) store contract.
 
@@ -22,9 +23,15 @@ from tidings.testing.keyed import KEYED_STATE_STORE_CHECKS, check_keyed_state_st
 from tidings.testing.presence import (
     PRESENCE_STORE_CHECKS,
     check_presence_expiry,
+    check_presence_node_gone,
     check_presence_store,
 )
-from tidings.testing.register import REGISTER_CHECKS, check_register, check_register_expiry
+from tidings.testing.register import (
+    REGISTER_CHECKS,
+    check_register,
+    check_register_expiry,
+    check_register_node_gone,
+)
 from tidings.testing.store import (
     DURABLE_STORE_CHECKS,
     HISTORY_STORE_CHECKS,
@@ -48,7 +55,9 @@ __all__ = [
     "check_history_store",
     "check_keyed_state_store",
     "check_presence_expiry",
+    "check_presence_node_gone",
     "check_presence_store",
     "check_register",
     "check_register_expiry",
+    "check_register_node_gone",
 ]

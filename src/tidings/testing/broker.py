@@ -65,6 +65,8 @@ class RecordingPort:
         self.joins: list[tuple[str, ClientInfo]] = []
         self.leaves: list[tuple[str, ClientInfo]] = []
         self.controls: list[bytes] = []
+        #: (channel, offset) of the publications delivered with the `delta` flag.
+        self.deltas: list[tuple[str, int]] = []
         self.lost: list[str] = []
         self.resubscribed: list[list[str]] = []
         self._changed = asyncio.Event()
@@ -72,8 +74,12 @@ class RecordingPort:
     def _note(self) -> None:
         self._changed.set()
 
-    def on_publication(self, channel: str, pub: Publication, position: Position) -> None:
+    def on_publication(
+        self, channel: str, pub: Publication, position: Position, delta: bool = False
+    ) -> None:
         self.publications.append((channel, pub, position))
+        if delta:
+            self.deltas.append((channel, pub.offset))
         self._note()
 
     def on_join(self, channel: str, info: ClientInfo) -> None:
@@ -271,6 +277,27 @@ async def check_publish_without_history(factory: BrokerPairFactory) -> None:
         _expect(pubs == [] and top.offset == 0, f"history kept {pubs} / {top}")
 
 
+async def check_delta_flag(factory: BrokerPairFactory) -> None:
+    """The `delta` flag of `publish` reaches the other node, with and without history."""
+    async with _nodes(factory) as (a, _, b, port_b):
+        await b.subscribe("doc")
+        await b.subscribe("live-doc")
+        await a.publish("doc", _pub(1), size=SIZE, ttl=TTL, delta=True)
+        await a.publish("doc", _pub(2), size=SIZE, ttl=TTL)
+        await a.publish("live-doc", _pub(3), delta=True)
+        await a.publish("live-doc", _pub(4))
+        await port_b.wait(
+            lambda: len(port_b.of("doc")) == 2 and len(port_b.of("live-doc")) == 2,
+            "B to hear four publications",
+        )
+        _expect(
+            port_b.deltas == [("doc", 1), ("live-doc", 0)],
+            f"B heard the delta flag on {port_b.deltas}; expected the 1st and 3rd only",
+        )
+        pubs, _ = await b.history.read("doc")
+        _expect(not any(p.delta for p in pubs), "the delta flag was stored in history")
+
+
 async def check_history_shared(factory: BrokerPairFactory) -> None:
     """What A publishes with history, B reads from its history store, same offsets and epoch."""
     async with _nodes(factory) as (a, _, b, _):
@@ -336,6 +363,7 @@ BROKER_CHECKS: tuple[BrokerCheck, ...] = (
     check_offsets_in_delivery_order,
     check_idempotency_key,
     check_publish_without_history,
+    check_delta_flag,
     check_history_shared,
     check_top_follows_deliveries,
     check_join_leave,

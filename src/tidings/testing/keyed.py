@@ -15,7 +15,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from tidings.store.base import OutOfRange, Position, UnrecoverablePosition
-from tidings.store.keyed import InvalidKey, KeyedEntry, KeyedStateStore, MapLimits
+from tidings.store.keyed import (
+    InvalidKey,
+    KeyedEntry,
+    KeyedStateStore,
+    MapLimits,
+    WriteCondition,
+    WriteSuppressed,
+)
 from tidings.testing.clock import FakeClock
 
 KeyedStoreFactory = Callable[[FakeClock], KeyedStateStore]
@@ -296,6 +303,139 @@ async def check_binary_data(factory: KeyedStoreFactory) -> None:
         _expect(changes[0].data == blob, "data changed in the stream")
 
 
+async def _suppressed(write: Awaitable[object]) -> WriteSuppressed:
+    try:
+        await write
+    except WriteSuppressed as exc:
+        return exc
+    raise AssertionError("the write was not suppressed")
+
+
+async def check_idempotency(factory: KeyedStoreFactory) -> None:
+    """A repeated idempotency key changes nothing and answers the first write's position."""
+    async with _open(factory) as (store, clock):
+        once = WriteCondition(idempotency_key="op-1")
+        _, first = await store.publish("c", "a", b"1", STREAM, once)
+        again = await _suppressed(store.publish("c", "a", b"2", STREAM, once))
+        _expect(again.reason == "idempotency", f"reason {again.reason!r}")
+        _expect(again.position == first, f"repeat answered {again.position}, not {first}")
+        _expect(await _all_state(store, "c", 10) == {"a": b"1"}, "a repeat changed the state")
+        _, top = await store.read_stream("c", Position(0, ""))
+        _expect(top == first, "a repeat appended to the stream")
+        _, removed_at = await store.remove("c", "a", STREAM, idempotency_key="rm-1")
+        await store.publish("c", "a", b"3", STREAM)
+        repeat = await _suppressed(store.remove("c", "a", STREAM, idempotency_key="rm-1"))
+        _expect(repeat.position == removed_at, "a repeated removal did not answer the first")
+        _expect(await _all_state(store, "c", 10) == {"a": b"3"}, "a repeated removal removed")
+        clock.advance(301)
+        await store.publish("c", "a", b"4", STREAM, once)
+        _expect(await _all_state(store, "c", 10) == {"a": b"4"}, "an expired key still repeats")
+
+
+async def check_versions(factory: KeyedStoreFactory) -> None:
+    """A set not above the key's version (same version epoch) changes nothing."""
+    async with _open(factory) as (store, _):
+        await store.publish("c", "k", b"v5", STREAM, WriteCondition(version=5))
+        for version, epoch in ((5, ""), (4, ""), (3, "")):
+            old = await _suppressed(
+                store.publish(
+                    "c", "k", b"old", STREAM, WriteCondition(version=version, version_epoch=epoch)
+                )
+            )
+            _expect(old.reason == "version", f"reason {old.reason!r}")
+        await store.publish("c", "k", b"v6", STREAM, WriteCondition(version=6))
+        # Another version epoch starts the comparison again; no version keeps the stored one.
+        await store.publish("c", "k", b"e2", STREAM, WriteCondition(version=1, version_epoch="e2"))
+        await store.publish("c", "k", b"plain", STREAM)
+        await _suppressed(store.publish("c", "k", b"x", STREAM, WriteCondition(version=1)))
+        big = 2**63 - 1
+        await store.publish("c", "k", b"big", STREAM, WriteCondition(version=big))
+        await _suppressed(store.publish("c", "k", b"x", STREAM, WriteCondition(version=big - 1)))
+        _expect(await _all_state(store, "c", 10) == {"k": b"big"}, "versions not honoured")
+        # A removed key forgets its version.
+        await store.remove("c", "k", STREAM)
+        await store.publish("c", "k", b"again", STREAM, WriteCondition(version=1))
+        try:
+            await store.publish("c", "x", b"1", MapLimits(), WriteCondition(version=1))
+        except OutOfRange:
+            pass
+        else:
+            raise AssertionError("a version without a stream was accepted")
+
+
+async def check_key_modes(factory: KeyedStoreFactory) -> None:
+    """if_new writes only an absent key (optionally refreshing its TTL), if_exists a present one."""
+    async with _open(factory) as (store, clock):
+        ttl = MapLimits(key_ttl=10.0, stream_size=100, stream_ttl=60.0)
+        absent = await _suppressed(
+            store.publish("c", "k", b"1", ttl, WriteCondition(key_mode="if_exists"))
+        )
+        _expect(absent.reason == "key_not_found", f"reason {absent.reason!r}")
+        await store.publish("c", "k", b"1", ttl, WriteCondition(key_mode="if_new"))
+        present = await _suppressed(
+            store.publish("c", "k", b"2", ttl, WriteCondition(key_mode="if_new", refresh_ttl=True))
+        )
+        _expect(present.reason == "key_exists", f"reason {present.reason!r}")
+        clock.advance(8)
+        await _suppressed(
+            store.publish("c", "k", b"2", ttl, WriteCondition(key_mode="if_new", refresh_ttl=True))
+        )
+        clock.advance(8)  # 16s after the write, 8s after the refresh: still alive
+        _expect(await _all_state(store, "c", 10) == {"k": b"1"}, "refresh_ttl did not refresh")
+        await store.publish("c", "k", b"3", ttl, WriteCondition(key_mode="if_exists"))
+        _expect(await _all_state(store, "c", 10) == {"k": b"3"}, "if_exists did not write")
+        _, top = await store.read_stream("c", Position(0, ""))
+        _expect(top.offset == 2, f"suppressed writes took offsets: top {top}")
+
+
+async def check_tags_and_info(factory: KeyedStoreFactory) -> None:
+    """Tags and writer info are kept with the key and the change; a removal keeps the tags."""
+    async with _open(factory) as (store, _):
+        cond = WriteCondition(tags={"team": "red"}, info=b'{"user":"u"}')
+        await store.publish("c", "k", b"1", STREAM, cond)
+        page = await store.read_state("c")
+        _expect(page.entries[0].tags == {"team": "red"}, f"state tags {page.entries[0].tags}")
+        _expect(page.entries[0].info == b'{"user":"u"}', "state lost the info")
+        removal, _ = await store.remove("c", "k", STREAM)
+        _expect(removal is not None and removal.tags == {"team": "red"}, "removal lost the tags")
+        changes, _ = await store.read_stream("c", Position(0, ""))
+        _expect(changes[0].tags == {"team": "red"} and changes[0].info == b'{"user":"u"}', "stream")
+        _expect(changes[1].removed and changes[1].tags == {"team": "red"}, "removal in stream")
+
+
+async def check_read_key(factory: KeyedStoreFactory) -> None:
+    """One key is read alone, with the top; absent, removed and expired keys read as None."""
+    async with _open(factory) as (store, clock):
+        _expect(await store.read_key("c", "k") == (None, Position(0, "")), "absent channel")
+        ttl = MapLimits(key_ttl=5.0, stream_size=100, stream_ttl=60.0)
+        await store.publish("c", "k", b"1", STREAM, WriteCondition(tags={"a": "b"}))
+        _, top = await store.publish("c", "short", b"2", ttl)
+        entry, position = await store.read_key("c", "k")
+        _expect(position == top, f"read_key top {position}, not {top}")
+        _expect(entry is not None and entry.data == b"1" and entry.offset == 1, f"{entry}")
+        _expect(entry is not None and entry.tags == {"a": "b"}, "read_key lost the tags")
+        await store.remove("c", "k", STREAM)
+        _expect((await store.read_key("c", "k"))[0] is None, "a removed key is read")
+        clock.advance(6)
+        _expect((await store.read_key("c", "short"))[0] is None, "an expired key is read")
+
+
+async def check_read_stream_back(factory: KeyedStoreFactory) -> None:
+    """Newest first, below an offset when given, none older than the stream keeps."""
+    async with _open(factory) as (store, clock):
+        _expect(await store.read_stream_back("c", 0) == ([], Position(0, "")), "empty channel")
+        for i in range(1, 6):
+            await store.publish("c", f"k{i}", b"%d" % i, STREAM)
+        await store.remove("c", "k1", STREAM)
+        changes, top = await store.read_stream_back("c", 0, 3)
+        _expect([c.offset for c in changes] == [6, 5, 4], f"newest first: {changes}")
+        _expect(changes[0].removed and top.offset == 6, "the removal comes first")
+        older, _ = await store.read_stream_back("c", 4, 10)
+        _expect([c.offset for c in older] == [3, 2, 1], f"below 4: {older}")
+        clock.advance(61)  # older than the stream TTL: gone
+        _expect((await store.read_stream_back("c", 0, 10))[0] == [], "expired changes read")
+
+
 KEYED_STATE_STORE_CHECKS: tuple[KeyedStoreCheck, ...] = (
     check_empty_channel,
     check_publish_and_read,
@@ -309,6 +449,12 @@ KEYED_STATE_STORE_CHECKS: tuple[KeyedStoreCheck, ...] = (
     check_clear,
     check_refusals,
     check_binary_data,
+    check_idempotency,
+    check_versions,
+    check_key_modes,
+    check_tags_and_info,
+    check_read_key,
+    check_read_stream_back,
 )
 
 

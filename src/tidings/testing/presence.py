@@ -165,6 +165,33 @@ async def check_presence_expiry(pair: PresencePairFactory) -> None:
         await b.close()
 
 
+async def check_presence_node_gone(pair: PresencePairFactory) -> None:
+    """After `node_gone(A)`, B's reads leave A's clients out at once; `node_back` undoes it.
+
+    The pair's stores must have distinct `node_id`s (the node each adds clients for).
+    """
+    a, b = pair(FakeClock())
+    try:
+        _expect(a.node_id != b.node_id, "the two stores of a pair share a node_id")
+        await a.add("room", _info("c1", "u1"))
+        await a.add("hall", _info("c1", "u1"))
+        await b.add("room", _info("c2", "u2"))
+        _expect(await b.stats("room") == (2, 2), "both nodes' clients do not count")
+        b.node_gone(a.node_id)
+        got = set(await b.get("room"))
+        _expect(got == {"c2"}, f"after node_gone(A), presence is {got}")
+        stats = await b.stats("hall")
+        _expect(stats == (0, 0), f"after node_gone(A), stats of A's channel are {stats}")
+        # A was only cut off: it is heard again and refreshes its clients
+        b.node_back(a.node_id)
+        await a.refresh()
+        got = set(await b.get("room"))
+        _expect(got == {"c1", "c2"}, f"after node_back(A) and A's refresh, presence is {got}")
+    finally:
+        await a.close()
+        await b.close()
+
+
 PRESENCE_STORE_CHECKS: tuple[PresenceStoreCheck, ...] = (
     check_empty_channel,
     check_add_get,

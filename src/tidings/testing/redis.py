@@ -1,4 +1,5 @@
-"""Real `redis-server` processes for tests: one server, a replica, a 3-primary cluster.
+"""Real `redis-server` processes for tests: one server, a replica, a 3-primary cluster
+(optionally with a replica per primary, for failovers and slot migrations).
 
 Every server runs on a free loopback port with its own directory (AOF and
 RDB files live there), so tests can stop, kill and restart it on the same
@@ -162,11 +163,21 @@ class RedisServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-class RedisCluster:
-    """A Redis Cluster of three primaries (no replicas), made by `redis-cli --cluster create`."""
+def _covers(spec: str, slot: int) -> bool:
+    """Whether a CLUSTER NODES slot field ("5", "0-5460", "[5->-id]") covers `slot`."""
+    if spec.startswith("["):
+        return False
+    low, _, high = spec.partition("-")
+    return int(low) <= slot <= int(high or low)
 
-    def __init__(self, directory: Path, size: int = 3) -> None:
-        self.servers = [RedisServer(directory / f"node{n}", cluster=True) for n in range(size)]
+
+class RedisCluster:
+    """A Redis Cluster of `size` primaries, each with `replicas` replicas (`--cluster create`)."""
+
+    def __init__(self, directory: Path, size: int = 3, replicas: int = 0) -> None:
+        count = size * (1 + replicas)
+        self.replicas = replicas
+        self.servers = [RedisServer(directory / f"node{n}", cluster=True) for n in range(count)]
 
     @property
     def urls(self) -> list[str]:
@@ -176,8 +187,9 @@ class RedisCluster:
         for server in self.servers:
             server.start()
         nodes = [f"127.0.0.1:{server.port}" for server in self.servers]
+        replicas = ["--cluster-replicas", str(self.replicas)] if self.replicas else []
         done = subprocess.run(
-            [_binary("redis-cli"), "--cluster", "create", *nodes, "--cluster-yes"],
+            [_binary("redis-cli"), "--cluster", "create", *nodes, *replicas, "--cluster-yes"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -186,14 +198,108 @@ class RedisCluster:
         if done.returncode != 0:
             self.stop()
             raise RedisFixtureError(f"cluster create failed:\n{done.stdout}\n{done.stderr}")
-        deadline = time.monotonic() + START_TIMEOUT
+        try:
+            self.wait_settled()
+        except RedisFixtureError:
+            self.stop()
+            raise
+        return self
+
+    def wait_settled(self, timeout: float = START_TIMEOUT) -> None:
+        """Until every running node says cluster_state:ok, agrees on who owns which
+        slot, and every replica's link to its primary is up."""
+        deadline = time.monotonic() + timeout
+        last = ""
         while time.monotonic() < deadline:
-            states = [server.cli("cluster", "info") for server in self.servers]
-            if all("cluster_state:ok" in state for state in states):
-                return self
+            running = [server for server in self.servers if server.running]
+            states = [server.cli("cluster", "info") for server in running]
+            views = {self._owners(server) for server in running}
+            links = [server.cli("info", "replication") for server in running]
+            replicas_up = all(
+                "role:slave" not in info or "master_link_status:up" in info for info in links
+            )
+            if all("cluster_state:ok" in st for st in states) and len(views) == 1 and replicas_up:
+                return
+            last = f"{states} {views} {links}"
             time.sleep(0.05)
-        self.stop()
-        raise RedisFixtureError("the cluster did not reach cluster_state:ok")
+        raise RedisFixtureError(f"the cluster did not settle: {last[-2000:]}")
+
+    def _owners(self, server: RedisServer) -> str:
+        """Who serves which slots and replicates whom, as `server` sees it (comparable text)."""
+        rows = []
+        for line in server.cli("cluster", "nodes").splitlines():
+            fields = line.split()
+            if len(fields) < 8 or "fail" in fields[2]:
+                continue
+            address = fields[1].split("@")[0]
+            if "master" in fields[2]:
+                rows.append(address + " " + " ".join(sorted(fields[8:])))
+            else:  # who replicates whom, as this node knows it (a failover needs it)
+                rows.append(address + " of " + fields[3])
+        return "\n".join(sorted(rows))
+
+    def _myself(self, server: RedisServer) -> list[str]:
+        """The fields of `server`'s own line in CLUSTER NODES."""
+        for line in server.cli("cluster", "nodes").splitlines():
+            fields = line.split()
+            if len(fields) > 3 and "myself" in fields[2]:
+                return fields
+        raise RedisFixtureError(f"no CLUSTER NODES from port {server.port}")
+
+    def node_id(self, server: RedisServer) -> str:
+        return server.cli("cluster", "myid")
+
+    def owner(self, slot: int) -> RedisServer:
+        """The running primary serving `slot`."""
+        for server in self.servers:
+            if not server.running:
+                continue
+            fields = self._myself(server)
+            if "master" in fields[2] and any(_covers(spec, slot) for spec in fields[8:]):
+                return server
+        raise RedisFixtureError(f"no running primary serves slot {slot}")
+
+    def replica_of(self, primary: RedisServer) -> RedisServer:
+        """A running replica of `primary`."""
+        primary_id = self.node_id(primary)
+        for server in self.servers:
+            if server is primary or not server.running:
+                continue
+            fields = self._myself(server)
+            if "slave" in fields[2] and fields[3] == primary_id:
+                return server
+        raise RedisFixtureError(f"primary on port {primary.port} has no running replica")
+
+    def failover(self, replica: RedisServer, timeout: float = START_TIMEOUT) -> None:
+        """`CLUSTER FAILOVER` on `replica`; returns once it is a primary and all agree."""
+        deadline = time.monotonic() + timeout
+        asked = 0.0
+        answer = ""
+        while "role:master" not in replica.cli("info", "replication"):
+            if time.monotonic() > deadline:
+                raise RedisFixtureError(
+                    f"replica on port {replica.port} did not take over ({answer}):\n"
+                    + replica.log()[-2000:]
+                )
+            if time.monotonic() - asked > 3.0:  # a manual failover can time out: ask again
+                answer, asked = replica.cli("cluster", "failover"), time.monotonic()
+            time.sleep(0.05)
+        self.wait_settled(timeout)
+
+    def migrate_slot(self, slot: int, target: RedisServer) -> None:
+        """Move `slot` with its keys to the primary `target` (IMPORTING/MIGRATING, MIGRATE)."""
+        source = self.owner(slot)
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        target.cli("cluster", "setslot", str(slot), "importing", source_id)
+        source.cli("cluster", "setslot", str(slot), "migrating", target_id)
+        while True:
+            keys = source.cli("cluster", "getkeysinslot", str(slot), "100").split()
+            if not keys:
+                break
+            source.cli("migrate", "127.0.0.1", str(target.port), "", "0", "5000", "keys", *keys)
+        for server in self.servers:
+            if server.running and "role:master" in server.cli("info", "replication"):
+                server.cli("cluster", "setslot", str(slot), "node", target_id)
 
     def flush(self) -> None:
         for server in self.servers:

@@ -121,6 +121,25 @@ async def check_register_expiry(pair: RegisterPairFactory) -> None:
         await b.close()
 
 
+async def check_register_node_gone(pair: RegisterPairFactory) -> None:
+    """After `node_gone(n)`, connections on node n are left out at once; `node_back` undoes it."""
+    a, b = pair(FakeClock())
+    try:
+        await a.add(UserConnection("u1", "c1", "node-a"))
+        await b.add(UserConnection("u1", "c2", "node-b"))
+        _expect(_clients(await b.connections("u1")) == {"c1", "c2"}, "a connection is missing")
+        b.node_gone("node-a")
+        got = _clients(await b.connections("u1"))
+        _expect(got == {"c2"}, f"after node_gone(node-a), connections are {got}")
+        b.node_back("node-a")
+        await a.refresh()
+        got = _clients(await b.connections("u1"))
+        _expect(got == {"c1", "c2"}, f"after node_back and a refresh, connections are {got}")
+    finally:
+        await a.close()
+        await b.close()
+
+
 REGISTER_CHECKS: tuple[RegisterCheck, ...] = (
     check_unknown_user,
     check_add_and_list,

@@ -58,6 +58,9 @@ _NO_CACHE = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 class EmulationStream(asyncio.Protocol):
     """One stream of an emulated connection; the node sees it as a transport."""
 
+    #: Its connect result names this node (see `core.emulation.is_emulated`).
+    emulated = True
+
     def __init__(
         self,
         node: Node,
@@ -80,7 +83,7 @@ class EmulationStream(asyncio.Protocol):
         self.remote_addr = peer_ip
         self._client: Client | None = None
         #: The id the client names in its emulation requests (see `ConnectResult.session`).
-        self.emulation_session = sessions.add(self)
+        self.session = sessions.add(self)
 
     @property
     def paused(self) -> bool:
@@ -124,7 +127,7 @@ class EmulationStream(asyncio.Protocol):
             self._transport.write(data + b"\n")
 
     def close(self, code: int, reason: str) -> None:
-        self._sessions.remove(self.emulation_session)
+        self._sessions.remove(self.session)
         if self._transport.is_closing():
             return
         push = Reply(push=Push(disconnect=DisconnectPush(code=code, reason=reason)))
@@ -145,7 +148,7 @@ class EmulationStream(asyncio.Protocol):
             self._client.resume()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._sessions.remove(self.emulation_session)
+        self._sessions.remove(self.session)
         if self._slot is not None:
             self._slot.release()
             self._slot = None

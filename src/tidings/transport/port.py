@@ -24,8 +24,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, cast
 
-from tidings.config import Settings
 from tidings.core.access import AccessPolicy, ConnectionSlot
+from tidings.settings import Settings
 from tidings.transport.http import MAX_BODY, MAX_HEAD, BadRequest, HttpRequest, parse_head, respond
 
 log = logging.getLogger(__name__)

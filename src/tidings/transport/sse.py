@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -59,6 +60,8 @@ class SseSession(asyncio.Protocol):
         self._paused = False
         self._track = track  # channel whose position goes into event ids
         self.remote_addr = peer_ip
+        #: The session id its connect push names (the server API's `session` selects it).
+        self.session = str(uuid.uuid4())
         self._client: Client | None = None
 
     @property
@@ -71,13 +74,17 @@ class SseSession(asyncio.Protocol):
         headers = dict(_HEADERS)
         if origin:  # the port already checked it against allowed_origins
             headers.update({"Access-Control-Allow-Origin": origin, "Vary": "Origin"})
-        self._transport.write(
-            response_bytes(200, content_type="text/event-stream", headers=headers, keep_open=True)
-        )
+        self._transport.write(self._head(headers))
         self._client = self._node.accept(self, UNI_CODEC)
         if request_headers:
             self._node.upstream.remember_headers(self._client, request_headers)
         self._client.handle_frame(frame)
+
+    def _head(self, headers: dict[str, str]) -> bytes:
+        """The response head that opens the stream."""
+        return response_bytes(
+            200, content_type="text/event-stream", headers=headers, keep_open=True
+        )
 
     def write(self, data: bytes) -> None:
         out = bytearray()
@@ -105,7 +112,10 @@ class SseSession(asyncio.Protocol):
             position = _CONNECT_DECODER.decode(line).connect.subs.get(self._track)
             if position is None or not position.recoverable:
                 return b""
-            return f"{position.offset}:{position.epoch}".encode()
+            offset = position.offset  # recovered: the offset asked from, as in Centrifugo
+            if position.publications:
+                offset = max(offset, position.publications[-1].offset)
+            return f"{offset}:{position.epoch}".encode()
         if not line.startswith(b'{"channel":'):
             return b""
         push = _PUSH_DECODER.decode(line)
@@ -160,6 +170,7 @@ class _SubPosition(msgspec.Struct):
     offset: int = 0
     epoch: str = ""
     recoverable: bool = False
+    publications: list[_PubOnly] = msgspec.field(default_factory=list)
 
 
 class _ConnectBody(msgspec.Struct):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlsplit
@@ -101,6 +102,7 @@ class WebSocketSession(WSListener):
         "_uni_started",
         "_ws",
         "paused",
+        "session",
     )
 
     def __init__(
@@ -115,6 +117,9 @@ class WebSocketSession(WSListener):
         # Unidirectional: the connect request (from the URL, or the first message).
         self._uni = uni_connect is not None
         self._uni_connect = uni_connect or b""
+        #: A unidirectional connection's session id (its connect push names it; the
+        #: server API's `session` selects it); a bidirectional one has none, as in Centrifugo.
+        self.session = str(uuid.uuid4()) if self._uni else ""
         self._frame_type = (
             WSMsgType.BINARY if codec is not None and codec.binary else WSMsgType.TEXT
         )

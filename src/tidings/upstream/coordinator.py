@@ -38,9 +38,10 @@ from tidings.upstream.proxy import ProxyClient, ProxyUnavailable
 from tidings.upstream.proxy_config import PROXY_TYPES, ProxyEndpoint
 
 if TYPE_CHECKING:
-    from tidings.config import ChannelOptions, Settings
+    from tidings.channel_options import ChannelOptions
     from tidings.core.channels import Channel
     from tidings.core.client import Client
+    from tidings.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,8 @@ import msgspec
 from tidings.errors import ConfigError
 
 if TYPE_CHECKING:
-    from tidings.config import ChannelOptions, Settings
+    from tidings.channel_options import ChannelOptions
+    from tidings.settings import Settings
 
 PROXY_TYPES = ("connect", "refresh", "subscribe", "publish", "sub_refresh", "rpc")
 #: Names of named proxies and RPC namespaces (Centrifugo's pattern).

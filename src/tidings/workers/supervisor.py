@@ -38,9 +38,9 @@ from types import FrameType
 
 import msgspec
 
-from tidings.config import Settings, worker_count
 from tidings.core.engines import durable_wanted
 from tidings.errors import ConfigError
+from tidings.settings import Settings, worker_count
 from tidings.workers.lifeline import die_with_parent
 from tidings.workers.private_redis import PrivateRedis
 from tidings.workers.worker import READY, encode_settings

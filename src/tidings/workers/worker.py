@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import msgspec
 
 from tidings import logs
-from tidings.config import Settings
 from tidings.errors import ConfigError
+from tidings.settings import Settings
 from tidings.workers.lifeline import watch_parent
 
 #: What the worker writes to its status pipe once both ports listen.

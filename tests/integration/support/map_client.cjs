@@ -1,22 +1,33 @@
 // A centrifuge npm SDK client holding one map subscription, driven over stdin/stdout.
-// argv: <sdk dir> <ws url> <token> <channel>. Every event is one JSON line on stdout;
+// argv: <sdk dir> <ws url> <token> <channel> [clients|users] (a map presence subscription:
+// newMapClientsSubscription / newMapUsersSubscription). Every event is one JSON line on stdout;
 // stdin lines: "disconnect", "connect", "publish <key> <json>", "remove <key>".
 "use strict";
 const { Centrifuge } = require(process.argv[2]);
-const [url, token, channel] = process.argv.slice(3);
+const [url, token, channel, presence] = process.argv.slice(3);
 const out = (kind, ctx) => process.stdout.write(JSON.stringify({ kind, ctx }) + "\n");
 
 const client = new Centrifuge(url, { token, websocket: WebSocket, minReconnectDelay: 100 });
 client.on("connected", () => out("connected", {}));
 client.on("disconnected", (ctx) => out("disconnected", ctx));
-const sub = client.newMapSubscription(channel, { pageSize: 2 });
+const options = { pageSize: 2 };
+const sub = presence === "clients" ? client.newMapClientsSubscription(channel, options)
+  : presence === "users" ? client.newMapUsersSubscription(channel, options)
+  : client.newMapSubscription(channel, options);
+// Map presence entries say who: the ClientInfo's user (clients) or nothing but the key (users).
+const who = (ctx) => (presence && ctx.info ? { user: ctx.info.user } : {});
 sub.on("subscribed", (ctx) => out("subscribed", {
   recoverable: ctx.recoverable, recovered: ctx.recovered, wasRecovering: ctx.wasRecovering,
   streamPosition: ctx.streamPosition,
 }));
-sub.on("sync", (ctx) => out("sync", { entries: ctx.entries.map((e) => ({ key: e.key, data: e.data })) }));
-sub.on("update", (ctx) => out("update", { key: ctx.key, data: ctx.data, removed: !!ctx.removed }));
+sub.on("sync", (ctx) => out("sync", {
+  entries: ctx.entries.map((e) => ({ key: e.key, data: e.data, ...who(e) })),
+}));
+sub.on("update", (ctx) => out("update", {
+  key: ctx.key, data: ctx.data, removed: !!ctx.removed, tags: ctx.tags, ...who(ctx),
+}));
 sub.on("error", (ctx) => out("error", ctx.error));
+sub.on("unsubscribed", (ctx) => out("unsubscribed", { code: ctx.code, reason: ctx.reason }));
 sub.subscribe();
 client.connect();
 

@@ -26,10 +26,13 @@ class SdkClient:
         self.proc = proc
         self.events: list[tuple[str, Any]] = []
 
-    async def next(self, kind: str) -> Any:
-        """The next event of `kind` (events of other kinds are kept in `events`)."""
+    async def next(self, kind: str, within: float = STEP) -> Any:
+        """The next event of `kind` (events of other kinds are kept in `events`).
+
+        TimeoutError if none comes `within` seconds.
+        """
         assert self.proc.stdout is not None
-        async with asyncio.timeout(STEP):
+        async with asyncio.timeout(within):
             while True:
                 line = await self.proc.stdout.readline()
                 assert line, "the SDK process ended"
@@ -47,13 +50,14 @@ class SdkClient:
 @contextlib.asynccontextmanager
 async def sdk_clients(
     server: ServerProcess, script: Path
-) -> AsyncIterator[Callable[[str, str], Awaitable[SdkClient]]]:
-    """`start(user, channel)` runs `script` as that user on `channel`; all killed at exit."""
+) -> AsyncIterator[Callable[..., Awaitable[SdkClient]]]:
+    """`start(user, channel, *extra)` runs `script` as that user on `channel` (more
+    arguments after it); all killed at exit."""
     assert shutil.which("node"), "Node.js missing: run scripts/setup-test-deps.sh"
     assert SDK.exists(), "centrifuge npm SDK missing: run scripts/vendor-sdk.sh"
     procs: list[asyncio.subprocess.Process] = []
 
-    async def start(user: str, channel: str) -> SdkClient:
+    async def start(user: str, channel: str, *extra: str) -> SdkClient:
         proc = await asyncio.create_subprocess_exec(
             "node",
             "--experimental-websocket",
@@ -63,6 +67,7 @@ async def sdk_clients(
             server.ws_url,
             server.token(user),
             channel,
+            *extra,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )

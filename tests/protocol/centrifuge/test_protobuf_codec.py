@@ -85,6 +85,8 @@ NEWER_THAN_PB = {
     (m.SubscribeResult, "cursor"): 17,
     (m.SubscribeResult, "state"): 18,
     (m.Publication, "version"): 16,
+    (m.Publication, "epoch"): 14,
+    (m.SubscribeRequest, "tf"): 13,  # a FilterNode message there, bytes here
     (m.SubRefreshRequest, "type"): 3,
     (m.SubRefreshRequest, "track"): 4,
     (m.SubRefreshRequest, "untrack"): 5,
@@ -287,9 +289,9 @@ def test_empty_bytes_decode_to_the_empty_payload(codec: ProtobufCodec) -> None:
 
 
 def test_unknown_fields_are_skipped(codec: ProtobufCodec) -> None:
-    # flag (14) is modelled now; tf (13) is still skipped.
+    # flag (14) is modelled now; tf (13) is kept as its bytes (only its presence matters).
     request = pb.SubscribeRequest(channel="c", flag=3)
-    request.tf.op = "and"  # an embedded message we do not model
+    request.tf.op = "and"  # an embedded message we do not decode
     connect = pb.ConnectRequest(token="t", headers={"a": "b"}, flag=1)
     body = pb.Command(id=4, subscribe=request, connect=connect).SerializeToString()
     # And fields of every wire type: varint (97, a negative int32), fixed64 (99),
@@ -299,7 +301,7 @@ def test_unknown_fields_are_skipped(codec: ProtobufCodec) -> None:
     (command,) = codec.decode(uvarint(len(body)) + body)
     assert command == m.Command(
         id=4,
-        subscribe=m.SubscribeRequest(channel="c", flag=3),
+        subscribe=m.SubscribeRequest(channel="c", flag=3, tf=Raw(request.tf.SerializeToString())),
         connect=m.ConnectRequest(token="t", headers={"a": "b"}),  # headers: emulation
     )
 

@@ -56,6 +56,8 @@ class SubscribeRequest(_Message):
     recoverable: bool = False
     join_leave: bool = False
     delta: str = ""
+    #: A tags filter (client.proto FilterNode), kept undecoded: only its presence matters.
+    tf: Raw = EMPTY
     #: Bits of `SUBSCRIBE_FLAG_*`.
     flag: int = 0
     #: 0 stream (the default), 1 map, 2 map clients, 3 map users (client.proto).
@@ -208,6 +210,8 @@ class Publication(_Message):
     removed: bool = False
     #: Shared poll: the version of the key's data.
     version: int = 0
+    #: Shared poll: the publisher's epoch of that version.
+    epoch: str = ""
 
 
 class SubscribeResult(_Message):

@@ -58,6 +58,7 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
         "recoverable": (10, BOOL),
         "join_leave": (11, BOOL),
         "delta": (12, STRING),
+        "tf": (13, BYTES),  # a FilterNode message, kept as its bytes
         "flag": (14, INT64),
         "type": (15, INT32),
         "phase": (16, INT32),
@@ -134,6 +135,7 @@ SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
         "time": (9, INT64),
         "key": (11, STRING),
         "removed": (12, BOOL),
+        "epoch": (14, STRING),
         "version": (16, UINT64),
     },
     m.SubscribeResult: {

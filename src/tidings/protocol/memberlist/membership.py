@@ -27,7 +27,6 @@ The protocol, per memberlist (probe every `probe_interval`):
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 from tidings.protocol.memberlist.awareness import Awareness
 from tidings.protocol.memberlist.broadcasts import BroadcastQueue
@@ -64,34 +63,12 @@ from tidings.protocol.memberlist.outgoing import (
     SendPacket,
     StreamPing,
 )
+from tidings.protocol.memberlist.packet import COMPOUND_HEADER_OVERHEAD, COMPOUND_OVERHEAD
+from tidings.protocol.memberlist.probe import Probe, Relay, reply_address
 from tidings.protocol.memberlist.suspicion import Suspicion
 from tidings.protocol.memberlist.versions import check_versions
 
 __all__ = ["Membership", "Outgoing", "PushPullRequest", "SendPacket", "StreamPing"]
-
-COMPOUND_HEADER_OVERHEAD = 2
-COMPOUND_OVERHEAD = 2
-
-
-@dataclass(slots=True)
-class _Probe:
-    target: str
-    seq: int
-    indirect_at: float
-    deadline: float
-    indirect: bool = False
-    expected_nacks: int = 0
-    nacks: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class _Relay:
-    """An indirect ping we perform for `requester`; answer with their sequence number."""
-
-    seq: int
-    requester: Address
-    nack: bool
-    deadline: float
 
 
 class Membership:
@@ -124,8 +101,8 @@ class Membership:
         self._awareness = Awareness(self.config.awareness_max_multiplier)
         self._broadcasts = BroadcastQueue()
         self._suspicions: dict[str, Suspicion] = {}
-        self._probe: _Probe | None = None
-        self._relays: dict[int, _Relay] = {}
+        self._probe: Probe | None = None
+        self._relays: dict[int, Relay] = {}
         self._outgoing: list[Outgoing] = []
         self._events: list[MemberEvent] = []
         self._user_messages: list[bytes] = []
@@ -315,7 +292,7 @@ class Membership:
         if isinstance(message, Ping):
             if message.node and message.node != self.name:
                 return  # meant for a previous member at this address
-            self._send(_reply_address(message, source), Ack(message.seq_no, self.ack_payload))
+            self._send(reply_address(message, source), Ack(message.seq_no, self.ack_payload))
         elif isinstance(message, IndirectPing):
             self._relay(message, source, now)
         elif isinstance(message, Ack):
@@ -349,7 +326,7 @@ class Membership:
             if ind.source_addr and ind.source_port
             else source
         )
-        self._relays[seq] = _Relay(ind.seq_no, requester, ind.nack, now + self.config.probe_timeout)
+        self._relays[seq] = Relay(ind.seq_no, requester, ind.nack, now + self.config.probe_timeout)
         ping = Ping(seq, ind.node, self.addr, self.port, self.name)
         self._send((ip_text(ind.target), ind.port or self.port), ping)
 
@@ -375,14 +352,14 @@ class Membership:
         c = self.config
         ping = Ping(self._next_seq(), m.name, self.addr, self.port, self.name)
         interval = self._awareness.scale(c.probe_interval)
-        self._probe = _Probe(m.name, ping.seq_no, now + c.probe_timeout, now + interval)
+        self._probe = Probe(m.name, ping.seq_no, now + c.probe_timeout, now + interval)
         if m.state == NodeStateType.ALIVE:
             self._send(m.address, ping)
         else:  # Lifeguard "buddy system": tell a suspect it is suspected
             suspect = Suspect(m.incarnation, m.name, self.name)
             self._outgoing.append(SendPacket(m.address, (ping, suspect), m.protocol_max >= 5))
 
-    def _probe_indirectly(self, probe: _Probe, now: float) -> None:
+    def _probe_indirectly(self, probe: Probe, now: float) -> None:
         probe.indirect = True
         target = self._members.get(probe.target)
         if target is None:
@@ -409,7 +386,7 @@ class Membership:
         self._probe = None
         self._awareness.apply(-1)
 
-    def _probe_failed(self, probe: _Probe, now: float) -> None:
+    def _probe_failed(self, probe: Probe, now: float) -> None:
         self._probe = None
         if probe.expected_nacks > 0:
             self._awareness.apply(max(probe.expected_nacks - probe.nacks, 0))
@@ -601,9 +578,3 @@ class Membership:
                 continue
             chosen.append(m)
         return chosen
-
-
-def _reply_address(ping: Ping, source: Address) -> Address:
-    if ping.source_addr and ping.source_port:
-        return (ip_text(ping.source_addr), ping.source_port)
-    return source

@@ -35,6 +35,9 @@ from tidings.protocol.memberlist.messages import (
 MAX_PACKET_DECOMPRESSED = 1024 * 1024
 MAX_COMPRESS_DEPTH = 1
 MAX_COMPOUND_PARTS = 255
+# Bytes a compound adds: its header, and each part's length (memberlist's overheads).
+COMPOUND_HEADER_OVERHEAD = 2
+COMPOUND_OVERHEAD = 2
 LZW_ALGO = 0
 
 
