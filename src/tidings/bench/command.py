@@ -54,6 +54,17 @@ def add_parser(sub: Any) -> None:
         "--client-cpus", default="", help="pin the load generator to these CPUs (taskset -c list)"
     )
     parser.add_argument(
+        "--server-workers",
+        type=int,
+        default=defaults.server_workers,
+        metavar="N",
+        help=(
+            "start `tidings serve --workers N`: N worker nodes sharing the ports; memory "
+            "and CPU are read from every process of the server (20,000 descriptors each: "
+            "100,000 connections need 6 or more)"
+        ),
+    )
+    parser.add_argument(
         "--target",
         choices=TARGETS,
         default="tidings",
@@ -89,6 +100,7 @@ def options(args: argparse.Namespace) -> Options:
         client=args.client,
         server_cpus=args.server_cpus,
         client_cpus=args.client_cpus,
+        server_workers=args.server_workers,
     )
 
 
@@ -121,11 +133,13 @@ async def start_target(
     """
     cpus = machine.parse_cpus(opts.server_cpus)
     if name in centrifugo.TARGETS:
+        if opts.server_workers != 1:
+            raise ValueError(f"{name} is one process: --server-workers is for tidings")
         return await centrifugo.start(centrifugo.TARGETS[name], API_NAMESPACES, cpus)
     if name != "tidings":
         raise ValueError(f"unknown target {name!r}")
     namespaces = API_NAMESPACES if scenario == "api" else {}
-    return await target.start_tidings(namespaces, cpus, settings)
+    return await target.start_tidings(namespaces, cpus, settings, workers=opts.server_workers)
 
 
 async def execute(
@@ -153,9 +167,12 @@ async def execute(
     pinning = {"client_cpus": sorted(os.sched_getaffinity(0))}
     if tgt.pid is not None:
         pinning["server_cpus"] = sorted(os.sched_getaffinity(tgt.pid))
+    loads: list[float] = []
+    watcher = asyncio.ensure_future(_watch_load(loads))
     try:
         result = await SCENARIOS[scenario](tgt, opts, say)
     finally:
+        watcher.cancel()
         if own:
             await tgt.stop()
     return {
@@ -167,8 +184,17 @@ async def execute(
         "options": vars(opts),
         "machine": machine.description(),
         "pinning": pinning,
+        "server_workers": tgt.nodes,
+        # the 1-minute load average read every 2 s while the scenario ran
+        "load_average": machine.load_summary(loads),
         "result": result,
     }
+
+
+async def _watch_load(out: list[float], every: float = 2.0) -> None:
+    while True:
+        out.append(machine.load_average())
+        await asyncio.sleep(every)
 
 
 def run(args: argparse.Namespace) -> int:

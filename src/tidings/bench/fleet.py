@@ -83,7 +83,7 @@ class Fleet:
         concurrency: int = 64,
         client: str = "python",
         cpus: frozenset[int] = frozenset(),
-        max_seconds: float = 600.0,
+        max_seconds: float = 1800.0,
         name: str = "w",
         progress: Callable[[str], None] | None = None,
     ) -> None:
@@ -114,7 +114,7 @@ class Fleet:
             opened = sum(w.progress for w in self.workers)
             self._progress(f"connections open: {opened}/{self.conns}")
 
-    async def start(self, limit_s: float = 300.0) -> tuple[int, int, float]:
+    async def start(self, limit_s: float = 600.0) -> tuple[int, int, float]:
         """Spawn the workers and wait until all connect; (opened, failed, wall seconds)."""
         nworkers = max(1, math.ceil(self.conns / self.per_worker))
         shares = [self.conns // nworkers] * nworkers

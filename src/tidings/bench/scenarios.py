@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tidings.bench.fleet import Fleet
-from tidings.bench.machine import ProcessSample, parse_cpus, sample, socket_memory
+from tidings.bench.machine import TreeSample, parse_cpus, socket_memory, tree_sample
 from tidings.bench.publisher import Publisher, PublishRun
 from tidings.bench.target import Target
 
@@ -41,6 +41,8 @@ class Options:
     #: `taskset -c` style CPU lists for the server and for the load generator ("" = any).
     server_cpus: str = ""
     client_cpus: str = ""
+    #: `tidings serve --workers N` (a supervisor and N worker nodes) when above 1.
+    server_workers: int = 1
 
 
 #: Namespaces the `api` scenario publishes into (the server is started with them).
@@ -61,20 +63,13 @@ def percentile(values: list[float], q: float) -> float:
     return float(ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))])
 
 
-def _sample(target: Target) -> ProcessSample | None:
-    """The server's processes (with a companion redis-server) added up; None if not ours."""
-    readings = [sample(pid) for pid in target.pids]
-    if not readings:
-        return None
-    return ProcessSample(
-        rss=sum(r.rss for r in readings),
-        cpu=sum(r.cpu for r in readings),
-        user=sum(r.user for r in readings),
-        system=sum(r.system for r in readings),
-    )
+def _sample(target: Target) -> TreeSample | None:
+    """The server's processes added up (every worker, a companion or private
+    redis-server); None if not ours to measure."""
+    return tree_sample(target.pids) if target.pids else None
 
 
-def _cpu(before: ProcessSample | None, after: ProcessSample | None) -> float:
+def _cpu(before: TreeSample | None, after: TreeSample | None) -> float:
     return after.cpu - before.cpu if before is not None and after is not None else 0.0
 
 
@@ -126,6 +121,7 @@ async def connections(target: Target, opts: Options, say: Say) -> Result:
         sock1 = socket_memory()
         points.append(await probe())
         stats = await fleet.stats()
+        nodes = await target.node_info() if target.nodes > 1 else []
     finally:
         watcher.cancel()
         await fleet.stop()
@@ -150,6 +146,15 @@ async def connections(target: Target, opts: Options, say: Say) -> Result:
         connect_cpu = _cpu(before, after_connect)
         if connect_cpu > 0:
             result["connects_per_server_cpu_s"] = opened / connect_cpu
+        result.update(
+            # all of it over all connections, not only what they added
+            kb_per_conn_total=after.rss / per_conn / 1024,
+            server_processes=after.processes,
+            redis_rss_mb=after.redis_rss / 2**20,
+            redis_rss_growth_mb=(after.redis_rss - before.redis_rss) / 2**20,
+        )
+    if nodes:
+        result["clients_per_node"] = sorted(int(n.get("num_clients", 0)) for n in nodes)
     # Both ends of every loopback connection are counted by the kernel.
     result["kernel_kb_per_conn_both_ends"] = (sock1 - sock0) / per_conn / 1024
     result["series"] = {
@@ -166,7 +171,9 @@ async def connections(target: Target, opts: Options, say: Say) -> Result:
 
 async def fanout(target: Target, opts: Options, say: Say) -> Result:
     """N subscribers of one channel; publications at `rate` calls/s of `batch` x `size` bytes."""
-    fleet = _fleet(target, opts, say, channels="fan", sample_every=opts.sample_every)
+    # The fan channel and K - 1 rooms (as `connections`), and the personal channel.
+    spread = max(opts.channels - 1, 0)
+    fleet = _fleet(target, opts, say, channels="fan", spread=spread, sample_every=opts.sample_every)
     points: list[tuple[float, float]] = []
     try:
         opened, failed, _wall = await fleet.start()
@@ -185,7 +192,8 @@ async def fanout(target: Target, opts: Options, say: Say) -> Result:
             try:
                 run = await pub.at_rate(opts.rate, opts.seconds, batch=opts.batch)
                 expected = run.publications * opened
-                t_end = await fleet.wait_for(expected, limit_s=30.0)
+                # 30 s, or more for sizes the server takes longer than that to deliver
+                t_end = await fleet.wait_for(expected, limit_s=30.0 + expected / 100_000)
             finally:
                 watcher.cancel()
         after = _sample(target)
@@ -204,6 +212,7 @@ async def fanout(target: Target, opts: Options, say: Say) -> Result:
     ]
     result: Result = {
         "subscribers": opened,
+        "channels_per_conn": 1 + spread,
         "failed": failed,
         "lost": stats.lost,
         "size": opts.size,
@@ -231,6 +240,8 @@ async def fanout(target: Target, opts: Options, say: Say) -> Result:
             server_user_s=after.user - before.user if after and before else 0.0,
             server_cpu_us_per_delivery=cpu / max(deliveries, 1) * 1e6,
             deliveries_per_cpu_s=deliveries / cpu,
+            redis_cpu_s=after.redis_cpu - before.redis_cpu if after and before else 0.0,
+            server_processes=after.processes if after else 0,
         )
     result["series"] = {
         "deliveries per second": {

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from tidings.bench.machine import START_AFFINITY
+from tidings.bench.machine import START_AFFINITY, kill_leftovers, process_tree, start_time
 
 HOST = "127.0.0.1"
 WS_PATH = "/connection/websocket"
@@ -131,6 +131,9 @@ class Target:
     extra: dict[str, Any] = field(default_factory=dict)
     #: Processes the server needs (a redis-server), measured with it and stopped after it.
     companions: list[asyncio.subprocess.Process] = field(default_factory=list)
+    #: Cluster nodes the server is made of (`tidings serve --workers N`): ready when the
+    #: `info` API lists them all.
+    nodes: int = 1
 
     @property
     def pid(self) -> int | None:
@@ -138,7 +141,8 @@ class Target:
 
     @property
     def pids(self) -> list[int]:
-        """The server's process and its companions: what memory and CPU are read from."""
+        """The server's process and its companions: what memory and CPU are read from
+        (with every process they start: workers, a private redis-server)."""
         if self.proc is None:
             return []
         return [self.proc.pid, *(c.pid for c in self.companions)]
@@ -158,6 +162,12 @@ class Target:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{self.name} not ready within {limit_s}s")
                 await asyncio.sleep(0.1)
+        while self.nodes > 1 and len(await self.node_info()) < self.nodes:
+            if self.proc is not None and self.proc.returncode is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: not all {self.nodes} nodes up in {limit_s}s")
+            await asyncio.sleep(0.2)
         # The client port too.
         while True:
             try:
@@ -170,16 +180,37 @@ class Target:
             writer.close()
             return
 
+    async def node_info(self) -> list[dict[str, Any]]:
+        """The nodes the `info` API lists (one per worker), [] if it does not answer."""
+        headers = {"X-API-Key": self.api_key}
+        try:
+            async with (
+                aiohttp.ClientSession(headers=headers) as http,
+                http.post(self.api_url + "/api/info", data=b"{}") as resp,
+            ):
+                body = await resp.json(content_type=None)
+        except (aiohttp.ClientError, ValueError):
+            return []
+        nodes = body.get("result", {}).get("nodes", []) if isinstance(body, dict) else []
+        return [n for n in nodes if isinstance(n, dict)]
+
     def log_tail(self) -> str:
         if self.log_path is None or not self.log_path.exists():
             return ""
         return self.log_path.read_bytes()[-2000:].decode(errors="replace")
 
     async def stop(self) -> None:
+        started = []
+        for pid in (p for root in self.pids for p in process_tree(root)):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                started.append((pid, start_time(pid)))
         if self.proc is not None:
-            await stop_process(self.proc, 15)
+            # workers drain their clients in turn: more time with more of them
+            await stop_process(self.proc, 15.0 + 5.0 * self.nodes)
         for companion in self.companions:
             await stop_process(companion, 10)
+        # What the server started and left behind (a worker, a redis-server) goes too.
+        kill_leftovers(started)
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -196,8 +227,10 @@ async def launch(
     cpus: frozenset[int] = frozenset(),
     companions: list[asyncio.subprocess.Process] | None = None,
     env: dict[str, str] | None = None,
+    nodes: int = 1,
 ) -> Target:
-    """Start `argv` (logging to `workdir`/server.log) and wait until it answers."""
+    """Start `argv` (logging to `workdir`/server.log) and wait until it answers
+    (with all its `nodes`)."""
     log_path = workdir / "server.log"
     with open(log_path, "wb") as log:  # noqa: ASYNC230 - a moment, before the server runs
         proc = await asyncio.create_subprocess_exec(
@@ -219,9 +252,10 @@ async def launch(
         workdir=workdir,
         log_path=log_path,
         companions=companions or [],
+        nodes=nodes,
     )
     try:
-        await target.wait_ready()
+        await target.wait_ready(30.0 + 5.0 * nodes)
     except BaseException:
         await target.stop()
         raise
@@ -290,11 +324,17 @@ async def start_tidings(
     namespaces: dict[str, dict[str, Any]] | None = None,
     cpus: frozenset[int] = frozenset(),
     extra: dict[str, Any] | None = None,
+    workers: int = 1,
 ) -> Target:
-    """`tidings serve` on free loopback ports with a temporary config and data dir."""
+    """`tidings serve` on free loopback ports with a temporary config and data dir;
+    with `workers` > 1, `tidings serve --workers N` (a supervisor and N worker nodes)."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
     workdir = Path(tempfile.mkdtemp(prefix="tidings-bench-"))
     config = write_tidings_config(workdir, namespaces, extra)
     argv = [sys.executable, "-m", "tidings", "serve", "--config", str(config.path)]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
     return await launch(
         "tidings",
         argv,
@@ -303,6 +343,7 @@ async def start_tidings(
         api_port=config.api_port,
         secret=config.secret,
         cpus=cpus,
+        nodes=workers,
     )
 
 
