@@ -65,6 +65,16 @@ def add_parser(sub: Any) -> None:
         ),
     )
     parser.add_argument(
+        "--server-nodes",
+        type=int,
+        default=defaults.server_nodes,
+        metavar="N",
+        help=(
+            "start N separate `tidings serve` processes, each on its own ports, joined by a "
+            "private redis-server (engine = redis); the load is spread over their ports"
+        ),
+    )
+    parser.add_argument(
         "--target",
         choices=TARGETS,
         default="tidings",
@@ -101,6 +111,7 @@ def options(args: argparse.Namespace) -> Options:
         server_cpus=args.server_cpus,
         client_cpus=args.client_cpus,
         server_workers=args.server_workers,
+        server_nodes=args.server_nodes,
     )
 
 
@@ -133,12 +144,16 @@ async def start_target(
     """
     cpus = machine.parse_cpus(opts.server_cpus)
     if name in centrifugo.TARGETS:
-        if opts.server_workers != 1:
-            raise ValueError(f"{name} is one process: --server-workers is for tidings")
+        if opts.server_workers != 1 or opts.server_nodes != 1:
+            raise ValueError(f"{name} is one process: --server-workers/-nodes are for tidings")
         return await centrifugo.start(centrifugo.TARGETS[name], API_NAMESPACES, cpus)
     if name != "tidings":
         raise ValueError(f"unknown target {name!r}")
     namespaces = API_NAMESPACES if scenario == "api" else {}
+    if opts.server_nodes > 1:
+        if opts.server_workers != 1 or settings:
+            raise ValueError("--server-nodes brings its own redis-server, and one worker each")
+        return await target.start_tidings_nodes(opts.server_nodes, namespaces, cpus)
     return await target.start_tidings(namespaces, cpus, settings, workers=opts.server_workers)
 
 
@@ -184,7 +199,8 @@ async def execute(
         "options": vars(opts),
         "machine": machine.description(),
         "pinning": pinning,
-        "server_workers": tgt.nodes,
+        "server_workers": opts.server_workers,
+        "server_nodes": tgt.nodes,
         # the 1-minute load average read every 2 s while the scenario ran
         "load_average": machine.load_summary(loads),
         "result": result,

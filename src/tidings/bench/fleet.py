@@ -66,7 +66,8 @@ class _WorkerProcess:
 
 
 class Fleet:
-    """`conns` connections spread over as many worker processes as the socket limit needs."""
+    """`conns` connections spread over as many worker processes as the socket limit needs
+    (and, with several `ports`, evenly over the ports: the same number of processes each)."""
 
     def __init__(
         self,
@@ -86,8 +87,10 @@ class Fleet:
         max_seconds: float = 1800.0,
         name: str = "w",
         progress: Callable[[str], None] | None = None,
+        ports: list[int] | None = None,
     ) -> None:
         self.host, self.port, self.path = host, port, path
+        self.ports = ports or [port]
         self.conns = conns
         self.secret = secret
         self.channels = channels
@@ -117,6 +120,7 @@ class Fleet:
     async def start(self, limit_s: float = 600.0) -> tuple[int, int, float]:
         """Spawn the workers and wait until all connect; (opened, failed, wall seconds)."""
         nworkers = max(1, math.ceil(self.conns / self.per_worker))
+        nworkers = math.ceil(nworkers / len(self.ports)) * len(self.ports)
         shares = [self.conns // nworkers] * nworkers
         for i in range(self.conns % nworkers):
             shares[i] += 1
@@ -132,7 +136,7 @@ class Fleet:
                 "--host",
                 self.host,
                 "--port",
-                str(self.port),
+                str(self.ports[i % len(self.ports)]),
                 "--path",
                 self.path,
                 "--conns",

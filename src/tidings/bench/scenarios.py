@@ -43,6 +43,8 @@ class Options:
     client_cpus: str = ""
     #: `tidings serve --workers N` (a supervisor and N worker nodes) when above 1.
     server_workers: int = 1
+    #: Or N separate `tidings serve` nodes on their own ports joined by a redis-server.
+    server_nodes: int = 1
 
 
 #: Namespaces the `api` scenario publishes into (the server is started with them).
@@ -83,6 +85,7 @@ def _fleet(target: Target, opts: Options, say: Say, **kwargs: Any) -> Fleet:
         progress=say,
         client=opts.client,
         cpus=parse_cpus(opts.client_cpus),
+        ports=target.client_ports,
         **kwargs,
     )
 

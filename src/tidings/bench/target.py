@@ -134,6 +134,12 @@ class Target:
     #: Cluster nodes the server is made of (`tidings serve --workers N`): ready when the
     #: `info` API lists them all.
     nodes: int = 1
+    #: Every client port when the nodes do not share one (else just `ws_port`).
+    ws_ports: list[int] = field(default_factory=list)
+
+    @property
+    def client_ports(self) -> list[int]:
+        return self.ws_ports or [self.ws_port]
 
     @property
     def pid(self) -> int | None:
@@ -301,10 +307,12 @@ def write_tidings_config(
     workdir: Path,
     namespaces: dict[str, dict[str, Any]] | None = None,
     extra: dict[str, Any] | None = None,
+    secret: str = "",
 ) -> TidingsConfig:
-    """`workdir`/tidings.toml on free loopback ports, a fresh secret, data in `workdir`/data."""
+    """`workdir`/tidings.toml on free loopback ports, `secret` (or a fresh one), data
+    in `workdir`/data."""
     config = TidingsConfig(
-        free_port(), free_port(), secrets.token_urlsafe(32), workdir / "tidings.toml"
+        free_port(), free_port(), secret or secrets.token_urlsafe(32), workdir / "tidings.toml"
     )
     config.path.write_text(
         bench_config(
@@ -345,6 +353,107 @@ async def start_tidings(
         cpus=cpus,
         nodes=workers,
     )
+
+
+async def start_redis(
+    workdir: Path, cpus: frozenset[int]
+) -> tuple[asyncio.subprocess.Process, int]:
+    """A private, non-persistent `redis-server` on a free loopback port."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("the Redis engine needs redis-server (apt-get install redis-server)")
+    port = free_port()
+    with open(workdir / "redis.log", "wb") as log:  # noqa: ASYNC230 - before it runs
+        proc = await asyncio.create_subprocess_exec(
+            binary,
+            "--port", str(port),
+            "--bind", HOST,
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(workdir),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            preexec_fn=child_setup(cpus),
+        )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            _reader, writer = await asyncio.open_connection(HOST, port)
+        except OSError:
+            if proc.returncode is not None or time.monotonic() > deadline:
+                await stop_process(proc, 5)
+                log_tail = (workdir / "redis.log").read_text()[-500:]
+                raise RuntimeError(f"redis-server did not start: {log_tail}") from None
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return proc, port
+
+
+async def start_tidings_nodes(
+    count: int,
+    namespaces: dict[str, dict[str, Any]] | None = None,
+    cpus: frozenset[int] = frozenset(),
+    extra: dict[str, Any] | None = None,
+) -> Target:
+    """`count` separate `tidings serve` processes, each on its own ports, joined by one
+    private redis-server (engine = redis): what `--workers` does on one port, by hand.
+
+    The load goes to every node's client port; the API is the first node's.
+    """
+    if count < 2:
+        raise ValueError(f"a cluster of nodes needs at least 2, not {count}")
+    workdir = Path(tempfile.mkdtemp(prefix="tidings-bench-nodes-"))
+    redis, redis_port = await start_redis(workdir, cpus)
+    companions = [redis]
+    settings = {
+        "engine": "redis",
+        "redis_address": [f"redis://{HOST}:{redis_port}"],
+        "redis_prefix": "bench",
+        "durable_allow_volatile": True,  # the bench's Redis keeps nothing
+        **(extra or {}),
+    }
+    try:
+        secret = secrets.token_urlsafe(32)
+        configs = []
+        for i in range(count):
+            (workdir / f"node{i}").mkdir()
+            configs.append(write_tidings_config(workdir / f"node{i}", namespaces, settings, secret))
+        for config in configs[1:]:
+            argv = [sys.executable, "-m", "tidings", "serve", "--config", str(config.path)]
+            node = await launch(
+                "tidings-node",
+                argv,
+                config.path.parent,
+                ws_port=config.port,
+                api_port=config.api_port,
+                secret=secret,
+                cpus=cpus,
+            )
+            assert node.proc is not None
+            companions.append(node.proc)
+        first = configs[0]
+        argv = [sys.executable, "-m", "tidings", "serve", "--config", str(first.path)]
+    except BaseException:
+        for proc in companions:
+            await stop_process(proc, 10)
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    target = await launch(
+        "tidings",
+        argv,
+        first.path.parent,
+        ws_port=first.port,
+        api_port=first.api_port,
+        secret=first.secret,
+        cpus=cpus,
+        companions=companions,
+        nodes=count,
+    )
+    target.ws_ports = [c.port for c in configs]
+    target.workdir = workdir
+    return target
 
 
 def external(url: str, api_url: str, api_key: str, secret: str) -> Target:
