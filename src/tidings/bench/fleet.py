@@ -22,6 +22,10 @@ PER_GO_WORKER = 15000
 #: Above this many connections to a loopback server, each client process connects from
 #: its own 127.0.0.x: one source address has ~28k ephemeral ports per destination.
 SOURCE_SPREAD_ABOVE = 25_000
+#: Connects in flight over all client processes at most: a large fleet's processes
+#: each get a share, not `concurrency` each (the server's backlog and its Redis round
+#: trips per connect would otherwise queue them past their time limits).
+MAX_IN_FLIGHT = 256
 #: The client processes `--client` chooses from.
 CLIENTS = ("python", "go")
 
@@ -152,7 +156,7 @@ class Fleet:
                 "--sample-every",
                 str(self.sample_every),
                 "--concurrency",
-                str(self.concurrency),
+                str(min(self.concurrency, max(1, MAX_IN_FLIGHT // nworkers))),
                 "--max-seconds",
                 str(self.max_seconds),
             ]
