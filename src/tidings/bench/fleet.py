@@ -239,5 +239,5 @@ class Fleet:
             w.send("quit")
             if w.proc.stdin is not None:
                 w.proc.stdin.close()
-        for w in self.workers:
-            await stop_process(w.proc, 15, terminate=False)
+        # All at once: a process still connecting reads "quit" only when done (or at 15 s).
+        await asyncio.gather(*(stop_process(w.proc, 15, terminate=False) for w in self.workers))

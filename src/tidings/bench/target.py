@@ -29,6 +29,13 @@ BENCH_API_KEY = "benchkey"
 _PR_SET_PDEATHSIG = 1
 
 
+#: Settings of every node of a cluster the bench starts (workers or separate nodes): on a
+#: shared 2-core machine a node's loop can wait over a second for a CPU, which the
+#: default 1 s Redis command timeout reads as an unreachable Redis (a connect fails, is
+#: retried, and the extra load makes more of them fail).
+CLUSTER_SETTINGS: dict[str, Any] = {"redis_command_timeout": 10.0}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
@@ -339,6 +346,8 @@ async def start_tidings(
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
     workdir = Path(tempfile.mkdtemp(prefix="tidings-bench-"))
+    if workers > 1:
+        extra = {**CLUSTER_SETTINGS, **(extra or {})}
     config = write_tidings_config(workdir, namespaces, extra)
     argv = [sys.executable, "-m", "tidings", "serve", "--config", str(config.path)]
     if workers > 1:
@@ -412,6 +421,7 @@ async def start_tidings_nodes(
         "redis_address": [f"redis://{HOST}:{redis_port}"],
         "redis_prefix": "bench",
         "durable_allow_volatile": True,  # the bench's Redis keeps nothing
+        **CLUSTER_SETTINGS,
         **(extra or {}),
     }
     try:
