@@ -46,7 +46,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 #: case -> (scenario, options apart from size and pinning)
 CASES: dict[str, tuple[str, Options]] = {
-    "idle": ("connections", Options(channels=2, settle=5.0)),
+    # settle over 20 s: one refresh of the Redis entries (every entry_ttl / 3) included
+    "idle": ("connections", Options(channels=2, settle=25.0)),
     "single": ("fanout", Options(rate=2, seconds=8, sample_every=200)),
     "coalesced": ("fanout", Options(rate=2, batch=25, seconds=4, sample_every=200)),
 }

@@ -119,8 +119,10 @@ async def connections(target: Target, opts: Options, say: Say) -> Result:
         after_connect = _sample(target)
         client_cpu = fleet.cpu_seconds()
         say(f"{opened} open ({failed} failed) in {wall:.1f}s; settling {opts.settle}s")
+        settle0 = time.monotonic()
         await asyncio.sleep(opts.settle)
         after = _sample(target)
+        settled = time.monotonic() - settle0
         sock1 = socket_memory()
         points.append(await probe())
         stats = await fleet.stats()
@@ -149,6 +151,8 @@ async def connections(target: Target, opts: Options, say: Say) -> Result:
         connect_cpu = _cpu(before, after_connect)
         if connect_cpu > 0:
             result["connects_per_server_cpu_s"] = opened / connect_cpu
+        # what holding the idle connections costs (pings; with Redis, refreshing entries)
+        result["idle_server_cpu_share"] = _cpu(after_connect, after) / settled
         result.update(
             # all of it over all connections, not only what they added
             kb_per_conn_total=after.rss / per_conn / 1024,

@@ -21,7 +21,14 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from tidings.bench.machine import START_AFFINITY, kill_leftovers, process_tree, start_time
+from tidings.bench.machine import (
+    REDIS_COMMAND,
+    START_AFFINITY,
+    command_name,
+    kill_leftovers,
+    process_tree,
+    start_time,
+)
 
 HOST = "127.0.0.1"
 WS_PATH = "/connection/websocket"
@@ -217,11 +224,12 @@ class Target:
         for pid in (p for root in self.pids for p in process_tree(root)):
             with contextlib.suppress(OSError, ValueError, IndexError):
                 started.append((pid, start_time(pid)))
-        if self.proc is not None:
-            # workers drain their clients in turn: more time with more of them
-            await stop_process(self.proc, 15.0 + 5.0 * self.nodes)
-        for companion in self.companions:
-            await stop_process(companion, 10)
+        # The servers at once (workers drain their clients: more time with more of
+        # them), then what they use (a redis-server), which they may need until then.
+        redis = [c for c in self.companions if command_name(c.pid) == REDIS_COMMAND]
+        servers = [p for p in (self.proc, *self.companions) if p is not None and p not in redis]
+        await asyncio.gather(*(stop_process(p, 15.0 + 5.0 * self.nodes) for p in servers))
+        await asyncio.gather(*(stop_process(p, 10.0) for p in redis))
         # What the server started and left behind (a worker, a redis-server) goes too.
         kill_leftovers(started)
         if self.workdir is not None:
