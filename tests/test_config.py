@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from tidings.config import (
     parse_scalar,
     personal_channel_name_format,
     table_assignments,
+    worker_count,
 )
 from tidings.errors import ConfigError, TidingsError
 
@@ -383,3 +385,26 @@ def test_bad_engine_settings_name_their_key(raw: dict[str, Any], key: str) -> No
     error = config_error(raw)
     assert error.key == key, error
     assert "\n" not in str(error)
+
+
+def test_workers_from_file_environment_and_flags(tmp_path: Path) -> None:
+    path = write(tmp_path, "workers = 3\n")
+    assert load(path, {}, {}).workers == 3
+    assert load(path, {"TIDINGS_WORKERS": "auto"}, {}).workers == "auto"
+    assert load(path, {"TIDINGS_WORKERS": "auto"}, {"workers": 2}).workers == 2
+    assert worker_count(build({})) == 1
+    assert worker_count(build({"workers": "auto"})) == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"workers": 0}, "workers"),
+        ({"workers": -2}, "workers"),
+        ({"workers": "many"}, "workers"),
+        ({"workers": True}, "workers"),
+        ({"workers": 2, "gossip_bind": "127.0.0.1:7946"}, "gossip_bind"),
+    ],
+)
+def test_bad_workers_settings_name_their_key(raw: dict[str, Any], key: str) -> None:
+    assert config_error(raw).key == key

@@ -26,6 +26,7 @@ from tidings.config import (
     parse_scalar,
     table_assignments,
     text_value,
+    worker_count,
 )
 from tidings.errors import ConfigError
 from tidings.queue import command as queue_command
@@ -202,6 +203,10 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     logs.configure(settings.log_level, settings.log_format)
     notes = _complete_secrets(settings)
+    if worker_count(settings) > 1:
+        from tidings.workers.supervisor import Supervisor
+
+        return Supervisor(settings, notes).run()
     from tidings.server import Server, run
 
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -182,6 +183,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     api_batch_max_commands: int = 1000
     data_dir: str = "./data"
     name: str = ""
+    #: Worker processes: a count, or "auto" (one per core).
+    workers: int | str = 1
     engine: str = "memory"
     redis_address: list[str] = msgspec.field(default_factory=list)
     redis_cluster_address: list[str] = msgspec.field(default_factory=list)
@@ -282,6 +285,8 @@ SETTING_DOCS: dict[str, str] = {
     "api_batch_max_commands": "most commands in one batch API call (error 107 above)",
     "data_dir": "directory for durable data",
     "name": "node name shown by the info API method (default: host name)",
+    "workers": "worker processes sharing the ports, each a cluster node ('auto': one per core;"
+    " above 1: a supervisor, and a private redis-server with the memory engine; docs/workers.md)",
     "engine": "'memory' (one node) or 'redis' (nodes joined by Redis: a cluster)",
     "redis_address": "Redis URLs (redis://, rediss://, unix://); several: channels sharded",
     "redis_cluster_address": "seed URLs of a Redis Cluster (instead of redis_address)",
@@ -712,6 +717,24 @@ def _check_engine(settings: Settings) -> None:
         raise ConfigError("durable_replicas", "must not be negative")
     if settings.node_heartbeat_timeout <= settings.node_heartbeat_interval:
         raise ConfigError("node_heartbeat_timeout", "must be longer than node_heartbeat_interval")
+    _check_workers(settings)  # several workers are nodes of one engine
+
+
+def worker_count(settings: Settings) -> int:
+    """The number of worker processes `workers` asks for ("auto": one per core)."""
+    if settings.workers == "auto":
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    return int(settings.workers)
+
+
+def _check_workers(settings: Settings) -> None:
+    value = settings.workers
+    if isinstance(value, bool) or (isinstance(value, str) and value != "auto"):
+        raise ConfigError("workers", f"a number of processes or 'auto', not {value!r}")
+    if isinstance(value, int) and not 1 <= value <= 1024:
+        raise ConfigError("workers", "must be between 1 and 1024 (or 'auto')")
+    if worker_count(settings) > 1 and settings.gossip_bind:
+        raise ConfigError("gossip_bind", "gossip runs with one worker only (workers = 1)")
 
 
 def _check_subscription_type(settings: Settings, prefix: str, opts: ChannelOptions) -> None:

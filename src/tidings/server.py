@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -47,10 +48,15 @@ class Ports:
 
 
 class Server:
-    """A node plus its sockets. `start()` binds; `stop()` shuts down gracefully."""
+    """A node plus its sockets. `start()` binds; `stop()` shuts down gracefully.
 
-    def __init__(self, settings: Settings) -> None:
+    With `reuse_port` both ports are bound with SO_REUSEPORT, shared with the
+    other worker processes of a supervisor (`tidings.workers`).
+    """
+
+    def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
         self.settings = settings
+        self.reuse_port = reuse_port
         demo.configure(settings)
         self.node = Node(settings)
         self.bridges = NodeBridges(self.node)
@@ -92,7 +98,9 @@ class Server:
     async def start(self) -> Ports:
         await self.node.start()
         self.bridges.start()
-        self._client_server = await serve_client_port(self.node, self.router)
+        self._client_server = await serve_client_port(
+            self.node, self.router, reuse_port=self.reuse_port
+        )
         self._api_runner = web.AppRunner(
             self.api.app,
             access_log=None,
@@ -101,7 +109,12 @@ class Server:
             lingering_time=API_LINGER,
         )
         await self._api_runner.setup()
-        site = web.TCPSite(self._api_runner, self.settings.api_address, self.settings.api_port)
+        site = web.TCPSite(
+            self._api_runner,
+            self.settings.api_address,
+            self.settings.api_port,
+            reuse_port=self.reuse_port or None,
+        )
         await site.start()
         client_port = self._client_server.sockets[0].getsockname()[1]
         api_port = self._api_runner.addresses[0][1]
@@ -146,12 +159,20 @@ class Server:
         await asyncio.sleep(0.05)
 
 
-async def run(server: Server, banner: bool = True) -> None:
-    """Serve until SIGTERM or SIGINT."""
+async def run(
+    server: Server,
+    banner: bool = True,
+    *,
+    stop: asyncio.Event | None = None,
+    ready: Callable[[Ports], None] | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT (or until `stop` is set); `ready` is told the ports."""
     ports = await server.start()
     if banner:
         print_banner(server.settings, ports)
-    stop = asyncio.Event()
+    if ready is not None:
+        ready(ports)
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

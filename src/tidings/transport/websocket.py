@@ -460,7 +460,12 @@ class _CountedWSProtocol(WSProtocol):  # type: ignore[misc]
 _PICOWS_LOG = logging.LoggerAdapter(logging.getLogger("picows.server"))
 
 
-async def serve_client_port(node: Node, router: ClientPortRouter) -> asyncio.Server:
+async def serve_client_port(
+    node: Node, router: ClientPortRouter, *, reuse_port: bool = False
+) -> asyncio.Server:
+    """Listen on the client port; `reuse_port`: share it with other processes (SO_REUSEPORT)."""
     settings = node.settings
     loop = asyncio.get_running_loop()
-    return await loop.create_server(router.protocol, settings.address, settings.port)
+    return await loop.create_server(
+        router.protocol, settings.address, settings.port, reuse_port=reuse_port or None
+    )
