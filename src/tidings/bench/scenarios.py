@@ -126,7 +126,7 @@ async def connections(target: Target, opts: Options, say: Say) -> Result:
         sock1 = socket_memory()
         points.append(await probe())
         stats = await fleet.stats()
-        nodes = await target.node_info() if target.nodes > 1 else []
+        per_node = await target.clients_per_node(opened) if target.nodes > 1 else []
     finally:
         watcher.cancel()
         await fleet.stop()
@@ -160,8 +160,8 @@ async def connections(target: Target, opts: Options, say: Say) -> Result:
             redis_rss_mb=after.redis_rss / 2**20,
             redis_rss_growth_mb=(after.redis_rss - before.redis_rss) / 2**20,
         )
-    if nodes:
-        result["clients_per_node"] = sorted(int(n.get("num_clients", 0)) for n in nodes)
+    if per_node:
+        result["clients_per_node"] = per_node
     # Both ends of every loopback connection are counted by the kernel.
     result["kernel_kb_per_conn_both_ends"] = (sock1 - sock0) / per_conn / 1024
     result["series"] = {

@@ -39,8 +39,10 @@ _PR_SET_PDEATHSIG = 1
 #: Settings of every node of a cluster the bench starts (workers or separate nodes): on a
 #: shared 2-core machine a node's loop can wait over a second for a CPU, which the
 #: default 1 s Redis command timeout reads as an unreachable Redis (a connect fails, is
-#: retried, and the extra load makes more of them fail).
-CLUSTER_SETTINGS: dict[str, Any] = {"redis_command_timeout": 10.0}
+#: retried, and the extra load makes more of them fail). The bench's Redis keeps nothing
+#: (no append-only file with fsync always for the durable personal channels): the runs
+#: measure throughput, as with `--redis-address`.
+CLUSTER_SETTINGS: dict[str, Any] = {"redis_command_timeout": 10.0, "durable_allow_volatile": True}
 
 
 def free_port() -> int:
@@ -182,7 +184,14 @@ class Target:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{self.name} not ready within {limit_s}s")
                 await asyncio.sleep(0.1)
-        while self.nodes > 1 and len(await self.node_info()) < self.nodes:
+        # Each `info` goes to any node (the API port is shared), which lists the others
+        # it has heard from: all of them, several times in a row.
+        in_a_row = 0
+        while in_a_row < 3 * self.nodes and self.nodes > 1:
+            if len(await self.node_info()) >= self.nodes:
+                in_a_row += 1
+                continue
+            in_a_row = 0
             if self.proc is not None and self.proc.returncode is not None:
                 raise RuntimeError(f"{self.name} exited: {self.log_tail()}")
             if time.monotonic() > deadline:
@@ -213,6 +222,18 @@ class Target:
             return []
         nodes = body.get("result", {}).get("nodes", []) if isinstance(body, dict) else []
         return [n for n in nodes if isinstance(n, dict)]
+
+    async def clients_per_node(self, clients: int, limit_s: float = 10.0) -> list[int]:
+        """Clients each node holds, once the nodes' heartbeats add up to `clients` (or
+        what they say after `limit_s`)."""
+        deadline = time.monotonic() + limit_s
+        while True:
+            counts = sorted(int(n.get("num_clients", 0)) for n in await self.node_info())
+            if len(counts) >= self.nodes and sum(counts) == clients:
+                return counts
+            if time.monotonic() > deadline:
+                return counts
+            await asyncio.sleep(0.5)
 
     def log_tail(self) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -428,7 +449,6 @@ async def start_tidings_nodes(
         "engine": "redis",
         "redis_address": [f"redis://{HOST}:{redis_port}"],
         "redis_prefix": "bench",
-        "durable_allow_volatile": True,  # the bench's Redis keeps nothing
         **CLUSTER_SETTINGS,
         **(extra or {}),
     }
