@@ -184,11 +184,13 @@ async def execute(
         pinning["server_cpus"] = sorted(os.sched_getaffinity(tgt.pid))
     loads: list[float] = []
     watcher = asyncio.ensure_future(_watch_load(loads))
+    log_tail = ""
     try:
         result = await SCENARIOS[scenario](tgt, opts, say)
     finally:
         watcher.cancel()
         if own:
+            log_tail = tgt.log_tail()
             await tgt.stop()
     return {
         "scenario": scenario,
@@ -203,6 +205,8 @@ async def execute(
         "server_nodes": tgt.nodes,
         # the 1-minute load average read every 2 s while the scenario ran
         "load_average": machine.load_summary(loads),
+        # its last words (why connections were lost, a worker restarted, ...)
+        "server_log_tail": log_tail.splitlines()[-12:],
         "result": result,
     }
 

@@ -170,9 +170,14 @@ class Fleet:
                 preexec_fn=child_setup(self.cpus),
             )
             self.workers.append(_WorkerProcess(f"worker{i}", proc))
+        # Every process read at once: the progress (and the RSS plot's x axis) is then
+        # what each has opened so far, not what it had when the previous one finished.
+        replies = await asyncio.gather(
+            *(w.expect("ready", limit_s, self._note_progress) for w in self.workers)
+        )
         opened = failed = 0
-        for w in self.workers:
-            fields = (await w.expect("ready", limit_s, self._note_progress)).split()
+        for reply in replies:
+            fields = reply.split()
             opened += int(fields[0])
             failed += int(fields[1])
         return opened, failed, time.monotonic() - t0

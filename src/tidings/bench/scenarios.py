@@ -1,4 +1,6 @@
-"""The scenarios: connections, fanout, churn, api. Each returns figures and plot series.
+"""The scenarios: connections, fanout, scale (both on one set of connections), churn, api.
+
+Each returns figures and plot series.
 
 A scenario gets a running `Target` and its `Options`, drives load with a
 `Fleet` of client processes and a `Publisher`, and reads the server's memory
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tidings.bench.fleet import Fleet
@@ -103,9 +105,17 @@ async def _watch(
 
 async def connections(target: Target, opts: Options, say: Say) -> Result:
     """N authenticated connections, each subscribed to K channels: memory and connect rate."""
+    fleet = _fleet(target, opts, say, spread=opts.channels)
+    try:
+        return await _held(target, opts, say, fleet)
+    finally:
+        await fleet.stop()
+
+
+async def _held(target: Target, opts: Options, say: Say, fleet: Fleet) -> Result:
+    """Open `fleet` and let it settle: memory, connect rate, what idle connections cost."""
     before = _sample(target)
     sock0 = socket_memory()
-    fleet = _fleet(target, opts, say, spread=opts.channels)
     points: list[tuple[float, float]] = []
 
     async def probe() -> tuple[float, float]:
@@ -129,7 +139,6 @@ async def connections(target: Target, opts: Options, say: Say) -> Result:
         per_node = await target.clients_per_node(opened) if target.nodes > 1 else []
     finally:
         watcher.cancel()
-        await fleet.stop()
     per_conn = max(opened, 1)
     result: Result = {
         "conns": opened,
@@ -181,34 +190,41 @@ async def fanout(target: Target, opts: Options, say: Say) -> Result:
     # The fan channel and K - 1 rooms (as `connections`), and the personal channel.
     spread = max(opts.channels - 1, 0)
     fleet = _fleet(target, opts, say, channels="fan", spread=spread, sample_every=opts.sample_every)
-    points: list[tuple[float, float]] = []
     try:
         opened, failed, _wall = await fleet.start()
-        say(f"{opened} subscribers ({failed} failed); publishing {opts.rate}/s x {opts.batch}")
+        say(f"{opened} subscribers ({failed} failed)")
         await asyncio.sleep(opts.settle)
-        await fleet.reset()
-        t0 = time.monotonic()
-
-        async def probe() -> tuple[float, float]:
-            return time.monotonic() - t0, float((await fleet.stats()).publications)
-
-        before = _sample(target)
-        client_cpu0 = fleet.cpu_seconds()
-        async with Publisher(target.api_url, target.api_key, "fan", opts.size) as pub:
-            watcher = asyncio.ensure_future(_watch(0.5, probe, points))
-            try:
-                run = await pub.at_rate(opts.rate, opts.seconds, batch=opts.batch)
-                expected = run.publications * opened
-                # 30 s, or more for sizes the server takes longer than that to deliver
-                t_end = await fleet.wait_for(expected, limit_s=30.0 + expected / 100_000)
-            finally:
-                watcher.cancel()
-        after = _sample(target)
-        client_cpu = fleet.cpu_seconds() - client_cpu0
-        stats = await fleet.stats()
-        latencies = [us / 1000 for us in await fleet.latencies_us()]
+        result = await _fan_out(target, opts, say, fleet, opened)
     finally:
         await fleet.stop()
+    return {"subscribers": opened, "channels_per_conn": 1 + spread, "failed": failed, **result}
+
+
+async def _fan_out(target: Target, opts: Options, say: Say, fleet: Fleet, opened: int) -> Result:
+    """Publish into "fan" (which all `opened` connections of `fleet` joined) and count."""
+    say(f"publishing {opts.rate}/s x {opts.batch} to {opened} subscribers")
+    points: list[tuple[float, float]] = []
+    await fleet.reset()
+    t0 = time.monotonic()
+
+    async def probe() -> tuple[float, float]:
+        return time.monotonic() - t0, float((await fleet.stats()).publications)
+
+    before = _sample(target)
+    client_cpu0 = fleet.cpu_seconds()
+    async with Publisher(target.api_url, target.api_key, "fan", opts.size) as pub:
+        watcher = asyncio.ensure_future(_watch(0.5, probe, points))
+        try:
+            run = await pub.at_rate(opts.rate, opts.seconds, batch=opts.batch)
+            expected = run.publications * opened
+            # 30 s, or more for sizes the server takes longer than that to deliver
+            t_end = await fleet.wait_for(expected, limit_s=30.0 + expected / 100_000)
+        finally:
+            watcher.cancel()
+    after = _sample(target)
+    client_cpu = fleet.cpu_seconds() - client_cpu0
+    stats = await fleet.stats()
+    latencies = [us / 1000 for us in await fleet.latencies_us()]
     deliveries = stats.publications
     wall = t_end - t0
     cpu = _cpu(before, after)
@@ -218,9 +234,6 @@ async def fanout(target: Target, opts: Options, say: Say) -> Result:
         if points[i][0] > points[i - 1][0]
     ]
     result: Result = {
-        "subscribers": opened,
-        "channels_per_conn": 1 + spread,
-        "failed": failed,
         "lost": stats.lost,
         "size": opts.size,
         "batch": opts.batch,
@@ -266,6 +279,31 @@ async def fanout(target: Target, opts: Options, say: Say) -> Result:
         },
     }
     return result
+
+
+#: Publications per API call in `scale`'s coalesced fan-out (unless --batch says more).
+SCALE_BATCH = 25
+
+
+async def scale(target: Target, opts: Options, say: Say) -> Result:
+    """`connections` and then two `fanout`s on the same connections (one connect, which
+    is what takes long at 100k): each joins "fan" and K - 1 rooms (plus its personal
+    channel); the fan-outs publish single messages, then batches of 25."""
+    spread = max(opts.channels - 1, 0)
+    fleet = _fleet(target, opts, say, channels="fan", spread=spread, sample_every=opts.sample_every)
+    try:
+        held = await _held(target, opts, say, fleet)
+        opened = held["conns"]
+        single = await _fan_out(target, replace(opts, batch=1), say, fleet, opened)
+        batch = opts.batch if opts.batch > 1 else SCALE_BATCH
+        coalesced = await _fan_out(target, replace(opts, batch=batch), say, fleet, opened)
+    finally:
+        await fleet.stop()
+    series = held.pop("series")
+    single_series, coalesced_series = single.pop("series"), coalesced.pop("series")
+    series["deliveries per second, single messages"] = single_series["deliveries per second"]
+    series[f"deliveries per second, batches of {batch}"] = coalesced_series["deliveries per second"]
+    return {"idle": held, "single": single, "coalesced": coalesced, "series": series}
 
 
 async def churn(target: Target, opts: Options, say: Say) -> Result:
@@ -356,6 +394,7 @@ async def api(target: Target, opts: Options, say: Say) -> Result:
 SCENARIOS: dict[str, Callable[[Target, Options, Say], Awaitable[Result]]] = {
     "connections": connections,
     "fanout": fanout,
+    "scale": scale,
     "churn": churn,
     "api": api,
 }

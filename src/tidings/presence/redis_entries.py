@@ -153,9 +153,16 @@ class ExpiringEntries:
         return int(members), int(groups)
 
     async def refresh(self) -> None:
-        """Re-add every entry this instance holds (expiry moves `ttl` ahead)."""
+        """Re-add every entry this instance holds (expiry moves `ttl` ahead).
+
+        Straight into the engine's pipelines, one future per entry: no coroutine and
+        no task each (at 100,000 entries those were most of a node's CPU, and their
+        peak memory stayed in its RSS)."""
+        ttl_ms = int(self.ttl * 1000)
+        expires = self._now_ms() + ttl_ms
+        run = self.engine.batcher.run
         adds = [
-            self._add(name, member, value, group)
+            run(name, ADD, self.keys(name), [member, value, group, expires, ttl_ms])
             for name, members in list(self.local.items())
             for member, (value, group) in list(members.items())
         ]
