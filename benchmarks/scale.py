@@ -9,11 +9,13 @@ Each run is `workers:conns`; the first is the one-worker baseline (a plain
 `tidings serve`, the memory engine). A run with N > 1 starts `tidings serve
 --workers N` (a supervisor, N worker nodes sharing the ports, a private
 redis-server between them) and is not pinned: its workers need every core.
-`--server-cpus`/`--client-cpus` pin the one-worker runs only. For every run:
-`tidings bench connections` (idle memory per connection, connect rate) and
-`tidings bench fanout` with single messages and with batches of 25 (deliveries
-per server CPU-second, wall-clock deliveries/s). Memory and CPU are summed over
-the server's whole process tree; the redis-server's share is reported apart.
+`--server-cpus`/`--client-cpus` pin the one-worker runs only. Every run is one
+`tidings bench scale`: the connections (each on "fan", a room and its personal
+channel; idle memory per connection, connect rate, what holding them costs),
+then on the same connections a fan-out of single messages and one of batches
+of 25 (deliveries per server CPU-second, wall-clock deliveries/s). Memory and
+CPU are summed over the server's whole process tree; the redis-server's share
+is reported apart.
 JSONs and PNGs land in benchmarks/results/ (label `scale-w<N>-<client>`), the
 summary in benchmarks/results/scale-summary.json, the table in BENCHMARKS.md
 between `<!-- compare:scale:begin -->` and `<!-- compare:scale:end -->`.
@@ -44,15 +46,13 @@ from tidings.bench.scenarios import Options
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
-#: case -> (scenario, options apart from size and pinning)
-CASES: dict[str, tuple[str, Options]] = {
-    # settle over 20 s: one refresh of the Redis entries (every entry_ttl / 3) included
-    "idle": ("connections", Options(channels=2, settle=25.0)),
-    "single": ("fanout", Options(rate=2, seconds=8, sample_every=200)),
-    "coalesced": ("fanout", Options(rate=2, batch=25, seconds=4, sample_every=200)),
-}
-#: Each case of a run gets at most this long (connects of 100k on a shared machine).
-CASE_LIMIT_S = 1500.0
+#: The parts of a `scale` run: idle connections, then the two fan-outs.
+CASES = ("idle", "single", "coalesced")
+#: Options of every run apart from size and pinning. The settle is over 20 s: one
+#: refresh of the Redis entries (every entry_ttl / 3) falls in it.
+OPTIONS = Options(channels=2, settle=25.0, rate=2, seconds=8, batch=25, sample_every=200)
+#: Each run gets at most this long (connects of 100k on a shared machine).
+RUN_LIMIT_S = 1800.0
 
 
 def parse_runs(text: str) -> list[tuple[int, int]]:
@@ -70,25 +70,26 @@ def parse_runs(text: str) -> list[tuple[int, int]]:
     return runs
 
 
-async def run_case(
-    case: str, workers: int, conns: int, common: dict[str, Any], say: Any
-) -> dict[str, Any]:
-    scenario, opts = CASES[case]
+async def run_one(
+    workers: int, conns: int, common: dict[str, Any], say: Any
+) -> dict[str, dict[str, Any]]:
+    """One `scale` run: its idle, single and coalesced rows."""
     pinned = common if workers == 1 else {**common, "server_cpus": "", "client_cpus": ""}
-    opts = replace(opts, conns=conns, server_workers=workers, **pinned)
-    record = await asyncio.wait_for(execute(scenario, opts, say=say), CASE_LIMIT_S)
+    opts = replace(OPTIONS, conns=conns, server_workers=workers, **pinned)
+    record = await asyncio.wait_for(execute("scale", opts, say=say), RUN_LIMIT_S)
     record["label"] = f"scale-w{workers}-{opts.client}"
-    json_path, png_path = results.save(scenario, record, RESULTS)
+    json_path, png_path = results.save("scale", record, RESULTS)
     say(f"wrote {json_path.relative_to(ROOT)}")
-    row: dict[str, Any] = {
-        key: value for key, value in record["result"].items() if not isinstance(value, dict)
-    }
-    row["load_average"] = record["load_average"]
-    row["pinning"] = record["pinning"]
-    row["json"] = json_path.name
-    row["png"] = png_path.name if png_path is not None else ""
+    rows: dict[str, dict[str, Any]] = {}
+    for case in CASES:
+        row = {k: v for k, v in record["result"][case].items() if not isinstance(v, dict)}
+        row["load_average"] = record["load_average"]
+        row["pinning"] = record["pinning"]
+        row["json"] = json_path.name
+        row["png"] = png_path.name if png_path is not None else ""
+        rows[case] = row
     await asyncio.sleep(3.0)  # TIME_WAIT and CPU settle between runs
-    return row
+    return rows
 
 
 async def scale(runs: list[tuple[int, int]], common: dict[str, Any]) -> dict[str, Any]:
@@ -100,15 +101,14 @@ async def scale(runs: list[tuple[int, int]], common: dict[str, Any]) -> dict[str
     table: dict[str, Any] = {"runs": [f"{w}:{c}" for w, c in runs], "cases": {}}
     for workers, conns in runs:
         key = f"{workers}:{conns}"
-        table["cases"][key] = {}
-        for case in CASES:
-            say(f"== {case}: {workers} worker(s), {conns:,} connections")
-            try:
-                row = await run_case(case, workers, conns, common, say)
-            except Exception as exc:  # one failing run must not lose the others
-                say(f"   failed: {type(exc).__name__}: {exc}")
-                row = {"error": f"{type(exc).__name__}: {exc}"}
-            table["cases"][key][case] = row
+        say(f"== {workers} worker(s), {conns:,} connections")
+        try:
+            table["cases"][key] = await run_one(workers, conns, common, say)
+        except Exception as exc:  # one failing run must not lose the others
+            say(f"   failed: {type(exc).__name__}: {exc}")
+            table["cases"][key] = {
+                case: {"error": f"{type(exc).__name__}: {exc}"} for case in CASES
+            }
     return table
 
 
@@ -141,6 +141,8 @@ FIGURES = [
     ("of which redis-server, MB", "idle", "redis_rss_mb", 1),
     ("connects/s (wall clock)", "idle", "connects_per_s", 0),
     ("connects per server CPU-second", "idle", "connects_per_server_cpu_s", 0),
+    ("server CPU holding them idle (cores)", "idle", "idle_server_cpu_share", 2),
+    ("connections lost while held", "idle", "lost", 0),
     ("single messages: deliveries per server CPU-second", "single", "deliveries_per_cpu_s", 0),
     ("single messages: deliveries/s (wall clock)", "single", "deliveries_per_s", 0),
     ("single messages: every delivery arrived", "single", "exact", 0),
@@ -217,15 +219,15 @@ def render(table: dict[str, Any], argv: str) -> str:
     for title, case, figure, digits in FIGURES:
         cells = [_cell(table["cases"][f"{w}:{c}"].get(case, {}), figure, digits) for w, c in runs]
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
-    for case in CASES:
-        cells = [_loads(table["cases"][f"{w}:{c}"].get(case, {})) for w, c in runs]
-        lines.append(f"| load average (1 min) during {case} | " + " | ".join(cells) + " |")
-    for case in CASES:
-        cells = []
-        for w, c in runs:
-            png = table["cases"][f"{w}:{c}"].get(case, {}).get("png", "")
-            cells.append(f"[plot](benchmarks/results/{png})" if png else "-")
-        lines.append(f"| {case}: plot | " + " | ".join(cells) + " |")
+    cells = [_loads(table["cases"][f"{w}:{c}"].get("idle", {})) for w, c in runs]
+    lines.append(
+        "| load average (1 min) during the run, lowest-highest | " + " | ".join(cells) + " |"
+    )
+    cells = []
+    for w, c in runs:
+        png = table["cases"][f"{w}:{c}"].get("idle", {}).get("png", "")
+        cells.append(f"[plot](benchmarks/results/{png})" if png else "-")
+    lines.append("| plots: RSS while connecting, deliveries/s | " + " | ".join(cells) + " |")
     return "\n".join(
         [
             f"Command: `{argv}`  ",
@@ -246,7 +248,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--client", choices=CLIENTS, default="go", help="load generator")
     p.add_argument("--server-cpus", default="", help="pin one-worker servers (taskset -c list)")
     p.add_argument("--client-cpus", default="", help="pin the load generator of those runs")
-    p.add_argument("--cases", default=",".join(CASES), help="which cases to run")
     p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     p.add_argument("--block", default="scale", help="name of the generated block to replace")
     p.add_argument("--from-json", type=Path, help="re-render a saved scale-summary.json")
@@ -259,9 +260,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         table = json.loads(args.from_json.read_text())
     else:
-        for case in list(CASES):
-            if case not in args.cases.split(","):
-                del CASES[case]
         common = {
             "client": args.client,
             "server_cpus": args.server_cpus,

@@ -63,7 +63,7 @@ def test_table_and_verdicts() -> None:
     text = scale.render(table, "python benchmarks/scale.py")
     assert "| 1 worker, 19,000 conns | 6 workers, 100,000 conns |" in text
     assert "| connections per worker (from `info`) | - | 16,600-16,700 |" in text
-    assert "| load average (1 min) during idle | 2.5-4.2 | 2.5-4.2 |" in text
+    assert "| load average (1 min) during the run, lowest-highest | 2.5-4.2 | 2.5-4.2 |" in text
     assert "[plot](benchmarks/results/x.png)" in text
     assert "| single messages: every delivery arrived | yes | no |" in text
     assert "error" in text  # the failed baseline case
