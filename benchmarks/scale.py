@@ -50,7 +50,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 CASES = ("idle", "single", "coalesced")
 #: Options of every run apart from size and pinning. The settle is over 20 s: one
 #: refresh of the Redis entries (every entry_ttl / 3) falls in it.
-OPTIONS = Options(channels=2, settle=25.0, rate=2, seconds=8, batch=25, sample_every=200)
+OPTIONS = Options(
+    channels=2, settle=25.0, rate=2, seconds=8, batch=25, sample_every=200, parallel=True
+)
 #: Each run gets at most this long (connects of 100k on a shared machine).
 RUN_LIMIT_S = 1800.0
 

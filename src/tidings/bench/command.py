@@ -65,6 +65,11 @@ def add_parser(sub: Any) -> None:
         ),
     )
     parser.add_argument(
+        "--parallel",
+        action="store_true",
+        help='batch API calls with "parallel": true (their publications may go out at once)',
+    )
+    parser.add_argument(
         "--server-nodes",
         type=int,
         default=defaults.server_nodes,
@@ -112,6 +117,7 @@ def options(args: argparse.Namespace) -> Options:
         client_cpus=args.client_cpus,
         server_workers=args.server_workers,
         server_nodes=args.server_nodes,
+        parallel=args.parallel,
     )
 
 

@@ -47,6 +47,9 @@ class Options:
     server_workers: int = 1
     #: Or N separate `tidings serve` nodes on their own ports joined by a redis-server.
     server_nodes: int = 1
+    #: Batch API calls with `"parallel": true` (with workers: their publications then
+    #: reach Redis in one pipeline, and every worker fans them out as one frame).
+    parallel: bool = False
 
 
 #: Namespaces the `api` scenario publishes into (the server is started with them).
@@ -212,7 +215,8 @@ async def _fan_out(target: Target, opts: Options, say: Say, fleet: Fleet, opened
 
     before = _sample(target)
     client_cpu0 = fleet.cpu_seconds()
-    async with Publisher(target.api_url, target.api_key, "fan", opts.size) as pub:
+    fan = Publisher(target.api_url, target.api_key, "fan", opts.size, parallel=opts.parallel)
+    async with fan as pub:
         watcher = asyncio.ensure_future(_watch(0.5, probe, points))
         try:
             run = await pub.at_rate(opts.rate, opts.seconds, batch=opts.batch)
