@@ -29,6 +29,9 @@ from tidings.engine.redis import LuaScript, RedisEngine, channel_tag
 
 log = logging.getLogger(__name__)
 
+#: Entries re-added at a time by `refresh` (one engine pipeline's worth).
+REFRESH_CHUNK = 1000
+
 _PURGE = """
 local function purge(values, groups, expiry, now)
   local gone = redis.call('zrangebyscore', expiry, '-inf', now)
@@ -155,19 +158,26 @@ class ExpiringEntries:
     async def refresh(self) -> None:
         """Re-add every entry this instance holds (expiry moves `ttl` ahead).
 
-        Straight into the engine's pipelines, one future per entry: no coroutine and
-        no task each (at 100,000 entries those were most of a node's CPU, and their
-        peak memory stayed in its RSS)."""
+        Straight into the engine's pipelines, one future per entry (no coroutine and
+        no task each: at 100,000 entries those were most of a node's CPU), and
+        `REFRESH_CHUNK` entries at a time, so what is in flight (and the memory it
+        takes, which would stay in the process's RSS) does not grow with the node."""
         ttl_ms = int(self.ttl * 1000)
         expires = self._now_ms() + ttl_ms
         run = self.engine.batcher.run
-        adds = [
-            run(name, ADD, self.keys(name), [member, value, group, expires, ttl_ms])
+        entries = [
+            (name, member, value, group)
             for name, members in list(self.local.items())
             for member, (value, group) in list(members.items())
         ]
-        results = await asyncio.gather(*adds, return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
+        failed: list[BaseException] = []
+        for start in range(0, len(entries), REFRESH_CHUNK):
+            adds = [
+                run(name, ADD, self.keys(name), [member, value, group, expires, ttl_ms])
+                for name, member, value, group in entries[start : start + REFRESH_CHUNK]
+            ]
+            results = await asyncio.gather(*adds, return_exceptions=True)
+            failed += [r for r in results if isinstance(r, BaseException)]
         if failed:
             log.warning("%d %s entries not refreshed: %s", len(failed), self.family, failed[0])
 
