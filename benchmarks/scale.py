@@ -100,7 +100,11 @@ async def scale(runs: list[tuple[int, int]], common: dict[str, Any]) -> dict[str
     def say(message: str) -> None:
         print(f"[{time.monotonic() - t0:6.1f}s] {message}", flush=True)
 
-    table: dict[str, Any] = {"runs": [f"{w}:{c}" for w, c in runs], "cases": {}}
+    table: dict[str, Any] = {
+        "runs": [f"{w}:{c}" for w, c in runs],
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cases": {},
+    }
     for workers, conns in runs:
         key = f"{workers}:{conns}"
         say(f"== {workers} worker(s), {conns:,} connections")
@@ -178,13 +182,17 @@ def _verdicts(table: dict[str, Any], runs: list[tuple[int, int]], cores: int) ->
         key = f"{workers}:{conns}"
         rows = {case: table["cases"][key].get(case, {}) for case in CASES}
         name = f"{workers} worker{'s' if workers > 1 else ''}, {conns:,}"
-        kb = rows["idle"].get("kb_per_conn_total")
-        if isinstance(kb, int | float):
-            verdict = "yes" if kb <= 10 else "no"
-            lines.append(
-                f"| <= 10 KB per connection (all processes / connections) | {name} "
-                f"| {kb:.2f} KB | 10 KB | {verdict} |"
-            )
+        for figure, what in (
+            ("kb_per_conn", "RSS growth of all processes / connections"),
+            ("kb_per_conn_total", "RSS of all processes / connections"),
+        ):
+            kb = rows["idle"].get(figure)
+            if isinstance(kb, int | float):
+                verdict = "yes" if kb <= 10 else "no"
+                lines.append(
+                    f"| <= 10 KB per connection ({what}) | {name} | {kb:.2f} KB | 10 KB "
+                    f"| {verdict} |"
+                )
         if workers == runs[0][0]:
             continue
         rate = rows["idle"].get("connects_per_s")
@@ -233,7 +241,7 @@ def render(table: dict[str, Any], argv: str) -> str:
     return "\n".join(
         [
             f"Command: `{argv}`  ",
-            f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  ",
+            f"Date: {table.get('date') or time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  ",
             f"Machine: {info['nproc']} CPUs ({info['cpu_model']}), Linux {info['kernel']}, "
             f"Python {info['python']}, {info['nofile_hard_limit']:,} descriptors per process  ",
             "",

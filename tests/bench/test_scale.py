@@ -44,7 +44,9 @@ def test_table_and_verdicts() -> None:
         "runs": ["1:19000", "6:100000"],
         "cases": {
             "1:19000": {
-                "idle": _row(conns=19000, kb_per_conn_total=9.5, connects_per_s=1000.0),
+                "idle": _row(
+                    conns=19000, kb_per_conn=7.5, kb_per_conn_total=9.5, connects_per_s=1000.0
+                ),
                 "single": _row(deliveries_per_cpu_s=300_000.0, exact=True),
                 "coalesced": {"error": "TimeoutError: slow"},
             },
@@ -68,8 +70,10 @@ def test_table_and_verdicts() -> None:
     assert "| single messages: every delivery arrived | yes | no |" in text
     assert "error" in text  # the failed baseline case
     # 9.5 KB met, 11 KB not; 2,000/s is 42 % of 6 x 0.8 x 1,000; 285k is 95 % of 300k
-    assert "| 1 worker, 19,000 | 9.50 KB | 10 KB | yes |" in text
-    assert "| 6 workers, 100,000 | 11.00 KB | 10 KB | no |" in text
+    total, growth = "(RSS of all processes / connections)", "(RSS growth of all processes"
+    assert f"{total} | 1 worker, 19,000 | 9.50 KB | 10 KB | yes |" in text
+    assert f"{growth} / connections) | 1 worker, 19,000 | 7.50 KB | 10 KB | yes |" in text
+    assert f"{total} | 6 workers, 100,000 | 11.00 KB | 10 KB | no |" in text
     assert "| 2,000/s | 4,800/s" in text and "| no (42% of it) |" in text
     assert "| 95% | 90 % | yes |" in text
     # no baseline figure for the coalesced case: no verdict for it

@@ -178,7 +178,8 @@ async def execute(
     those CPUs; the server runs on --server-cpus, or on every CPU it may use.
     """
     say = say or _say(time.monotonic())
-    machine.pin(machine.parse_cpus(opts.client_cpus))
+    # no --client-cpus: every CPU this process started with (an earlier run may have pinned it)
+    machine.pin(machine.parse_cpus(opts.client_cpus) or machine.START_AFFINITY)
     own = tgt is None
     if tgt is None:
         tgt = await start_target(target_name, scenario, opts, settings)
