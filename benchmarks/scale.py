@@ -219,6 +219,9 @@ def _verdicts(table: dict[str, Any], runs: list[tuple[int, int]], cores: int) ->
 
 
 def render(table: dict[str, Any], argv: str) -> str:
+    """The BENCHMARKS.md block: figures per run, then the targets (`argv` unless the
+    table records the command that made it)."""
+    argv = table.get("command") or argv
     runs = parse_runs(",".join(table["runs"]))
     info = machine.description()
     heads = [f"{w} worker{'s' if w > 1 else ''}, {c:,} conns" for w, c in runs]
@@ -279,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         raw.parent.mkdir(parents=True, exist_ok=True)
         raw.write_text(json.dumps(table, indent=2, default=float) + "\n")
     command = ["python benchmarks/scale.py", *(argv if argv is not None else sys.argv[1:])]
+    if not args.from_json:
+        table["command"] = " ".join(command)
+        raw.write_text(json.dumps(table, indent=2, default=float) + "\n")
     text = render(table, " ".join(command))
     write_benchmarks_md(text, args.output, args.block)
     print(text)
