@@ -165,17 +165,17 @@ class ExpiringEntries:
         ttl_ms = int(self.ttl * 1000)
         expires = self._now_ms() + ttl_ms
         run = self.engine.batcher.run
-        entries = [
-            (name, member, value, group)
-            for name, members in list(self.local.items())
-            for member, (value, group) in list(members.items())
-        ]
+        entries = [(name, member) for name, members in self.local.items() for member in members]
         failed: list[BaseException] = []
         for start in range(0, len(entries), REFRESH_CHUNK):
-            adds = [
-                run(name, ADD, self.keys(name), [member, value, group, expires, ttl_ms])
-                for name, member, value, group in entries[start : start + REFRESH_CHUNK]
-            ]
+            adds = []
+            for name, member in entries[start : start + REFRESH_CHUNK]:
+                # as it is now: one removed while an earlier chunk was written stays so
+                entry = self.local.get(name, {}).get(member)
+                if entry is not None:
+                    value, group = entry
+                    args = [member, value, group, expires, ttl_ms]
+                    adds.append(run(name, ADD, self.keys(name), args))
             results = await asyncio.gather(*adds, return_exceptions=True)
             failed += [r for r in results if isinstance(r, BaseException)]
         if failed:
