@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.bench.support import bench_record
+from tidings.bench.machine import process_tree
 from tidings.testing.redis import RedisServer
 
 GOLOAD = Path(__file__).resolve().parents[2] / "src" / "tidings" / "bench" / "goload"
@@ -144,3 +145,37 @@ def _redis_commands(server: RedisServer) -> int:
     stats = server.cli("INFO", "stats")
     (line,) = [ln for ln in stats.splitlines() if ln.startswith("total_commands_processed:")]
     return int(line.split(":")[1])
+
+
+def _own_processes() -> set[int]:
+    """Processes below this one (whatever a bench run leaves behind shows up here)."""
+    return set(process_tree(os.getpid())[1:])
+
+
+@pytest.mark.timeout(120)
+def test_workers_measured_as_one_server(tmp_path: Path) -> None:
+    """`--server-workers 2`: the supervisor, its 2 workers and private redis-server are
+    one server: memory and CPU added up, the redis-server's share apart, both nodes used."""
+    before = _own_processes()
+    record = _record(tmp_path, "connections", "--client", "go", "--server-workers", "2")
+    result = record["result"]
+    assert record["server_workers"] == record["server_nodes"] == 2
+    assert result["conns"] == 20 and result["failed"] == 0
+    assert result["server_processes"] == 4  # supervisor, 2 workers, redis-server
+    assert 0 < result["redis_rss_mb"] < result["rss_after_mb"]
+    assert sum(result["clients_per_node"]) == 20 and len(result["clients_per_node"]) == 2
+    load = record["load_average"]
+    assert load["min"] <= load["mean"] <= load["max"]
+    assert _own_processes() == before  # nothing of the server is left running
+
+
+@pytest.mark.timeout(120)
+def test_fanout_over_separate_nodes(tmp_path: Path) -> None:
+    """`--server-nodes 2`: two `tidings serve` on their own ports, one redis-server
+    between them; the fleet connects to both and each subscriber gets every publication."""
+    record = _record(tmp_path, "fanout", "--rate", "10", "--seconds", "1", "--server-nodes", "2")
+    result = record["result"]
+    assert record["server_nodes"] == 2
+    assert result["deliveries"] == result["deliveries_expected"] == 200
+    assert result["exact"] is True
+    assert result["server_processes"] == 3 and result["redis_cpu_s"] >= 0

@@ -15,9 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +24,9 @@ from tidings.bench.target import (
     BENCH_API_KEY,
     HOST,
     Target,
-    child_setup,
     free_port,
     launch,
-    stop_process,
+    start_redis,
 )
 
 #: What scripts/build-bench-peers.sh installs.
@@ -81,42 +78,6 @@ def config(
     }
 
 
-async def _start_redis(
-    workdir: Path, cpus: frozenset[int]
-) -> tuple[asyncio.subprocess.Process, int]:
-    """A private, non-persistent `redis-server` on a free loopback port."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("the Redis engine needs redis-server (apt-get install redis-server)")
-    port = free_port()
-    with open(workdir / "redis.log", "wb") as log:  # noqa: ASYNC230 - before it runs
-        proc = await asyncio.create_subprocess_exec(
-            binary,
-            "--port", str(port),
-            "--bind", HOST,
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(workdir),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            preexec_fn=child_setup(cpus),
-        )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            _reader, writer = await asyncio.open_connection(HOST, port)
-        except OSError:
-            if proc.returncode is not None or time.monotonic() > deadline:
-                await stop_process(proc, 5)
-                log_tail = (workdir / "redis.log").read_text()[-500:]
-                raise RuntimeError(f"redis-server did not start: {log_tail}") from None
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        return proc, port
-
-
 async def start(
     engine: str = "memory",
     namespaces: dict[str, dict[str, Any]] | None = None,
@@ -134,7 +95,7 @@ async def start(
     workdir = Path(tempfile.mkdtemp(prefix=f"tidings-bench-centrifugo-{engine}-"))
     companions: list[asyncio.subprocess.Process] = []
     if engine == "redis" and not redis_url:
-        redis, redis_port = await _start_redis(workdir, cpus)
+        redis, redis_port = await start_redis(workdir, cpus)
         companions.append(redis)
         redis_url = f"redis://{HOST}:{redis_port}"
     port = free_port()

@@ -54,6 +54,32 @@ def add_parser(sub: Any) -> None:
         "--client-cpus", default="", help="pin the load generator to these CPUs (taskset -c list)"
     )
     parser.add_argument(
+        "--server-workers",
+        type=int,
+        default=defaults.server_workers,
+        metavar="N",
+        help=(
+            "start `tidings serve --workers N`: N worker nodes sharing the ports; memory "
+            "and CPU are read from every process of the server (20,000 descriptors each: "
+            "100,000 connections need 6 or more)"
+        ),
+    )
+    parser.add_argument(
+        "--parallel",
+        action="store_true",
+        help='batch API calls with "parallel": true (their publications may go out at once)',
+    )
+    parser.add_argument(
+        "--server-nodes",
+        type=int,
+        default=defaults.server_nodes,
+        metavar="N",
+        help=(
+            "start N separate `tidings serve` processes, each on its own ports, joined by a "
+            "private redis-server (engine = redis); the load is spread over their ports"
+        ),
+    )
+    parser.add_argument(
         "--target",
         choices=TARGETS,
         default="tidings",
@@ -92,6 +118,9 @@ def options(args: argparse.Namespace) -> Options:
         client=args.client,
         server_cpus=args.server_cpus,
         client_cpus=args.client_cpus,
+        server_workers=args.server_workers,
+        server_nodes=args.server_nodes,
+        parallel=args.parallel,
     )
 
 
@@ -124,13 +153,19 @@ async def start_target(
     """
     cpus = machine.parse_cpus(opts.server_cpus)
     if name in centrifugo.TARGETS:
+        if opts.server_workers != 1 or opts.server_nodes != 1:
+            raise ValueError(f"{name} is one process: --server-workers/-nodes are for tidings")
         addresses = (settings or {}).get("redis_address") or [""]
         redis_url = addresses[0] if centrifugo.TARGETS[name] == "redis" else ""
         return await centrifugo.start(centrifugo.TARGETS[name], API_NAMESPACES, cpus, redis_url)
     if name != "tidings":
         raise ValueError(f"unknown target {name!r}")
     namespaces = API_NAMESPACES if scenario == "api" else {}
-    return await target.start_tidings(namespaces, cpus, settings)
+    if opts.server_nodes > 1:
+        if opts.server_workers != 1 or settings:
+            raise ValueError("--server-nodes brings its own redis-server, and one worker each")
+        return await target.start_tidings_nodes(opts.server_nodes, namespaces, cpus)
+    return await target.start_tidings(namespaces, cpus, settings, workers=opts.server_workers)
 
 
 async def execute(
@@ -148,7 +183,8 @@ async def execute(
     those CPUs; the server runs on --server-cpus, or on every CPU it may use.
     """
     say = say or _say(time.monotonic())
-    machine.pin(machine.parse_cpus(opts.client_cpus))
+    # no --client-cpus: every CPU this process started with (an earlier run may have pinned it)
+    machine.pin(machine.parse_cpus(opts.client_cpus) or machine.START_AFFINITY)
     own = tgt is None
     if tgt is None:
         tgt = await start_target(target_name, scenario, opts, settings)
@@ -158,10 +194,15 @@ async def execute(
     pinning = {"client_cpus": sorted(os.sched_getaffinity(0))}
     if tgt.pid is not None:
         pinning["server_cpus"] = sorted(os.sched_getaffinity(tgt.pid))
+    loads: list[float] = []
+    watcher = asyncio.ensure_future(_watch_load(loads))
+    log_tail = ""
     try:
         result = await SCENARIOS[scenario](tgt, opts, say)
     finally:
+        watcher.cancel()
         if own:
+            log_tail = tgt.log_tail()
             await tgt.stop()
     return {
         "scenario": scenario,
@@ -172,8 +213,20 @@ async def execute(
         "options": vars(opts),
         "machine": machine.description(),
         "pinning": pinning,
+        "server_workers": opts.server_workers,
+        "server_nodes": tgt.nodes,
+        # the 1-minute load average read every 2 s while the scenario ran
+        "load_average": machine.load_summary(loads),
+        # its last words (why connections were lost, a worker restarted, ...)
+        "server_log_tail": log_tail.splitlines()[-12:],
         "result": result,
     }
+
+
+async def _watch_load(out: list[float], every: float = 2.0) -> None:
+    while True:
+        out.append(machine.load_average())
+        await asyncio.sleep(every)
 
 
 def run(args: argparse.Namespace) -> int:

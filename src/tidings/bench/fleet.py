@@ -22,6 +22,10 @@ PER_GO_WORKER = 15000
 #: Above this many connections to a loopback server, each client process connects from
 #: its own 127.0.0.x: one source address has ~28k ephemeral ports per destination.
 SOURCE_SPREAD_ABOVE = 25_000
+#: Connects in flight over all client processes at most: a large fleet's processes
+#: each get a share, not `concurrency` each (the server's backlog and its Redis round
+#: trips per connect would otherwise queue them past their time limits).
+MAX_IN_FLIGHT = 256
 #: The client processes `--client` chooses from.
 CLIENTS = ("python", "go")
 
@@ -66,7 +70,8 @@ class _WorkerProcess:
 
 
 class Fleet:
-    """`conns` connections spread over as many worker processes as the socket limit needs."""
+    """`conns` connections spread over as many worker processes as the socket limit needs
+    (and, with several `ports`, evenly over the ports: the same number of processes each)."""
 
     def __init__(
         self,
@@ -83,11 +88,13 @@ class Fleet:
         concurrency: int = 64,
         client: str = "python",
         cpus: frozenset[int] = frozenset(),
-        max_seconds: float = 600.0,
+        max_seconds: float = 1800.0,
         name: str = "w",
         progress: Callable[[str], None] | None = None,
+        ports: list[int] | None = None,
     ) -> None:
         self.host, self.port, self.path = host, port, path
+        self.ports = ports or [port]
         self.conns = conns
         self.secret = secret
         self.channels = channels
@@ -114,9 +121,10 @@ class Fleet:
             opened = sum(w.progress for w in self.workers)
             self._progress(f"connections open: {opened}/{self.conns}")
 
-    async def start(self, limit_s: float = 300.0) -> tuple[int, int, float]:
+    async def start(self, limit_s: float = 600.0) -> tuple[int, int, float]:
         """Spawn the workers and wait until all connect; (opened, failed, wall seconds)."""
         nworkers = max(1, math.ceil(self.conns / self.per_worker))
+        nworkers = math.ceil(nworkers / len(self.ports)) * len(self.ports)
         shares = [self.conns // nworkers] * nworkers
         for i in range(self.conns % nworkers):
             shares[i] += 1
@@ -132,7 +140,7 @@ class Fleet:
                 "--host",
                 self.host,
                 "--port",
-                str(self.port),
+                str(self.ports[i % len(self.ports)]),
                 "--path",
                 self.path,
                 "--conns",
@@ -148,7 +156,7 @@ class Fleet:
                 "--sample-every",
                 str(self.sample_every),
                 "--concurrency",
-                str(self.concurrency),
+                str(min(self.concurrency, max(1, MAX_IN_FLIGHT // nworkers))),
                 "--max-seconds",
                 str(self.max_seconds),
             ]
@@ -162,9 +170,14 @@ class Fleet:
                 preexec_fn=child_setup(self.cpus),
             )
             self.workers.append(_WorkerProcess(f"worker{i}", proc))
+        # Every process read at once: the progress (and the RSS plot's x axis) is then
+        # what each has opened so far, not what it had when the previous one finished.
+        replies = await asyncio.gather(
+            *(w.expect("ready", limit_s, self._note_progress) for w in self.workers)
+        )
         opened = failed = 0
-        for w in self.workers:
-            fields = (await w.expect("ready", limit_s, self._note_progress)).split()
+        for reply in replies:
+            fields = reply.split()
             opened += int(fields[0])
             failed += int(fields[1])
         return opened, failed, time.monotonic() - t0
@@ -231,5 +244,5 @@ class Fleet:
             w.send("quit")
             if w.proc.stdin is not None:
                 w.proc.stdin.close()
-        for w in self.workers:
-            await stop_process(w.proc, 15, terminate=False)
+        # All at once: a process still connecting reads "quit" only when done (or at 15 s).
+        await asyncio.gather(*(stop_process(w.proc, 15, terminate=False) for w in self.workers))

@@ -7,6 +7,7 @@ import importlib.metadata
 import os
 import platform
 import resource
+import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,100 @@ def sample(pid: int) -> ProcessSample:
     user = int(fields[11]) / _TICKS
     system = int(fields[12]) / _TICKS
     return ProcessSample(rss, user + system, user, system)
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        stat = fh.read()
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every live process descended from it (from /proc/*/stat), root first."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                children.setdefault(_parent(int(entry.name)), []).append(int(entry.name))
+    tree = [root]
+    for pid in tree:  # grows while it is walked: breadth first
+        tree.extend(children.get(pid, []))
+    return tree
+
+
+def start_time(pid: int) -> int:
+    """When the process started (clock ticks after boot): with its pid, who it is.
+
+    Raises OSError once it has gone."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        stat = fh.read()
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
+
+
+def kill_leftovers(processes: Iterable[tuple[int, int]]) -> None:
+    """SIGKILL each (pid, start_time) still running as that same process (not a reused pid)."""
+    for pid, started in processes:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if start_time(pid) == started:
+                os.kill(pid, signal.SIGKILL)
+
+
+def command_name(pid: int) -> str:
+    """The process's command name (/proc/<pid>/comm), "" once it has gone."""
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+#: The command name of the Redis server a target starts (reported apart from the rest).
+REDIS_COMMAND = "redis-server"
+
+
+@dataclass(frozen=True, slots=True)
+class TreeSample:
+    """Process trees added up (a supervisor, its workers, a redis-server, ...).
+
+    `rss`, `cpu`, `user` and `system` cover every process; `redis_rss` and
+    `redis_cpu` are the redis-server processes' share of them.
+    """
+
+    rss: int
+    cpu: float
+    user: float
+    system: float
+    redis_rss: int
+    redis_cpu: float
+    processes: int
+
+
+def tree_sample(roots: Iterable[int]) -> TreeSample:
+    """`sample` of every process in the trees under `roots`, summed (gone ones skipped).
+
+    The CPU of a process that has exited (a restarted worker) is no longer counted.
+    """
+    seen: set[int] = set()
+    rss = redis_rss = count = 0
+    cpu = user = system = redis_cpu = 0.0
+    for root in roots:
+        for pid in process_tree(root):
+            if pid in seen:
+                continue
+            seen.add(pid)
+            try:
+                reading = sample(pid)
+            except (OSError, ValueError, IndexError):
+                continue
+            count += 1
+            rss += reading.rss
+            cpu += reading.cpu
+            user += reading.user
+            system += reading.system
+            if command_name(pid) == REDIS_COMMAND:
+                redis_rss += reading.rss
+                redis_cpu += reading.cpu
+    return TreeSample(rss, cpu, user, system, redis_rss, redis_cpu, count)
 
 
 def socket_memory() -> int:
@@ -84,6 +179,19 @@ def pin(cpus: frozenset[int]) -> None:
 
 def load_average() -> float:
     return os.getloadavg()[0]
+
+
+def load_summary(readings: list[float]) -> dict[str, float]:
+    """First, lowest, mean, highest and last of 1-minute load averages read during a run."""
+    if not readings:
+        return {}
+    return {
+        "start": round(readings[0], 2),
+        "min": round(min(readings), 2),
+        "mean": round(sum(readings) / len(readings), 2),
+        "max": round(max(readings), 2),
+        "end": round(readings[-1], 2),
+    }
 
 
 def raise_nofile_limit() -> int:

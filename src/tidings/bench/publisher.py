@@ -33,8 +33,12 @@ class PublishRun:
 class Publisher:
     """Publishes to `channel` via `POST /api/publish` (or `/api/batch` for several at once)."""
 
-    def __init__(self, api_url: str, api_key: str, channel: str, size: int) -> None:
+    def __init__(
+        self, api_url: str, api_key: str, channel: str, size: int, *, parallel: bool = False
+    ) -> None:
         self._url = api_url.rstrip("/") + "/api/"
+        #: Batches with `"parallel": true`: the server may run their commands at once.
+        self.parallel = parallel
         self._headers = {"X-API-Key": api_key, "Content-Type": "application/json"}
         self.channel = channel
         self.size = size
@@ -60,7 +64,8 @@ class Publisher:
         if batch <= 1:
             return "publish", one
         commands = b",".join(b'{"publish":' + one + b"}" for _ in range(batch))
-        return "batch", b'{"commands":[' + commands + b"]}"
+        tail = b',"parallel":true}' if self.parallel else b"}"
+        return "batch", b'{"commands":[' + commands + b"]" + tail
 
     async def call(self, batch: int = 1) -> bool:
         """One API call carrying `batch` publications; True if the server accepted it."""

@@ -103,7 +103,11 @@ def headline(result: dict[str, Any]) -> str:
     """The scalar figures of a result, one per line, for the terminal."""
     lines = []
     for key, value in result.items():
-        if key == "series" or isinstance(value, dict | list):
+        if key != "series" and isinstance(value, dict):  # a part of the run (`scale`)
+            lines += [f"  {key}:", headline(value).replace("\n  ", "\n    ")]
+            lines[-1] = "  " + lines[-1]
+            continue
+        if key == "series" or isinstance(value, list):
             continue
         shown = f"{value:,.2f}" if isinstance(value, float) else str(value)
         lines.append(f"  {key:<32} {shown}")

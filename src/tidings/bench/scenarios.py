@@ -1,4 +1,6 @@
-"""The scenarios: connections, fanout, churn, api. Each returns figures and plot series.
+"""The scenarios: connections, fanout, scale (both on one set of connections), churn, api.
+
+Each returns figures and plot series.
 
 A scenario gets a running `Target` and its `Options`, drives load with a
 `Fleet` of client processes and a `Publisher`, and reads the server's memory
@@ -10,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tidings.bench.fleet import Fleet
-from tidings.bench.machine import ProcessSample, parse_cpus, sample, socket_memory
+from tidings.bench.machine import TreeSample, parse_cpus, socket_memory, tree_sample
 from tidings.bench.publisher import Publisher, PublishRun
 from tidings.bench.target import Target
 
@@ -41,6 +43,13 @@ class Options:
     #: `taskset -c` style CPU lists for the server and for the load generator ("" = any).
     server_cpus: str = ""
     client_cpus: str = ""
+    #: `tidings serve --workers N` (a supervisor and N worker nodes) when above 1.
+    server_workers: int = 1
+    #: Or N separate `tidings serve` nodes on their own ports joined by a redis-server.
+    server_nodes: int = 1
+    #: Batch API calls with `"parallel": true` (with workers: their publications then
+    #: reach Redis in one pipeline, and every worker fans them out as one frame).
+    parallel: bool = False
 
 
 #: Namespaces the `api` scenario publishes into (the server is started with them).
@@ -61,20 +70,13 @@ def percentile(values: list[float], q: float) -> float:
     return float(ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))])
 
 
-def _sample(target: Target) -> ProcessSample | None:
-    """The server's processes (with a companion redis-server) added up; None if not ours."""
-    readings = [sample(pid) for pid in target.pids]
-    if not readings:
-        return None
-    return ProcessSample(
-        rss=sum(r.rss for r in readings),
-        cpu=sum(r.cpu for r in readings),
-        user=sum(r.user for r in readings),
-        system=sum(r.system for r in readings),
-    )
+def _sample(target: Target) -> TreeSample | None:
+    """The server's processes added up (every worker, a companion or private
+    redis-server); None if not ours to measure."""
+    return tree_sample(target.pids) if target.pids else None
 
 
-def _cpu(before: ProcessSample | None, after: ProcessSample | None) -> float:
+def _cpu(before: TreeSample | None, after: TreeSample | None) -> float:
     return after.cpu - before.cpu if before is not None and after is not None else 0.0
 
 
@@ -88,6 +90,7 @@ def _fleet(target: Target, opts: Options, say: Say, **kwargs: Any) -> Fleet:
         progress=say,
         client=opts.client,
         cpus=parse_cpus(opts.client_cpus),
+        ports=target.client_ports,
         **kwargs,
     )
 
@@ -105,9 +108,17 @@ async def _watch(
 
 async def connections(target: Target, opts: Options, say: Say) -> Result:
     """N authenticated connections, each subscribed to K channels: memory and connect rate."""
+    fleet = _fleet(target, opts, say, spread=opts.channels)
+    try:
+        return await _held(target, opts, say, fleet)
+    finally:
+        await fleet.stop()
+
+
+async def _held(target: Target, opts: Options, say: Say, fleet: Fleet) -> Result:
+    """Open `fleet` and let it settle: memory, connect rate, what idle connections cost."""
     before = _sample(target)
     sock0 = socket_memory()
-    fleet = _fleet(target, opts, say, spread=opts.channels)
     points: list[tuple[float, float]] = []
 
     async def probe() -> tuple[float, float]:
@@ -121,14 +132,16 @@ async def connections(target: Target, opts: Options, say: Say) -> Result:
         after_connect = _sample(target)
         client_cpu = fleet.cpu_seconds()
         say(f"{opened} open ({failed} failed) in {wall:.1f}s; settling {opts.settle}s")
+        settle0 = time.monotonic()
         await asyncio.sleep(opts.settle)
         after = _sample(target)
+        settled = time.monotonic() - settle0
         sock1 = socket_memory()
         points.append(await probe())
         stats = await fleet.stats()
+        per_node = await target.clients_per_node(opened) if target.nodes > 1 else []
     finally:
         watcher.cancel()
-        await fleet.stop()
     per_conn = max(opened, 1)
     result: Result = {
         "conns": opened,
@@ -150,6 +163,17 @@ async def connections(target: Target, opts: Options, say: Say) -> Result:
         connect_cpu = _cpu(before, after_connect)
         if connect_cpu > 0:
             result["connects_per_server_cpu_s"] = opened / connect_cpu
+        # what holding the idle connections costs (pings; with Redis, refreshing entries)
+        result["idle_server_cpu_share"] = _cpu(after_connect, after) / settled
+        result.update(
+            # all of it over all connections, not only what they added
+            kb_per_conn_total=after.rss / per_conn / 1024,
+            server_processes=after.processes,
+            redis_rss_mb=after.redis_rss / 2**20,
+            redis_rss_growth_mb=(after.redis_rss - before.redis_rss) / 2**20,
+        )
+    if per_node:
+        result["clients_per_node"] = per_node
     # Both ends of every loopback connection are counted by the kernel.
     result["kernel_kb_per_conn_both_ends"] = (sock1 - sock0) / per_conn / 1024
     result["series"] = {
@@ -166,34 +190,45 @@ async def connections(target: Target, opts: Options, say: Say) -> Result:
 
 async def fanout(target: Target, opts: Options, say: Say) -> Result:
     """N subscribers of one channel; publications at `rate` calls/s of `batch` x `size` bytes."""
-    fleet = _fleet(target, opts, say, channels="fan", sample_every=opts.sample_every)
-    points: list[tuple[float, float]] = []
+    # The fan channel and K - 1 rooms (as `connections`), and the personal channel.
+    spread = max(opts.channels - 1, 0)
+    fleet = _fleet(target, opts, say, channels="fan", spread=spread, sample_every=opts.sample_every)
     try:
         opened, failed, _wall = await fleet.start()
-        say(f"{opened} subscribers ({failed} failed); publishing {opts.rate}/s x {opts.batch}")
+        say(f"{opened} subscribers ({failed} failed)")
         await asyncio.sleep(opts.settle)
-        await fleet.reset()
-        t0 = time.monotonic()
-
-        async def probe() -> tuple[float, float]:
-            return time.monotonic() - t0, float((await fleet.stats()).publications)
-
-        before = _sample(target)
-        client_cpu0 = fleet.cpu_seconds()
-        async with Publisher(target.api_url, target.api_key, "fan", opts.size) as pub:
-            watcher = asyncio.ensure_future(_watch(0.5, probe, points))
-            try:
-                run = await pub.at_rate(opts.rate, opts.seconds, batch=opts.batch)
-                expected = run.publications * opened
-                t_end = await fleet.wait_for(expected, limit_s=30.0)
-            finally:
-                watcher.cancel()
-        after = _sample(target)
-        client_cpu = fleet.cpu_seconds() - client_cpu0
-        stats = await fleet.stats()
-        latencies = [us / 1000 for us in await fleet.latencies_us()]
+        result = await _fan_out(target, opts, say, fleet, opened)
     finally:
         await fleet.stop()
+    return {"subscribers": opened, "channels_per_conn": 1 + spread, "failed": failed, **result}
+
+
+async def _fan_out(target: Target, opts: Options, say: Say, fleet: Fleet, opened: int) -> Result:
+    """Publish into "fan" (which all `opened` connections of `fleet` joined) and count."""
+    say(f"publishing {opts.rate}/s x {opts.batch} to {opened} subscribers")
+    points: list[tuple[float, float]] = []
+    await fleet.reset()
+    t0 = time.monotonic()
+
+    async def probe() -> tuple[float, float]:
+        return time.monotonic() - t0, float((await fleet.stats()).publications)
+
+    before = _sample(target)
+    client_cpu0 = fleet.cpu_seconds()
+    fan = Publisher(target.api_url, target.api_key, "fan", opts.size, parallel=opts.parallel)
+    async with fan as pub:
+        watcher = asyncio.ensure_future(_watch(0.5, probe, points))
+        try:
+            run = await pub.at_rate(opts.rate, opts.seconds, batch=opts.batch)
+            expected = run.publications * opened
+            # 30 s, or more for sizes the server takes longer than that to deliver
+            t_end = await fleet.wait_for(expected, limit_s=30.0 + expected / 100_000)
+        finally:
+            watcher.cancel()
+    after = _sample(target)
+    client_cpu = fleet.cpu_seconds() - client_cpu0
+    stats = await fleet.stats()
+    latencies = [us / 1000 for us in await fleet.latencies_us()]
     deliveries = stats.publications
     wall = t_end - t0
     cpu = _cpu(before, after)
@@ -203,8 +238,6 @@ async def fanout(target: Target, opts: Options, say: Say) -> Result:
         if points[i][0] > points[i - 1][0]
     ]
     result: Result = {
-        "subscribers": opened,
-        "failed": failed,
         "lost": stats.lost,
         "size": opts.size,
         "batch": opts.batch,
@@ -231,6 +264,8 @@ async def fanout(target: Target, opts: Options, say: Say) -> Result:
             server_user_s=after.user - before.user if after and before else 0.0,
             server_cpu_us_per_delivery=cpu / max(deliveries, 1) * 1e6,
             deliveries_per_cpu_s=deliveries / cpu,
+            redis_cpu_s=after.redis_cpu - before.redis_cpu if after and before else 0.0,
+            server_processes=after.processes if after else 0,
         )
     result["series"] = {
         "deliveries per second": {
@@ -248,6 +283,31 @@ async def fanout(target: Target, opts: Options, say: Say) -> Result:
         },
     }
     return result
+
+
+#: Publications per API call in `scale`'s coalesced fan-out (unless --batch says more).
+SCALE_BATCH = 25
+
+
+async def scale(target: Target, opts: Options, say: Say) -> Result:
+    """`connections` and then two `fanout`s on the same connections (one connect, which
+    is what takes long at 100k): each joins "fan" and K - 1 rooms (plus its personal
+    channel); the fan-outs publish single messages, then batches of 25."""
+    spread = max(opts.channels - 1, 0)
+    fleet = _fleet(target, opts, say, channels="fan", spread=spread, sample_every=opts.sample_every)
+    try:
+        held = await _held(target, opts, say, fleet)
+        opened = held["conns"]
+        single = await _fan_out(target, replace(opts, batch=1), say, fleet, opened)
+        batch = opts.batch if opts.batch > 1 else SCALE_BATCH
+        coalesced = await _fan_out(target, replace(opts, batch=batch), say, fleet, opened)
+    finally:
+        await fleet.stop()
+    series = held.pop("series")
+    single_series, coalesced_series = single.pop("series"), coalesced.pop("series")
+    series["deliveries per second, single messages"] = single_series["deliveries per second"]
+    series[f"deliveries per second, batches of {batch}"] = coalesced_series["deliveries per second"]
+    return {"idle": held, "single": single, "coalesced": coalesced, "series": series}
 
 
 async def churn(target: Target, opts: Options, say: Say) -> Result:
@@ -338,6 +398,7 @@ async def api(target: Target, opts: Options, say: Say) -> Result:
 SCENARIOS: dict[str, Callable[[Target, Options, Say], Awaitable[Result]]] = {
     "connections": connections,
     "fanout": fanout,
+    "scale": scale,
     "churn": churn,
     "api": api,
 }

@@ -21,12 +21,28 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from tidings.bench.machine import START_AFFINITY
+from tidings.bench.machine import (
+    REDIS_COMMAND,
+    START_AFFINITY,
+    command_name,
+    kill_leftovers,
+    process_tree,
+    start_time,
+)
 
 HOST = "127.0.0.1"
 WS_PATH = "/connection/websocket"
 BENCH_API_KEY = "benchkey"
 _PR_SET_PDEATHSIG = 1
+
+
+#: Settings of every node of a cluster the bench starts (workers or separate nodes): on a
+#: shared 2-core machine a node's loop can wait over a second for a CPU, which the
+#: default 1 s Redis command timeout reads as an unreachable Redis (a connect fails, is
+#: retried, and the extra load makes more of them fail). The bench's Redis keeps nothing
+#: (no append-only file with fsync always for the durable personal channels): the runs
+#: measure throughput, as with `--redis-address`.
+CLUSTER_SETTINGS: dict[str, Any] = {"redis_command_timeout": 10.0, "durable_allow_volatile": True}
 
 
 def free_port() -> int:
@@ -131,6 +147,15 @@ class Target:
     extra: dict[str, Any] = field(default_factory=dict)
     #: Processes the server needs (a redis-server), measured with it and stopped after it.
     companions: list[asyncio.subprocess.Process] = field(default_factory=list)
+    #: Cluster nodes the server is made of (`tidings serve --workers N`): ready when the
+    #: `info` API lists them all.
+    nodes: int = 1
+    #: Every client port when the nodes do not share one (else just `ws_port`).
+    ws_ports: list[int] = field(default_factory=list)
+
+    @property
+    def client_ports(self) -> list[int]:
+        return self.ws_ports or [self.ws_port]
 
     @property
     def pid(self) -> int | None:
@@ -138,7 +163,8 @@ class Target:
 
     @property
     def pids(self) -> list[int]:
-        """The server's process and its companions: what memory and CPU are read from."""
+        """The server's process and its companions: what memory and CPU are read from
+        (with every process they start: workers, a private redis-server)."""
         if self.proc is None:
             return []
         return [self.proc.pid, *(c.pid for c in self.companions)]
@@ -158,6 +184,19 @@ class Target:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{self.name} not ready within {limit_s}s")
                 await asyncio.sleep(0.1)
+        # Each `info` goes to any node (the API port is shared), which lists the others
+        # it has heard from: all of them, several times in a row.
+        in_a_row = 0
+        while in_a_row < 3 * self.nodes and self.nodes > 1:
+            if len(await self.node_info()) >= self.nodes:
+                in_a_row += 1
+                continue
+            in_a_row = 0
+            if self.proc is not None and self.proc.returncode is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: not all {self.nodes} nodes up in {limit_s}s")
+            await asyncio.sleep(0.2)
         # The client port too.
         while True:
             try:
@@ -170,16 +209,50 @@ class Target:
             writer.close()
             return
 
+    async def node_info(self) -> list[dict[str, Any]]:
+        """The nodes the `info` API lists (one per worker), [] if it does not answer."""
+        headers = {"X-API-Key": self.api_key}
+        try:
+            async with (
+                aiohttp.ClientSession(headers=headers) as http,
+                http.post(self.api_url + "/api/info", data=b"{}") as resp,
+            ):
+                body = await resp.json(content_type=None)
+        except (aiohttp.ClientError, ValueError):
+            return []
+        nodes = body.get("result", {}).get("nodes", []) if isinstance(body, dict) else []
+        return [n for n in nodes if isinstance(n, dict)]
+
+    async def clients_per_node(self, clients: int, limit_s: float = 10.0) -> list[int]:
+        """Clients each node holds, once the nodes' heartbeats add up to `clients` (or
+        what they say after `limit_s`)."""
+        deadline = time.monotonic() + limit_s
+        while True:
+            counts = sorted(int(n.get("num_clients", 0)) for n in await self.node_info())
+            if len(counts) >= self.nodes and sum(counts) == clients:
+                return counts
+            if time.monotonic() > deadline:
+                return counts
+            await asyncio.sleep(0.5)
+
     def log_tail(self) -> str:
         if self.log_path is None or not self.log_path.exists():
             return ""
         return self.log_path.read_bytes()[-2000:].decode(errors="replace")
 
     async def stop(self) -> None:
-        if self.proc is not None:
-            await stop_process(self.proc, 15)
-        for companion in self.companions:
-            await stop_process(companion, 10)
+        started = []
+        for pid in (p for root in self.pids for p in process_tree(root)):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                started.append((pid, start_time(pid)))
+        # The servers at once (workers drain their clients: more time with more of
+        # them), then what they use (a redis-server), which they may need until then.
+        redis = [c for c in self.companions if command_name(c.pid) == REDIS_COMMAND]
+        servers = [p for p in (self.proc, *self.companions) if p is not None and p not in redis]
+        await asyncio.gather(*(stop_process(p, 15.0 + 5.0 * self.nodes) for p in servers))
+        await asyncio.gather(*(stop_process(p, 10.0) for p in redis))
+        # What the server started and left behind (a worker, a redis-server) goes too.
+        kill_leftovers(started)
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -196,8 +269,10 @@ async def launch(
     cpus: frozenset[int] = frozenset(),
     companions: list[asyncio.subprocess.Process] | None = None,
     env: dict[str, str] | None = None,
+    nodes: int = 1,
 ) -> Target:
-    """Start `argv` (logging to `workdir`/server.log) and wait until it answers."""
+    """Start `argv` (logging to `workdir`/server.log) and wait until it answers
+    (with all its `nodes`)."""
     log_path = workdir / "server.log"
     with open(log_path, "wb") as log:  # noqa: ASYNC230 - a moment, before the server runs
         proc = await asyncio.create_subprocess_exec(
@@ -219,9 +294,10 @@ async def launch(
         workdir=workdir,
         log_path=log_path,
         companions=companions or [],
+        nodes=nodes,
     )
     try:
-        await target.wait_ready()
+        await target.wait_ready(30.0 + 5.0 * nodes)
     except BaseException:
         await target.stop()
         raise
@@ -267,10 +343,12 @@ def write_tidings_config(
     workdir: Path,
     namespaces: dict[str, dict[str, Any]] | None = None,
     extra: dict[str, Any] | None = None,
+    secret: str = "",
 ) -> TidingsConfig:
-    """`workdir`/tidings.toml on free loopback ports, a fresh secret, data in `workdir`/data."""
+    """`workdir`/tidings.toml on free loopback ports, `secret` (or a fresh one), data
+    in `workdir`/data."""
     config = TidingsConfig(
-        free_port(), free_port(), secrets.token_urlsafe(32), workdir / "tidings.toml"
+        free_port(), free_port(), secret or secrets.token_urlsafe(32), workdir / "tidings.toml"
     )
     config.path.write_text(
         bench_config(
@@ -290,11 +368,19 @@ async def start_tidings(
     namespaces: dict[str, dict[str, Any]] | None = None,
     cpus: frozenset[int] = frozenset(),
     extra: dict[str, Any] | None = None,
+    workers: int = 1,
 ) -> Target:
-    """`tidings serve` on free loopback ports with a temporary config and data dir."""
+    """`tidings serve` on free loopback ports with a temporary config and data dir;
+    with `workers` > 1, `tidings serve --workers N` (a supervisor and N worker nodes)."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
     workdir = Path(tempfile.mkdtemp(prefix="tidings-bench-"))
+    if workers > 1:
+        extra = {**CLUSTER_SETTINGS, **(extra or {})}
     config = write_tidings_config(workdir, namespaces, extra)
     argv = [sys.executable, "-m", "tidings", "serve", "--config", str(config.path)]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
     return await launch(
         "tidings",
         argv,
@@ -303,7 +389,109 @@ async def start_tidings(
         api_port=config.api_port,
         secret=config.secret,
         cpus=cpus,
+        nodes=workers,
     )
+
+
+async def start_redis(
+    workdir: Path, cpus: frozenset[int]
+) -> tuple[asyncio.subprocess.Process, int]:
+    """A private, non-persistent `redis-server` on a free loopback port."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("the Redis engine needs redis-server (apt-get install redis-server)")
+    port = free_port()
+    with open(workdir / "redis.log", "wb") as log:  # noqa: ASYNC230 - before it runs
+        proc = await asyncio.create_subprocess_exec(
+            binary,
+            "--port", str(port),
+            "--bind", HOST,
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(workdir),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            preexec_fn=child_setup(cpus),
+        )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            _reader, writer = await asyncio.open_connection(HOST, port)
+        except OSError:
+            if proc.returncode is not None or time.monotonic() > deadline:
+                await stop_process(proc, 5)
+                log_tail = (workdir / "redis.log").read_text()[-500:]
+                raise RuntimeError(f"redis-server did not start: {log_tail}") from None
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return proc, port
+
+
+async def start_tidings_nodes(
+    count: int,
+    namespaces: dict[str, dict[str, Any]] | None = None,
+    cpus: frozenset[int] = frozenset(),
+    extra: dict[str, Any] | None = None,
+) -> Target:
+    """`count` separate `tidings serve` processes, each on its own ports, joined by one
+    private redis-server (engine = redis): what `--workers` does on one port, by hand.
+
+    The load goes to every node's client port; the API is the first node's.
+    """
+    if count < 2:
+        raise ValueError(f"a cluster of nodes needs at least 2, not {count}")
+    workdir = Path(tempfile.mkdtemp(prefix="tidings-bench-nodes-"))
+    redis, redis_port = await start_redis(workdir, cpus)
+    companions = [redis]
+    settings = {
+        "engine": "redis",
+        "redis_address": [f"redis://{HOST}:{redis_port}"],
+        "redis_prefix": "bench",
+        **CLUSTER_SETTINGS,
+        **(extra or {}),
+    }
+    try:
+        secret = secrets.token_urlsafe(32)
+        configs = []
+        for i in range(count):
+            (workdir / f"node{i}").mkdir()
+            configs.append(write_tidings_config(workdir / f"node{i}", namespaces, settings, secret))
+        for config in configs[1:]:
+            argv = [sys.executable, "-m", "tidings", "serve", "--config", str(config.path)]
+            node = await launch(
+                "tidings-node",
+                argv,
+                config.path.parent,
+                ws_port=config.port,
+                api_port=config.api_port,
+                secret=secret,
+                cpus=cpus,
+            )
+            assert node.proc is not None
+            companions.append(node.proc)
+        first = configs[0]
+        argv = [sys.executable, "-m", "tidings", "serve", "--config", str(first.path)]
+    except BaseException:
+        for proc in companions:
+            await stop_process(proc, 10)
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    target = await launch(
+        "tidings",
+        argv,
+        first.path.parent,
+        ws_port=first.port,
+        api_port=first.api_port,
+        secret=first.secret,
+        cpus=cpus,
+        companions=companions,
+        nodes=count,
+    )
+    target.ws_ports = [c.port for c in configs]
+    target.workdir = workdir
+    return target
 
 
 def external(url: str, api_url: str, api_key: str, secret: str) -> Target:

@@ -74,6 +74,9 @@ class PubSubListener:
         #: What the node wants, and what the server confirmed on this connection.
         self.wanted: set[bytes] = set()
         self.active: set[bytes] = set()
+        #: Channels wanted or dropped since the last flush: what it looks at (not every
+        #: channel, so a subscription costs the same with 10 or 100,000 channels).
+        self._changed: set[bytes] = set()
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = defaultdict(list)
         self._conn: AbstractConnection | None = None
         self._connected = asyncio.Event()
@@ -123,6 +126,7 @@ class PubSubListener:
         """Subscribe (in this turn's batch); the future is done once the server confirmed."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.wanted.add(channel)
+        self._changed.add(channel)
         if channel in self.active:
             future.set_result(None)
         elif not self.connected:
@@ -135,6 +139,7 @@ class PubSubListener:
     def drop(self, channel: bytes) -> None:
         """Unsubscribe (in this turn's batch)."""
         self.wanted.discard(channel)
+        self._changed.add(channel)
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -155,8 +160,10 @@ class PubSubListener:
         async with self._flush_lock:
             if conn is not self._conn:
                 return  # reconnected meanwhile: the new connection subscribes afresh
-            adds = [c for c in self.wanted if c not in self.active and c not in self._inflight]
-            removes = [c for c in self.active if c not in self.wanted]
+            changed, self._changed = self._changed, set()
+            wanted, active, inflight = self.wanted, self.active, self._inflight
+            adds = [c for c in changed if c in wanted and c not in active and c not in inflight]
+            removes = [c for c in changed if c in active and c not in wanted]
             self.active.difference_update(removes)
             self._inflight.update(adds)
             try:
@@ -306,6 +313,7 @@ class PubSubListener:
         self._inflight.discard(channel)
         self.active.add(channel)
         if channel not in self.wanted:
+            self._changed.add(channel)
             self._schedule_flush()  # dropped meanwhile: unsubscribe again
         for waiter in self._waiters.pop(channel, ()):
             if not waiter.done():

@@ -117,17 +117,14 @@ class Peers:
         task.add_done_callback(done)
 
     async def _beat(self) -> None:
+        # Presence and register entries are refreshed by their own stores (every
+        # entry_ttl / 3 once they hold one): not here too, which did it twice, and held
+        # the next heartbeat back while thousands of entries were written (other nodes
+        # then took this one for gone).
         node = self.node
-        ttls = [t for t in (node.presence.entry_ttl, node.register.entry_ttl) if t > 0]
-        refresh_every = min(ttls) / 3 if ttls else self.interval
-        last_refresh = time.monotonic()
         while True:
             try:
                 await node.broker.publish_control(encode_command(self.heartbeat()))
-                if time.monotonic() - last_refresh >= refresh_every:
-                    last_refresh = time.monotonic()
-                    await node.presence.refresh()
-                    await node.register.refresh()
             except StoreWriteError as exc:
                 log.warning("heartbeat: %s", exc)
             except Exception:
