@@ -39,7 +39,7 @@ async def test_refresh_in_chunks_moves_every_expiry(
     entries = ExpiringEntries(engine, "t", 60, clock)
     try:
         for n in range(5):
-            await entries.add(f"user{n % 2}", f"c{n}", b"v", "g")
+            await entries.add(f"user{n % 2}", f"c{n}", b"v", "g", "node")
         clock.now += 40
         await entries.refresh()
         clock.now += 40  # past the first expiry, before the refreshed one
@@ -58,7 +58,7 @@ async def test_an_entry_removed_during_a_refresh_stays_removed(
     real_run = engine.batcher.run
     try:
         for member in ("a", "b", "c"):
-            await entries.add("user", member, b"v", "g")
+            await entries.add("user", member, b"v", "g", "node")
 
         def run(*args: Any) -> asyncio.Future[Any]:
             if not removals:  # the first chunk is on its way: "c" leaves meanwhile
