@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 
 import pytest
 
 from tests.bridges.conftest import topic_count
 from tests.peers.nsq_processes import NsqProcess
+from tests.polling import until
 from tidings.bridges.connection import (
     ConnectionLost,
     NsqCommandError,
@@ -64,12 +66,22 @@ async def test_fatal_error_and_lost_connection(nsqd: NsqProcess) -> None:
     second = NsqConnection(nsqd.tcp_address)
     await second.open()
     nsqd.proc.send_signal(signal.SIGSTOP)
+    await until(lambda: stopped(nsqd.proc.pid))  # else a busy nsqd may still answer the PUB
     waiting = asyncio.ensure_future(second.request(b"PUB t", b"x"))
     await asyncio.sleep(0.2)
     nsqd.proc.kill()
     nsqd.proc.send_signal(signal.SIGCONT)
     with pytest.raises(ConnectionLost):
         await waiting
+
+
+def stopped(pid: int) -> bool:
+    """Every thread of `pid` is stopped (SIGSTOP has taken effect, not just been sent)."""
+    states = [
+        stat.read_text().rsplit(")", 1)[1].split()[0]
+        for stat in Path(f"/proc/{pid}/task").glob("*/stat")
+    ]
+    return bool(states) and all(state == "T" for state in states)
 
 
 async def test_heartbeats_are_answered(nsqd: NsqProcess) -> None:
