@@ -19,6 +19,7 @@ import pytest
 from msgspec import Raw
 from redis.crc import key_slot
 
+from tests.polling import until
 from tidings.broker.redis import CONTROL, RedisBroker
 from tidings.engine.redis import EngineUnavailable, RedisEngine, RedisSettings
 from tidings.protocol.centrifuge.messages import Publication
@@ -137,6 +138,9 @@ async def test_manual_failover(pair: Pair) -> None:
 async def test_killed_primary(pair: Pair) -> None:
     primary = pair.cluster.owner(pair.slot)
     replica = pair.cluster.replica_of(primary)
+    # Replication is asynchronous: a replica promoted before it had publication 1
+    # starts the stream afresh (a new epoch), which is right but not this test's case.
+    await until(lambda: _repl_offset(replica, "slave_repl_offset") >= _repl_offset(primary))
     primary.kill()
     # until the replica takes over: refused with a clear error, never a silent success
     assert not await pair.publish()
@@ -174,6 +178,13 @@ async def test_control_channel_follows_its_slot(pair: Pair) -> None:
         if len(pair.port_a.controls) > before:
             break
         assert loop.time() < deadline, "control messages never reached node A again"
+
+
+def _repl_offset(server: RedisServer, field: str = "master_repl_offset") -> int:
+    for line in server.cli("info", "replication").splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split(":", 1)[1])
+    return -1
 
 
 def _primaries(cluster: RedisCluster) -> list[RedisServer]:
