@@ -9,8 +9,6 @@ import msgspec
 
 from tidings.upstream.proxy_config import CHANNEL_PROXY_OPTION_DOCS
 
-FSYNC_POLICIES = ("always", "batch", "never")
-
 
 class ChannelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Options of the channels of one namespace (or of channels without one)."""

@@ -8,9 +8,10 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from tidings.channel_options import FSYNC_POLICIES, ChannelOptions
+from tidings.channel_options import ChannelOptions
 from tidings.cluster import settings as gossip_settings
 from tidings.errors import ConfigError
+from tidings.fsync import FSYNC_POLICIES
 from tidings.protocol.nsq.names import is_valid_name
 from tidings.settings import Settings, worker_count
 from tidings.upstream import proxy_config

@@ -14,7 +14,7 @@ Chromium is Debian's; `make test` installs it and the SDK
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 from playwright.async_api import Browser
@@ -23,8 +23,8 @@ from tests.conftest import OPEN_CHANNEL, ServerProcess
 from tests.integration.support.api import api_body as api
 from tests.integration.support.emulation_page import (
     CLIENT_JS,
+    EMULATION_CHROMIUM_ARGS,
     check_browser_dependencies,
-    chromium,
     log_of,
     open_page,
     wait_for,
@@ -44,9 +44,9 @@ def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as instance:
-        yield instance
+def chromium_args() -> list[str]:
+    """The `browser` fixture (tests/integration/conftest.py) launches Chromium with these."""
+    return EMULATION_CHROMIUM_ARGS
 
 
 @pytest.mark.parametrize(

@@ -107,6 +107,25 @@ async def publish(server: ServerProcess, channel: str, data: Any, **extra: Any) 
     await api(server, "publish", {"channel": channel, "data": data, **extra})
 
 
+async def check_every_other_flagged(
+    clients: list[SdkClient],
+    subscribed_to: ServerProcess,
+    published_to: ServerProcess,
+    encoding: str,
+    seed: int,
+) -> None:
+    """Six publications on `flagged:x`, every other one `delta: true`: three arrive as deltas."""
+    docs = documents(seed, 6)
+    client = await start_client(clients, subscribed_to, encoding, "flagged:x", len(docs))
+    await client.event()
+    for i, doc in enumerate(docs):
+        await publish(published_to, "flagged:x", doc, delta=i % 2 == 1)
+    got = [(await client.event())["pub"] for _ in docs]
+    assert got == docs
+    stats = (await client.event())["stats"]
+    assert stats["numDeltaPayloads"] == 3 and stats["numFullPayloads"] == 3, stats
+
+
 @pytest.mark.parametrize("fmt", ["json", "protobuf"])
 async def test_sdk_reconstructs_a_stream_of_deltas(
     server: ServerProcess, clients: list[SdkClient], fmt: str
@@ -155,15 +174,7 @@ async def test_delta_only_for_flagged_publications(
     server: ServerProcess, clients: list[SdkClient]
 ) -> None:
     """Without `delta_publish`, only API publications with `delta: true` are deltas."""
-    docs = documents(5, 6)
-    client = await start_client(clients, server, "protobuf", "flagged:x", len(docs))
-    await client.event()
-    for i, doc in enumerate(docs):
-        await publish(server, "flagged:x", doc, delta=i % 2 == 1)
-    got = [(await client.event())["pub"] for _ in docs]
-    assert got == docs
-    stats = (await client.event())["stats"]
-    assert stats["numDeltaPayloads"] == 3 and stats["numFullPayloads"] == 3, stats
+    await check_every_other_flagged(clients, server, server, "protobuf", seed=5)
 
 
 async def test_delta_flag_of_a_publish_on_another_node(
@@ -176,15 +187,7 @@ async def test_delta_flag_of_a_publish_on_another_node(
         [redis_server.url], namespaces={"flagged": FLAGGED}, durable_allow_volatile=True
     )
     a, b = start_nodes(server_factory, settings, count=2)
-    docs = documents(7, 6)
-    client = await start_client(clients, a, "json", "flagged:x", len(docs))
-    await client.event()
-    for i, doc in enumerate(docs):
-        await publish(b, "flagged:x", doc, delta=i % 2 == 1)
-    got = [(await client.event())["pub"] for _ in docs]
-    assert got == docs
-    stats = (await client.event())["stats"]
-    assert stats["numDeltaPayloads"] == 3 and stats["numFullPayloads"] == 3, stats
+    await check_every_other_flagged(clients, a, b, "json", seed=7)
 
 
 async def test_no_deltas_where_the_namespace_does_not_allow_them(

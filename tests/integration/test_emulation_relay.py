@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 from playwright.async_api import Browser
@@ -24,8 +24,8 @@ from tests.integration.support.api import api_body as api
 from tests.integration.support.api import api_call
 from tests.integration.support.emulation_page import (
     CLIENT_JS,
+    EMULATION_CHROMIUM_ARGS,
     check_browser_dependencies,
-    chromium,
     log_of,
     open_page,
 )
@@ -42,9 +42,9 @@ def browser_dependencies() -> None:
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as instance:
-        yield instance
+def chromium_args() -> list[str]:
+    """The `browser` fixture (tests/integration/conftest.py) launches Chromium with these."""
+    return EMULATION_CHROMIUM_ARGS
 
 
 @pytest.fixture

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.conftest import free_port
-from tests.integration.support.browser import chromium
 from tests.peers.nsq_processes import (
     NsqProcess,
     http_call,
@@ -77,14 +76,14 @@ def admin_url(tmp_path: Path, cluster: tuple[NsqProcess, NsqProcess]) -> Iterato
 
 
 @pytest.fixture
-async def page() -> AsyncIterator[Page]:
-    async with chromium() as browser:
-        context = await browser.new_context(viewport={"width": 1200, "height": 640})
-        tab = await context.new_page()
-        tab.set_default_timeout(TIMEOUT_MS)
-        errors: list[str] = []
-        tab.on("pageerror", lambda exc: errors.append(str(exc)))
-        yield tab
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1200, "height": 640})
+    tab = await context.new_page()
+    tab.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield tab
+    await context.close()
     assert errors == []
 
 

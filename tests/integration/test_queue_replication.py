@@ -5,25 +5,40 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from tests.integration.support.queue import RawClient, body, start_queue
+from tests.integration.support.queue import QueueProcess, RawClient, body, start_queue
 from tests.integration.support.queue_load import Load, drain
 
 
-async def test_kill_primary_replica_has_every_answered_message(tmp_path: Path) -> None:
-    replica = start_queue(tmp_path, "--fsync", "batch", name="replica", replication=True)
-    primary = start_queue(
-        tmp_path,
-        "--fsync",
-        "batch",
-        "--replica",
-        f"127.0.0.1:{replica.replication_port}",
-        "--checkpoint-interval",
-        "200ms",
-        name="primary",
-    )
+@contextmanager
+def primary_and_replica(
+    tmp_path: Path, primary_flags: Sequence[str] = (), replica_flags: Sequence[str] = ()
+) -> Iterator[tuple[QueueProcess, QueueProcess]]:
+    """A replica, then a primary that replicates to it; both killed on the way out."""
+    replica = start_queue(tmp_path, *replica_flags, name="replica", replication=True)
     try:
+        primary = start_queue(
+            tmp_path,
+            "--replica",
+            f"127.0.0.1:{replica.replication_port}",
+            *primary_flags,
+            name="primary",
+        )
+        try:
+            yield primary, replica
+        finally:
+            primary.kill()
+    finally:
+        replica.kill()
+
+
+async def test_kill_primary_replica_has_every_answered_message(tmp_path: Path) -> None:
+    batch = ("--fsync", "batch")
+    pair = primary_and_replica(tmp_path, (*batch, "--checkpoint-interval", "200ms"), batch)
+    with pair as (primary, replica):
         load = Load(primary.tcp_port, "rep", "c", producers=2)
         await asyncio.sleep(1.5)
         # While the primary is connected, the replica refuses its own clients' publishes.
@@ -47,22 +62,10 @@ async def test_kill_primary_replica_has_every_answered_message(tmp_path: Path) -
         client.send(b"PUB rep\n" + body(b"after failover"))
         assert await client.response() == b"OK"
         client.close()
-    finally:
-        primary.kill()
-        replica.kill()
 
 
 async def test_publish_fails_while_the_replica_is_down(tmp_path: Path) -> None:
-    replica = start_queue(tmp_path, name="replica", replication=True)
-    primary = start_queue(
-        tmp_path,
-        "--replica",
-        f"127.0.0.1:{replica.replication_port}",
-        "--replica-timeout",
-        "1s",
-        name="primary",
-    )
-    try:
+    with primary_and_replica(tmp_path, ("--replica-timeout", "1s")) as (primary, replica):
         client = await RawClient.connect(primary.tcp_port)
         for _ in range(50):  # the link connects in the background
             client.send(b"PUB t\n" + body(b"first"))
@@ -91,22 +94,10 @@ async def test_publish_fails_while_the_replica_is_down(tmp_path: Path) -> None:
         assert answer == b"OK"
         got = await drain(replica.tcp_port, "t", "c")
         assert set(got) >= {b"first", b"third"}
-    finally:
-        primary.kill()
-        replica.kill()
 
 
 async def test_replica_drops_what_the_primary_finished(tmp_path: Path) -> None:
-    replica = start_queue(tmp_path, name="replica", replication=True)
-    primary = start_queue(
-        tmp_path,
-        "--replica",
-        f"127.0.0.1:{replica.replication_port}",
-        "--checkpoint-interval",
-        "100ms",
-        name="primary",
-    )
-    try:
+    with primary_and_replica(tmp_path, ("--checkpoint-interval", "100ms")) as (primary, replica):
         for _ in range(100):
             if primary.http("POST", "/pub?topic=fin", b"warm-up")[0] == 200:
                 break
@@ -125,6 +116,3 @@ async def test_replica_drops_what_the_primary_finished(tmp_path: Path) -> None:
             raise AssertionError(f"the replica still holds finished messages: {topics}")
         # A channel the primary had resumes on the replica where it stood: nothing again.
         assert await drain(replica.tcp_port, "fin", "c", idle=0.5) == []
-    finally:
-        primary.kill()
-        replica.kill()

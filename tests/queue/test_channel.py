@@ -18,6 +18,14 @@ class FakeTopic:
     def __init__(self) -> None:
         self.messages: list[StoredMessage] = []
 
+    @classmethod
+    def numbered(cls, count: int) -> FakeTopic:
+        """A topic holding `count` messages, their bodies b"0", b"1", ..."""
+        topic = cls()
+        for i in range(count):
+            topic.add(b"%d" % i)
+        return topic
+
     @property
     def committed(self) -> int:
         return len(self.messages)
@@ -83,9 +91,7 @@ def make(
 
 
 def test_rdy_limits_in_flight_and_fin_frees_a_slot() -> None:
-    topic = FakeTopic()
-    for i in range(10):
-        topic.add(b"%d" % i)
+    topic = FakeTopic.numbered(10)
     channel, _, _ = make(topic)
     consumer = FakeConsumer(1, rdy=3)
     channel.add_consumer(consumer)
@@ -98,9 +104,7 @@ def test_rdy_limits_in_flight_and_fin_frees_a_slot() -> None:
 
 
 def test_messages_are_shared_fairly() -> None:
-    topic = FakeTopic()
-    for i in range(100):
-        topic.add(b"%d" % i)
+    topic = FakeTopic.numbered(100)
     channel, _, _ = make(topic)
     consumers = [FakeConsumer(i, rdy=1000) for i in (1, 2, 3)]
     for consumer in consumers:
@@ -200,9 +204,7 @@ def test_disconnect_requeues_at_once() -> None:
 
 
 def test_recovery_skips_finished_and_redelivers_the_rest(tmp_path: Path) -> None:
-    topic = FakeTopic()
-    for i in range(6):
-        topic.add(b"%d" % i)
+    topic = FakeTopic.numbered(6)
     channel, _, wall = make(topic, ChannelProgress(tmp_path, 0))
     consumer = FakeConsumer(1, rdy=10)
     channel.add_consumer(consumer)
@@ -222,9 +224,7 @@ def test_recovery_skips_finished_and_redelivers_the_rest(tmp_path: Path) -> None
 
 
 def test_empty_drops_everything() -> None:
-    topic = FakeTopic()
-    for i in range(5):
-        topic.add(b"%d" % i)
+    topic = FakeTopic.numbered(5)
     channel, _, _ = make(topic)
     consumer = FakeConsumer(1, rdy=2)
     channel.add_consumer(consumer)

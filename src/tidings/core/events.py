@@ -9,12 +9,13 @@ drops the event and counts the drop; nothing here ever blocks the node.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from tidings.core.loop_task import LoopTask
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class EventDispatcher:
     def __init__(self, inbound_size: int = 65_536) -> None:
         self._inbound: asyncio.Queue[Event] = asyncio.Queue(inbound_size)
         self._subscribers: dict[EventType, list[asyncio.Queue[Event]]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._task = LoopTask(self._loop, "events")
         #: Events dropped, by type, because a queue was full.
         self.dropped: Counter[str] = Counter()
         self.dispatched: Counter[str] = Counter()
@@ -87,15 +88,10 @@ class EventDispatcher:
             self._drop(event, "inbound")
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="events")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
     async def _loop(self) -> None:
         while True:

@@ -8,11 +8,11 @@ later, any of them that has not answered is disconnected with 3012.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from typing import TYPE_CHECKING
 
+from tidings.core.loop_task import LoopTask
 from tidings.protocol.centrifuge import codes
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ class PingWheel:
         self.pong_lag = min(self.size - 1, max(1, math.ceil(pong_timeout / self.tick)))
         self._slots: list[set[Client]] = [set() for _ in range(self.size)]
         self._pos = 0
-        self._task: asyncio.Task[None] | None = None
+        self._task = LoopTask(self._run, "pings")
 
     def add(self, client: Client) -> None:
         slot = (self._pos - 1) % self.size  # first ping within one interval from now
@@ -54,15 +54,10 @@ class PingWheel:
                 client.fail(f"ping failed: {exc!r}")
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="pings")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

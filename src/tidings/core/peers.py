@@ -11,7 +11,6 @@ memory engine there are no other nodes and all of this stays local.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -38,6 +37,7 @@ from tidings.core.control import (
     decode_command,
     encode_command,
 )
+from tidings.core.loop_task import LoopTask
 from tidings.core.nodes import NodeTable
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge.codes import Disconnect, ErrorCode
@@ -75,7 +75,7 @@ class Peers:
             # two trips through the engine and a turn of the other node's loop
             timeout=max(1.0, 3 * settings.redis_command_timeout),
         )
-        self._task: asyncio.Task[None] | None = None
+        self._task = LoopTask(self._beat, "heartbeats")
         self._background: set[asyncio.Task[None]] = set()
         #: Takes emulation requests relayed between nodes (set by the server).
         self.emulation: ControlRelay | None = None
@@ -83,13 +83,10 @@ class Peers:
     # --- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._beat(), name="heartbeats")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._task.stop()
         if self._background:
             # Let register removals of the clients just disconnected reach the engine.
             await asyncio.wait(list(self._background), timeout=1.0)

@@ -9,14 +9,14 @@ from collections.abc import Callable
 from tidings.engine.redis import RedisEngine
 from tidings.engine.redis_codec import decode_info, encode_info
 from tidings.presence.base import PresenceStore
-from tidings.presence.redis_entries import ExpiringEntries
+from tidings.presence.redis_entries import ExpiringEntries, ExpiringEntriesStore
 from tidings.protocol.centrifuge.messages import ClientInfo
 
 #: Seconds an entry outlives the last refresh of its node (Centrifugo's presence_ttl).
 PRESENCE_TTL = 60.0
 
 
-class RedisPresenceStore(PresenceStore):
+class RedisPresenceStore(ExpiringEntriesStore, PresenceStore):
     """Per channel: client id -> info, with users counted across nodes.
 
     The node that added a client refreshes it every `entry_ttl / 3`
@@ -49,17 +49,3 @@ class RedisPresenceStore(PresenceStore):
 
     async def stats(self, channel: str) -> tuple[int, int]:
         return await self.entries.count(channel)
-
-    def node_gone(self, node_id: str) -> None:
-        self.entries.node_gone(node_id)
-
-    def node_back(self, node_id: str) -> None:
-        self.entries.node_back(node_id)
-
-    async def refresh(self) -> None:
-        await self.entries.refresh()
-
-    async def close(self) -> None:
-        await self.entries.close()
-        if self._owns_engine:
-            await self.entries.engine.close()

@@ -251,3 +251,29 @@ class ExpiringEntries:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
             self._refresher = None
+
+
+class ExpiringEntriesStore:
+    """What a store kept in `ExpiringEntries` does on the node's lifecycle: passes it on.
+
+    Mixed in before the store's ABC (`RedisPresenceStore`, `RedisUserRegister`),
+    whose optional hooks these are.
+    """
+
+    entries: ExpiringEntries
+    #: Whether `close` also closes the engine (the store made it).
+    _owns_engine: bool
+
+    def node_gone(self, node_id: str) -> None:
+        self.entries.node_gone(node_id)
+
+    def node_back(self, node_id: str) -> None:
+        self.entries.node_back(node_id)
+
+    async def refresh(self) -> None:
+        await self.entries.refresh()
+
+    async def close(self) -> None:
+        await self.entries.close()
+        if self._owns_engine:
+            await self.entries.engine.close()

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tidings.queue.committer import FSYNC_POLICIES
+from tidings.fsync import FSYNC_POLICIES
 from tidings.queue.settings import QueueSettings
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}

@@ -14,18 +14,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from tidings.fsync import check_fsync_policy
 from tidings.queue.log import MessageLog
-
-FSYNC_POLICIES = ("always", "batch", "never")
 
 
 class Committer:
     """Makes log appends durable according to the fsync policy."""
 
     def __init__(self, policy: str) -> None:
-        if policy not in FSYNC_POLICIES:
-            raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}")
-        self.policy = policy
+        self.policy = check_fsync_policy(policy)
         self._waiting: list[tuple[MessageLog, asyncio.Future[None]]] = []
         self._running = False
         self.rounds = 0

@@ -6,14 +6,14 @@ import time
 from collections.abc import Callable
 
 from tidings.engine.redis import RedisEngine
-from tidings.presence.redis_entries import ExpiringEntries
+from tidings.presence.redis_entries import ExpiringEntries, ExpiringEntriesStore
 from tidings.register.base import UserConnection, UserRegister
 
 #: Seconds a connection outlives the last refresh of its node.
 REGISTER_TTL = 60.0
 
 
-class RedisUserRegister(UserRegister):
+class RedisUserRegister(ExpiringEntriesStore, UserRegister):
     """Per user: client id -> (info, node), refreshed by the node every `entry_ttl / 3`."""
 
     def __init__(
@@ -40,17 +40,3 @@ class RedisUserRegister(UserRegister):
             UserConnection(user, client, node, info)
             for client, info, node in await self.entries.get(user)
         ]
-
-    def node_gone(self, node_id: str) -> None:
-        self.entries.node_gone(node_id)
-
-    def node_back(self, node_id: str) -> None:
-        self.entries.node_back(node_id)
-
-    async def refresh(self) -> None:
-        await self.entries.refresh()
-
-    async def close(self) -> None:
-        await self.entries.close()
-        if self._owns_engine:
-            await self.entries.engine.close()

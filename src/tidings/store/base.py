@@ -77,6 +77,13 @@ def check_limit(value: int) -> int:
     return value
 
 
+def check_read(since: Position | None, limit: int) -> None:
+    """The arguments of `HistoryStore.read`: `OutOfRange` for a limit or offset out of range."""
+    check_limit(limit)
+    if since is not None:
+        check_offset("offset", since.offset)
+
+
 class HistoryStore(ABC):
     #: Whether what this store keeps survives a restart of the process.
     durable = False

@@ -40,7 +40,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from tidings.store.base import MAX_INT64, OutOfRange, Position
+from tidings.store.base import (
+    MAX_INT64,
+    OutOfRange,
+    Position,
+    UnrecoverablePosition,
+    check_offset,
+)
 
 #: The longest key accepted, in UTF-8 bytes (a key travels in every update of it).
 MAX_KEY_BYTES = 1024
@@ -170,6 +176,32 @@ def check_condition(condition: WriteCondition, limits: MapLimits) -> WriteCondit
     if len(condition.idempotency_key) > MAX_KEY_BYTES:
         raise OutOfRange(f"idempotency_key longer than {MAX_KEY_BYTES}")
     return condition
+
+
+def check_write(key: object, limits: MapLimits, condition: WriteCondition) -> WriteCondition:
+    """The arguments of a publish or a removal: `check_key`, `check_limits`, `check_condition`."""
+    check_key(key)
+    check_limits(limits)
+    return check_condition(condition, limits)
+
+
+def check_stream_read(since: Position | None, limit: int) -> None:
+    """The arguments of `KeyedStateStore.read_stream`: a page size and an offset in range."""
+    check_page(limit)
+    if since is not None:
+        check_offset("offset", since.offset)
+
+
+def check_resume(since: Position, top: Position) -> None:
+    """`UnrecoverablePosition` unless a stream at `top` can go on from `since`.
+
+    What was trimmed away is for the store to check: only it knows its stream's tail.
+    """
+    fresh_start = since.offset == 0 and since.epoch == ""
+    if not fresh_start and since.epoch != top.epoch:
+        raise UnrecoverablePosition("the stream has another epoch")
+    if since.offset > top.offset:
+        raise UnrecoverablePosition("position ahead of the stream")
 
 
 class KeyedStateStore(ABC):

@@ -23,10 +23,12 @@ from tidings.store.keyed import (
     StatePage,
     WriteCondition,
     WriteSuppressed,
-    check_condition,
     check_key,
     check_limits,
     check_page,
+    check_resume,
+    check_stream_read,
+    check_write,
 )
 
 
@@ -136,9 +138,7 @@ class MemoryKeyedStateStore(KeyedStateStore):
         limits: MapLimits,
         condition: WriteCondition | None = None,
     ) -> tuple[KeyedEntry, Position]:
-        check_key(key)
-        check_limits(limits)
-        cond = check_condition(condition or WriteCondition(), limits)
+        cond = check_write(key, limits, condition or WriteCondition())
         self._repeated(self._channels.get(channel), cond.idempotency_key)
         state = self._channel(channel)
         self._check(state, key, cond, limits)
@@ -165,9 +165,7 @@ class MemoryKeyedStateStore(KeyedStateStore):
         limits: MapLimits,
         idempotency_key: str = "",
     ) -> tuple[KeyedEntry | None, Position]:
-        check_key(key)
-        check_limits(limits)
-        check_condition(WriteCondition(idempotency_key=idempotency_key), limits)
+        check_write(key, limits, WriteCondition(idempotency_key=idempotency_key))
         state = self._channels.get(channel)
         self._repeated(state, idempotency_key)
         if state is None or not self._alive(state, key):
@@ -202,9 +200,7 @@ class MemoryKeyedStateStore(KeyedStateStore):
     async def read_stream(
         self, channel: str, since: Position | None, limit: int = 100
     ) -> tuple[list[KeyedEntry], Position]:
-        check_page(limit)
-        if since is not None:
-            check_offset("offset", since.offset)
+        check_stream_read(since, limit)
         state = self._channels.get(channel)
         if state is None:
             if since is not None and (since.offset or since.epoch):
@@ -215,11 +211,7 @@ class MemoryKeyedStateStore(KeyedStateStore):
             self._trim(state, state.stream_size, state.stream_ttl)
         if since is None:
             return list(itertools.islice(state.stream, limit)), top
-        fresh_start = since.offset == 0 and since.epoch == ""
-        if not fresh_start and since.epoch != state.epoch:
-            raise UnrecoverablePosition("the stream has another epoch")
-        if since.offset > state.top:
-            raise UnrecoverablePosition("position ahead of the stream")
+        check_resume(since, top)
         if since.offset == state.top:
             return [], top
         if since.offset < state.trimmed:

@@ -41,10 +41,12 @@ from tidings.store.keyed import (
     StatePage,
     WriteCondition,
     WriteSuppressed,
-    check_condition,
     check_key,
     check_limits,
     check_page,
+    check_resume,
+    check_stream_read,
+    check_write,
 )
 
 _APPEND = """
@@ -356,9 +358,7 @@ class RedisKeyedStateStore(KeyedStateStore):
         limits: MapLimits,
         condition: WriteCondition | None = None,
     ) -> tuple[KeyedEntry, Position]:
-        check_key(key)
-        check_limits(limits)
-        cond = check_condition(condition or WriteCondition(), limits)
+        cond = check_write(key, limits, condition or WriteCondition())
         now = self._now_ms()
         expires = now + int(limits.key_ttl * 1000) if limits.key_ttl > 0 else 0
         extras = _extras(cond.tags, cond.info)
@@ -402,9 +402,7 @@ class RedisKeyedStateStore(KeyedStateStore):
         limits: MapLimits,
         idempotency_key: str = "",
     ) -> tuple[KeyedEntry | None, Position]:
-        check_key(key)
-        check_limits(limits)
-        check_condition(WriteCondition(idempotency_key=idempotency_key), limits)
+        check_write(key, limits, WriteCondition(idempotency_key=idempotency_key))
         now = self._now_ms()
         top, epoch, removed, reason, extras = await self._run(
             channel,
@@ -443,9 +441,7 @@ class RedisKeyedStateStore(KeyedStateStore):
     async def read_stream(
         self, channel: str, since: Position | None, limit: int = 100
     ) -> tuple[list[KeyedEntry], Position]:
-        check_page(limit)
-        if since is not None:
-            check_offset("offset", since.offset)
+        check_stream_read(since, limit)
         start = "-" if since is None else f"({since.offset}-0"
         keys = self.keys(channel)
         reply = await self._run(
@@ -455,11 +451,7 @@ class RedisKeyedStateStore(KeyedStateStore):
         entries = _changes(reply)
         if since is None:
             return entries, top
-        fresh_start = since.offset == 0 and since.epoch == ""
-        if not fresh_start and since.epoch != top.epoch:
-            raise UnrecoverablePosition("the stream has another epoch")
-        if since.offset > top.offset:
-            raise UnrecoverablePosition("position ahead of the stream")
+        check_resume(since, top)
         if since.offset == top.offset:
             return [], top
         if not entries or entries[0].offset != since.offset + 1:

@@ -15,8 +15,8 @@ from tidings.store.base import (
     Position,
     StreamLimitReached,
     UnrecoverablePosition,
-    check_limit,
     check_offset,
+    check_read,
 )
 
 #: Acknowledged positions kept (least recently acknowledged forgotten first).
@@ -124,9 +124,7 @@ class MemoryHistoryStore(HistoryStore):
         limit: int = -1,
         reverse: bool = False,
     ) -> tuple[list[Publication], Position]:
-        check_limit(limit)
-        if since is not None:
-            check_offset("offset", since.offset)
+        check_read(since, limit)
         now = self._clock()
         stream = self._streams.get(channel)
         if stream is None:

@@ -47,8 +47,8 @@ from tidings.store.base import (
     Position,
     StoreWriteError,
     UnrecoverablePosition,
-    check_limit,
     check_offset,
+    check_read,
 )
 
 log = logging.getLogger(__name__)
@@ -379,9 +379,7 @@ class RedisStreams:
         limit: int = -1,
         reverse: bool = False,
     ) -> tuple[list[Publication], Position]:
-        if since is not None:
-            check_offset("since offset", since.offset)
-        check_limit(limit)
+        check_read(since, limit)
         keys = self.keys(channel)
         args: list[Any] = [
             self._now_ms(),

@@ -33,7 +33,7 @@ from typing import Any
 
 import msgspec
 
-from tidings.channel_options import FSYNC_POLICIES
+from tidings.fsync import check_fsync_policy
 from tidings.protocol.centrifuge.messages import Publication
 from tidings.store.base import (
     Ack,
@@ -42,8 +42,8 @@ from tidings.store.base import (
     Position,
     StoreWriteError,
     UnrecoverablePosition,
-    check_limit,
     check_offset,
+    check_read,
 )
 
 _SCHEMA = """
@@ -112,8 +112,7 @@ class SqliteHistoryStore(HistoryStore):
         max_bytes: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if default_policy not in FSYNC_POLICIES:
-            raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}")
+        check_fsync_policy(default_policy)
         self.path = path
         self.default_policy = default_policy
         self._batch_window = batch_window
@@ -186,9 +185,7 @@ class SqliteHistoryStore(HistoryStore):
         limit: int = -1,
         reverse: bool = False,
     ) -> tuple[list[Publication], Position]:
-        check_limit(limit)
-        if since is not None:
-            check_offset("offset", since.offset)
+        check_read(since, limit)
         pubs, top = await self._call("read", channel, since, limit, reverse)
         return pubs, top
 

@@ -35,11 +35,11 @@ from tidings.protocol.centrifuge.json_codec import JsonCodec
 from tidings.protocol.centrifuge.messages import DisconnectPush, Push, Reply
 from tidings.protocol.centrifuge.protobuf_codec import ProtobufCodec
 from tidings.transport.http import HttpRequest, respond, response_bytes
-from tidings.transport.port import HttpHandler, drop_later
+from tidings.transport.port import HttpHandler
+from tidings.transport.stream import ResponseStream, respond_preflight, stream_headers
 
 if TYPE_CHECKING:
     from tidings.core.access import ConnectionSlot
-    from tidings.core.client import Client
     from tidings.core.node import Node
     from tidings.protocol.centrifuge.codec import Codec
 
@@ -52,10 +52,9 @@ EMULATION_PATH = "/emulation"
 JSON_CODEC = JsonCodec()
 PROTOBUF_CODEC = ProtobufCodec()
 _BINARY = "application/octet-stream"
-_NO_CACHE = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-class EmulationStream(asyncio.Protocol):
+class EmulationStream(ResponseStream):
     """One stream of an emulated connection; the node sees it as a transport."""
 
     #: Its connect result names this node (see `core.emulation.is_emulated`).
@@ -72,40 +71,25 @@ class EmulationStream(asyncio.Protocol):
         sse: bool,
         slot: ConnectionSlot | None = None,
     ) -> None:
+        super().__init__(node, transport, peer_ip, slot)
         self.name = "sse" if sse else "http_stream"
-        self._node = node
         self._sessions = sessions
-        self._transport = transport
         self._codec = codec
         self._sse = sse
-        self._slot = slot
-        self._paused = False
-        self.remote_addr = peer_ip
-        self._client: Client | None = None
         #: The id the client names in its emulation requests (see `ConnectResult.session`).
         self.session = sessions.add(self)
-
-    @property
-    def paused(self) -> bool:
-        return self._paused
 
     def start(
         self, connect: bytes, origin: str, request_headers: dict[str, str] | None = None
     ) -> None:
-        headers = dict(_NO_CACHE)
-        if origin:  # the port already checked it against allowed_origins
-            headers.update({"Access-Control-Allow-Origin": origin, "Vary": "Origin"})
         if self._sse:
             content_type = "text/event-stream"
         else:
             content_type = _BINARY if self._codec.binary else "application/json"
-        self._transport.write(
-            response_bytes(200, content_type=content_type, headers=headers, keep_open=True)
+        head = response_bytes(
+            200, content_type=content_type, headers=stream_headers(origin), keep_open=True
         )
-        self._client = self._node.accept(self, self._codec)
-        if request_headers:  # for the connect proxy, as for other transports
-            self._node.upstream.remember_headers(self._client, request_headers)
-        self._client.handle_frame(connect)
+        self._open(head, self._codec, connect, request_headers)
 
     def handle_commands(self, data: bytes) -> None:
         client = self._client
@@ -132,47 +116,16 @@ class EmulationStream(asyncio.Protocol):
             return
         push = Reply(push=Push(disconnect=DisconnectPush(code=code, reason=reason)))
         self.write(self._codec.encode(push))
-        self._transport.close()
-        drop_later(self._transport, self._node.settings.client_close_timeout)
-
-    # asyncio.Protocol: the stream only writes; whatever the client sends on it is ignored.
-    def data_received(self, data: bytes) -> None:
-        pass
-
-    def pause_writing(self) -> None:
-        self._paused = True
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        if self._client is not None:
-            self._client.resume()
+        self._hang_up()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._sessions.remove(self.session)
-        if self._slot is not None:
-            self._slot.release()
-            self._slot = None
-        if self._client is not None:
-            self._client.transport_closed()
+        super().connection_lost(exc)
 
 
 def _cors(request: HttpRequest) -> dict[str, str]:
     origin = request.headers.get("origin", "")
     return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin else {}
-
-
-def _preflight(request: HttpRequest, transport: asyncio.Transport, methods: str) -> None:
-    origin = request.headers.get("origin", "")
-    respond(
-        transport,
-        204,
-        headers={
-            "Access-Control-Allow-Origin": origin or "*",
-            "Access-Control-Allow-Methods": methods,
-            "Access-Control-Allow-Headers": "Content-Type",
-            "Vary": "Origin",
-        },
-    )
 
 
 def _is_binary(request: HttpRequest) -> bool:
@@ -185,7 +138,7 @@ def stream_handler(node: Node, sessions: EmulationSessions, sse: bool) -> HttpHa
 
     def handle(request: HttpRequest, transport: asyncio.Transport) -> None:
         if request.method == "OPTIONS":
-            _preflight(request, transport, allowed)
+            respond_preflight(transport, request.headers.get("origin", ""), allowed)
             return
         if request.method != allowed:
             respond(transport, 405, f"{allowed} only\n".encode(), headers={"Allow": allowed})
@@ -218,7 +171,7 @@ def emulation_handler(node: Node, sessions: EmulationSessions) -> HttpHandler:
 
     def handle(request: HttpRequest, transport: asyncio.Transport) -> None:
         if request.method == "OPTIONS":
-            _preflight(request, transport, "POST")
+            respond_preflight(transport, request.headers.get("origin", ""), "POST")
             return
         cors = _cors(request)
         if request.method != "POST":

@@ -27,21 +27,20 @@ import msgspec
 
 from tidings.protocol.centrifuge.uni_codec import UniJsonCodec, connect_frame
 from tidings.transport.http import HttpRequest, respond, response_bytes
-from tidings.transport.port import HttpHandler, drop_later
+from tidings.transport.port import HttpHandler
+from tidings.transport.stream import ResponseStream, respond_preflight, stream_headers
 
 if TYPE_CHECKING:
     from tidings.core.access import ConnectionSlot
-    from tidings.core.client import Client
     from tidings.core.node import Node
 
 log = logging.getLogger(__name__)
 
 SSE_PATH = "/connection/uni_sse"
 UNI_CODEC = UniJsonCodec()
-_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-class SseSession(asyncio.Protocol):
+class SseSession(ResponseStream):
     """One event stream; the node sees it as a transport."""
 
     name = "uni_sse"
@@ -54,31 +53,15 @@ class SseSession(asyncio.Protocol):
         track: str,
         slot: ConnectionSlot | None = None,
     ) -> None:
-        self._node = node
-        self._slot = slot
-        self._transport = transport
-        self._paused = False
+        super().__init__(node, transport, peer_ip, slot)
         self._track = track  # channel whose position goes into event ids
-        self.remote_addr = peer_ip
         #: The session id its connect push names (the server API's `session` selects it).
         self.session = str(uuid.uuid4())
-        self._client: Client | None = None
-
-    @property
-    def paused(self) -> bool:
-        return self._paused
 
     def start(
         self, frame: bytes, origin: str = "", request_headers: dict[str, str] | None = None
     ) -> None:
-        headers = dict(_HEADERS)
-        if origin:  # the port already checked it against allowed_origins
-            headers.update({"Access-Control-Allow-Origin": origin, "Vary": "Origin"})
-        self._transport.write(self._head(headers))
-        self._client = self._node.accept(self, UNI_CODEC)
-        if request_headers:
-            self._node.upstream.remember_headers(self._client, request_headers)
-        self._client.handle_frame(frame)
+        self._open(self._head(stream_headers(origin)), UNI_CODEC, frame, request_headers)
 
     def _head(self, headers: dict[str, str]) -> bytes:
         """The response head that opens the stream."""
@@ -131,27 +114,7 @@ class SseSession(asyncio.Protocol):
             return
         push = msgspec.json.encode({"disconnect": {"code": code, "reason": reason}})
         self._transport.write(b"data: " + push + b"\n\n")
-        self._transport.close()
-        drop_later(self._transport, self._node.settings.client_close_timeout)
-
-    # asyncio.Protocol: the stream only writes; whatever the client sends is ignored.
-    def data_received(self, data: bytes) -> None:
-        pass
-
-    def pause_writing(self) -> None:
-        self._paused = True
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        if self._client is not None:
-            self._client.resume()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._slot is not None:
-            self._slot.release()
-            self._slot = None
-        if self._client is not None:
-            self._client.transport_closed()
+        self._hang_up()
 
 
 class _PubOnly(msgspec.Struct):
@@ -194,16 +157,7 @@ def sse_handler(node: Node) -> HttpHandler:
             raw = request.body or b"{}"
         elif request.method == "OPTIONS":  # CORS preflight of a cross-origin POST
             origin = request.headers.get("origin", "")
-            respond(
-                transport,
-                204,
-                headers={
-                    "Access-Control-Allow-Origin": origin or "*",
-                    "Access-Control-Allow-Methods": "GET, POST",
-                    "Access-Control-Allow-Headers": "Content-Type, Last-Event-ID",
-                    "Vary": "Origin",
-                },
-            )
+            respond_preflight(transport, origin, "GET, POST", "Content-Type, Last-Event-ID")
             return
         else:
             respond(transport, 405, b"GET or POST\n", headers={"Allow": "GET, POST"})

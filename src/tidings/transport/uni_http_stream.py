@@ -18,8 +18,9 @@ import msgspec
 
 from tidings.protocol.centrifuge.uni_codec import connect_frame
 from tidings.transport.http import HttpRequest, respond, response_bytes
-from tidings.transport.port import HttpHandler, drop_later
+from tidings.transport.port import HttpHandler
 from tidings.transport.sse import SseSession
+from tidings.transport.stream import respond_preflight
 
 if TYPE_CHECKING:
     from tidings.core.node import Node
@@ -47,8 +48,7 @@ class UniHttpStream(SseSession):
             return
         push = msgspec.json.encode({"disconnect": {"code": code, "reason": reason}})
         self._transport.write(push + b"\n")
-        self._transport.close()
-        drop_later(self._transport, self._node.settings.client_close_timeout)
+        self._hang_up()
 
 
 def uni_http_stream_handler(node: Node) -> HttpHandler:
@@ -56,17 +56,7 @@ def uni_http_stream_handler(node: Node) -> HttpHandler:
 
     def handle(request: HttpRequest, transport: asyncio.Transport) -> None:
         if request.method == "OPTIONS":  # CORS preflight of a cross-origin POST
-            origin = request.headers.get("origin", "")
-            respond(
-                transport,
-                204,
-                headers={
-                    "Access-Control-Allow-Origin": origin or "*",
-                    "Access-Control-Allow-Methods": "POST",
-                    "Access-Control-Allow-Headers": "Content-Type",
-                    "Vary": "Origin",
-                },
-            )
+            respond_preflight(transport, request.headers.get("origin", ""), "POST")
             return
         if request.method != "POST":
             respond(transport, 405, b"POST only\n", headers={"Allow": "POST"})

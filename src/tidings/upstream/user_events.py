@@ -15,13 +15,13 @@ their `detail`: see `tidings.cluster.node_gossip`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import aiohttp
 import msgspec
 
 from tidings.core.events import Event, EventDispatcher, EventType
+from tidings.core.loop_task import LoopTask
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +49,15 @@ class UserEventSender:
         self._events = events
         for event_type in types:
             events.add_subscriber(event_type, self._queue)
-        self._task: asyncio.Task[None] | None = None
+        self._task = LoopTask(self._run, "user-events")
         self.sent = 0
         self.failures = 0
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="user-events")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._task.stop()
 
     async def _run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self._timeout)

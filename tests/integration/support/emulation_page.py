@@ -6,22 +6,16 @@ cluster whose emulation requests reach another node than the stream).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from tests.conftest import ServerProcess
+from tests.integration.support.browser import CHROMIUM_ARGS, VENDOR, assert_sdk_vendored
 
-CHROMIUM = Path("/usr/bin/chromium")
-VENDOR = Path(__file__).resolve().parents[3] / "src/tidings/demo/static/vendor"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
+#: The `chromium_args` of the modules that use this page (see their fixture).
+EMULATION_CHROMIUM_ARGS = [
+    *CHROMIUM_ARGS,
     # The test page is served by Playwright, not from 127.0.0.1: without this, Chromium
     # treats it as public and blocks its WebSocket to a loopback address.
     "--disable-features=LocalNetworkAccessChecks",
@@ -61,22 +55,8 @@ async (args) => {
 
 
 def check_browser_dependencies() -> None:
-    assert CHROMIUM.exists(), "no /usr/bin/chromium: run scripts/setup-test-deps.sh"
-    for name in ("centrifuge.js", "centrifuge.protobuf.js"):
-        assert (VENDOR / name).exists(), f"{name} not vendored: run scripts/setup-test-deps.sh"
-
-
-@contextlib.asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
-    """Headless Chromium (Debian's), closed at exit."""
-    async with async_playwright() as pw:
-        instance = await pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield instance
-        finally:
-            await instance.close()
+    """Chromium is installed and both SDK builds the page loads are vendored."""
+    assert_sdk_vendored("centrifuge.js", "centrifuge.protobuf.js")
 
 
 async def open_page(browser: Browser, server: ServerProcess, protobuf: bool) -> Page:
