@@ -63,6 +63,8 @@ class ChannelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     sub_refresh_proxy_name: str = ""
     allowed_delta_types: tuple[str, ...] = ()
     delta_publish: bool = False
+    #: Subscribers may send a tags filter (`tf`): they get only the publications it matches.
+    allow_tags_filter: bool = False
 
     @property
     def history_enabled(self) -> bool:
@@ -114,4 +116,6 @@ CHANNEL_OPTION_DOCS: dict[str, str] = {
     **CHANNEL_PROXY_OPTION_DOCS,
     "allowed_delta_types": "delta compressions subscribers may ask for: [] or ['fossil']",
     "delta_publish": "send every publication as a delta to subscribers that negotiated one",
+    "allow_tags_filter": "subscribers may send a publication tags filter (tf) and then get only "
+    "the publications whose tags match it (live and recovered)",
 }
