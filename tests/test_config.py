@@ -331,6 +331,15 @@ def test_delta_types_are_checked() -> None:
     assert settings.channel.allowed_delta_types == ("fossil",)
 
 
+def test_allow_tags_filter_is_for_stream_channels() -> None:
+    settings = build({"namespaces": {"s": {"allow_tags_filter": True}}})
+    assert settings.namespaces["s"].allow_tags_filter
+    error = config_error(
+        {"namespaces": {"m": {"subscription_type": "map", "allow_tags_filter": True}}}
+    )
+    assert error.key == "namespaces.m.allow_tags_filter"
+
+
 # --- the engine ---------------------------------------------------------------------------
 
 

@@ -21,7 +21,7 @@ _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def _check_personal_and_delta(settings: Settings) -> None:
-    """The personal channel namespace exists; delta types are known."""
+    """The personal channel namespace exists; delta types are known; tags filters fit."""
     namespace = settings.personal_channel_namespace
     if namespace and namespace not in settings.namespaces:
         raise ConfigError("personal_channel_namespace", f"no namespace {namespace!r}")
@@ -31,6 +31,12 @@ def _check_personal_and_delta(settings: Settings) -> None:
         for kind in options.allowed_delta_types:
             if kind != "fossil":
                 raise ConfigError(f"{prefix}.allowed_delta_types", f"unknown delta type {kind!r}")
+        if options.allow_tags_filter and options.subscription_type != "stream":
+            raise ConfigError(
+                f"{prefix}.allow_tags_filter",
+                "tags filters apply to stream channels only, not to "
+                f"subscription_type {options.subscription_type!r}",
+            )
 
 
 def _check_ports(settings: Settings) -> None:
