@@ -249,5 +249,7 @@ def _check_subscription_type(settings: Settings, prefix: str, opts: ChannelOptio
             raise ConfigError(f"{prefix}.shared_poll_refresh_batch_size", "1 to 100000")
         if not 0 < opts.shared_poll_timeout <= 600:
             raise ConfigError(f"{prefix}.shared_poll_timeout", "above 0, at most 600s")
+        if not 0 <= opts.shared_poll_track_expired_extra_delay <= 86400:
+            raise ConfigError(f"{prefix}.shared_poll_track_expired_extra_delay", "0 to 1d")
         if not settings.shared_poll_hmac_secret_key:
             raise ConfigError("shared_poll_hmac_secret_key", "required by shared_poll channels")
