@@ -463,3 +463,21 @@ async def test_an_expired_track_is_dropped_after_the_extra_delay(
     await settle_client(c.client)
     got += [m["push"]["pub"] for m in c.transport.take() if "push" in m]
     assert "old" not in {p["key"] for p in got}  # neither its data nor a removal
+
+
+async def test_a_subscriber_may_track_again_after_polling_stopped(
+    node: Node, backend: Backend
+) -> None:
+    backend.values = {"a": (1, "one")}
+    c = await tracker(node, "u", "sp:again", ["a"])
+    await pushes(c, 1)
+    await c.call({"id": 4, "sub_refresh": {"channel": "sp:again", "type": 2, "untrack": ["a"]}})
+    await until(lambda: not node.shared_polls.polling("sp:again"))
+    reply = await c.call({"id": 5, "sub_refresh": track_request("u", "sp:again", ["a"])})
+    assert "error" not in reply, reply
+    backend.values["a"] = (2, "two")
+    got: list[dict[str, Any]] = []
+    while ("a", "two") not in [(p["key"], p["data"]) for p in got]:
+        got += await pushes(c, 1)
+    stream = await c.call({"id": 6, "sub_refresh": {"channel": "plain", "type": 1, "track": []}})
+    assert stream["error"]["code"] == 103  # not a shared poll subscription

@@ -96,4 +96,5 @@ async def test_sdk_refreshes_signatures_at_the_ttl_of_the_track_reply(
     # Past the first signature's expiry and the extra delay.
     await asyncio.sleep(max(0.0, expiry + 1 - time.time()))
     backend.values["AAPL"] = (2, {"price": 101})
-    assert (await client.next("update"))["data"] == {"price": 101}
+    update = await client.next("update")
+    assert update["data"] == {"price": 101}, client.events

@@ -178,9 +178,15 @@ class SharedPolls:
 
     async def refresh(self, client: Client, req: SubRefreshRequest) -> SubRefreshResult:
         """A track (1) or untrack (2) request of a subscriber."""
-        state = self._channels.get(req.channel)
-        if state is None or req.channel not in client.subscriptions:
+        sub = client.subscriptions.get(req.channel)
+        if sub is None or not sub.ready:
             raise ReplyError(ErrorCode.PERMISSION_DENIED, "not subscribed")
+        state = self._channels.get(req.channel)
+        if state is None:
+            channel = self.node.rules.resolve(req.channel)
+            if channel.options.subscription_type != "shared_poll":
+                raise ReplyError(ErrorCode.PERMISSION_DENIED, "not subscribed")
+            state = self._state(channel)
         result = SubRefreshResult()
         for key in req.untrack or ():
             self._untrack(state, client, key)
@@ -250,7 +256,9 @@ class SharedPolls:
                 now = time.monotonic()
                 state.idle_since = state.idle_since or now
                 if now - state.idle_since >= opts.shared_poll_channel_shutdown_delay:
-                    self._channels.pop(state.channel.name, None)
+                    # Polling stops; the state stays while subscribers may track again.
+                    if not self.node.hub.num_subscribers(state.channel.name):
+                        self._channels.pop(state.channel.name, None)
                     return
                 continue
             state.idle_since = 0.0
