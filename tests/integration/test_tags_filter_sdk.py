@@ -19,8 +19,10 @@ import jwt
 import pytest
 
 from tests.conftest import SECRET, ServerProcess, free_port
+from tests.integration.cluster_support import cluster_settings, start_nodes
 from tests.integration.support.node_sdk import SDK, SdkClient
 from tests.integration.test_proxy_centrifugo import CENTRIFUGO, _wait_port
+from tidings.testing.redis import RedisServer
 
 SCRIPT = Path(__file__).parent / "support" / "tags_filter_client.cjs"
 
@@ -195,3 +197,19 @@ async def test_sdk_tags_filter_matches_centrifugo(
     }
     theirs = await scenario(centrifugo, node_clients, fmt)
     assert ours == theirs
+
+
+async def test_sdk_tags_filter_on_a_cluster(
+    server_factory: Callable[..., ServerProcess],
+    redis_server: RedisServer,
+    node_clients: Callable[..., Any],
+) -> None:
+    """Subscribed on node A, published on node B (Redis engine): tags travel with the
+    publication, live and in the Redis history that recovery reads."""
+    settings = cluster_settings(
+        [redis_server.url], namespaces={"tf": NAMESPACE}, durable_allow_volatile=True
+    )
+    a, b = start_nodes(server_factory, settings, count=2)
+    across = Target(a.ws_url, b.api_url, b.api_key)
+    ours = await scenario(across, node_clients, "json")
+    assert ours["received"] == EXPECTED and ours["recovered"] is True
