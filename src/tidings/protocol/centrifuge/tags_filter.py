@@ -19,6 +19,7 @@ Beyond Centrifugo's rules, a tree is bounded (`MAX_DEPTH`, `MAX_NODES`,
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -93,9 +94,27 @@ def _compile(node: FilterNode, depth: int, counts: list[int]) -> Matcher:
     children = tuple(_compile(c, depth + 1, counts) for c in node.nodes)
     if len(children) == 1:
         return children[0]
-    if op == "and":
-        return lambda tags: all(child(tags) for child in children)
-    return lambda tags: any(child(tags) for child in children)
+    return _all(children) if op == "and" else _any(children)
+
+
+def _all(children: tuple[Matcher, ...]) -> Matcher:
+    def match(tags: Tags) -> bool:
+        for child in children:  # noqa: SIM110 - a loop: no generator per publication
+            if not child(tags):
+                return False
+        return True
+
+    return match
+
+
+def _any(children: tuple[Matcher, ...]) -> Matcher:
+    def match(tags: Tags) -> bool:
+        for child in children:  # noqa: SIM110 - a loop: no generator per publication
+            if child(tags):
+                return True
+        return False
+
+    return match
 
 
 def _leaf(node: FilterNode, counts: list[int]) -> Matcher:
@@ -155,6 +174,7 @@ def _text(key: str, test: Callable[[str, str], bool], val: str) -> Matcher:
     return match
 
 
+@functools.lru_cache(maxsize=4096)  # one publication's tag, read by every filtered subscriber
 def _number(text: str) -> Decimal | None:
     if len(text) > _MAX_NUMBER or not _DECIMAL.fullmatch(text):
         return None
