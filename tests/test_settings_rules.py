@@ -159,3 +159,12 @@ def test_bad_engine_settings_name_their_key(raw: dict[str, Any], key: str) -> No
 )
 def test_bad_workers_settings_name_their_key(raw: dict[str, Any], key: str) -> None:
     assert config_error(raw).key == key
+
+
+def test_allow_tags_filter_is_for_stream_channels() -> None:
+    settings = build({"namespaces": {"s": {"allow_tags_filter": True}}})
+    assert settings.namespaces["s"].allow_tags_filter
+    error = config_error(
+        {"namespaces": {"m": {"subscription_type": "map", "allow_tags_filter": True}}}
+    )
+    assert error.key == "namespaces.m.allow_tags_filter"

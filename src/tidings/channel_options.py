@@ -50,6 +50,8 @@ class ChannelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     shared_poll_max_keys_per_connection: int = 1000
     shared_poll_channel_shutdown_delay: float = 0.0
     shared_poll_timeout: float = 5.0
+    #: How long a tracked key outlives its signature's expiry (0: Centrifugo's 25 s).
+    shared_poll_track_expired_extra_delay: float = 25.0
     #: "" / "versionless" (the back end gives no versions) or "versioned".
     shared_poll_mode: str = ""
     shared_poll_publish_enabled: bool = False
@@ -61,6 +63,8 @@ class ChannelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     sub_refresh_proxy_name: str = ""
     allowed_delta_types: tuple[str, ...] = ()
     delta_publish: bool = False
+    #: Subscribers may send a tags filter (`tf`): they get only the publications it matches.
+    allow_tags_filter: bool = False
 
     @property
     def history_enabled(self) -> bool:
@@ -107,9 +111,13 @@ CHANNEL_OPTION_DOCS: dict[str, str] = {
     "shared_poll_channel_shutdown_delay": "shared_poll channels: polling goes on this long after "
     "the last subscriber left",
     "shared_poll_timeout": "shared_poll channels: how long one back end request may take",
+    "shared_poll_track_expired_extra_delay": "shared_poll channels: a tracked key is untracked "
+    "this long after its signature expired, unless tracked again with a fresh one (0: 25s)",
     "fsync": "durable write policy: 'always' (fsync each), 'batch' (group commit), 'never'",
     "queue_topic": "forward client publications to this queue topic (needs queue_publish_address)",
     **CHANNEL_PROXY_OPTION_DOCS,
     "allowed_delta_types": "delta compressions subscribers may ask for: [] or ['fossil']",
     "delta_publish": "send every publication as a delta to subscribers that negotiated one",
+    "allow_tags_filter": "subscribers may send a publication tags filter (tf) and then get only "
+    "the publications whose tags match it (live and recovered)",
 }

@@ -35,6 +35,7 @@ _DURATION_KEYS = frozenset(
         "shared_poll_refresh_interval",
         "shared_poll_channel_shutdown_delay",
         "shared_poll_timeout",
+        "shared_poll_track_expired_extra_delay",
         "client_ping_interval",
         "client_pong_timeout",
         "client_stale_close_delay",

@@ -22,7 +22,7 @@ _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def _check_personal_and_delta(settings: Settings) -> None:
-    """The personal channel namespace exists; delta types are known."""
+    """The personal channel namespace exists; delta types are known; tags filters fit."""
     namespace = settings.personal_channel_namespace
     if namespace and namespace not in settings.namespaces:
         raise ConfigError("personal_channel_namespace", f"no namespace {namespace!r}")
@@ -32,6 +32,12 @@ def _check_personal_and_delta(settings: Settings) -> None:
         for kind in options.allowed_delta_types:
             if kind != "fossil":
                 raise ConfigError(f"{prefix}.allowed_delta_types", f"unknown delta type {kind!r}")
+        if options.allow_tags_filter and options.subscription_type != "stream":
+            raise ConfigError(
+                f"{prefix}.allow_tags_filter",
+                "tags filters apply to stream channels only, not to "
+                f"subscription_type {options.subscription_type!r}",
+            )
 
 
 def _check_ports(settings: Settings) -> None:
@@ -255,5 +261,7 @@ def _check_subscription_type(settings: Settings, prefix: str, opts: ChannelOptio
             raise ConfigError(f"{prefix}.shared_poll_refresh_batch_size", "1 to 100000")
         if not 0 < opts.shared_poll_timeout <= 600:
             raise ConfigError(f"{prefix}.shared_poll_timeout", "above 0, at most 600s")
+        if not 0 <= opts.shared_poll_track_expired_extra_delay <= 86400:
+            raise ConfigError(f"{prefix}.shared_poll_track_expired_extra_delay", "0 to 1d")
         if not settings.shared_poll_hmac_secret_key:
             raise ConfigError("shared_poll_hmac_secret_key", "required by shared_poll channels")

@@ -120,6 +120,9 @@ async def node(backend: Backend) -> AsyncIterator[Node]:
                     "shared_poll_publish_enabled": True,
                     "shared_poll_refresh_interval": "1h",  # updates come by publish only
                 },
+                # Polled at once when a key is tracked first, otherwise hardly ever.
+                "cold": {**ns, "shared_poll_refresh_interval": "1h"},
+                "exp": {**ns, "shared_poll_track_expired_extra_delay": "50ms"},
                 "plain": OPEN,
             },
         )
@@ -158,7 +161,9 @@ def track_request(user: str, channel: str, keys: list[str], **override: Any) -> 
 
 
 async def pushes(c: Conn, count: int) -> list[dict[str, Any]]:
-    got: list[dict[str, Any]] = []
+    # A cold key is polled at once: its data may have come with the last call's reply.
+    got: list[dict[str, Any]] = [m["push"]["pub"] for m in c.pushes if "pub" in m.get("push", {})]
+    c.pushes = []
     async with asyncio.timeout(5):
         while len(got) < count:
             await asyncio.sleep(0.01)
@@ -381,3 +386,98 @@ async def test_a_new_publisher_epoch_makes_trackers_start_over(node: Node) -> No
             await asyncio.sleep(0.01)
     assert unsubs[0]["code"] == 2500
     assert "pub:e" not in c.client.subscriptions
+
+
+async def test_a_cold_key_is_polled_at_once(node: Node, backend: Backend) -> None:
+    """As Centrifugo's cold key notification: no wait for the next refresh (1 h here)."""
+    backend.values = {"a": (1, "one"), "b": (1, "bee"), "c": (1, "sea")}
+    c = await tracker(node, "u", "cold:x", ["a", "b"])
+    assert sorted(p["key"] for p in await pushes(c, 2)) == ["a", "b"]
+    assert [sorted(i["key"] for i in call["items"]) for call in backend.calls] == [["a", "b"]]
+    # A second tracker of a warm key gets it in its reply, without a back end call.
+    _, known = await tracker_with_reply(node, "v", "cold:x", ["a"])
+    assert [(p["key"], p["data"]) for p in known] == [("a", "one")]
+    assert len(backend.calls) == 1
+    # A key new to the channel is polled alone.
+    reply = await c.call({"id": 4, "sub_refresh": track_request("u", "cold:x", ["a", "c"])})
+    assert "error" not in reply
+    assert [p["key"] for p in await pushes(c, 1)] == ["c"]
+    assert [i["key"] for i in backend.calls[-1]["items"]] == ["c"]
+
+
+async def test_a_track_reply_says_when_its_signature_expires(node: Node) -> None:
+    c = await tracker(node, "u", "cold:t", [])
+    now = int(time.time())
+    batches = [
+        {
+            "signature": sign(SECRET, "u", "cold:t", [k], iat=now, expiry=now + ttl),
+            "items": [{"key": k}],
+        }
+        for k, ttl in (("a", 600), ("b", 90))
+    ]
+    reply = await c.call(
+        {"id": 4, "sub_refresh": {"channel": "cold:t", "type": 1, "track": batches}}
+    )
+    result = reply["sub_refresh"]
+    assert result["expires"] is True and 80 <= result["ttl"] <= 90  # the earliest one
+    forever = sign(SECRET, "u", "cold:t", ["z"], iat=now, expiry=0)
+    track = {"signature": forever, "items": [{"key": "z"}]}
+    reply = await c.call(
+        {"id": 5, "sub_refresh": {"channel": "cold:t", "type": 1, "track": [track]}}
+    )
+    assert "expires" not in reply["sub_refresh"]
+
+
+async def test_an_expired_track_is_dropped_after_the_extra_delay(
+    node: Node, backend: Backend
+) -> None:
+    """Centrifugo's track_expired_extra_delay: untracked silently unless tracked anew."""
+    backend.values = {"old": (1, "o"), "kept": (1, "k"), "fresh": (1, "f")}
+    c = await tracker(node, "u", "exp:x", ["fresh"])
+    now = int(time.time())
+    for key in ("old", "kept"):
+        # Expired a second ago: still within the accepted clock skew, so tracked.
+        signed = sign(SECRET, "u", "exp:x", [key], iat=now - 60, expiry=now - 1)
+        track = {"signature": signed, "items": [{"key": key}]}
+        req = {"channel": "exp:x", "type": 1, "track": [track]}
+        assert "error" not in await c.call({"id": 4, "sub_refresh": req})
+    # "kept" is tracked again with a fresh signature (what the SDK does at the ttl).
+    assert "error" not in await c.call(
+        {"id": 5, "sub_refresh": track_request("u", "exp:x", ["kept"])}
+    )
+
+    def asked() -> set[str]:
+        return {i["key"] for i in backend.calls[-1]["items"]}
+
+    await until(lambda: asked() == {"fresh", "kept"})
+    await settle_client(c.client)
+    c.transport.take()  # the first data of the three keys
+    c.pushes = []
+    backend.values["old"] = (2, "changed")
+    backend.values["kept"] = (2, "changed")
+    got: list[dict[str, Any]] = []
+    while ("kept", "changed") not in [(p["key"], p["data"]) for p in got]:
+        got += await pushes(c, 1)
+    calls = len(backend.calls)
+    await until(lambda: len(backend.calls) >= calls + 2)  # more polls: "old" stays quiet
+    await settle_client(c.client)
+    got += [m["push"]["pub"] for m in c.transport.take() if "push" in m]
+    assert "old" not in {p["key"] for p in got}  # neither its data nor a removal
+
+
+async def test_a_subscriber_may_track_again_after_polling_stopped(
+    node: Node, backend: Backend
+) -> None:
+    backend.values = {"a": (1, "one")}
+    c = await tracker(node, "u", "sp:again", ["a"])
+    await pushes(c, 1)
+    await c.call({"id": 4, "sub_refresh": {"channel": "sp:again", "type": 2, "untrack": ["a"]}})
+    await until(lambda: not node.shared_polls.polling("sp:again"))
+    reply = await c.call({"id": 5, "sub_refresh": track_request("u", "sp:again", ["a"])})
+    assert "error" not in reply, reply
+    backend.values["a"] = (2, "two")
+    got: list[dict[str, Any]] = []
+    while ("a", "two") not in [(p["key"], p["data"]) for p in got]:
+        got += await pushes(c, 1)
+    stream = await c.call({"id": 6, "sub_refresh": {"channel": "plain", "type": 1, "track": []}})
+    assert stream["error"]["code"] == 103  # not a shared poll subscription

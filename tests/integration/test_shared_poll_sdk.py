@@ -7,6 +7,7 @@ one poll per interval.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -37,7 +38,9 @@ def server(server_factory: Callable[..., ServerProcess], backend: Backend) -> Se
         "shared_poll_refresh_interval": "50ms",
         "allow_subscribe_for_client": True,
     }
-    return server_factory({"shared_poll_hmac_secret_key": SECRET, "namespaces": {"sp": ns}})
+    short = {**ns, "shared_poll_track_expired_extra_delay": "100ms"}
+    namespaces = {"sp": ns, "short": short}
+    return server_factory({"shared_poll_hmac_secret_key": SECRET, "namespaces": namespaces})
 
 
 @pytest.fixture
@@ -69,3 +72,29 @@ async def test_sdk_clients_share_one_poll(
     backend.values["AAPL"] = (3, None)
     for client in clients:
         assert (await client.next("update"))["removed"] is True
+
+
+async def test_sdk_refreshes_signatures_at_the_ttl_of_the_track_reply(
+    server: ServerProcess, backend: Backend, sdk: Callable[[str, str], Any]
+) -> None:
+    """A track reply says when its signature runs out (`expires`, `ttl`); the SDK asks
+    for a fresh one then and tracks again, so that the key outlives its first signature
+    (the server drops tracks 100 ms after their signature expired here)."""
+    backend.values = {"AAPL": (1, {"price": 100})}
+    client: SdkClient = await sdk("alice", "short:quotes")
+    await client.next("subscribed")
+    now = int(time.time())
+    expiry = now + 2
+    sig = sign(SECRET, "alice", "short:quotes", ["AAPL"], iat=now, expiry=expiry)
+    await client.send(f"track {sig} AAPL")
+    assert (await client.next("update"))["version"] == 1
+    wanted = await client.next("signature_wanted")
+    assert wanted == {"keys": ["AAPL"]}
+    now = int(time.time())
+    fresh = sign(SECRET, "alice", "short:quotes", ["AAPL"], iat=now, expiry=now + 300)
+    await client.send(f"signature {fresh} AAPL")
+    # Past the first signature's expiry and the extra delay.
+    await asyncio.sleep(max(0.0, expiry + 1 - time.time()))
+    backend.values["AAPL"] = (2, {"price": 101})
+    update = await client.next("update")
+    assert update["data"] == {"price": 101}, client.events

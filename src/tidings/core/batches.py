@@ -11,6 +11,10 @@ without those, so recovery never duplicates what the batch delivers.
 
 In a channel with delta subscribers (see `deltas`), each publication's delta
 is also computed once per batch, and those subscribers share its encodings.
+
+A subscriber with a tags filter gets the publications its filter matches,
+joined for it alone from the shared encodings; channels without filtered
+subscribers never evaluate a filter.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
     from tidings.core.client import Client, Subscription
     from tidings.core.hub import Hub
     from tidings.protocol.centrifuge.codec import Codec
+    from tidings.protocol.centrifuge.tags_filter import Matcher
 
 
 class _Batch:
@@ -52,6 +57,8 @@ class PublicationBatches:
         self._batches: dict[str, _Batch] = {}
         #: Channels with delta subscribers, and what their deltas start from.
         self._bases: dict[str, ChannelBase | None] = {}
+        #: Channels with tags-filtered subscribers: client -> its filter.
+        self._filters: dict[str, dict[Client, Matcher]] = {}
         #: Bytes written straight to clients (queued ones are counted when flushed).
         self.bytes_out = 0
 
@@ -84,6 +91,18 @@ class PublicationBatches:
         """A subscriber of `name` negotiated deltas (its first publication goes in full)."""
         self._bases.setdefault(name, None)
 
+    def filter_added(self, name: str, client: Client, matcher: Matcher) -> None:
+        """`client` subscribed to `name` with a tags filter."""
+        self._filters.setdefault(name, {})[client] = matcher
+
+    def filter_removed(self, name: str, client: Client) -> None:
+        """`client`, subscribed with a tags filter, left `name`."""
+        filters = self._filters.get(name)
+        if filters is not None:
+            filters.pop(client, None)
+            if not filters:
+                del self._filters[name]
+
     def flush(self) -> None:
         """Hand every queued batch to the channel's current subscribers."""
         batches, self._batches = self._batches, {}
@@ -97,11 +116,15 @@ class PublicationBatches:
                 run = DeltaRun(batch.replies, batch.eligible, self._bases[name])
             delta_subscribers = 0
             json_written = other_bytes = 0
+            filters = self._filters.get(name)
             for client in list(self._hub.subscribers(name)):
                 # One client whose write (or encoding) raises is dropped; the others
                 # of the channel, and the other channels, still get theirs.
                 try:
                     codec = client.codec
+                    if filters is not None and (matcher := filters.get(client)) is not None:
+                        other_bytes += _deliver_filtered(batch, client, name, matcher)
+                        continue
                     if run is not None:
                         sub = client.subscriptions.get(name)
                         if sub is not None and sub.delta:
@@ -146,6 +169,31 @@ def _deliver_deltas(run: DeltaRun, batch: _Batch, client: Client, sub: Subscript
             written = len(payload)
     sub.delta_seq = run.last_seq
     return written
+
+
+def _deliver_filtered(batch: _Batch, client: Client, name: str, matcher: Matcher) -> int:
+    """Queue or write what `matcher` lets through; the bytes written now, if any."""
+    floor, fresh = 0, bool(batch.fresh) and client in batch.fresh
+    if fresh:
+        sub = client.subscriptions.get(name)
+        floor = sub.floor if sub is not None else 0
+    items = batch.encoded_for(client.codec)
+    kept = [
+        data
+        for (offset, reply), data in zip(batch.replies, items, strict=True)
+        if offset > floor and reply.push is not None and matcher(_tags(reply.push.pub))
+    ]
+    if not kept:
+        return 0
+    payload = client.codec.join(kept)
+    if fresh:
+        client.enqueue(payload)
+        return 0
+    return len(payload) if client.write_now(payload) else 0
+
+
+def _tags(pub: Publication | None) -> dict[str, str] | None:
+    return pub.tags if pub is not None else None
 
 
 def _after(batch: _Batch, codec: Codec, floor: int) -> bytes:

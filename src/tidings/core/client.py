@@ -24,6 +24,7 @@ from tidings.store.base import StoreWriteError
 
 if TYPE_CHECKING:
     from tidings.core.node import Node
+    from tidings.protocol.centrifuge.tags_filter import Matcher
     from tidings.transport.base import Transport
     from tidings.upstream.coordinator import ConnectionUpstream
 
@@ -53,6 +54,8 @@ class Subscription:
     delta_seq: int = 0
     #: Made by the server (connect token, personal channel, API): the SDK cannot resubscribe.
     server_side: bool = False
+    #: The subscriber's tags filter (`tf`): publications it does not match are not sent.
+    tags_filter: Matcher | None = None
 
 
 class Client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -37,12 +38,21 @@ from tidings.protocol.centrifuge.messages import (
     raw,
 )
 from tidings.protocol.centrifuge.payload import InvalidPayload, compact_json
+from tidings.protocol.centrifuge.tags_filter import (
+    FilterError,
+    Matcher,
+    compile_filter,
+    decode_filter,
+)
 from tidings.store.base import OutOfRange, Position, StoreWriteError, UnrecoverablePosition
 
 if TYPE_CHECKING:
+    from tidings.core.channels import Channel
     from tidings.core.client import Client
     from tidings.core.node import Node
     from tidings.upstream.coordinator import ProxiedConnect, ProxiedSubscribe
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[["Client", Command], Awaitable[Reply | None]]
 
@@ -212,10 +222,8 @@ class CommandHandler:
             self.node.counters["refused_history_rate"] += 1
             raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
         deltas.check_type(req.delta)
-        if len(req.tf):
-            # Centrifugo's answer without allow_tags_filter; tidings filters by no tags.
-            raise ReplyError(ErrorCode.BAD_REQUEST, "tags filters are not supported")
         kind = channel.options.subscription_type
+        matcher = _tags_filter(client, channel, req) if len(req.tf) else None
         if kind == "shared_poll":
             polled = await self.node.shared_polls.subscribe(
                 client, channel, req, info=info, expire_at=expire_at
@@ -236,12 +244,14 @@ class CommandHandler:
             info=info,
             expire_at=expire_at,
             reject_unrecovered=bool(req.flag & SUBSCRIBE_FLAG_REJECT_UNRECOVERED),
+            tags_filter=matcher,
         )
         if proxied is not None:
             result.data = raw(proxied.data)
             if proxied.server_refresh:  # the node refreshes it, not the client
                 result.expires, result.ttl = False, 0
-        if deltas.negotiate(req.delta, channel.options, result):
+        # A filtered subscriber misses publications that deltas are computed against.
+        if matcher is None and deltas.negotiate(req.delta, channel.options, result):
             deltas.subscribed(self.node, client, channel.name, result)
         return Reply(id=command.id, subscribe=result)
 
@@ -440,6 +450,22 @@ def _wire_int(value: int, field: str, low: int = 0) -> int:
     if not low <= value <= MAX_WIRE_INT:
         raise ReplyError(ErrorCode.BAD_REQUEST, f"{field} must be {low} to {MAX_WIRE_INT}")
     return value
+
+
+def _tags_filter(client: Client, channel: Channel, req: SubscribeRequest) -> Matcher | None:
+    """The subscriber's compiled tags filter; error 107 (as Centrifugo) if it may not have it."""
+    try:
+        node = decode_filter(bytes(req.tf), client.codec.binary)
+        if node is None:
+            return None
+        if not channel.options.allow_tags_filter:
+            raise FilterError("tags filter not allowed")
+        if channel.options.subscription_type != "stream" or req.type:
+            raise FilterError("tags filter on a map or shared poll subscription")
+        return compile_filter(node)
+    except FilterError as exc:
+        log.info("subscribe to %r by %r refused: %s", channel.name, client.id, exc)
+        raise ReplyError(ErrorCode.BAD_REQUEST) from None
 
 
 def _position(req: SubscribeRequest) -> Position | None:

@@ -25,6 +25,14 @@ each node polls for its own trackers, and a published update goes through
 the broker to every node (`published`), which pushes it to its trackers of
 the key if the version is newer than theirs.
 
+A key nobody tracked here before (a cold key) is polled at once, not at the
+next refresh, as Centrifugo's cold key notification does: the keys tracked
+during one loop turn go in one request. A tracked key lives as long as its
+signature (the expiry in it; a track reply says when the earliest one runs
+out, `expires`/`ttl`, so that the SDK tracks again with a fresh signature)
+plus `shared_poll_track_expired_extra_delay`; after that it is untracked
+silently, as in Centrifugo.
+
 A back end that is down, slow or answers garbage costs subscribers only the
 updates of that poll: the failure is logged once per channel until it
 recovers, and the next poll tries again.
@@ -59,6 +67,8 @@ from tidings.store.keyed import InvalidKey, check_key
 from tidings.upstream.shared_poll import BackendError, PolledItem, PollItem, SharedPollBackend
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from tidings.core.channels import Channel
     from tidings.core.client import Client
     from tidings.core.node import Node
@@ -70,6 +80,9 @@ TYPE_SHARED_POLL = 4
 TRACK, UNTRACK = 1, 2
 #: Seconds a signature is still accepted after its expiry (clock skew).
 GRACE = 5
+#: Seconds a track outlives its signature's expiry when the namespace sets none
+#: (Centrifugo's default of `track_expired_extra_delay`).
+EXPIRED_EXTRA_DELAY = 25.0
 
 
 def sign(secret: str, user: str, channel: str, keys: list[str], *, iat: int, expiry: int) -> str:
@@ -99,7 +112,8 @@ def signature_valid(
 class _Key:
     version: int = 0
     data: bytes = b""
-    trackers: set[Client] = field(default_factory=set)
+    #: Tracking clients -> when their signature expires (unix seconds; 0: never).
+    trackers: dict[Client, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -111,6 +125,9 @@ class _PolledChannel:
     idle_since: float = 0.0
     failing: bool = False
     polls: int = 0
+    #: Keys tracked for the first time, polled at once (see `_notify`).
+    cold: set[str] = field(default_factory=set)
+    cold_task: asyncio.Task[None] | None = None
 
 
 class SharedPolls:
@@ -161,9 +178,15 @@ class SharedPolls:
 
     async def refresh(self, client: Client, req: SubRefreshRequest) -> SubRefreshResult:
         """A track (1) or untrack (2) request of a subscriber."""
-        state = self._channels.get(req.channel)
-        if state is None or req.channel not in client.subscriptions:
+        sub = client.subscriptions.get(req.channel)
+        if sub is None or not sub.ready:
             raise ReplyError(ErrorCode.PERMISSION_DENIED, "not subscribed")
+        state = self._channels.get(req.channel)
+        if state is None:
+            channel = self.node.rules.resolve(req.channel)
+            if channel.options.subscription_type != "shared_poll":
+                raise ReplyError(ErrorCode.PERMISSION_DENIED, "not subscribed")
+            state = self._state(channel)
         result = SubRefreshResult()
         for key in req.untrack or ():
             self._untrack(state, client, key)
@@ -173,7 +196,7 @@ class SharedPolls:
             raise ReplyError(ErrorCode.BAD_REQUEST, f"unknown sub_refresh type {req.type}")
         opts = state.channel.options
         secret = self.node.settings.shared_poll_hmac_secret_key
-        wanted: list[tuple[str, int]] = []
+        wanted: list[tuple[str, int, int]] = []
         now = time.time()
         for batch in req.track or ():
             items = batch.items or []
@@ -188,26 +211,34 @@ class SharedPolls:
                 secret, client.user, req.channel, keys, signature=signed, now=now
             ):
                 raise ReplyError(ErrorCode.PERMISSION_DENIED, "invalid track signature")
-            wanted += [(item.key, item.version) for item in items]
+            expiry = int(signed.split(":")[1])
+            wanted += [(item.key, item.version, expiry) for item in items]
         tracked = sum(1 for key in state.keys.values() if client in key.trackers)
-        new = {k for k, _ in wanted if client not in state.keys.get(k, _Key()).trackers}
+        new = {k for k, _, _ in wanted if client not in state.keys.get(k, _Key()).trackers}
         if tracked + len(new) > opts.shared_poll_max_keys_per_connection:
             limit = opts.shared_poll_max_keys_per_connection
             raise ReplyError(ErrorCode.LIMIT_EXCEEDED, f"more than {limit} tracked keys")
         known: list[Publication] = []
-        for key, version in wanted:
-            entry = state.keys.setdefault(key, _Key())
-            entry.trackers.add(client)
+        for key, version, expiry in wanted:  # a key in several batches: the last one's expiry
+            entry = state.keys.get(key)
+            if entry is None:
+                entry = state.keys[key] = _Key()
+                state.cold.add(key)
+            entry.trackers[client] = expiry
             if entry.version > version and entry.data:
                 known.append(_publication(key, entry))
         result.items = known or None
+        expiries = [expiry for _, _, expiry in wanted if expiry]
+        if expiries:
+            result.expires, result.ttl = True, max(0, min(expiries) - int(now))
         self._start(state)
+        self._notify(state)
         return result
 
     def _untrack(self, state: _PolledChannel, client: Client, key: str) -> None:
         entry = state.keys.get(key)
         if entry is not None:
-            entry.trackers.discard(client)
+            entry.trackers.pop(client, None)
             if not entry.trackers:
                 del state.keys[key]
 
@@ -225,7 +256,9 @@ class SharedPolls:
                 now = time.monotonic()
                 state.idle_since = state.idle_since or now
                 if now - state.idle_since >= opts.shared_poll_channel_shutdown_delay:
-                    self._channels.pop(state.channel.name, None)
+                    # Polling stops; the state stays while subscribers may track again.
+                    if not self.node.hub.num_subscribers(state.channel.name):
+                        self._channels.pop(state.channel.name, None)
                     return
                 continue
             state.idle_since = 0.0
@@ -234,20 +267,47 @@ class SharedPolls:
             except Exception:  # the poller of one channel never dies of one bad answer
                 log.exception("shared poll of %r failed", state.channel.name)
 
+    def _notify(self, state: _PolledChannel) -> None:
+        """Poll the cold keys at once, in one request for those of this loop turn."""
+        if state.cold and (state.cold_task is None or state.cold_task.done()):
+            state.cold_task = asyncio.get_running_loop().create_task(self._poll_cold(state))
+
+    async def _poll_cold(self, state: _PolledChannel) -> None:
+        await asyncio.sleep(0)  # the keys tracked in this loop turn go together
+        keys, state.cold = state.cold, set()
+        try:
+            await self.poll(state, [k for k in keys if k in state.keys])
+        except Exception:
+            log.exception("shared poll of %r failed", state.channel.name)
+
     def _prune(self, state: _PolledChannel) -> None:
-        """Forget connections that left (unsubscribed or closed) and keys nobody tracks."""
+        """Forget connections that left, tracks whose signature expired, untracked keys."""
         name = state.channel.name
+        delay = state.channel.options.shared_poll_track_expired_extra_delay or EXPIRED_EXTRA_DELAY
+        now = time.time()
         for key, entry in list(state.keys.items()):
-            entry.trackers = {c for c in entry.trackers if not c.closed and name in c.subscriptions}
+            entry.trackers = {
+                c: expiry
+                for c, expiry in entry.trackers.items()
+                if not c.closed
+                and name in c.subscriptions
+                and not (expiry and now > expiry + delay)
+            }
             if not entry.trackers:
                 del state.keys[key]
 
-    async def poll(self, state: _PolledChannel) -> None:
-        """Ask the back end once (in batches) for every tracked key and push the changes."""
+    async def poll(self, state: _PolledChannel, only: list[str] | None = None) -> None:
+        """Ask the back end once (in batches) for every tracked key (or those `only`) and
+        push the changes."""
         opts = state.channel.options
         name = state.channel.name
         backend = self._backend(opts.shared_poll_endpoint, opts.shared_poll_timeout)
-        keys = list(state.keys.items())
+        if only is None:
+            keys = list(state.keys.items())
+        else:
+            keys = [(k, state.keys[k]) for k in only if k in state.keys]
+        if not keys:
+            return
         size = opts.shared_poll_refresh_batch_size
         versioned = opts.shared_poll_mode == "versioned"
         state.polls += 1
@@ -376,14 +436,15 @@ class SharedPolls:
 
     async def close(self) -> None:
         for state in list(self._channels.values()):
-            if state.task is not None:
-                state.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await state.task
+            for task in (state.task, state.cold_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         self._channels.clear()
 
 
-def _push(name: str, pub: Publication, trackers: set[Client]) -> None:
+def _push(name: str, pub: Publication, trackers: Iterable[Client]) -> None:
     encoded = EncodedOnce(Reply(push=Push(channel=name, pub=pub)))
     for client in list(trackers):
         if not client.closed:

@@ -30,6 +30,7 @@ from tidings.store.base import Position, StoreWriteError
 
 if TYPE_CHECKING:
     from tidings.core.node import Node
+    from tidings.protocol.centrifuge.tags_filter import Matcher
 
 
 class Subscriptions:
@@ -53,6 +54,7 @@ class Subscriptions:
         budget: int | None = None,
         newest_that_fit: bool = False,
         reject_unrecovered: bool = False,
+        tags_filter: Matcher | None = None,
     ) -> SubscribeResult:
         """Subscribe `client` (permissions already checked) and return the result.
 
@@ -62,7 +64,8 @@ class Subscriptions:
         client's outbox has left): more is not recovered (`recovered: false`,
         positioned at the top), so that a reply never exceeds the outbox bound;
         the client then pages through history itself. With `newest_that_fit`
-        (an inbox replay) the oldest are left out instead, as if trimmed.
+        (an inbox replay) the oldest are left out instead, as if trimmed. With a
+        `tags_filter`, only the publications it matches are sent, recovered or live.
         """
         name = channel.name
         if name in client.subscriptions:
@@ -76,6 +79,7 @@ class Subscriptions:
             join_leave=opts.force_push_join_leave or (join_leave and opts.join_leave)
         )
         sub.info, sub.expire_at, sub.server_side = info, expire_at, server_side
+        sub.tags_filter = tags_filter
         client.subscriptions[name] = sub
         result = SubscribeResult()
         if expire_at:
@@ -110,6 +114,11 @@ class Subscriptions:
                         await self.node.presence.remove(name, client.id)
                     raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
                 sub.epoch, sub.floor = result.epoch, result.offset
+                if tags_filter is not None and result.publications:
+                    # As Centrifugo: recovered, but without what the filter excludes.
+                    result.publications = [
+                        pub for pub in result.publications if tags_filter(pub.tags)
+                    ]
                 if result.recovered and since is not None:
                     # As Centrifugo: a recovered result carries the offset asked for; its
                     # publications bring the client to the top.
@@ -128,6 +137,8 @@ class Subscriptions:
             raise ReplyError(ErrorCode.INTERNAL, "client went away while subscribing")
         self.node.hub.subscribe(name, client)
         self.node.batches.subscribed(name, client)
+        if tags_filter is not None:
+            self.node.batches.filter_added(name, client, tags_filter)
         sub.ready = True
         if result.publications:
             # Recovered (e.g. an inbox replayed on connect) is delivered too.
@@ -159,6 +170,8 @@ class Subscriptions:
         if sub is None or not sub.ready:
             return
         self.node.hub.unsubscribe(name, client)
+        if sub.tags_filter is not None:
+            self.node.batches.filter_removed(name, client)
         self._release(name)
         try:
             channel = self.node.rules.resolve(name)

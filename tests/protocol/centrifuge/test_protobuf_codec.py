@@ -47,6 +47,10 @@ def codec() -> ProtobufCodec:
 def _value(kind: schema.Kind, number: int) -> Any:
     """A non-default value of `kind`, distinct per field number."""
     if isinstance(kind, schema.Repeated):
+        if isinstance(kind.item, str):
+            return [_value(kind.item, number), ""]
+        if kind.item is m.FilterNode:  # recursive: one level of children is enough
+            return [m.FilterNode(op="and", key="k", vals=["v"]), m.FilterNode()]
         return [sample(kind.item), kind.item()]
     if isinstance(kind, schema.MapOf):
         if isinstance(kind.value, str):
@@ -175,6 +179,8 @@ def test_schema_numbers_and_kinds_match_client_proto(cls: type[Struct]) -> None:
             assert field.type == expected, f"{cls.__name__}.{attr}"
             if kind == schema.BYTES:
                 assert hints[attr] is Raw
+        elif isinstance(kind, schema.Repeated) and kind.item == schema.STRING:
+            assert field.type == field.TYPE_STRING, f"{cls.__name__}.{attr}"
         else:
             assert field.type == field.TYPE_MESSAGE, f"{cls.__name__}.{attr}"
 

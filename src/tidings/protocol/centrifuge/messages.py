@@ -45,6 +45,17 @@ class StreamPosition(_Message):
     epoch: str = ""
 
 
+class FilterNode(_Message):
+    """A publication tags filter (client.proto): a leaf when `op` is "", else and/or/not."""
+
+    op: str = ""
+    key: str = ""
+    cmp: str = ""
+    val: str = ""
+    vals: list[str] = field(default_factory=list)
+    nodes: list[FilterNode] = field(default_factory=list)
+
+
 class SubscribeRequest(_Message):
     channel: str = ""
     token: str = ""
@@ -56,7 +67,7 @@ class SubscribeRequest(_Message):
     recoverable: bool = False
     join_leave: bool = False
     delta: str = ""
-    #: A tags filter (client.proto FilterNode), kept undecoded: only its presence matters.
+    #: A tags filter (a `FilterNode`), kept undecoded until the channel allows one.
     tf: Raw = EMPTY
     #: Bits of `SUBSCRIBE_FLAG_*`.
     flag: int = 0

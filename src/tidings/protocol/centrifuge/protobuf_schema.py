@@ -47,6 +47,14 @@ Kind = str | type[Struct] | Repeated | MapOf
 SCHEMA: dict[type[Struct], dict[str, tuple[int, Kind]]] = {
     # --- requests ---------------------------------------------------------------
     m.StreamPosition: {"offset": (1, UINT64), "epoch": (2, STRING)},
+    m.FilterNode: {
+        "op": (1, STRING),
+        "key": (2, STRING),
+        "cmp": (3, STRING),
+        "val": (4, STRING),
+        "vals": (5, Repeated(STRING)),
+        "nodes": (6, Repeated(m.FilterNode)),
+    },
     m.SubscribeRequest: {
         "channel": (1, STRING),
         "token": (2, STRING),
