@@ -9,8 +9,9 @@ A client that subscribed with recovery during the turn already received the
 publications up to its recovered offset; for it alone the payload is rebuilt
 without those, so recovery never duplicates what the batch delivers.
 
-In a channel with delta subscribers (see `deltas`), each publication's delta
-is also computed once per batch, and those subscribers share its encodings.
+In a channel with delta subscribers (see `deltas`; map channels: see
+`map_deltas`), each publication's delta is also computed once per batch, and
+those subscribers share its encodings.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tidings.core.deltas import ChannelBase, DeltaRun
+from tidings.core.map_deltas import KeyedBases, MapDeltaRun
 from tidings.protocol.centrifuge.messages import Publication, Push, Reply
 
 if TYPE_CHECKING:
@@ -52,6 +54,8 @@ class PublicationBatches:
         self._batches: dict[str, _Batch] = {}
         #: Channels with delta subscribers, and what their deltas start from.
         self._bases: dict[str, ChannelBase | None] = {}
+        #: Map channels with delta subscribers, and the key values their deltas start from.
+        self._keyed: dict[str, KeyedBases] = {}
         #: Bytes written straight to clients (queued ones are counted when flushed).
         self.bytes_out = 0
 
@@ -84,6 +88,16 @@ class PublicationBatches:
         """A subscriber of `name` negotiated deltas (its first publication goes in full)."""
         self._bases.setdefault(name, None)
 
+    def map_delta_subscribed(self, name: str) -> None:
+        """A subscriber of map channel `name` negotiated deltas (per key, see `map_deltas`)."""
+        if name not in self._keyed:
+            self._keyed[name] = KeyedBases()
+
+    def forget(self, name: str) -> None:
+        """The last subscriber of `name` left: drop what its deltas started from."""
+        self._bases.pop(name, None)
+        self._keyed.pop(name, None)
+
     def flush(self) -> None:
         """Hand every queued batch to the channel's current subscribers."""
         batches, self._batches = self._batches, {}
@@ -95,6 +109,8 @@ class PublicationBatches:
             run: DeltaRun | None = None
             if name in self._bases:
                 run = DeltaRun(batch.replies, batch.eligible, self._bases[name])
+            keyed = self._keyed.get(name)
+            map_run = None if keyed is None else MapDeltaRun(batch.replies, batch.eligible, keyed)
             delta_subscribers = 0
             json_written = other_bytes = 0
             for client in list(self._hub.subscribers(name)):
@@ -102,11 +118,14 @@ class PublicationBatches:
                 # of the channel, and the other channels, still get theirs.
                 try:
                     codec = client.codec
-                    if run is not None:
+                    if run is not None or map_run is not None:
                         sub = client.subscriptions.get(name)
                         if sub is not None and sub.delta:
                             delta_subscribers += 1
-                            other_bytes += _deliver_deltas(run, batch, client, sub)
+                            if map_run is not None:
+                                other_bytes += _deliver_map_deltas(map_run, batch, client, sub)
+                            elif run is not None:
+                                other_bytes += _deliver_deltas(run, batch, client, sub)
                             continue
                     if fresh and client in fresh:
                         sub = client.subscriptions.get(name)
@@ -125,6 +144,8 @@ class PublicationBatches:
                 except Exception as exc:
                     client.fail(f"delivery of {name!r} failed: {exc!r}")
             self.bytes_out += json_written * len(json_payload) + other_bytes
+            if map_run is not None and not delta_subscribers:
+                del self._keyed[name]
             if run is not None:
                 if delta_subscribers:
                     self._bases[name] = run.next_base()
@@ -146,6 +167,20 @@ def _deliver_deltas(run: DeltaRun, batch: _Batch, client: Client, sub: Subscript
             written = len(payload)
     sub.delta_seq = run.last_seq
     return written
+
+
+def _deliver_map_deltas(run: MapDeltaRun, batch: _Batch, client: Client, sub: Subscription) -> int:
+    """Queue or write a map batch for a delta subscriber; the bytes written now, if any."""
+    if batch.fresh and client in batch.fresh:
+        # Its reply already held the changes up to its floor (and the values they set).
+        items = run.items(client.codec)
+        replies = batch.replies
+        kept = [d for (offset, _), d in zip(replies, items, strict=True) if offset > sub.floor]
+        if kept:
+            client.enqueue(client.codec.join(kept))
+        return 0
+    payload = run.payload(client.codec)
+    return len(payload) if client.write_now(payload) else 0
 
 
 def _after(batch: _Batch, codec: Codec, floor: int) -> bytes:

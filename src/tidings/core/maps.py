@@ -17,6 +17,9 @@ drive (client.proto: 2 state, 1 stream, 0 live):
    read again after that (so none falls between), and the client is told
    whether the channel is recoverable.
 
+A subscriber asking for `delta: "fossil"` in a namespace that allows it
+gets its values as `map_deltas` describes (per-key fossil deltas).
+
 A reconnecting client recovers with `phase: 1, recover: true` from its
 position; when the store no longer has what followed it the answer is error
 112 and the SDK starts again from a fresh snapshot. A page is bounded both
@@ -32,6 +35,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from tidings.core import deltas
+from tidings.core.map_deltas import recovered_for_delta, state_for_delta
 from tidings.core.map_presence import MapPresence
 from tidings.core.outbox import REPLY_MARGIN, encoded_size
 from tidings.errors import ReplyError
@@ -110,6 +115,11 @@ def publication_of(entry: KeyedEntry) -> Publication:
     )
 
 
+def _wants_delta(channel: Channel, req: SubscribeRequest) -> bool:
+    """Whether the subscriber asked for deltas the namespace allows (type checked before)."""
+    return req.delta == deltas.FOSSIL and deltas.FOSSIL in channel.options.allowed_delta_types
+
+
 class MapChannels:
     """The map channels of one node (see the module docstring)."""
 
@@ -122,12 +132,12 @@ class MapChannels:
         self._sweeper: asyncio.Task[None] | None = None
         self.presence = MapPresence(self)
 
-    async def _deliver(self, name: str, pub: Publication) -> None:
+    async def _deliver(self, name: str, pub: Publication, delta: bool = False) -> None:
         if self.broker is None:
-            self.node.deliver(name, pub)
+            self.node.deliver(name, pub, delta)
             return
         try:
-            await self.broker.publish(name, pub)
+            await self.broker.publish(name, pub, delta=delta)
         except StoreWriteError as exc:
             # The change is stored (offset taken): subscribers recover it from the stream.
             log.warning("map change of %r not broadcast: %s", name, exc)
@@ -142,11 +152,19 @@ class MapChannels:
     # --- writes -----------------------------------------------------------------
 
     async def publish(
-        self, name: str, key: str, data: bytes, condition: WriteCondition | None = None
+        self,
+        name: str,
+        key: str,
+        data: bytes,
+        condition: WriteCondition | None = None,
+        *,
+        delta: bool = False,
     ) -> Position:
         """Set `key` of map channel `name` and deliver the change.
 
-        `WriteSuppressed` (from the store) when `condition` makes it change nothing.
+        With `delta` (or the namespace's `delta_publish`), delta subscribers may
+        get it as a delta against the key's previous value. `WriteSuppressed`
+        (from the store) when `condition` makes it change nothing.
         """
         channel = self.channel(name)
         try:
@@ -155,7 +173,7 @@ class MapChannels:
             )
         except (InvalidKey, OutOfRange) as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
-        await self._deliver(name, publication_of(entry))
+        await self._deliver(name, publication_of(entry), delta)
         return position
 
     async def remove(self, name: str, key: str, idempotency_key: str = "") -> tuple[bool, Position]:
@@ -237,6 +255,8 @@ class MapChannels:
     ) -> SubscribeResult:
         page = await self.store.read_state(channel.name, req.cursor, limit)
         state, cursor = self._fit(page, self._budget(client))
+        if _wants_delta(channel, req):
+            state = state_for_delta(state, client.codec.binary)
         snapshot = page.position
         if req.epoch and req.epoch != snapshot.epoch:
             # The map was cleared while the client paged: the new epoch makes it start over.
@@ -292,11 +312,14 @@ class MapChannels:
         ):
             while len(pubs) > 1 and encoded_size(pubs) > self._budget(client):
                 pubs = pubs[: len(pubs) // 2]
+            offset = pubs[-1].offset
+            if _wants_delta(channel, req):
+                pubs = state_for_delta(pubs, client.codec.binary)
             return SubscribeResult(
                 type=req.type,
                 phase=PHASE_STREAM,
                 epoch=top.epoch,
-                offset=pubs[-1].offset,
+                offset=offset,
                 publications=pubs,
                 recoverable=recoverable,
             )
@@ -316,6 +339,10 @@ class MapChannels:
         if sub is not None:
             # Live publications up to here are in this reply: do not send them twice.
             sub.epoch, sub.floor = top.epoch, top.offset
+            if _wants_delta(channel, req):
+                pubs = recovered_for_delta(pubs, client.codec.binary)
+                sub.delta = result.delta = True
+                self.node.batches.map_delta_subscribed(channel.name)
         self._start_sweeper()
         result.type, result.phase = req.type, PHASE_LIVE
         result.recoverable, result.positioned = recoverable, True

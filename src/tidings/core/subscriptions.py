@@ -159,6 +159,8 @@ class Subscriptions:
         if sub is None or not sub.ready:
             return
         self.node.hub.unsubscribe(name, client)
+        if sub.delta and not self.node.hub.num_subscribers(name):
+            self.node.batches.forget(name)
         self._release(name)
         try:
             channel = self.node.rules.resolve(name)
