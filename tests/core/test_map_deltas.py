@@ -92,7 +92,7 @@ def test_run_sends_known_keys_as_deltas_the_rest_whole_for_json() -> None:
     assert fossil.apply(doc("a", 1), sent[0]["data"].encode()) == doc("a", 2)
     # Full values are JSON strings for a delta subscriber, as the SDKs expect.
     assert sent[1]["data"] == doc("b", 1).decode() and sent[2]["data"] == doc("a", 3).decode()
-    assert sent[3]["removed"] is True and "data" not in sent[3]
+    assert sent[3]["removed"] is True and sent[3]["data"] == ""  # as from Centrifugo
 
 
 def test_run_for_protobuf_carries_the_bytes() -> None:
@@ -141,6 +141,7 @@ def test_recovered_publications_are_deltas_per_key() -> None:
     delta = msgspec.json.decode(bytes(out[2].data))
     assert fossil.apply(doc("a", 1), delta.encode()) == doc("a", 2)
     assert msgspec.json.decode(bytes(out[4].data)) == doc("b", 2).decode()
+    assert not len(out[3].data)  # an empty removal stays without data in a reply
     binary = recovered_for_delta(pubs, binary=True)
     assert fossil.apply(doc("a", 1), bytes(binary[2].data)) == doc("a", 2)
     assert bytes(binary[0].data) == doc("a", 1)

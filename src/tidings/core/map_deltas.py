@@ -79,9 +79,13 @@ class KeyedBases:
         return before
 
 
-def _full(pub: Publication, binary: bool) -> Publication:
-    """`pub` whole, as a delta subscriber reads it (JSON: its data as a JSON string)."""
-    if binary or (pub.removed and not len(pub.data)):
+def _full(pub: Publication, binary: bool, live: bool = False) -> Publication:
+    """`pub` whole, as a delta subscriber reads it (JSON: its data as a JSON string).
+
+    Empty data (a removal's) stays out of a subscribe reply and is `""` in a
+    live push, as from Centrifugo.
+    """
+    if binary or not (live or len(pub.data)):
         return pub
     return textual(pub)
 
@@ -176,5 +180,5 @@ class MapDeltaRun:
             return codec.encode(reply)
         pub = _as_delta(push.pub, delta, codec.binary) if delta is not None else None
         if pub is None:
-            pub = _full(push.pub, codec.binary)
+            pub = _full(push.pub, codec.binary, live=True)
         return codec.encode(Reply(push=Push(channel=push.channel, pub=pub)))
