@@ -107,6 +107,20 @@ async def test_sdk_applies_per_key_deltas_and_recovers(
         assert after["numDeltaPayloads"] == stats["numDeltaPayloads"] + 2, after
 
 
+async def test_protobuf_sdk_applies_per_key_deltas(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory({"namespaces": {"m": DELTA_MAP_NS}})
+    for key in ("a", "b", "c"):
+        await put(server, "m:doc", key, document(key, 0))
+    async with sdk_clients(server, SCRIPT) as start:
+        client = await start("dave", "m:doc", "delta-protobuf")
+        await exercise(server, client, "m:doc")
+        await client.send("stats")
+        stats = await client.next("stats")
+        assert stats["numDeltaPayloads"] == 9, stats
+
+
 async def test_without_the_namespace_allowing_it_values_come_whole(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
