@@ -151,3 +151,23 @@ def test_state_is_text_for_json_delta_subscribers_only() -> None:
     state = [change(1, "a", doc("a", 1))]
     assert msgspec.json.decode(bytes(state_for_delta(state, False)[0].data)) == doc("a", 1).decode()
     assert state_for_delta(state, True) is state
+
+
+def test_values_read_by_a_subscriber_are_learnt_only_where_they_fit() -> None:
+    bases = KeyedBases()
+    # Nothing delivered yet: the values as of offset 4 are the start.
+    bases.learn({"a": doc("a", 1), "gone": None}, 4)
+    assert bases.advance(change(5, "a", doc("a", 2))) == doc("a", 1)
+    # Up to exactly the same offset: keys not known are added, known ones stay.
+    bases.learn({"a": b"stale", "b": doc("b", 1)}, 5)
+    assert bases.advance(change(6, "b", doc("b", 2))) == doc("b", 1)
+    assert bases.advance(change(7, "a", doc("a", 3))) == doc("a", 2)
+    # Another offset (older or newer than what was delivered): nothing is taken.
+    bases.learn({"c": doc("c", 1)}, 6)
+    bases.learn({"c": doc("c", 1)}, 9)
+    assert bases.advance(change(8, "c", doc("c", 2))) is None
+    # A delivery at or below the learnt offset (late, already in the reply): forgotten.
+    fresh = KeyedBases()
+    fresh.learn({"a": doc("a", 1)}, 10)
+    assert fresh.advance(change(10, "a", doc("a", 1))) is None
+    assert len(fresh) == 1 and fresh.offset == 10

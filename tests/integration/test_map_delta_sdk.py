@@ -80,11 +80,11 @@ async def test_sdk_applies_per_key_deltas_and_recovers(
         await exercise(server, client, "m:doc")
         await client.send("stats")
         stats = await client.next("stats")
-        # A key's first live change goes whole (the node knows its values from what it
-        # delivered since the channel got delta subscribers), the next ones as deltas:
-        # versions 2..4 of a, b and c. The state, d, b set again and the small a: whole.
-        assert stats["numDeltaPayloads"] == 9, stats
-        assert stats["numFullPayloads"] == 9, stats
+        # Versions 1..4 of a, b and c come as deltas against each key's previous value
+        # (the state's, then the last change's); the state, the new key d, b set again
+        # after its removal and the small a come whole.
+        assert stats["numDeltaPayloads"] == 12, stats
+        assert stats["numFullPayloads"] == 6, stats
         assert stats["bytesReceived"] < stats["bytesDecoded"], stats
 
         # Missed changes come back in the subscribe reply (two: one page of this SDK),
@@ -98,13 +98,13 @@ async def test_sdk_applies_per_key_deltas_and_recovers(
         for version in (20, 21):
             want = {"key": "c", "data": document("c", version), "removed": False}
             assert await client.next("update") == want
-        # Live ones: whole first (the node tracks the channel again), then deltas.
+        # Live ones: deltas against the recovered values.
         for version in (22, 23):
             await put(server, "m:doc", "c", document("c", version))
             assert (await client.next("update"))["data"] == document("c", version)
         await client.send("stats")
         after = await client.next("stats")
-        assert after["numDeltaPayloads"] == stats["numDeltaPayloads"] + 2, after
+        assert after["numDeltaPayloads"] == stats["numDeltaPayloads"] + 3, after
 
 
 async def test_protobuf_sdk_applies_per_key_deltas(
@@ -118,7 +118,7 @@ async def test_protobuf_sdk_applies_per_key_deltas(
         await exercise(server, client, "m:doc")
         await client.send("stats")
         stats = await client.next("stats")
-        assert stats["numDeltaPayloads"] == 9, stats
+        assert stats["numDeltaPayloads"] == 12, stats
 
 
 async def test_without_the_namespace_allowing_it_values_come_whole(
@@ -149,4 +149,4 @@ async def test_deltas_across_two_nodes_on_redis(
         await exercise(a, client, "m:doc")
         await client.send("stats")
         stats = await client.next("stats")
-        assert stats["numDeltaPayloads"] >= 6, stats  # as on one node unless a delivery is late
+        assert stats["numDeltaPayloads"] >= 6, stats  # 12 as on one node, unless one is late

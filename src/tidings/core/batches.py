@@ -88,10 +88,17 @@ class PublicationBatches:
         """A subscriber of `name` negotiated deltas (its first publication goes in full)."""
         self._bases.setdefault(name, None)
 
-    def map_delta_subscribed(self, name: str) -> None:
-        """A subscriber of map channel `name` negotiated deltas (per key, see `map_deltas`)."""
-        if name not in self._keyed:
-            self._keyed[name] = KeyedBases()
+    def knows_map(self, name: str) -> bool:
+        """Whether the node keeps values of map channel `name` for delta subscribers."""
+        return name in self._keyed
+
+    def map_delta_subscribed(self, name: str, values: dict[str, bytes | None], offset: int) -> None:
+        """A subscriber of map channel `name` negotiated deltas (per key, see `map_deltas`);
+        it holds `values` (None: removed) as of `offset`."""
+        bases = self._keyed.get(name)
+        if bases is None:
+            bases = self._keyed[name] = KeyedBases()
+        bases.learn(values, offset)
 
     def forget(self, name: str) -> None:
         """The last subscriber of `name` left: drop what its deltas started from."""

@@ -8,15 +8,18 @@ change is marked for deltas (the API's `delta` flag or the namespace's
 key, a removal (which ends the key's chain), a change that is not marked, or
 one whose previous value this node does not know.
 
-The previous values come from what this node delivered on the channel
-(`KeyedBases`), kept only while the channel has delta subscribers here, and
-trusted only while the offsets it saw follow each other: a gap or a repeat
-(a missed or reordered delivery, a cleared map) forgets them all, so a
-delta is only ever computed against the value every subscriber holds (a map
-subscriber holds every change after its snapshot, in offset order). They
-are bounded per channel (keys and bytes, least recently changed first out):
-a key pushed out goes whole next time. Each delta is computed once per
-publication and encoded once per wire format for all subscribers.
+The previous values (`KeyedBases`) are kept by each node for the channels
+with delta subscribers there: learnt from the state the first of them reads
+(up to one page) and the values each new one is sent, then from what the
+node delivers. They are trusted only while the offsets it delivers follow
+each other: a gap or a repeat (a missed or reordered delivery, a cleared
+map) forgets them all, so a delta is only ever computed against the value
+every subscriber holds (a map subscriber holds every change after its
+snapshot, in offset order). They are bounded per channel (keys and bytes,
+least recently changed first out): a key not known goes whole. Centrifugo
+instead reads the previous value from its map broker with each change and
+ships it with the change. Each delta is computed once per publication and
+encoded once per wire format for all subscribers.
 
 JSON subscribers get values as JSON strings (full values and deltas), in
 the subscribe reply's state and publications too, as the SDKs expect; the
@@ -57,6 +60,29 @@ class KeyedBases:
     def __len__(self) -> int:
         return len(self._values)
 
+    def learn(self, values: dict[str, bytes | None], offset: int) -> None:
+        """Keys' `values` (None: removed) as of `offset`, read from the store by a new
+        subscriber; taken only where they fit what was delivered here: when nothing
+        was yet (then from `offset` on), or exactly up to `offset` (keys not known)."""
+        if not offset:
+            return
+        if self.offset == 0 and not self._values:
+            self.offset = offset
+        elif self.offset != offset:
+            return
+        for key, data in values.items():
+            if data is not None and key not in self._values:
+                self._keep(key, data)
+
+    def _keep(self, key: str, data: bytes) -> None:
+        if len(data) > self.max_bytes:
+            return
+        self._values[key] = data
+        self.size += len(data)
+        while len(self._values) > self.max_keys or self.size > self.max_bytes:
+            _, evicted = self._values.popitem(last=False)
+            self.size -= len(evicted)
+
     def advance(self, pub: Publication) -> bytes | None:
         """Take the change `pub` in; the key's value before it, None when not known."""
         continuous = self.offset > 0 and pub.offset == self.offset + 1
@@ -69,13 +95,7 @@ class KeyedBases:
             self.size -= len(before)
         if pub.removed:
             return None
-        data = bytes(pub.data)
-        if len(data) <= self.max_bytes:
-            self._values[pub.key] = data
-            self.size += len(data)
-            while len(self._values) > self.max_keys or self.size > self.max_bytes:
-                _, evicted = self._values.popitem(last=False)
-                self.size -= len(evicted)
+        self._keep(pub.key, bytes(pub.data))
         return before
 
 

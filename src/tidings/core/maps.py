@@ -254,9 +254,10 @@ class MapChannels:
         grant: tuple[bytes, int],
     ) -> SubscribeResult:
         page = await self.store.read_state(channel.name, req.cursor, limit)
-        state, cursor = self._fit(page, self._budget(client))
+        values, cursor = self._fit(page, self._budget(client))
+        state = values
         if _wants_delta(channel, req):
-            state = state_for_delta(state, client.codec.binary)
+            state = state_for_delta(values, client.codec.binary)
         snapshot = page.position
         if req.epoch and req.epoch != snapshot.epoch:
             # The map was cleared while the client paged: the new epoch makes it start over.
@@ -275,7 +276,9 @@ class MapChannels:
                 cursor=cursor,
             )
         # Last page: go live from the snapshot position.
-        result = await self._stream_phase(client, channel, req, snapshot, limit, grant=grant)
+        result = await self._stream_phase(
+            client, channel, req, snapshot, limit, grant=grant, known=values
+        )
         if result.phase == PHASE_LIVE:
             result.state = state or None
             return result
@@ -303,7 +306,10 @@ class MapChannels:
         limit: int,
         *,
         grant: tuple[bytes, int],
+        known: list[Publication] | None = None,
     ) -> SubscribeResult:
+        """The stream from `since`, live when it fits; `known`: state entries read
+        before it (the last state page), which with it tell the values at its top."""
         changes, top = await self.store.read_stream(channel.name, since, limit)
         pubs = [publication_of(c) for c in changes]
         recoverable = channel.options.map_stream_size > 0 and channel.options.map_stream_ttl > 0
@@ -324,6 +330,15 @@ class MapChannels:
                 recoverable=recoverable,
             )
         last = Position(changes[-1].offset, top.epoch) if changes else since
+        wants_delta = _wants_delta(channel, req)
+        seed: list[Publication] = list(known or ())
+        if wants_delta and not self.node.batches.knows_map(channel.name):
+            # The node's first delta subscriber: the whole state (up to a page) tells
+            # the values deltas start from; read before the client is added, so no
+            # live publication reaches it before its reply.
+            page = await self.store.read_state(channel.name, "", MAX_PAGE)
+            if page.position.epoch == top.epoch:
+                seed += [publication_of(e) for e in page.entries]
         info, expire_at = grant
         result = await self.node.subscriptions.subscribe_client(
             client, channel, info=info, expire_at=expire_at
@@ -339,10 +354,16 @@ class MapChannels:
         if sub is not None:
             # Live publications up to here are in this reply: do not send them twice.
             sub.epoch, sub.floor = top.epoch, top.offset
-            if _wants_delta(channel, req):
+            if wants_delta:
+                # Values at the top: the state read before it, then every change since.
+                values: dict[str, bytes | None] = {e.key: bytes(e.data) for e in seed}
+                for pub in pubs:
+                    values[pub.key] = None if pub.removed else bytes(pub.data)
+                if (pubs[-1].offset if pubs else since.offset) != top.offset:
+                    values = {}  # not every change up to the top was read: learn nothing
+                self.node.batches.map_delta_subscribed(channel.name, values, top.offset)
                 pubs = recovered_for_delta(pubs, client.codec.binary)
                 sub.delta = result.delta = True
-                self.node.batches.map_delta_subscribed(channel.name)
         self._start_sweeper()
         result.type, result.phase = req.type, PHASE_LIVE
         result.recoverable, result.positioned = recoverable, True
