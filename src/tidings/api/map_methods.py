@@ -6,8 +6,9 @@
 `map_publish` honours `idempotency_key`, `version` / `version_epoch`,
 `key_mode` (`if_new`, `if_exists`), `tags` and `b64data` as Centrifugo v6
 does: a write they make change nothing answers `suppressed: true` with
-Centrifugo's `suppress_reason`. `delta` is accepted and changes nothing
-(subscribers get full data). `map_read_state` reads one `key`, checks
+Centrifugo's `suppress_reason`. With `delta`, subscribers that negotiated
+deltas get the change as a delta against the key's previous value (see
+`tidings.core.map_deltas`). `map_read_state` reads one `key`, checks
 `revision_*`, and takes `asc` (no effect: there are no ordered channels).
 `map_read_stream` with `reverse` reads newest first (below `since_*`
 when given: paging back). Fields Centrifugo accepts without acting on them
@@ -178,7 +179,9 @@ class MapApi:
             tags=req.tags or None,
         )
         try:
-            position = await self.maps.publish(req.channel, req.key, data, condition)
+            position = await self.maps.publish(
+                req.channel, req.key, data, condition, delta=req.delta
+            )
         except WriteSuppressed as exc:
             return _suppressed(exc)
         return {"offset": position.offset, "epoch": position.epoch}

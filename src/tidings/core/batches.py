@@ -9,8 +9,9 @@ A client that subscribed with recovery during the turn already received the
 publications up to its recovered offset; for it alone the payload is rebuilt
 without those, so recovery never duplicates what the batch delivers.
 
-In a channel with delta subscribers (see `deltas`), each publication's delta
-is also computed once per batch, and those subscribers share its encodings.
+In a channel with delta subscribers (see `deltas`; map channels: see
+`map_deltas`), each publication's delta is also computed once per batch, and
+those subscribers share its encodings.
 
 A subscriber with a tags filter gets the publications its filter matches,
 joined for it alone from the shared encodings; channels without filtered
@@ -22,6 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tidings.core.deltas import ChannelBase, DeltaRun
+from tidings.core.map_deltas import KeyedBases, MapDeltaRun
 from tidings.protocol.centrifuge.messages import Publication, Push, Reply
 
 if TYPE_CHECKING:
@@ -59,6 +61,8 @@ class PublicationBatches:
         self._bases: dict[str, ChannelBase | None] = {}
         #: Channels with tags-filtered subscribers: client -> its filter.
         self._filters: dict[str, dict[Client, Matcher]] = {}
+        #: Map channels with delta subscribers, and the key values their deltas start from.
+        self._keyed: dict[str, KeyedBases] = {}
         #: Bytes written straight to clients (queued ones are counted when flushed).
         self.bytes_out = 0
 
@@ -103,6 +107,23 @@ class PublicationBatches:
             if not filters:
                 del self._filters[name]
 
+    def knows_map(self, name: str) -> bool:
+        """Whether the node keeps values of map channel `name` for delta subscribers."""
+        return name in self._keyed
+
+    def map_delta_subscribed(self, name: str, values: dict[str, bytes | None], offset: int) -> None:
+        """A subscriber of map channel `name` negotiated deltas (per key, see `map_deltas`);
+        it holds `values` (None: removed) as of `offset`."""
+        bases = self._keyed.get(name)
+        if bases is None:
+            bases = self._keyed[name] = KeyedBases()
+        bases.learn(values, offset)
+
+    def forget(self, name: str) -> None:
+        """The last subscriber of `name` left: drop what its deltas started from."""
+        self._bases.pop(name, None)
+        self._keyed.pop(name, None)
+
     def flush(self) -> None:
         """Hand every queued batch to the channel's current subscribers."""
         batches, self._batches = self._batches, {}
@@ -114,6 +135,8 @@ class PublicationBatches:
             run: DeltaRun | None = None
             if name in self._bases:
                 run = DeltaRun(batch.replies, batch.eligible, self._bases[name])
+            keyed = self._keyed.get(name)
+            map_run = None if keyed is None else MapDeltaRun(batch.replies, batch.eligible, keyed)
             delta_subscribers = 0
             json_written = other_bytes = 0
             filters = self._filters.get(name)
@@ -125,11 +148,14 @@ class PublicationBatches:
                     if filters is not None and (matcher := filters.get(client)) is not None:
                         other_bytes += _deliver_filtered(batch, client, name, matcher)
                         continue
-                    if run is not None:
+                    if run is not None or map_run is not None:
                         sub = client.subscriptions.get(name)
                         if sub is not None and sub.delta:
                             delta_subscribers += 1
-                            other_bytes += _deliver_deltas(run, batch, client, sub)
+                            if map_run is not None:
+                                other_bytes += _deliver_map_deltas(map_run, batch, client, sub)
+                            elif run is not None:
+                                other_bytes += _deliver_deltas(run, batch, client, sub)
                             continue
                     if fresh and client in fresh:
                         sub = client.subscriptions.get(name)
@@ -148,11 +174,19 @@ class PublicationBatches:
                 except Exception as exc:
                     client.fail(f"delivery of {name!r} failed: {exc!r}")
             self.bytes_out += json_written * len(json_payload) + other_bytes
-            if run is not None:
-                if delta_subscribers:
-                    self._bases[name] = run.next_base()
-                else:
-                    del self._bases[name]
+            self._keep_bases(name, run, map_run, delta_subscribers)
+
+    def _keep_bases(
+        self, name: str, run: DeltaRun | None, map_run: MapDeltaRun | None, subscribers: int
+    ) -> None:
+        """After a batch: what the next deltas of `name` start from, if anyone wants them."""
+        if map_run is not None and not subscribers:
+            del self._keyed[name]
+        if run is not None:
+            if subscribers:
+                self._bases[name] = run.next_base()
+            else:
+                del self._bases[name]
 
 
 def _deliver_deltas(run: DeltaRun, batch: _Batch, client: Client, sub: Subscription) -> int:
@@ -194,6 +228,20 @@ def _deliver_filtered(batch: _Batch, client: Client, name: str, matcher: Matcher
 
 def _tags(pub: Publication | None) -> dict[str, str] | None:
     return pub.tags if pub is not None else None
+
+
+def _deliver_map_deltas(run: MapDeltaRun, batch: _Batch, client: Client, sub: Subscription) -> int:
+    """Queue or write a map batch for a delta subscriber; the bytes written now, if any."""
+    if batch.fresh and client in batch.fresh:
+        # Its reply already held the changes up to its floor (and the values they set).
+        items = run.items(client.codec)
+        replies = batch.replies
+        kept = [d for (offset, _), d in zip(replies, items, strict=True) if offset > sub.floor]
+        if kept:
+            client.enqueue(client.codec.join(kept))
+        return 0
+    payload = run.payload(client.codec)
+    return len(payload) if client.write_now(payload) else 0
 
 
 def _after(batch: _Batch, codec: Codec, floor: int) -> bytes:

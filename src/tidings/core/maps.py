@@ -17,6 +17,9 @@ drive (client.proto: 2 state, 1 stream, 0 live):
    read again after that (so none falls between), and the client is told
    whether the channel is recoverable.
 
+A subscriber asking for `delta: "fossil"` in a namespace that allows it
+gets its values as `map_deltas` describes (per-key fossil deltas).
+
 A reconnecting client recovers with `phase: 1, recover: true` from its
 position; when the store no longer has what followed it the answer is error
 112 and the SDK starts again from a fresh snapshot. A page is bounded both
@@ -32,6 +35,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from tidings.core import deltas
+from tidings.core.map_deltas import recovered_for_delta, state_for_delta
 from tidings.core.map_presence import MapPresence
 from tidings.core.outbox import REPLY_MARGIN, encoded_size
 from tidings.errors import ReplyError
@@ -110,6 +115,11 @@ def publication_of(entry: KeyedEntry) -> Publication:
     )
 
 
+def _wants_delta(channel: Channel, req: SubscribeRequest) -> bool:
+    """Whether the subscriber asked for deltas the namespace allows (type checked before)."""
+    return req.delta == deltas.FOSSIL and deltas.FOSSIL in channel.options.allowed_delta_types
+
+
 class MapChannels:
     """The map channels of one node (see the module docstring)."""
 
@@ -122,12 +132,12 @@ class MapChannels:
         self._sweeper: asyncio.Task[None] | None = None
         self.presence = MapPresence(self)
 
-    async def _deliver(self, name: str, pub: Publication) -> None:
+    async def _deliver(self, name: str, pub: Publication, delta: bool = False) -> None:
         if self.broker is None:
-            self.node.deliver(name, pub)
+            self.node.deliver(name, pub, delta)
             return
         try:
-            await self.broker.publish(name, pub)
+            await self.broker.publish(name, pub, delta=delta)
         except StoreWriteError as exc:
             # The change is stored (offset taken): subscribers recover it from the stream.
             log.warning("map change of %r not broadcast: %s", name, exc)
@@ -142,11 +152,19 @@ class MapChannels:
     # --- writes -----------------------------------------------------------------
 
     async def publish(
-        self, name: str, key: str, data: bytes, condition: WriteCondition | None = None
+        self,
+        name: str,
+        key: str,
+        data: bytes,
+        condition: WriteCondition | None = None,
+        *,
+        delta: bool = False,
     ) -> Position:
         """Set `key` of map channel `name` and deliver the change.
 
-        `WriteSuppressed` (from the store) when `condition` makes it change nothing.
+        With `delta` (or the namespace's `delta_publish`), delta subscribers may
+        get it as a delta against the key's previous value. `WriteSuppressed`
+        (from the store) when `condition` makes it change nothing.
         """
         channel = self.channel(name)
         try:
@@ -155,7 +173,7 @@ class MapChannels:
             )
         except (InvalidKey, OutOfRange) as exc:
             raise ReplyError(ErrorCode.BAD_REQUEST, str(exc)) from None
-        await self._deliver(name, publication_of(entry))
+        await self._deliver(name, publication_of(entry), delta)
         return position
 
     async def remove(self, name: str, key: str, idempotency_key: str = "") -> tuple[bool, Position]:
@@ -236,7 +254,10 @@ class MapChannels:
         grant: tuple[bytes, int],
     ) -> SubscribeResult:
         page = await self.store.read_state(channel.name, req.cursor, limit)
-        state, cursor = self._fit(page, self._budget(client))
+        values, cursor = self._fit(page, self._budget(client))
+        state = values
+        if _wants_delta(channel, req):
+            state = state_for_delta(values, client.codec.binary)
         snapshot = page.position
         if req.epoch and req.epoch != snapshot.epoch:
             # The map was cleared while the client paged: the new epoch makes it start over.
@@ -255,7 +276,9 @@ class MapChannels:
                 cursor=cursor,
             )
         # Last page: go live from the snapshot position.
-        result = await self._stream_phase(client, channel, req, snapshot, limit, grant=grant)
+        result = await self._stream_phase(
+            client, channel, req, snapshot, limit, grant=grant, known=values
+        )
         if result.phase == PHASE_LIVE:
             result.state = state or None
             return result
@@ -283,7 +306,10 @@ class MapChannels:
         limit: int,
         *,
         grant: tuple[bytes, int],
+        known: list[Publication] | None = None,
     ) -> SubscribeResult:
+        """The stream from `since`, live when it fits; `known`: state entries read
+        before it (the last state page), which with it tell the values at its top."""
         changes, top = await self.store.read_stream(channel.name, since, limit)
         pubs = [publication_of(c) for c in changes]
         recoverable = channel.options.map_stream_size > 0 and channel.options.map_stream_ttl > 0
@@ -292,15 +318,27 @@ class MapChannels:
         ):
             while len(pubs) > 1 and encoded_size(pubs) > self._budget(client):
                 pubs = pubs[: len(pubs) // 2]
+            offset = pubs[-1].offset
+            if _wants_delta(channel, req):
+                pubs = state_for_delta(pubs, client.codec.binary)
             return SubscribeResult(
                 type=req.type,
                 phase=PHASE_STREAM,
                 epoch=top.epoch,
-                offset=pubs[-1].offset,
+                offset=offset,
                 publications=pubs,
                 recoverable=recoverable,
             )
         last = Position(changes[-1].offset, top.epoch) if changes else since
+        wants_delta = _wants_delta(channel, req)
+        seed: list[Publication] = list(known or ())
+        if wants_delta and not self.node.batches.knows_map(channel.name):
+            # The node's first delta subscriber: the whole state (up to a page) tells
+            # the values deltas start from; read before the client is added, so no
+            # live publication reaches it before its reply.
+            page = await self.store.read_state(channel.name, "", MAX_PAGE)
+            if page.position.epoch == top.epoch:
+                seed += [publication_of(e) for e in page.entries]
         info, expire_at = grant
         result = await self.node.subscriptions.subscribe_client(
             client, channel, info=info, expire_at=expire_at
@@ -316,6 +354,16 @@ class MapChannels:
         if sub is not None:
             # Live publications up to here are in this reply: do not send them twice.
             sub.epoch, sub.floor = top.epoch, top.offset
+            if wants_delta:
+                # Values at the top: the state read before it, then every change since.
+                values: dict[str, bytes | None] = {e.key: bytes(e.data) for e in seed}
+                for pub in pubs:
+                    values[pub.key] = None if pub.removed else bytes(pub.data)
+                if (pubs[-1].offset if pubs else since.offset) != top.offset:
+                    values = {}  # not every change up to the top was read: learn nothing
+                self.node.batches.map_delta_subscribed(channel.name, values, top.offset)
+                pubs = recovered_for_delta(pubs, client.codec.binary)
+                sub.delta = result.delta = True
         self._start_sweeper()
         result.type, result.phase = req.type, PHASE_LIVE
         result.recoverable, result.positioned = recoverable, True

@@ -172,6 +172,8 @@ class Subscriptions:
         self.node.hub.unsubscribe(name, client)
         if sub.tags_filter is not None:
             self.node.batches.filter_removed(name, client)
+        if sub.delta and not self.node.hub.num_subscribers(name):
+            self.node.batches.forget(name)
         self._release(name)
         try:
             channel = self.node.rules.resolve(name)
