@@ -143,7 +143,10 @@ def server_config(
 
 
 def start_server(
-    tmp_path: Path, settings: dict[str, Any] | None = None, args: list[str] | None = None
+    tmp_path: Path,
+    settings: dict[str, Any] | None = None,
+    args: list[str] | None = None,
+    ready_within: float = 15.0,
 ) -> ServerProcess:
     """Start `tidings serve` with `settings` in a TOML file; wait until it is ready.
 
@@ -160,7 +163,7 @@ def start_server(
         proc = _spawn(config_path, log_path, args)
         server = ServerProcess(proc, port, api_port, log_path, config_path=config_path)
         try:
-            _wait_ready(server)
+            _wait_ready(server, within=ready_within)
         except RuntimeError as exc:
             fixed_ports = settings is not None and ("port" in settings or "api_port" in settings)
             if "address already in use" not in str(exc) or fixed_ports or attempt == 3:
@@ -182,10 +185,10 @@ def _spawn(config_path: Path, log_path: Path, args: list[str] | None = None) -> 
         )
 
 
-def _wait_ready(server: ServerProcess, skip: int = 0) -> None:
+def _wait_ready(server: ServerProcess, skip: int = 0, within: float = 15.0) -> None:
     """Wait for "tidings ready" in the log (after its first `skip` characters)."""
     proc = server.proc
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"tidings serve exited {proc.returncode}:\n{server.log()}")

@@ -13,14 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import (
-    OPEN_CHANNEL,
-    ServerProcess,
-    _spawn,
-    free_port,
-    server_config,
-    write_toml,
-)
+from tests.conftest import OPEN_CHANNEL, ServerProcess, _spawn, _wait_ready, start_server
 from tests.integration.cluster_support import HEARTBEAT, wait_for
 from tests.integration.support.api import api_call
 from tests.integration.support.sdk import TIMEOUT, Conn, Recorder
@@ -40,37 +33,14 @@ WORKER_SETTINGS: dict[str, Any] = {
 
 def wait_ready(server: ServerProcess, skip: int = 0) -> None:
     """Wait for the supervisor's "tidings ready" (printed once every worker listens)."""
-    deadline = time.monotonic() + READY_WITHIN
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"tidings serve exited {server.proc.returncode}:\n{server.log()}")
-        if "tidings ready" in server.log()[skip:]:
-            return
-        time.sleep(0.05)
-    server.stop(signal.SIGKILL)
-    raise RuntimeError(f"tidings serve did not start:\n{server.log()}")
+    _wait_ready(server, skip, READY_WITHIN)
 
 
 def start_supervisor(
     tmp_path: Path, settings: dict[str, Any], args: list[str] | None = None
 ) -> ServerProcess:
     """`tidings serve` with `settings` (give `workers` there or in `args`) on free ports."""
-    for attempt in range(4):
-        port, api_port = free_port(), free_port()
-        config_path = tmp_path / f"tidings-{port}.toml"
-        write_toml(config_path, server_config(tmp_path, port, api_port, settings))
-        log_path = tmp_path / f"tidings-{port}.log"
-        log_path.write_text("")
-        proc = _spawn(config_path, log_path, args)
-        server = ServerProcess(proc, port, api_port, log_path, config_path=config_path)
-        try:
-            wait_ready(server)
-        except RuntimeError as exc:
-            if "address already in use" not in str(exc) or attempt == 3:
-                raise
-            continue
-        return server
-    raise AssertionError("unreachable")
+    return start_server(tmp_path, settings, args, READY_WITHIN)
 
 
 def restart_supervisor(server: ServerProcess) -> ServerProcess:
