@@ -13,9 +13,9 @@ redis-server between them) and is not pinned: its workers need every core.
 `tidings bench scale`: the connections (each on "fan", a room and its personal
 channel; idle memory per connection, connect rate, what holding them costs),
 then on the same connections a fan-out of single messages and one of batches
-of 25 sent with `"parallel": true` (without it a batch's publications reach
-Redis one by one and every worker writes each as its own frame; deliveries per
-server CPU-second, wall-clock deliveries/s). Memory and
+of 25 sent with `"parallel": true` (deliveries per server CPU-second,
+wall-clock deliveries/s; sequential batches pipeline their publications too
+since issue 11's follow-up, see BENCHMARKS.md). Memory and
 CPU are summed over the server's whole process tree; the redis-server's share
 is reported apart.
 JSONs and PNGs land in benchmarks/results/ (label `scale-w<N>-<client>`), the

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import secrets
@@ -13,15 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import jwt
-
 from tidings import __version__, logs
-from tidings.api import debug_command
-from tidings.bench import command as bench_command
 from tidings.channel_options import CHANNEL_OPTION_DOCS
 from tidings.config import TABLE_KEYS, load, parse_scalar, table_assignments, text_value
 from tidings.errors import ConfigError
-from tidings.queue import command as queue_command
 from tidings.settings import SETTING_DOCS, Settings, worker_count
 
 
@@ -169,6 +163,8 @@ def _complete_secrets(settings: Settings) -> list[str]:
     if not settings.token_hmac_secret and not asymmetric:
         settings.token_hmac_secret = secrets.token_urlsafe(32)
         notes.append(f"  token HMAC secret (generated for this run): {settings.token_hmac_secret}")
+        import jwt
+
         sample = jwt.encode(
             {"sub": "demo", "exp": int(time.time()) + 86400},
             settings.token_hmac_secret,
@@ -197,6 +193,8 @@ def serve(args: argparse.Namespace) -> int:
 
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio still works
+        import asyncio
+
         runner = asyncio.run
     try:
         server = Server(settings)  # checks what settings alone cannot (keys, store)
@@ -282,6 +280,8 @@ def token(args: argparse.Namespace) -> int:
             )
             return 2
         key, alg = secret, args.alg or "HS256"
+    import jwt
+
     print(jwt.encode(claims, key, algorithm=alg))
     return 0
 
@@ -308,10 +308,23 @@ def _run_queue_tool(args: argparse.Namespace) -> int | None:
     return None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str = "") -> argparse.ArgumentParser:
+    """The `tidings` parser; with `command` = "serve", only that subcommand's.
+
+    `tidings serve` builds only its own parser: the other subcommands import a
+    lot (the bench harness, aiohttp, ...), and with `--workers` this process
+    stays alive as the supervisor, which should hold no more than it needs.
+    """
     parser = argparse.ArgumentParser(prog="tidings", description="tidings real-time push server")
     parser.add_argument("--version", action="version", version=f"tidings {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    if command == "serve":
+        _serve_parser(sub)
+        return parser
+    from tidings.api import debug_command
+    from tidings.bench import command as bench_command
+    from tidings.queue import command as queue_command
+
     _queue_tool_parsers(sub)
     _serve_parser(sub)
     _token_parser(sub)
@@ -322,17 +335,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if (status := _run_queue_tool(args)) is not None:
-        return status
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser("serve" if argv[:1] == ["serve"] else "").parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if (status := _run_queue_tool(args)) is not None:
+        return status
     if args.command == "token":
         return token(args)
     if args.command == "bench":
+        from tidings.bench import command as bench_command
+
         return bench_command.run(args)
     if args.command == "queue":
+        from tidings.queue import command as queue_command
+
         return queue_command.run(args)
     if args.command == "debug":
+        from tidings.api import debug_command
+
         return debug_command.run(args)
     return 2  # pragma: no cover - argparse rejects unknown commands

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -18,6 +17,7 @@ from tidings.api.cluster import ClusterMethods
 from tidings.api.debug import NodeDebugger
 from tidings.api.metrics import ClusterCollector, Metrics
 from tidings.api.server import ApiServer
+from tidings.banner import Ports, print_banner
 from tidings.bridges.node_bridges import NodeBridges
 from tidings.cluster.dispatch_route import DISPATCH_PATH, Dispatch
 from tidings.cluster.node_gossip import NodeGossip, public_urls
@@ -41,12 +41,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds the API port reads and drops what is left of a body it refused.
 API_LINGER = 1.0
-
-
-@dataclass
-class Ports:
-    client: int
-    api: int
 
 
 class Server:
@@ -186,23 +180,3 @@ async def run(
     await stop.wait()
     log.info("shutting down")
     await server.stop()
-
-
-def print_banner(settings: Settings, ports: Ports) -> None:
-    host, api_host = _display_host(settings.address), _display_host(settings.api_address)
-    lines = [
-        f"tidings ready: client port {ports.client}, API port {ports.api}",
-        f"  clients:  ws://{host}:{ports.client}/connection/websocket",
-        f"  API:      http://{api_host}:{ports.api}/api/<method>  (header X-API-Key)",
-        f"  health:   http://{api_host}:{ports.api}/health",
-        f"  metrics:  http://{api_host}:{ports.api}/metrics",
-    ]
-    if AdminUi.enabled(settings):
-        lines.append(f"  admin:    http://{api_host}:{ports.api}/admin")
-    if settings.demo:
-        lines.append(f"  demo:     http://{host}:{ports.client}/  (chat room)")
-    print("\n".join(lines), flush=True)
-
-
-def _display_host(address: str) -> str:
-    return "localhost" if address in ("0.0.0.0", "", "::") else address

@@ -247,3 +247,15 @@ def worker_count(settings: Settings) -> int:
     if settings.workers == "auto":
         return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
     return int(settings.workers)
+
+
+def durable_wanted(settings: Settings) -> bool:
+    """Whether some channels are durable (personal channels or a namespace)."""
+    return (settings.personal_channel and settings.personal_channel_durable) or any(
+        o.durable for o in (settings.channel, *settings.namespaces.values())
+    )
+
+
+def admin_enabled(settings: Settings) -> bool:
+    """Whether the admin web UI is on (it needs both a password and a secret)."""
+    return bool(settings.admin_password and settings.admin_secret)

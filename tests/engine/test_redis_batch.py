@@ -58,3 +58,13 @@ async def test_a_burst_bigger_than_one_pipeline(engine: RedisEngine) -> None:
     count = MAX_PIPELINE * 2 + 7
     results = await asyncio.gather(*(engine.run("c", ECHO, ["k"], [n]) for n in range(count)))
     assert results == [str(n).encode() for n in range(count)]
+
+
+INCR = LuaScript("return redis.call('INCR', KEYS[1])")
+
+
+async def test_a_burst_bigger_than_one_pipeline_runs_in_call_order(engine: RedisEngine) -> None:
+    # A sequential API batch relies on this: what one turn issues is applied in call order.
+    count = MAX_PIPELINE * 3 + 5
+    results = await asyncio.gather(*(engine.run("c", INCR, ["batch:n"], []) for _ in range(count)))
+    assert results == list(range(1, count + 1))

@@ -65,3 +65,33 @@ def test_a_port_in_use_fails_before_any_worker_starts(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert "tidings: cannot listen" in done.stderr
     assert "worker" not in done.stderr
+
+
+#: What a supervisor has no use for: the server, the engines, the bench harness, HTTP, JWT.
+NOT_FOR_THE_SUPERVISOR = (
+    "tidings.server",
+    "tidings.core.node",
+    "tidings.bench",
+    "aiohttp",
+    "redis",
+    "jwt",
+)
+
+
+def test_the_serve_command_and_the_supervisor_import_no_server() -> None:
+    # `tidings serve --workers N` stays alive as the supervisor: what it imports it holds.
+    probe = (
+        "import sys\n"
+        "from tidings.cli import build_parser\n"
+        "build_parser('serve').parse_args(['serve', '--workers', '2'])\n"
+        "import tidings.workers.supervisor\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    loaded = [
+        m for m in out if any(m == n or m.startswith(n + ".") for n in NOT_FOR_THE_SUPERVISOR)
+    ]
+    assert "tidings.workers.supervisor" in out
+    assert loaded == []

@@ -32,7 +32,7 @@ from tidings.core.node import Node
 from tidings.core.ratelimit import TokenBucket
 from tidings.errors import ReplyError
 from tidings.protocol.centrifuge.codes import ErrorCode
-from tidings.settings import Settings
+from tidings.settings import Settings, admin_enabled
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class AdminUi:
 
     @staticmethod
     def enabled(settings: Settings) -> bool:
-        return bool(settings.admin_password and settings.admin_secret)
+        return admin_enabled(settings)
 
     def install(self, app: web.Application) -> None:
         app.router.add_get("/admin", self._page)

@@ -142,11 +142,8 @@ class ServerApi:
         if not req.channels:
             raise ReplyError(ErrorCode.BAD_REQUEST, "channels required")
         data = _payload(req.data, req.b64data)  # compacted once (in decode) for every channel
-        responses: list[Result] = []
-        for index, channel in enumerate(req.channels):
-            if index and not index % YIELD_EVERY:
-                await asyncio.sleep(0)  # a long broadcast must not hold the event loop
-            single = rq.PublishRequest(
+        singles = [
+            rq.PublishRequest(
                 channel=channel,
                 data=data,
                 skip_history=req.skip_history,
@@ -154,7 +151,22 @@ class ServerApi:
                 idempotency_key=req.idempotency_key,
                 delta=req.delta,
             )
-            responses.append(await self._respond(self._publish(single, data)))
+            for channel in req.channels
+        ]
+        responses: list[Result] = []
+        if req.idempotency_key:  # one at a time: a repeated channel must find the first's key
+            for index, single in enumerate(singles):
+                if index and not index % YIELD_EVERY:
+                    await asyncio.sleep(0)  # a long broadcast must not hold the event loop
+                responses.append(await self._respond(self._publish(single, data)))
+            return {"responses": responses}
+        # YIELD_EVERY channels issued in one turn, awaited together (one engine round trip);
+        # a channel named twice keeps its order (see `_run_in_order`).
+        for start in range(0, len(singles), YIELD_EVERY):
+            group = singles[start : start + YIELD_EVERY]
+            responses += await asyncio.gather(
+                *(self._respond(self._publish(p, data)) for p in group)
+            )
         return {"responses": responses}
 
     # --- users and connections ---------------------------------------------------------
@@ -365,22 +377,59 @@ class ServerApi:
             if method == "batch":
                 raise ReplyError(ErrorCode.BAD_REQUEST, "batch inside batch")
             calls.append((method, bytes(body)))
-        results: list[Result] = []
-        # Run YIELD_EVERY calls at a time (concurrently when `parallel`), yielding to the
-        # event loop between groups: a large batch must not stall every other client.
-        for start in range(0, len(calls), YIELD_EVERY):
-            if start:
-                await asyncio.sleep(0)
-            group = [self._run(method, body) for method, body in calls[start : start + YIELD_EVERY]]
-            if req.parallel:
-                results += await asyncio.gather(*(self._respond(c) for c in group))
-            else:
-                results += [await self._respond(c) for c in group]
+        if req.parallel:
+            results = await self._run_parallel(calls)
+        else:
+            results = await self._run_in_order(calls)
         replies = [
             {name: r["result"]} if "result" in r else r
             for (name, _), r in zip(calls, results, strict=True)
         ]
         return {"replies": replies}
+
+    async def _run_parallel(self, calls: list[tuple[str, bytes]]) -> list[Result]:
+        """YIELD_EVERY calls at a time, concurrently, yielding to the loop between groups."""
+        results: list[Result] = []
+        for start in range(0, len(calls), YIELD_EVERY):
+            if start:
+                await asyncio.sleep(0)  # a large batch must not stall every other client
+            group = calls[start : start + YIELD_EVERY]
+            results += await asyncio.gather(*(self._respond(self._run(m, b)) for m, b in group))
+        return results
+
+    async def _run_in_order(self, calls: list[tuple[str, bytes]]) -> list[Result]:
+        """Each call applied after the ones before it, as Centrifugo's sequential batch.
+
+        Consecutive publications are issued together, in order, in one loop turn
+        and awaited together: the engine applies what one turn issues in the
+        order it was issued (the Redis engine's per-turn pipeline per server,
+        the memory broker's per-channel lock), so each channel's offsets follow
+        the batch's order while the batch pays one engine round trip per run of
+        publications rather than one per publication. Any other call (and a
+        publication with an idempotency key, whose earlier twin must have
+        answered first) waits for what was issued before it.
+        """
+        results: list[Result] = []
+        issued: list[asyncio.Future[Result]] = []
+        for index, (method, body) in enumerate(calls):
+            if index and not index % YIELD_EVERY:
+                results += await _settled(issued)  # an engine round trip yields to the loop
+                await asyncio.sleep(0)
+            try:
+                request = self.decode(method, body)
+            except ReplyError as exc:
+                issued.append(_ready(_error(exc)))
+                continue
+            if _pipelined(request):
+                issued.append(asyncio.ensure_future(self._respond(self.call(method, request))))
+                if isinstance(request, rq.BroadcastRequest):
+                    # Its later channels go out after its first group: nothing may overtake them.
+                    results += await _settled(issued)
+                continue
+            results += await _settled(issued)
+            results.append(await self._respond(self.call(method, request)))
+        results += await _settled(issued)
+        return results
 
     async def _run(self, method: str, body: bytes) -> Result:
         return await self.call(method, self.decode(method, body))
@@ -391,7 +440,33 @@ class ServerApi:
         try:
             return {"result": await call}
         except ReplyError as exc:
-            return {"error": {"code": exc.code, "message": exc.info.message}}
+            return _error(exc)
+
+
+def _error(exc: ReplyError) -> Result:
+    return {"error": {"code": exc.code, "message": exc.info.message}}
+
+
+def _pipelined(request: Any) -> bool:
+    """Whether a sequential batch may issue `request` without awaiting the calls before it."""
+    return isinstance(request, (rq.PublishRequest, rq.BroadcastRequest)) and (
+        not request.idempotency_key
+    )
+
+
+def _ready(result: Result) -> asyncio.Future[Result]:
+    future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+    future.set_result(result)
+    return future
+
+
+async def _settled(issued: list[asyncio.Future[Result]]) -> list[Result]:
+    """The results of `issued` in order (each a result or an error reply); empties it."""
+    if not issued:
+        return []
+    pending = list(issued)
+    issued.clear()
+    return list(await asyncio.gather(*pending))
 
 
 def _payload(data: Raw, b64data: str) -> Raw:

@@ -47,8 +47,8 @@ class Options:
     server_workers: int = 1
     #: Or N separate `tidings serve` nodes on their own ports joined by a redis-server.
     server_nodes: int = 1
-    #: Batch API calls with `"parallel": true` (with workers: their publications then
-    #: reach Redis in one pipeline, and every worker fans them out as one frame).
+    #: Batch API calls with `"parallel": true` (sequential batches of publications reach
+    #: Redis in one pipeline too: the figures are alike).
     parallel: bool = False
 
 

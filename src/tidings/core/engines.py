@@ -17,7 +17,7 @@ from tidings.presence.redis import PRESENCE_TTL, RedisPresenceStore
 from tidings.register.base import UserRegister
 from tidings.register.memory import MemoryUserRegister
 from tidings.register.redis import RedisUserRegister
-from tidings.settings import Settings
+from tidings.settings import Settings, durable_wanted
 from tidings.store.base import HistoryStore, StoreWriteError
 from tidings.store.memory import MemoryHistoryStore
 from tidings.store.router import StoreRouter
@@ -30,13 +30,6 @@ class Backends:
     presence: PresenceStore
     register: UserRegister
     engine: RedisEngine | None = None
-
-
-def durable_wanted(settings: Settings) -> bool:
-    """Whether some channels are durable (personal channels or a namespace)."""
-    return (settings.personal_channel and settings.personal_channel_durable) or any(
-        o.durable for o in (settings.channel, *settings.namespaces.values())
-    )
 
 
 def local_history(settings: Settings, rules: ChannelRules) -> StoreRouter:

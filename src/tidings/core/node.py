@@ -32,7 +32,6 @@ from tidings.core.deadlines import Deadlines
 from tidings.core.delivery import DeliveryLog
 from tidings.core.engines import (
     Backends,
-    durable_wanted,
     local_history,
     memory_backends,
     redis_backends,
@@ -61,7 +60,7 @@ from tidings.protocol.centrifuge.messages import (
     Publication,
 )
 from tidings.register.base import UserRegister
-from tidings.settings import Settings, personal_channel_name_format
+from tidings.settings import Settings, durable_wanted, personal_channel_name_format
 from tidings.store.base import (
     HistoryStore,
     Position,

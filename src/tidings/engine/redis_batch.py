@@ -3,7 +3,10 @@
 Publishes, presence updates and history reads of a busy node arrive in
 bursts; sending each burst as one pipeline costs one round trip instead of
 one per call, and keeps the connection count low. Each caller still gets
-its own reply (or its own error).
+its own reply (or its own error). A server runs the calls of one turn in
+the order they were made (a burst beyond MAX_PIPELINE goes as several
+pipelines, one after the other), so callers may issue ordered writes (the
+publications of a sequential API batch) in one turn without awaiting each.
 """
 
 from __future__ import annotations
@@ -71,11 +74,14 @@ class ScriptBatcher:
                 _fail(call, exc)
                 continue
             groups[client].append(call)
-        sends = []
-        for client, group in groups.items():
-            for start in range(0, len(group), MAX_PIPELINE):
-                sends.append(self._send_to(client, group[start : start + MAX_PIPELINE]))
-        await asyncio.gather(*sends)
+        await asyncio.gather(
+            *(self._send_in_order(client, group) for client, group in groups.items())
+        )
+
+    async def _send_in_order(self, client: Redis, calls: list[_Call]) -> None:
+        """One pipeline after the other: a server applies a turn's calls in call order."""
+        for start in range(0, len(calls), MAX_PIPELINE):
+            await self._send_to(client, calls[start : start + MAX_PIPELINE])
 
     async def _send_to(self, client: Redis, calls: list[_Call]) -> None:
         try:

@@ -38,9 +38,9 @@ from types import FrameType
 
 import msgspec
 
-from tidings.core.engines import durable_wanted
+from tidings.banner import Ports, print_banner
 from tidings.errors import ConfigError
-from tidings.settings import Settings, worker_count
+from tidings.settings import Settings, durable_wanted, worker_count
 from tidings.workers.lifeline import die_with_parent
 from tidings.workers.private_redis import PrivateRedis
 from tidings.workers.worker import READY, encode_settings
@@ -360,8 +360,6 @@ class Supervisor:
         os.close(self._wake_w)
 
     def _print_banner(self) -> None:
-        from tidings.server import Ports, print_banner
-
         if self.notes:
             print("\n".join(self.notes), flush=True)
         print_banner(self.settings, Ports(self.client_port, self.api_port))
